@@ -1,0 +1,97 @@
+"""The ``fcn-deploy`` command line: thin typer commands over path-in -> path-out library functions.
+
+Only this package catches FcnDeployError; it prints ``error: ...`` with the fix and exits with the
+error's code (1 bad usage or input, 2 missing component, 3 some inputs of a batch failed).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+
+import typer
+
+from fcn_deploy import __version__
+from fcn_deploy.errors import FcnDeployError
+
+
+@dataclass
+class _Settings:
+    verbose: bool = False
+
+
+settings = _Settings()
+
+app = typer.Typer(
+    name="fcn-deploy",
+    help="Train, export, quantise, build and run FCN segmentation models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fcn-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Train, export, quantise, build and run FCN segmentation models."""
+    settings.verbose = verbose
+
+
+def _register_commands() -> None:
+    """Attach every command module; each only imports heavy libraries inside its commands."""
+    from fcn_deploy.cli import commands
+
+    commands.register(app)
+
+
+def _fail(message: str, hint: str | None, code: int) -> int:
+    typer.echo(f"error: {message}", err=True)
+    if hint:
+        typer.echo(f"  fix: {hint}", err=True)
+    return code
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """Typer (and the click it wraps) signal bad command lines with exceptions that can format themselves."""
+    return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by tests)."""
+    _register_commands()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="fcn-deploy", standalone_mode=False)
+    except FcnDeployError as exc:
+        if settings.verbose:
+            traceback.print_exc()
+        return _fail(exc.message, exc.hint, exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        context = getattr(exc, "ctx", None)
+        return _fail(exc.format_message(), context.get_usage() if context else None, 1)
+    finally:
+        settings.verbose = False
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

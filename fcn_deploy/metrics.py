@@ -1,0 +1,43 @@
+"""Segmentation metrics from a confusion matrix (pure numpy); void pixels (255) are ignored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fcn_deploy.palette import VOID_LABEL
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """num_classes×num_classes counts, rows = ground truth, columns = prediction; void is skipped."""
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    predictions = np.asarray(predictions).reshape(-1).astype(np.int64)
+    keep = (labels != VOID_LABEL) & (labels >= 0) & (labels < num_classes)
+    index = labels[keep] * num_classes + predictions[keep]
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class SegmentationScores:
+    """Pixel accuracy and mean IoU over the classes that occur in ground truth or prediction."""
+
+    pixel_accuracy: float
+    mean_iou: float
+    per_class_iou: tuple[float, ...]  # NaN where a class is absent from both
+
+
+def scores_from_confusion(matrix: np.ndarray) -> SegmentationScores:
+    """Pixel accuracy and mIoU; classes absent from both truth and prediction do not count."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    total = matrix.sum()
+    true_positive = np.diag(matrix)
+    union = matrix.sum(axis=0) + matrix.sum(axis=1) - true_positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, true_positive / union, np.nan)
+    present = ~np.isnan(iou)
+    return SegmentationScores(
+        pixel_accuracy=float(true_positive.sum() / total) if total else float("nan"),
+        mean_iou=float(iou[present].mean()) if present.any() else float("nan"),
+        per_class_iou=tuple(float(v) for v in iou),
+    )

@@ -1,0 +1,85 @@
+"""The backend protocol: one spec, ``infer`` on a batch, resources released as a context manager."""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+
+import numpy as np
+
+from fcn_deploy.errors import ShapeError
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
+
+
+class Backend(abc.ABC):
+    """A loaded artifact that maps an input batch to N×C×H×W float32 logits.
+
+    The input is what the spec declares: normalised N×3×H×W float32, or N×H×W×3 uint8 for
+    artifacts exported with the preprocessing in the graph. Every input is checked first.
+    """
+
+    #: short name shown in reports ('pytorch', 'onnxruntime', 'tensorrt')
+    name: str = "backend"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    @property
+    def device(self) -> str:
+        """Where inference really runs ('cpu' or 'cuda')."""
+        return "cpu"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Check ``batch`` against the spec, then run it; returns N×C×H×W float32 logits."""
+        self.check_input(batch)
+        return self._infer(batch)
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run an already-validated batch."""
+
+    def close(self) -> None:
+        """Release sessions, engines and device memory."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- input contract ----------------------------------------------------------------------
+
+    def input_hw(self, batch: np.ndarray) -> tuple[int, int]:
+        """(height, width) of a batch in the spec's layout."""
+        if self.spec.input_format == INPUT_UINT8_NHWC:
+            return int(batch.shape[1]), int(batch.shape[2])
+        return int(batch.shape[2]), int(batch.shape[3])
+
+    def check_input(self, batch: np.ndarray) -> None:
+        """Raise ShapeError naming the problem when ``batch`` breaks the spec's contract."""
+        spec = self.spec
+        if not isinstance(batch, np.ndarray):
+            raise ShapeError(f"input must be a numpy array, got {type(batch).__name__}")
+        uint8_input = spec.input_format == INPUT_UINT8_NHWC
+        expected_dtype = np.uint8 if uint8_input else np.float32
+        layout = "N×H×W×3 uint8 RGB" if uint8_input else "N×3×H×W float32"
+        if batch.dtype != expected_dtype:
+            raise ShapeError(f"input dtype is {batch.dtype}, this model takes {layout}")
+        channel_axis = 3 if uint8_input else 1
+        if batch.ndim != 4 or batch.shape[channel_axis] != 3:
+            raise ShapeError(f"input shape is {batch.shape}, this model takes {layout}")
+        height, width = self.input_hw(batch)
+        align = spec.alignment
+        if height % align or width % align:
+            raise ShapeError(
+                f"input height×width {height}×{width} is not a multiple of {align}",
+                f"pad the image to a multiple of {align} (the segmenter does this for you)",
+            )
+        if not spec.shape_range.contains(int(batch.shape[0]), height, width):
+            raise ShapeError(
+                f"input batch×height×width {batch.shape[0]}×{height}×{width} is outside the model's "
+                f"supported range {spec.shape_range.min} .. {spec.shape_range.max}",
+                "use tiled inference (the segmenter's slide mode) or a smaller batch",
+            )
