@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "fcn_deploy.cli.export_cmd",
     "fcn_deploy.cli.precision_cmd",
     "fcn_deploy.cli.infer_cmd",
+    "fcn_deploy.cli.parity_cmd",
     "fcn_deploy.cli.bench_cmd",
     "fcn_deploy.cli.capi_cmd",
 )
