@@ -1,0 +1,458 @@
+"""Checkpoint -> one self-contained ONNX file (dynamo exporter) with the model spec in its metadata.
+
+The graph has a dynamic batch and a dynamic height and width declared as 32 × an integer; the export is
+checked (ONNX checker, shape inference) and compared with the checkpoint in ONNX Runtime before it is
+committed. ``read_onnx_spec`` reads the spec back and checks it against the sidecar and the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from fcn_deploy.checkpoint import load_model
+from fcn_deploy.deps import require
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.fileio import atomic_path, sha256_file
+from fcn_deploy.spec import (
+    INPUT_FLOAT_NCHW,
+    INPUT_UINT8_NHWC,
+    ONNX_METADATA_KEY,
+    ModelSpec,
+    ShapeRange,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+    from torch import nn
+
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+LabelsDtype = Literal["uint8", "int64"]
+_EXPORT_HINT = "export the model with 'fcn-deploy export CHECKPOINT'"
+# onnx TensorProto element types used by the graph checks
+_FLOAT, _UINT8, _INT64, _FLOAT16 = 1, 2, 7, 10
+_ELEM_NAMES = {_FLOAT: "float32", _UINT8: "uint8", _INT64: "int64", _FLOAT16: "float16"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to export: opset, graph variants, supported shapes and the post-export comparison."""
+
+    opset: int = DEFAULT_OPSET
+    with_preprocess: bool = False  # uint8 N×H×W×3 RGB input, normalised inside the graph
+    with_argmax: bool = False  # extra per-pixel class output
+    labels_dtype: LabelsDtype = "uint8"
+    input_name: str = "image"
+    output_name: str = "logits"
+    labels_name: str = "labels"
+    shape_range: ShapeRange | None = None  # None: the checkpoint spec's range
+    verify: bool = True
+    verify_sizes: tuple[tuple[int, int], ...] = ()  # () -> the opt size and one other 32-multiple size
+    verify_batch: int = 2
+    rtol: float = 1e-3  # max |Δlogit| allowed, relative to max |logit|
+    min_agreement: float = 0.999  # argmax agreement required
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """ONNX Runtime against PyTorch on one random batch."""
+
+    batch: int
+    height: int
+    width: int
+    max_abs_diff: float
+    max_abs_logit: float
+    argmax_agreement: float
+    labels_agreement: float | None = None  # the graph's labels output against argmax of its logits
+
+    def describe(self) -> str:
+        """One result line."""
+        text = (
+            f"{self.batch}×{self.height}×{self.width}: max |Δlogit| {self.max_abs_diff:.3g} "
+            f"(max |logit| {self.max_abs_logit:.3g}), argmax agreement {100 * self.argmax_agreement:.4f}%"
+        )
+        if self.labels_agreement is not None:
+            text += f", labels output {100 * self.labels_agreement:.4f}%"
+        return text
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The written files, the spec they carry, timings and the comparison results."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    spec: ModelSpec
+    export_seconds: float
+    total_seconds: float
+    checks: tuple[ExportCheck, ...]
+
+
+def _say(config: ExportConfig, message: str) -> None:
+    """One progress line on stderr."""
+    if config.progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig()) -> ExportResult:
+    """Export a checkpoint to ``out`` (+ sidecar), check the graph and compare it with PyTorch."""
+    onnx = require("onnx")
+    require("onnxscript")
+    checkpoint, out = Path(checkpoint), Path(out)
+    started = time.perf_counter()
+    model, info = load_model(checkpoint)
+    spec = _export_spec(info.spec, config, sha256_file(checkpoint))
+    _check_config(spec, config)
+    _say(config, f"exporting {checkpoint} ({spec.arch}, {spec.num_classes} classes) to {out} (opset {config.opset})...")
+    proto = _trace(model, spec, config)
+    export_seconds = time.perf_counter() - started
+    _say(config, f"exported in {export_seconds:.1f} s")
+    _set_metadata(proto, spec)
+    _say(config, "checking the graph (onnx checker, shape inference)...")
+    check_graph(proto, spec, str(out))
+    stale = out.with_name(out.name + ".data")
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp), save_as_external_data=False)
+        if tmp.with_name(tmp.name + ".data").exists():
+            raise ArtifactError(f"the ONNX writer left an external data file beside {tmp}")
+        checks: tuple[ExportCheck, ...] = ()
+        if config.verify:
+            _say(config, "comparing ONNX Runtime with the PyTorch checkpoint...")
+            checks = _compare(model, tmp, spec, config)
+        extra = {"source_checkpoint": str(checkpoint), "onnx_sha256": sha256_file(tmp), "opset": config.opset,
+                 "export_checks": [dataclasses.asdict(c) for c in checks]}
+        sidecar = write_sidecar(out, spec, extra)
+    if stale.exists():
+        stale.unlink()
+        _say(config, f"removed the stale external data file {stale}")
+    total = time.perf_counter() - started
+    _say(config, f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {sidecar.name} in {total:.1f} s")
+    return ExportResult(out, sidecar, spec, export_seconds, total, checks)
+
+
+def _export_spec(source: ModelSpec, config: ExportConfig, checkpoint_sha256: str) -> ModelSpec:
+    """The checkpoint's spec, rewritten for the exported graph (names, input format, shape range)."""
+    return source.replace(
+        input_name=config.input_name,
+        output_name=config.output_name,
+        labels_name=config.labels_name if config.with_argmax else None,
+        input_format=INPUT_UINT8_NHWC if config.with_preprocess else INPUT_FLOAT_NCHW,
+        shape_range=config.shape_range or source.shape_range,
+        precision="fp32",
+        quantization=None,
+        source_checkpoint_sha256=checkpoint_sha256,
+    )
+
+
+def _check_config(spec: ModelSpec, config: ExportConfig) -> None:
+    """Reject options the export cannot honour, naming the value and the fix."""
+    if config.opset < MIN_OPSET:
+        raise InputError(f"opset {config.opset} is too old for this exporter", f"use opset {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    names = [config.input_name, config.output_name] + ([config.labels_name] if config.with_argmax else [])
+    if len(set(names)) != len(names) or not all(names):
+        raise InputError(f"input/output names must be distinct and non-empty, got {names}")
+    if config.with_argmax and config.labels_dtype == "uint8" and spec.num_classes > 256:
+        raise InputError(f"{spec.num_classes} classes do not fit uint8 labels", "use labels_dtype 'int64'")
+    if not 0 < config.rtol < 1 or not 0 < config.min_agreement <= 1:
+        raise InputError(f"tolerances out of range: rtol {config.rtol}, min_agreement {config.min_agreement}")
+    sr, align = spec.shape_range, spec.alignment
+    for name in ("min", "opt", "max"):
+        _, height, width = getattr(sr, name)
+        if height % align or width % align:
+            raise InputError(
+                f"shape range {name} height×width {height}×{width} is not a multiple of {align}",
+                f"give every height and width of the shape range as a multiple of {align}",
+            )
+    for height, width in config.verify_sizes:
+        if height % align or width % align or not sr.contains_hw(height, width):
+            raise InputError(f"comparison size {height}×{width} is not a {align}-multiple inside the shape range")
+
+
+def _wrapper(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> nn.Module:
+    """The module that is traced: optional in-graph normalisation before, optional argmax after."""
+    torch = require("torch")
+    nn = require("torch.nn")
+    labels_dtype = torch.uint8 if config.labels_dtype == "uint8" else torch.int64
+
+    class Exported(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+            self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(spec.std).reshape(1, 3, 1, 1)))
+            self.register_buffer("shift", torch.tensor(spec.mean).reshape(1, 3, 1, 1) / torch.tensor(spec.std).reshape(1, 3, 1, 1))
+
+        def forward(self, x):
+            if config.with_preprocess:
+                x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale - self.shift
+            logits = self.net(x)
+            if config.with_argmax:
+                return logits, logits.argmax(dim=1).to(labels_dtype)
+            return logits
+
+    return Exported().eval()
+
+
+def _dynamic_shapes(spec: ModelSpec) -> dict[str, dict[int, Any]]:
+    """Dynamic batch, and height/width as ``alignment`` × an integer, over the spec's shape range."""
+    torch = require("torch")
+    sr, align = spec.shape_range, spec.alignment
+    axes = (0, 1, 2) if spec.input_format == INPUT_UINT8_NHWC else (0, 2, 3)
+    dims: dict[int, Any] = {}
+    if sr.min[0] < sr.max[0]:
+        dims[axes[0]] = torch.export.Dim("batch", min=sr.min[0], max=sr.max[0])
+    for index, name in ((1, "height"), (2, "width")):
+        low, high = sr.min[index] // align, sr.max[index] // align
+        if low < high:
+            dims[axes[index]] = align * torch.export.Dim(f"{name}_{align}", min=low, max=high)
+    return {"x": dims}
+
+
+def _example_input(spec: ModelSpec, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A random batch in the spec's input format."""
+    rng = np.random.default_rng(seed)
+    if spec.input_format == INPUT_UINT8_NHWC:
+        return rng.integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
+    return rng.standard_normal((batch, 3, height, width), dtype=np.float32)
+
+
+def _trace(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> onnx.ModelProto:
+    """Run torch.onnx.export (dynamo) on the wrapped model and return the ModelProto."""
+    torch = require("torch")
+    sr = spec.shape_range
+    batch = min(max(2, sr.min[0]), sr.max[0])
+    example = torch.from_numpy(_example_input(spec, batch, sr.opt[1], sr.opt[2]))
+    output_names = [spec.output_name] + ([spec.labels_name] if spec.labels_name else [])
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            program = torch.onnx.export(
+                _wrapper(model, spec, config),
+                (example,),
+                dynamo=True,
+                dynamic_shapes=_dynamic_shapes(spec),
+                input_names=[spec.input_name],
+                output_names=output_names,
+                opset_version=config.opset,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many types
+        raise ArtifactError(f"torch.onnx.export failed for arch {spec.arch!r} ({type(exc).__name__}: {exc})") from exc
+    return program.model_proto
+
+
+def _set_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
+    """Store the spec under ONNX_METADATA_KEY (replacing an older value)."""
+    kept = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+    proto.producer_name = "fcn-deploy"
+
+
+def check_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
+    """ONNX checker (full), strict shape inference and the spec/graph cross-check; ArtifactError on failure."""
+    onnx = require("onnx")
+    external = onnx.external_data_helper
+    if any(external.uses_external_data(t) for t in proto.graph.initializer):
+        raise ArtifactError(f"{source} keeps weights in external data files", "re-export it as one self-contained file")
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except Exception as exc:  # onnx raises ValidationError, InferenceError, ...
+        raise ArtifactError(f"{source} fails the ONNX checker ({exc})") from exc
+    check_spec_against_graph(inferred, spec, source)
+
+
+# --- comparison ----------------------------------------------------------------------------------
+
+
+def _verify_sizes(spec: ModelSpec, config: ExportConfig) -> tuple[tuple[int, int], ...]:
+    """The comparison sizes: the given ones, else the opt size and a second size differing on both axes."""
+    if config.verify_sizes:
+        return config.verify_sizes
+    sr, align = spec.shape_range, spec.alignment
+    _, height, width = sr.opt
+
+    def other(value: int, axis: int, step: int) -> int:
+        if value + step <= sr.max[axis]:
+            return value + step
+        return max(value - step, sr.min[axis])
+
+    second = (other(height, 1, align), other(width, 2, 3 * align))
+    return tuple(dict.fromkeys([(height, width), second]))
+
+
+def _ort_session(path: Path) -> Any:
+    """A CPU ONNX Runtime session for the comparison."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _torch_logits(model: nn.Module, batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """The checkpoint's logits for a batch in the spec's input format (normalised here when uint8)."""
+    torch = require("torch")
+    if spec.input_format == INPUT_UINT8_NHWC:
+        mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
+        batch = (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
+    with torch.inference_mode():
+        return model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, float]:
+    """(max |Δlogit|, max |reference logit|, argmax agreement) of two N×C×H×W logit arrays."""
+    if reference.shape != candidate.shape:
+        raise ArtifactError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
+    diff = float(np.max(np.abs(reference.astype(np.float32) - candidate.astype(np.float32))))
+    agreement = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+    return diff, float(np.max(np.abs(reference))), agreement
+
+
+def _compare(model: nn.Module, path: Path, spec: ModelSpec, config: ExportConfig) -> tuple[ExportCheck, ...]:
+    """Run ONNX Runtime and PyTorch on random batches; ArtifactError when they diverge."""
+    session = _ort_session(path)
+    sr = spec.shape_range
+    batch_size = min(max(config.verify_batch, sr.min[0]), sr.max[0])
+    checks = []
+    for index, (height, width) in enumerate(_verify_sizes(spec, config)):
+        batch = _example_input(spec, batch_size, height, width, seed=index + 1)
+        reference = _torch_logits(model, batch, spec)
+        outputs = session.run(None, {spec.input_name: batch})
+        diff, peak, agreement = compare_logits(reference, outputs[0])
+        labels_agreement = None
+        if spec.labels_name:
+            labels_agreement = float(np.mean(outputs[1] == outputs[0].argmax(axis=1)))
+        check = ExportCheck(batch_size, height, width, diff, peak, agreement, labels_agreement)
+        _say(config, "  " + check.describe())
+        if diff > config.rtol * peak + 1e-6 or agreement < config.min_agreement or (
+            labels_agreement is not None and labels_agreement < config.min_agreement
+        ):
+            raise ArtifactError(
+                f"the ONNX export diverges from the checkpoint at {check.describe()} (allowed: max |Δlogit| <= "
+                f"{config.rtol:g} × max |logit|, agreement >= {100 * config.min_agreement:g}%); nothing was written",
+                "report this with the checkpoint; try another --opset",
+            )
+        checks.append(check)
+    return tuple(checks)
+
+
+# --- reading the spec back -----------------------------------------------------------------------
+
+
+def read_onnx_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """The spec of an fcn-deploy ONNX, cross-checked with its sidecar (if present) and its graph."""
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX model not found: {path}", _EXPORT_HINT)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ArtifactError(f"{path} is not a readable ONNX model ({exc})", _EXPORT_HINT) from exc
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    if ONNX_METADATA_KEY not in metadata:
+        raise ArtifactError(
+            f"{path} is not an fcn-deploy ONNX model (no '{ONNX_METADATA_KEY}' metadata)",
+            f"{_EXPORT_HINT}; other ONNX models lack the spec (classes, normalisation, alignment) it needs",
+        )
+    spec = ModelSpec.from_json(metadata[ONNX_METADATA_KEY], source=f"{path} metadata")
+    if sidecar_path(path).is_file():
+        _check_sidecar(path, spec)
+    check_spec_against_graph(proto, spec, str(path))
+    return spec
+
+
+def _check_sidecar(path: Path, spec: ModelSpec) -> None:
+    """ArtifactError when the sidecar's spec (or recorded hash) disagrees with the ONNX file."""
+    side_spec, document = read_sidecar(path)
+    if side_spec != spec:
+        ours, theirs = spec.to_dict(), side_spec.to_dict()
+        fields = sorted(k for k in ours if ours[k] != theirs.get(k))
+        raise ArtifactError(
+            f"{path} and its sidecar {sidecar_path(path).name} disagree on {', '.join(fields)}",
+            "the sidecar belongs to another export: re-export, or delete the stale sidecar",
+        )
+    recorded = document.get("onnx_sha256")
+    if recorded and recorded != sha256_file(path):
+        raise ArtifactError(
+            f"{sidecar_path(path).name} was written for a different {path.name} (SHA-256 differs)",
+            "re-export, or delete the stale sidecar",
+        )
+
+
+def _dims(value_info: Any) -> list[int | None]:
+    """Static dims of a graph value (None where symbolic)."""
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+
+
+def _describe_io(value_info: Any) -> str:
+    elem = value_info.type.tensor_type.elem_type
+    dims = "×".join(str(d) if d is not None else "?" for d in _dims(value_info))
+    return f"'{value_info.name}' {_ELEM_NAMES.get(elem, f'type {elem}')} {dims}"
+
+
+def check_spec_against_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
+    """ArtifactError when the graph's inputs/outputs contradict the spec (names, rank, dtype, classes)."""
+    problems: list[str] = []
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    outputs = {o.name: o for o in proto.graph.output}
+    if [i.name for i in inputs] != [spec.input_name]:
+        problems.append(f"inputs are {[i.name for i in inputs]}, the spec names one input '{spec.input_name}'")
+    else:
+        problems += _input_problems(inputs[0], spec)
+    expected = [spec.output_name] + ([spec.labels_name] if spec.labels_name else [])
+    if sorted(outputs) != sorted(expected):
+        problems.append(f"outputs are {sorted(outputs)}, the spec names {expected}")
+    else:
+        problems += _output_problems(outputs[spec.output_name], outputs.get(spec.labels_name or ""), spec)
+    if problems:
+        raise ArtifactError(
+            f"{source}: the model spec contradicts the graph: " + "; ".join(problems),
+            "the file was modified after export; re-export it with 'fcn-deploy export'",
+        )
+
+
+def _input_problems(value: Any, spec: ModelSpec) -> list[str]:
+    """Rank, dtype and channel count of the image input."""
+    uint8 = spec.input_format == INPUT_UINT8_NHWC
+    allowed = {_UINT8} if uint8 else ({_FLOAT, _FLOAT16} if spec.precision == "fp16" else {_FLOAT})
+    dims = _dims(value)
+    problems = []
+    if value.type.tensor_type.elem_type not in allowed or len(dims) != 4 or dims[3 if uint8 else 1] not in (3, None):
+        layout = "N×H×W×3 uint8" if uint8 else "N×3×H×W float32"
+        problems.append(f"input {_describe_io(value)} is not {layout} (input_format {spec.input_format})")
+    return problems
+
+
+def _output_problems(logits: Any, labels: Any, spec: ModelSpec) -> list[str]:
+    """Rank, dtype and class count of the logits (and labels) outputs."""
+    problems = []
+    dims = _dims(logits)
+    if logits.type.tensor_type.elem_type not in (_FLOAT, _FLOAT16) or len(dims) != 4:
+        problems.append(f"output {_describe_io(logits)} is not N×C×H×W float logits")
+    elif dims[1] is not None and dims[1] != spec.num_classes:
+        problems.append(f"output {_describe_io(logits)} has {dims[1]} classes, the spec {spec.num_classes}")
+    if labels is not None and (labels.type.tensor_type.elem_type not in (_UINT8, _INT64) or len(_dims(labels)) != 3):
+        problems.append(f"labels output {_describe_io(labels)} is not N×H×W uint8/int64")
+    return problems

@@ -1,0 +1,187 @@
+"""The ONNX Runtime backend: an fcn-deploy ONNX file on the CPU, or on CUDA when it really runs there.
+
+onnxruntime-gpu lists the CUDA provider even where it cannot load (no driver, no device, missing CUDA
+libraries) and then silently runs on the CPU. The session's actual providers are therefore checked:
+an explicit 'cuda' that cannot be honoured is a MissingComponentError saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from fcn_deploy.deps import require
+from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
+from fcn_deploy.export import read_onnx_spec
+from fcn_deploy.runtime.base import Backend
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+_ORT_DEFAULT_SEVERITY = 2  # warning
+_ORT_SILENT_SEVERITY = 4  # fatal only
+
+
+class OrtBackend(Backend):
+    """An fcn-deploy ONNX model in an ONNX Runtime session (device 'auto', 'cpu' or 'cuda')."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto", *, threads: int = 0) -> None:
+        self.path = Path(path)
+        super().__init__(read_onnx_spec(self.path))  # refuses foreign or inconsistent files before any session
+        if device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"unknown device {device!r}", "use one of: auto, cpu, cuda")
+        if threads < 0:
+            raise InputError(f"threads must be 0 (ONNX Runtime's default) or positive, got {threads}")
+        self._session, self._device = open_session(self.path, device, threads)
+        self.providers: tuple[str, ...] = tuple(self._session.get_providers())
+        self._input_dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else None
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def _run(self, batch: np.ndarray, names: list[str] | None) -> list[np.ndarray]:
+        """One session run on a validated batch (cast to float16 for FP16-input graphs)."""
+        if self._session is None:
+            raise InputError(f"{self.path} was closed", "open the model again")
+        feed = batch.astype(self._input_dtype) if self._input_dtype is not None else batch
+        return self._session.run(names, {self.spec.input_name: np.ascontiguousarray(feed)})
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        logits = self._run(batch, [self.spec.output_name])[0]
+        return logits if logits.dtype == np.float32 else logits.astype(np.float32)
+
+    def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every graph output by name (logits as float32, plus labels for --with-argmax exports)."""
+        self.check_input(batch)
+        names = [o.name for o in self._session.get_outputs()]
+        values = self._run(batch, names)
+        outputs = dict(zip(names, values))
+        logits = outputs[self.spec.output_name]
+        outputs[self.spec.output_name] = logits if logits.dtype == np.float32 else logits.astype(np.float32)
+        return outputs
+
+    def close(self) -> None:
+        self._session = None
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def session_options(ort: ModuleType, threads: int = 0, quiet: bool = False) -> Any:
+    """CPU-tuned options: all graph optimisations, sequential execution, ONNX Runtime's thread default."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    if quiet:
+        options.log_severity_level = _ORT_SILENT_SEVERITY
+    return options
+
+
+@contextlib.contextmanager
+def _quiet_ort(ort: ModuleType) -> Iterator[None]:
+    """Silence ONNX Runtime's process-wide logger (the failed-CUDA-provider noise) for a moment."""
+    ort.set_default_logger_severity(_ORT_SILENT_SEVERITY)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
+
+
+def _new_session(ort: ModuleType, path: Path, providers: list[str], options: Any) -> Any:
+    """InferenceSession, with ONNX Runtime's load failures turned into ArtifactError."""
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ArtifactError(f"ONNX Runtime cannot load {path} ({exc})", "re-export it with 'fcn-deploy export'") from exc
+
+
+def open_session(path: Path, device: str, threads: int = 0) -> tuple[Any, str]:
+    """A session on the requested device and the device it really runs on ('cpu' or 'cuda')."""
+    ort = require("onnxruntime")
+    if device == "cpu":
+        return _new_session(ort, path, [CPU_PROVIDER], session_options(ort, threads)), "cpu"
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        if device == "cuda":
+            raise MissingComponentError(
+                f"device 'cuda' requested but this onnxruntime ({ort.__version__}) is a CPU-only build",
+                "pip install onnxruntime-gpu (and uninstall onnxruntime), or pass --device cpu",
+            )
+        return _new_session(ort, path, [CPU_PROVIDER], session_options(ort, threads)), "cpu"
+    _preload_cuda_libraries(ort)
+    with _quiet_ort(ort):
+        session = _new_session(ort, path, [CUDA_PROVIDER, CPU_PROVIDER], session_options(ort, threads, quiet=True))
+    if CUDA_PROVIDER in session.get_providers():
+        return session, "cuda"
+    if device == "cuda":
+        raise MissingComponentError(
+            f"device 'cuda' requested but ONNX Runtime cannot use CUDA here: {cuda_unavailable_reason(ort)}",
+            "run on a machine with an NVIDIA GPU, driver, CUDA and cuDNN, or pass --device cpu",
+        )
+    return session, "cpu"  # ONNX Runtime fell back to its CPU provider
+
+
+def _preload_cuda_libraries(ort: ModuleType) -> None:
+    """Let onnxruntime-gpu find CUDA/cuDNN from the nvidia-* pip packages (a no-op where absent)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(Exception):
+        preload()
+
+
+def _loadable(library: str) -> bool:
+    """True when the dynamic loader finds ``library``."""
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def _cuda_device_count() -> int | None:
+    """CUDA devices the driver reports (None when the driver API cannot be asked)."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        if driver.cuInit(0) != 0:
+            return 0
+        count = ctypes.c_int(0)
+        if driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    except (OSError, AttributeError):
+        return None
+
+
+def cuda_unavailable_reason(ort: ModuleType) -> str:
+    """Why ONNX Runtime's CUDA provider did not load: no driver, no device, or missing CUDA libraries."""
+    if not sys.platform.startswith("linux"):
+        return "the CUDA provider failed to load (check the NVIDIA driver, CUDA and cuDNN installation)"
+    if not _loadable("libcuda.so.1"):
+        return "no NVIDIA driver is installed (libcuda.so.1 not found), so there is no CUDA device"
+    if _cuda_device_count() == 0:
+        return "the NVIDIA driver reports no usable CUDA device"
+    try:
+        cuda_version = str(importlib.import_module("onnxruntime.capi.build_and_package_info").cuda_version)
+    except (ImportError, AttributeError):
+        cuda_version = ""
+    major = cuda_version.split(".")[0] if cuda_version else ""
+    needed = [f"libcudart.so.{major}", f"libcublasLt.so.{major}"] if major else []
+    missing = [lib for lib in needed + ["libcudnn.so.9"] if not _loadable(lib)]
+    if missing:
+        return (
+            f"CUDA libraries not found: {', '.join(missing)} (onnxruntime-gpu {ort.__version__} needs "
+            f"CUDA {cuda_version or '12+'} and cuDNN 9)"
+        )
+    return "the CUDA provider failed to load although driver, device and libraries were found"

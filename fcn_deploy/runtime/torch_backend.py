@@ -1,0 +1,68 @@
+"""The PyTorch reference backend: a training checkpoint run in eager mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fcn_deploy.checkpoint import load_model
+from fcn_deploy.deps import require
+from fcn_deploy.errors import InputError, MissingComponentError
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.spec import INPUT_UINT8_NHWC
+
+
+def torch_device(device: str) -> str:
+    """'auto' -> 'cuda' when PyTorch sees a CUDA device, else 'cpu'; an impossible 'cuda' raises with the reason."""
+    torch = require("torch")
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}", "use one of: auto, cpu, cuda")
+    available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        reason = (
+            "this PyTorch is a CPU-only build"
+            if torch.version.cuda is None
+            else f"PyTorch (CUDA {torch.version.cuda}) finds no CUDA device or NVIDIA driver"
+        )
+        raise MissingComponentError(
+            f"device 'cuda' requested but {reason}",
+            "run on a machine with an NVIDIA GPU and driver, or pass --device cpu",
+        )
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    return device
+
+
+class TorchBackend(Backend):
+    """A checkpoint (.pt/.pth) in PyTorch: the reference every exported artifact is compared with."""
+
+    name = "pytorch"
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto") -> None:
+        self.path = Path(path)
+        self._device = torch_device(device)
+        model, info = load_model(self.path)
+        super().__init__(info.spec)
+        self.model = model.to(self._device)
+        self._torch = require("torch")
+        mean = np.asarray(self.spec.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.spec.std, np.float32).reshape(1, 3, 1, 1)
+        self._mean = self._torch.from_numpy(mean).to(self._device)
+        self._std = self._torch.from_numpy(std).to(self._device)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._device)
+            if self.spec.input_format == INPUT_UINT8_NHWC:
+                x = (x.permute(0, 3, 1, 2).float() / 255.0 - self._mean) / self._std
+            return self.model(x).float().cpu().numpy()
+
+    def close(self) -> None:
+        self.model = None
