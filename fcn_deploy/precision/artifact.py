@@ -1,0 +1,76 @@
+"""Reading an FP32 ONNX with its spec, and writing a precision ONNX with spec metadata and sidecar."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fcn_deploy.deps import require
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.fileio import atomic_path, sha256_file
+from fcn_deploy.spec import ONNX_METADATA_KEY, ModelSpec, write_sidecar
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+
+def load_onnx(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, ModelSpec]:
+    """Load an fcn-deploy ONNX model and the spec stored in its metadata."""
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX model not found: {path}", "export one first with 'fcn-deploy export', or pass its path")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ArtifactError(f"cannot read ONNX model {path} ({exc})") from exc
+    return model, spec_of(model, str(path))
+
+
+def spec_of(model: onnx.ModelProto, source: str) -> ModelSpec:
+    """The ModelSpec in an ONNX model's metadata (ArtifactError when absent)."""
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            return ModelSpec.from_json(prop.value, source=source)
+    raise ArtifactError(
+        f"{source} carries no fcn-deploy spec (metadata key '{ONNX_METADATA_KEY}')",
+        "export the model with 'fcn-deploy export'",
+    )
+
+
+def save_onnx(
+    model: onnx.ModelProto,
+    path: str | os.PathLike[str],
+    spec: ModelSpec,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Store ``spec`` in the model's metadata, write it atomically, then write its sidecar."""
+    onnx = require("onnx")
+    kept = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    sidecar = {"onnx_sha256": sha256_file(path)}
+    sidecar.update(extra or {})
+    write_sidecar(path, spec, sidecar)
+    return path
+
+
+def output_producers(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that compute the graph outputs, walking back through pass-through ops."""
+    passthrough = ("Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Cast")
+    producers = {out: node for node in model.graph.node for out in node.output}
+    names: list[str] = []
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        while node is not None:
+            names.append(node.name)
+            if node.op_type not in passthrough and node.op_type != "ArgMax":
+                break
+            node = producers.get(node.input[0])
+    return list(dict.fromkeys(names))
