@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from fcn_deploy.checkpoint import load_model
+from fcn_deploy.data.progress import log
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import atomic_path, sha256_file
@@ -104,7 +105,7 @@ class ExportResult:
 def _say(config: ExportConfig, message: str) -> None:
     """One progress line on stderr."""
     if config.progress:
-        print(message, file=sys.stderr, flush=True)
+        log(message)
 
 
 # --- export --------------------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""``fcn-deploy parity``: a deployed model against its reference checkpoint on a VOC split (Markdown + JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fcn_deploy.errors import InputError
+
+
+def parity(
+    model: Path = typer.Argument(..., help="Model to check: ONNX file, engine or checkpoint."),
+    reference: Path = typer.Option(..., "--reference", help="Reference model, normally the checkpoint (.pt)."),
+    data: Path = typer.Option(..., "--data", help="VOC2012-layout folder (JPEGImages/, SegmentationClass/, ImageSets/)."),
+    split: str = typer.Option("val", "--split", help="Split list in ImageSets/Segmentation/."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (both models)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write parity.md and parity.json here [default: parity/]."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Markdown report path; the JSON goes beside it."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images of the split."),
+) -> None:
+    """Max |Δlogit|, argmax agreement and ΔmIoU of MODEL against --reference, per image and overall."""
+    from fcn_deploy.parity import ParityConfig, run_parity
+
+    if out_dir is not None and report is not None:
+        raise InputError("--out-dir and --report both given", "pass one: --out-dir DIR or --report FILE.md")
+    target = report if report is not None else (out_dir or Path("parity")) / "parity.md"
+    config = ParityConfig(split=split, device=device, report=target, limit=limit)
+    result = run_parity(model, reference, data, config)
+    typer.echo(result.summary())
+    typer.echo(f"wrote {result.markdown_path} and {result.json_path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``parity`` command."""
+    app.command("parity")(parity)
