@@ -1,0 +1,91 @@
+"""``fcn-deploy bench``: latency, throughput, memory and efficiency of artifacts against PyTorch eager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fcn_deploy.errors import InputError
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """'320x480,512x512' -> ((320, 480), (512, 512)); a malformed entry raises InputError naming it."""
+    sizes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        height, sep, width = item.lower().partition("x")
+        if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
+            raise InputError(f"bad size {item!r} in --sizes", "write sizes as HEIGHTxWIDTH, e.g. 320x480,512x512")
+        sizes.append((int(height), int(width)))
+    if not sizes:
+        raise InputError("--sizes is empty", "write sizes as HEIGHTxWIDTH, e.g. 320x480,512x512")
+    return tuple(sizes)
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """'1,4' -> (1, 4); anything but positive integers raises InputError."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items or any(not item.isdigit() or int(item) < 1 for item in items):
+        raise InputError(f"bad --batch {text!r}", "give positive batch sizes separated by commas, e.g. 1,4")
+    return tuple(int(item) for item in items)
+
+
+def default_models() -> list[Path]:
+    """Without MODEL arguments: the newest checkpoint in checkpoints/ and every ONNX file in export/."""
+    from fcn_deploy.checkpoint import newest_checkpoint
+
+    models = [newest_checkpoint("checkpoints")]
+    export = Path("export")
+    if export.is_dir():
+        models.extend(sorted(export.glob("*.onnx")))
+    return models
+
+
+def bench(
+    models: Optional[list[Path]] = typer.Argument(
+        None, help="Checkpoints (.pt), ONNX files, engines. Default: newest checkpoint + export/*.onnx."
+    ),
+    sizes: str = typer.Option("320x480", "--sizes", help="Input sizes HEIGHTxWIDTH, comma-separated."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed runs per artifact and shape."),
+    iters: int = typer.Option(20, "--iters", help="Timed runs per artifact and shape."),
+    rounds: int = typer.Option(5, "--rounds", help="Interleaved rounds the timed runs are spread over."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
+    rss: bool = typer.Option(True, "--rss/--no-rss", help="Measure peak RSS of each artifact in a fresh process."),
+    gemm_size: int = typer.Option(2048, "--gemm-size", help="n of the n×n float32 GEMM reference."),
+) -> None:
+    """Median/p90/p99 latency, images/s, MP/s, GFLOP/s vs GEMM, peak RSS and speed-up over PyTorch eager."""
+    from fcn_deploy.bench import BenchConfig, run_bench
+
+    config = BenchConfig(
+        sizes=parse_sizes(sizes), batches=parse_batches(batch), warmup=warmup, iters=iters, rounds=rounds,
+        device=device, measure_rss=rss, gemm_size=gemm_size,
+    )
+    report = run_bench(models or default_models(), config)
+    _print_report(report)
+    if json_out is not None:
+        report.write_json(json_out)
+        typer.echo(f"wrote {json_out}")
+
+
+def _print_report(report) -> None:
+    """The results table on stdout, then the GEMM / baseline / machine lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fcn_deploy.bench import TABLE_COLUMNS, summary_lines, table_rows
+
+    table = Table(*TABLE_COLUMNS, show_lines=False)
+    for row in table_rows(report):
+        table.add_row(*row)
+    console = Console(highlight=False, width=max(160, Console().width))
+    console.print(table)
+    for line in summary_lines(report):
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command."""
+    app.command("bench")(bench)

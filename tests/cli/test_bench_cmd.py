@@ -1,0 +1,46 @@
+"""``fcn-deploy bench``: prints the table, writes a JSON report, rejects malformed options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fcn_deploy.cli import run
+from fcn_deploy.cli.bench_cmd import parse_batches, parse_sizes
+from fcn_deploy.errors import InputError
+
+FAST = ["--sizes", "64x64", "--batch", "1", "--warmup", "0", "--iters", "1", "--rounds", "1", "--gemm-size", "64"]
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A random-weight fcn32s checkpoint with the default 21-class VOC spec."""
+    pytest.importorskip("torch")
+    from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+    from fcn_deploy.model import build_model
+    from fcn_deploy.spec import ModelSpec
+
+    return save_checkpoint(tmp_path / "random.pt", build_model("fcn32s"), Checkpoint(ModelSpec(arch="fcn32s")))
+
+
+def test_bench_writes_json_and_prints_table(checkpoint, tmp_path, capsys):
+    out = tmp_path / "reports" / "bench.json"
+    assert run(["bench", str(checkpoint), *FAST, "--no-rss", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pytorch-fp32" in printed and "GEMM reference" in printed
+    data = json.loads(out.read_text())
+    assert data["artifacts"][0]["shapes"][0]["samples"] == 1
+    assert data["artifacts"][0]["peak_rss_mb"] is None
+
+
+def test_bad_sizes_exit_1_with_the_fix(tmp_path, capsys):
+    assert run(["bench", str(tmp_path / "x.pt"), "--sizes", "320by480"]) == 1
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_parsers():
+    assert parse_sizes("320x480, 512X512") == ((320, 480), (512, 512))
+    assert parse_batches("1,4") == (1, 4)
+    with pytest.raises(InputError):
+        parse_batches("1,-4")
