@@ -56,6 +56,7 @@ class CalibrationConfig:
     target: Target = "tensorrt"
     seed: int = 0
     small: SmallPolicy = "skip"
+    histogram_bins: int = ENTROPY_BINS  # entropy/percentile histogram; entropy's search costs O(bins²) per tensor
     out: Path | None = None  # default: <onnx dir>/<stem>.int8.onnx or .int8-cpu.onnx
     calibration_dir: Path = Path("calibration")
 
@@ -125,6 +126,9 @@ def validate_config(config: CalibrationConfig, spec: ModelSpec) -> None:
         raise InputError(f"unknown calibration method {config.method!r}", f"use one of: {', '.join(METHODS)}")
     if config.target not in TARGETS:
         raise InputError(f"unknown target {config.target!r}", f"use one of: {', '.join(TARGETS)}")
+    if config.histogram_bins < 2 * ENTROPY_QUANTIZED_BINS:
+        raise InputError(f"histogram bins must be at least {2 * ENTROPY_QUANTIZED_BINS}, got {config.histogram_bins}",
+                         "with fewer bins the entropy search has a single candidate and equals MinMax")
     check_aligned(config.crop, spec.alignment, "--crop")
     if not spec.shape_range.contains_hw(*config.crop):
         raise InputError(
@@ -146,7 +150,8 @@ def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig)
     plan_path = save_plan(plan, Path(config.calibration_dir) / f"{out.stem}.crops.json")
     excluded = tuple(output_producers(model))
     with tempfile.TemporaryDirectory(prefix="fcn-calib-") as workdir:
-        tensors = _collect_ranges(Path(onnx_path), plan, spec, config.method, Path(workdir))
+        tensors = _collect_ranges(Path(onnx_path), plan, spec, config.method, config.histogram_bins,
+                                  Path(workdir))
         cache = Path(workdir) / "ranges.json"
         quantization.calibrate.save_tensors_data(tensors, cache)
         quantized = Path(workdir) / "int8.onnx"
@@ -184,12 +189,12 @@ def _ort_method(method: Method) -> Any:
     }[method]
 
 
-def _calibrator_options(method: Method) -> dict[str, Any]:
+def _calibrator_options(method: Method, bins: int) -> dict[str, Any]:
     """What ``create_calibrator`` needs for each method to really behave as documented."""
     if method == "entropy":
-        return {"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS, "symmetric": False}
+        return {"num_bins": bins, "num_quantized_bins": ENTROPY_QUANTIZED_BINS, "symmetric": False}
     if method == "percentile":
-        return {"num_bins": ENTROPY_BINS, "percentile": PERCENTILE, "symmetric": True}
+        return {"num_bins": bins, "percentile": PERCENTILE, "symmetric": True}
     return {"symmetric": False}
 
 
@@ -200,13 +205,14 @@ def _quant_options(target: Target) -> dict[str, Any]:
     return {"ActivationSymmetric": False, "WeightSymmetric": True}
 
 
-def _collect_ranges(onnx_path: Path, plan: CropPlan, spec: ModelSpec, method: Method, workdir: Path) -> Any:
+def _collect_ranges(onnx_path: Path, plan: CropPlan, spec: ModelSpec, method: Method, bins: int,
+                    workdir: Path) -> Any:
     """Run the calibrator over the planned crops in chunks; returns ORT's TensorsData."""
     calibrate = require("onnxruntime.quantization.calibrate")
     calibrator = calibrate.create_calibrator(
         onnx_path, None, augmented_model_path=str(workdir / "augmented.onnx"),
         calibrate_method=_ort_method(method), providers=["CPUExecutionProvider"],
-        extra_options=_calibrator_options(method),
+        extra_options=_calibrator_options(method, bins),
     )
     layout = VocLayout(Path(plan.data_dir))
     with progress_bar(len(plan.crops), f"calibrating ({method})") as advance:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -151,3 +151,50 @@ def _retag_node(node: onnx.NodeProto, old: int, new: int) -> None:
             attr.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(attr.t)), attr.t.name))
         if node.op_type == "ConstantOfShape" and attr.name == "value" and attr.t.data_type == old:
             attr.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(attr.t)), attr.t.name))
+
+
+def emulate_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """An FP32 graph that rounds like the FP16 one: FP16-rounded weights, every FP16-region tensor cast to
+    float16 and back. ONNX Runtime's CPU provider upcasts FP16 graphs (and drops such cast pairs itself),
+    so only this makes a CPU run show the effect of FP16 storage between layers.
+    """
+    onnx = require("onnx")
+    helper, numpy_helper = onnx.helper, require("onnx.numpy_helper")
+    FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    emulated = onnx.shape_inference.infer_shapes(model)
+    graph = emulated.graph
+    for index, node in enumerate(graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"
+    elem = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
+    inits = {t.name: t for t in graph.initializer}
+    keep = _fp32_nodes(emulated)
+    half_region = [n for n in graph.node if n.name not in keep]
+    for name in {x for n in half_region for x in n.input if x in inits and inits[x].data_type == FLOAT}:
+        rounded = _to_half(numpy_helper.to_array(inits[name])).astype(np.float32)
+        inits[name].CopyFrom(numpy_helper.from_array(rounded, name))
+    produced_half = {o for n in half_region for o in n.output if elem.get(o) == FLOAT}
+    fed_half = {x for n in half_region for x in n.input if elem.get(x) == FLOAT and x not in inits}
+    renamed: dict[str, str] = {}
+    nodes = []
+    for name in [v.name for v in graph.input if v.name in fed_half]:
+        nodes += _round_trip(helper, name, FLOAT, HALF, renamed)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+        nodes.append(node)
+        for out in node.output:
+            if out in produced_half or (out in fed_half and node.name in keep):
+                nodes += _round_trip(helper, out, FLOAT, HALF, renamed)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return emulated
+
+
+def _round_trip(helper: Any, name: str, full: int, half: int, renamed: dict[str, str]) -> list:
+    """Cast ``name`` to float16 and back; later consumers read the rounded copy."""
+    renamed[name] = f"{name}__fp16_rounded"
+    return [
+        helper.make_node("Cast", [name], [f"{name}__fp16"], name=f"EmulateFp16_{name}_a", to=half),
+        helper.make_node("Cast", [f"{name}__fp16"], [renamed[name]], name=f"EmulateFp16_{name}_b", to=full),
+    ]

@@ -1,0 +1,320 @@
+"""TensorRT engine build from a precision ONNX (FP32, FP16 or INT8 Q/DQ), strongly typed.
+
+TensorRT 11 removed BuilderFlag.FP16/INT8 and the INT8 calibrators, so precision is decided in ONNX
+space (``fcn_deploy.precision``) and the network is created STRONGLY_TYPED: TensorRT keeps the types
+the ONNX declares. The same code builds on TensorRT 10.x and 11.x. Everything that needs neither
+TensorRT nor a GPU (precision ONNX, CPU parity) happens first; then a missing TensorRT or CUDA device
+stops the build with MissingComponentError (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fcn_deploy.data.progress import log
+from fcn_deploy.deps import require
+from fcn_deploy.errors import ArtifactError, FcnDeployError, InputError, MissingComponentError
+from fcn_deploy.fileio import sha256_file, write_bytes_atomic
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange, read_sidecar, write_sidecar
+
+Precision = Literal["fp32", "fp16", "int8"]
+Dims4 = tuple[int, int, int, int]
+ENGINE_FORMAT = "fcn-deploy-engine-1"
+TRT_INSTALL_HINT = "pip install 'fcn-deploy[tensorrt]' on a machine with an NVIDIA GPU, driver and CUDA 12+"
+
+
+class CudaError(FcnDeployError):
+    """A CUDA runtime call failed; the message names the call and CUDA's error."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Options of ``fcn-deploy build``."""
+
+    precision: Precision
+    calib_data: Path | None = None  # VOC folder for INT8 calibration (when the INT8 ONNX must be made)
+    calib_split: str = "train"
+    calib_num: int = 256
+    calib_crop: tuple[int, int] = (320, 480)
+    calib_method: str = "entropy"
+    calib_seed: int = 0
+    profile: tuple[Dims4, Dims4, Dims4] | None = None  # None: the spec's shape range
+    workspace_gib: float = 4.0
+    timing_cache: Path = Path("calibration") / "timing.cache"
+    out: Path | None = None  # default engines/fcn.<precision>.engine
+    reference: Path | None = None  # checkpoint for the parity check (default: the export's source checkpoint)
+    parity_data: Path | None = None  # VOC folder for parity (default: calib_data)
+    parity_split: str = "val"
+    skip_parity: bool = False
+    calibration_dir: Path = Path("calibration")
+    engines_dir: Path = Path("engines")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The engine (None when TensorRT or a GPU is missing), the precision ONNX and its parity."""
+
+    precision_onnx: Path
+    engine: Path | None
+    parity: Any = None  # precision.verify.PrecisionParity, when run
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- precision ONNX ------------------------------------------------------------------------------
+
+
+def precision_onnx_path(onnx_path: Path, precision: Precision) -> Path:
+    """export/fcn.onnx -> itself (fp32), export/fcn.fp16.onnx, export/fcn.int8.onnx."""
+    if precision == "fp32":
+        return onnx_path
+    return onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
+
+
+def _fresh(artifact: Path, source: Path) -> bool:
+    """True when ``artifact`` exists and was made from the current ``source`` (recorded hash)."""
+    if not artifact.is_file():
+        return False
+    try:
+        _, document = read_sidecar(artifact)
+    except ArtifactError:
+        return False
+    recorded = document.get("source_onnx_sha256")
+    return bool(recorded) and recorded == sha256_file(source) and document.get("onnx_sha256") == sha256_file(artifact)
+
+
+def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
+    """Produce (or reuse, when made from this very ONNX) the ONNX of the requested precision."""
+    from fcn_deploy.precision.artifact import load_onnx, save_onnx
+
+    _, spec = load_onnx(onnx_path)
+    if spec.precision != "fp32":
+        raise InputError(f"{onnx_path} has precision '{spec.precision}'; build takes the FP32 export",
+                         "pass the FP32 ONNX (e.g. export/fcn.onnx) and choose --fp16/--int8")
+    target = precision_onnx_path(onnx_path, config.precision)
+    if config.precision == "fp32" or _fresh(target, onnx_path):
+        if config.precision != "fp32":
+            log(f"reusing {target} (made from this {onnx_path.name})")
+        return target
+    source_hash = {"source_onnx_sha256": sha256_file(onnx_path)}
+    if config.precision == "fp16":
+        from fcn_deploy.precision.fp16 import convert_fp16
+
+        result = convert_fp16(onnx_path, target)
+        log(f"wrote {target}: FP16 weights and compute, FP32 kept for {', '.join(result.fp32_nodes)}")
+    else:
+        if config.calib_data is None:
+            raise InputError(f"{target} must be made first and INT8 calibration needs data",
+                             "pass --calib-data VOCDIR (a VOC2012 folder), or run 'fcn-deploy calibrate' first")
+        from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8
+
+        calibration = CalibrationConfig(
+            data_dir=config.calib_data, split=config.calib_split, num=config.calib_num, crop=config.calib_crop,
+            method=config.calib_method, target="tensorrt", seed=config.calib_seed, out=target,
+            calibration_dir=config.calibration_dir,
+        )
+        calibrate_int8(onnx_path, calibration)
+        log(f"wrote {target} (INT8 Q/DQ for TensorRT, linted)")
+    model, new_spec = load_onnx(target)
+    _, document = read_sidecar(target)
+    document.pop("spec", None)
+    document.pop("onnx_sha256", None)
+    save_onnx(model, target, new_spec, {**document, **source_hash})
+    return target
+
+
+def run_precision_parity(onnx_path: Path, artifact: Path, config: BuildConfig) -> Any:
+    """CPU parity of the precision ONNX with its PyTorch checkpoint (None when reference or data is missing)."""
+    if config.precision == "fp32" or config.skip_parity:
+        return None
+    reference = config.reference
+    if reference is None:
+        _, document = read_sidecar(onnx_path)
+        recorded = document.get("source_checkpoint")
+        reference = Path(recorded) if recorded else None
+    data = config.parity_data or config.calib_data
+    if reference is None or not Path(reference).is_file() or data is None:
+        log("parity skipped: " + ("no reference checkpoint (pass --reference)" if reference is None
+                                  or not Path(reference).is_file() else "no data (pass --parity-data or --calib-data)"))
+        return None
+    from fcn_deploy.parity import ParityConfig
+    from fcn_deploy.precision.verify import check_precision
+
+    report = config.calibration_dir / f"parity-{artifact.stem}.md"
+    parity = check_precision(artifact, reference, data,
+                             ParityConfig(split=config.parity_split, device="cpu", report=report))
+    log(parity.summary())
+    if not parity.passed:
+        raise ArtifactError(f"{artifact} fails the {config.precision} parity gate: " + "; ".join(parity.problems),
+                            "recalibrate (more crops, another --method), or keep more layers in FP32")
+    return parity
+
+
+# --- profile ---------------------------------------------------------------------------------------
+
+
+def parse_dims(text: str, option: str) -> Dims4:
+    """'NxCxHxW' -> four positive integers."""
+    try:
+        dims = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or any(v < 1 for v in dims):
+        raise InputError(f"{option} must look like NxCxHxW (e.g. 1x3x320x480), got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
+def _layout(spec: ModelSpec, batch: int, height: int, width: int) -> Dims4:
+    if spec.input_format == INPUT_UINT8_NHWC:
+        return (batch, height, width, 3)
+    return (batch, 3, height, width)
+
+
+def _bhw(spec: ModelSpec, dims: Dims4) -> tuple[int, int, int]:
+    if spec.input_format == INPUT_UINT8_NHWC:
+        return dims[0], dims[1], dims[2]
+    return dims[0], dims[2], dims[3]
+
+
+def resolve_profile(spec: ModelSpec, given: tuple[Dims4, Dims4, Dims4] | None) -> tuple[Dims4, Dims4, Dims4]:
+    """The optimisation profile: the spec's shape range (batch included) unless given; given ones are checked."""
+    if given is None:
+        r = spec.shape_range
+        return _layout(spec, *r.min), _layout(spec, *r.opt), _layout(spec, *r.max)
+    for name, dims in zip(("--min", "--opt", "--max"), given):
+        channel_ok = dims[3] == 3 if spec.input_format == INPUT_UINT8_NHWC else dims[1] == 3
+        b, h, w = _bhw(spec, dims)
+        if not channel_ok:
+            raise InputError(f"{name} {dims} does not have 3 channels where the model's input "
+                             f"({spec.input_format}) has them")
+        if h % spec.alignment or w % spec.alignment:
+            raise InputError(f"{name} height×width {h}×{w} is not a multiple of {spec.alignment}")
+        if not spec.shape_range.contains(b, h, w):
+            raise InputError(f"{name} {b}×{h}×{w} is outside the model's range {spec.shape_range.min} .. "
+                             f"{spec.shape_range.max}", "re-export with a wider --shape range, or narrow the profile")
+    lo, opt, hi = (_bhw(spec, d) for d in given)
+    if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+        raise InputError(f"profile is not ordered min <= opt <= max: {given[0]} {given[1]} {given[2]}")
+    return given
+
+
+# --- CUDA / TensorRT availability -------------------------------------------------------------------
+
+
+def cuda_call(name: str, result: Any) -> Any:
+    """Unpack a cuda-python (err, *values) result; a failure becomes CudaError naming ``name``."""
+    cudart = require("cuda.bindings.runtime")
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != cudart.cudaError_t.cudaSuccess:
+        _, text = cudart.cudaGetErrorString(err)
+        raise CudaError(f"CUDA call {name} failed: {getattr(err, 'name', err)} ({text.decode(errors='replace')})")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def gpu_info(device: int = 0) -> dict[str, Any]:
+    """Name and compute capability of a CUDA device (MissingComponentError when there is none)."""
+    cudart = require("cuda.bindings.runtime")
+    err, count = cudart.cudaGetDeviceCount()
+    if err != cudart.cudaError_t.cudaSuccess or not count:
+        reason = getattr(err, "name", str(err)) if err != cudart.cudaError_t.cudaSuccess else "0 devices"
+        raise MissingComponentError(f"no CUDA GPU is available ({reason})", TRT_INSTALL_HINT)
+    props = cuda_call("cudaGetDeviceProperties", cudart.cudaGetDeviceProperties(device))
+    name = props.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return {"name": name, "compute_capability": f"{props.major}.{props.minor}", "device": device}
+
+
+def require_tensorrt() -> tuple[Any, dict[str, Any]]:
+    """(tensorrt module, GPU info), or MissingComponentError naming everything that is missing."""
+    missing, hints = [], []
+    trt = gpu = None
+    try:
+        trt = require("tensorrt")
+    except MissingComponentError as exc:
+        missing.append("TensorRT (the 'tensorrt' Python package)")
+        hints.append(exc.hint or TRT_INSTALL_HINT)
+    try:
+        gpu = gpu_info()
+    except MissingComponentError as exc:
+        missing.append(exc.message)
+        hints.append(exc.hint or TRT_INSTALL_HINT)
+    if missing:
+        raise MissingComponentError("cannot build or run a TensorRT engine: missing " + "; ".join(missing),
+                                    TRT_INSTALL_HINT)
+    return trt, gpu
+
+
+# --- the build --------------------------------------------------------------------------------------
+
+
+def build(onnx_path: str | os.PathLike[str], config: BuildConfig) -> BuildResult:
+    """Precision ONNX, CPU parity, then the TensorRT engine + sidecar (MissingComponentError without a GPU)."""
+    onnx_path = Path(onnx_path)
+    if config.precision not in ("fp32", "fp16", "int8"):
+        raise InputError(f"unknown precision {config.precision!r}", "choose one of --fp32, --fp16, --int8")
+    if config.workspace_gib <= 0:
+        raise InputError(f"--workspace must be positive, got {config.workspace_gib}")
+    artifact = make_precision_onnx(onnx_path, config)
+    from fcn_deploy.precision.artifact import load_onnx
+
+    _, spec = load_onnx(artifact)
+    profile = resolve_profile(spec, config.profile)
+    parity = run_precision_parity(onnx_path, artifact, config)
+    trt, gpu = require_tensorrt()
+    out = Path(config.out) if config.out else config.engines_dir / f"{onnx_path.stem}.{config.precision}.engine"
+    engine = build_engine(trt, artifact, spec, profile, gpu, config, out)
+    return BuildResult(artifact, engine, parity)
+
+
+def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4, Dims4, Dims4],
+                 gpu: dict[str, Any], config: BuildConfig, out: Path) -> Path:
+    """Parse the ONNX into a strongly typed network and serialise a plan with one optimisation profile."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(artifact.read_bytes(), str(artifact)):
+        errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ArtifactError(f"TensorRT's ONNX parser rejected {artifact} ({len(errors)} error(s)):\n  "
+                            + "\n  ".join(errors), "check the ONNX with 'fcn-deploy build' on CPU (lint, parity)")
+    config_trt = builder.create_builder_config()
+    config_trt.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
+    optimization = builder.create_optimization_profile()
+    optimization.set_shape(spec.input_name, trt.Dims(profile[0]), trt.Dims(profile[1]), trt.Dims(profile[2]))
+    config_trt.add_optimization_profile(optimization)
+    cache = _load_timing_cache(config_trt, config.timing_cache)
+    config_trt.set_timing_cache(cache, False)
+    log(f"building the {config.precision} TensorRT {trt.__version__} engine on {gpu['name']} "
+        f"(profile {profile[0]} .. {profile[2]}); this takes minutes...")
+    started = time.perf_counter()
+    plan = builder.build_serialized_network(network, config_trt)
+    if plan is None:
+        raise ArtifactError(f"TensorRT could not build an engine from {artifact} (see its messages above)")
+    write_bytes_atomic(out, bytes(plan))
+    write_bytes_atomic(config.timing_cache, bytes(config_trt.get_timing_cache().serialize()))
+    engine_spec = spec.replace(shape_range=ShapeRange(*(_bhw(spec, d) for d in profile)))
+    write_sidecar(out, engine_spec, {
+        "format": ENGINE_FORMAT, "tensorrt_version": trt.__version__, "gpu": gpu["name"],
+        "compute_capability": gpu["compute_capability"], "precision": config.precision,
+        "profile": {"min": list(profile[0]), "opt": list(profile[1]), "max": list(profile[2])},
+        "onnx": str(artifact), "onnx_sha256": sha256_file(artifact), "engine_sha256": sha256_file(out),
+        "build_seconds": round(time.perf_counter() - started, 1),
+    })
+    log(f"wrote {out} and {out.name}.json in {time.perf_counter() - started:.0f} s")
+    return out
+
+
+def _load_timing_cache(config_trt: Any, path: Path) -> Any:
+    """Create the builder's timing cache from ``path`` when it exists (an empty one otherwise)."""
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    return config_trt.create_timing_cache(data)
+
+
+def _parser_error(error: Any) -> str:
+    """One readable line per ONNX parser error: node, operator, description."""
+    return f"node {error.node()} '{error.node_name()}' ({error.node_operator()}): {error.desc()} [code {error.code()}]"
+

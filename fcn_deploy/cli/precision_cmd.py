@@ -1,0 +1,90 @@
+"""``fcn-deploy calibrate`` (INT8 Q/DQ ONNX on VOC crops) and ``fcn-deploy build`` (TensorRT engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fcn_deploy.errors import InputError
+
+DEFAULT_ONNX = Path("export") / "fcn.onnx"
+
+
+def calibrate(
+    onnx: Path = typer.Argument(DEFAULT_ONNX, help="FP32 ONNX to quantise."),
+    data: Path = typer.Option(..., "--data", help="VOC2012 folder whose crops calibrate the ranges."),
+    split: str = typer.Option("train", "--split", help="Split list to draw the crops from."),
+    num: int = typer.Option(256, "--num", help="Number of crops."),
+    crop: str = typer.Option("320x480", "--crop", help="Crop HEIGHTxWIDTH (multiples of 32)."),
+    method: str = typer.Option("entropy", "--method", help="entropy, percentile (99.999) or minmax."),
+    target: str = typer.Option("tensorrt", "--target", help="tensorrt (int8 symmetric) or cpu (uint8 activations)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the crop choice (same seed, same crops)."),
+    small: str = typer.Option("skip", "--small", help="Images smaller than the crop: skip or pad."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Default: <onnx>.int8.onnx / .int8-cpu.onnx."),
+) -> None:
+    """Calibrate an INT8 explicit-quantisation (Q/DQ) ONNX on VOC crops."""
+    from fcn_deploy.data.transforms import parse_size
+    from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8
+
+    config = CalibrationConfig(
+        data_dir=data, split=split, num=num, crop=parse_size(crop, "--crop"), method=method,  # type: ignore[arg-type]
+        target=target, seed=seed, small=small, out=out,  # type: ignore[arg-type]
+    )
+    result = calibrate_int8(onnx, config)
+    typer.echo(f"wrote {result.path} ({result.quantized_nodes} quantised tensors; float logits, excluded "
+               f"{', '.join(result.excluded_nodes)})")
+    typer.echo(f"crop plan {result.plan_path}, ranges {result.ranges_path}")
+    if config.target == "tensorrt":
+        typer.echo("Q/DQ lint: passes TensorRT's explicit-quantisation rules")
+
+
+def build(
+    onnx: Path = typer.Argument(DEFAULT_ONNX, help="FP32 ONNX export."),
+    fp32: bool = typer.Option(False, "--fp32", help="FP32 engine."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 engine (writes <onnx>.fp16.onnx first)."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 engine (calibrates <onnx>.int8.onnx when needed)."),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="VOC folder for INT8 calibration."),
+    calib_num: int = typer.Option(256, "--calib-num", help="Calibration crops."),
+    calib_crop: str = typer.Option("320x480", "--calib-crop", help="Calibration crop HEIGHTxWIDTH."),
+    min_shape: Optional[str] = typer.Option(None, "--min", help="Profile minimum NxCxHxW (default: the spec's)."),
+    opt_shape: Optional[str] = typer.Option(None, "--opt", help="Profile optimum NxCxHxW."),
+    max_shape: Optional[str] = typer.Option(None, "--max", help="Profile maximum NxCxHxW."),
+    workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace in GiB."),
+    timing_cache: Path = typer.Option(Path("calibration") / "timing.cache", "--timing-cache", help="Timing cache."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Checkpoint for the parity check "
+                                             "(default: the export's source checkpoint)."),
+    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="VOC folder for parity "
+                                               "(default: --calib-data); its 'val' split is used."),
+    skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the CPU parity check."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine path (default engines/fcn.<precision>.engine)."),
+) -> None:
+    """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU)."""
+    from fcn_deploy.build import BuildConfig, build as build_engine, parse_dims
+    from fcn_deploy.data.transforms import parse_size
+
+    chosen = [name for name, flag in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if flag]
+    if len(chosen) != 1:
+        raise InputError("choose exactly one precision: --fp32, --fp16 or --int8"
+                         + (f" (got {', '.join('--' + c for c in chosen)})" if chosen else ""))
+    shapes = (min_shape, opt_shape, max_shape)
+    if any(shapes) and not all(shapes):
+        raise InputError("give all of --min, --opt and --max, or none (then the spec's shape range is used)")
+    profile = None
+    if all(shapes):
+        profile = tuple(parse_dims(s, o) for s, o in zip(shapes, ("--min", "--opt", "--max")))  # type: ignore[arg-type]
+    config = BuildConfig(
+        precision=chosen[0], calib_data=calib_data, calib_num=calib_num,  # type: ignore[arg-type]
+        calib_crop=parse_size(calib_crop, "--calib-crop"), profile=profile, workspace_gib=workspace,  # type: ignore[arg-type]
+        timing_cache=timing_cache, reference=reference, parity_data=parity_data, skip_parity=skip_parity, out=out,
+    )
+    result = build_engine(onnx, config)
+    typer.echo(f"precision ONNX {result.precision_onnx}")
+    typer.echo(f"wrote {result.engine} and {result.engine.name}.json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``calibrate`` and ``build`` commands."""
+    app.command("calibrate")(calibrate)
+    app.command("build")(build)

@@ -1,0 +1,167 @@
+"""TensorRT runtime backend: a serialized engine run with execute_async_v3 on its own CUDA stream.
+
+Memory and streams come from cuda-python (``cuda.bindings.runtime``). Device buffers are reused and
+grown on demand, host staging buffers are pinned; batches go up to the profile's maximum. Before
+deserialising, the engine's sidecar is compared with the running TensorRT version and GPU, so a plan
+built elsewhere gives a clear ArtifactError instead of a failure inside TensorRT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcn_deploy.build import cuda_call, require_tensorrt
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.spec import read_sidecar
+
+
+def engine_mismatches(sidecar: Mapping[str, Any], tensorrt_version: str, gpu_name: str,
+                      compute_capability: str) -> list[str]:
+    """What differs between the machine an engine was built on (its sidecar) and this one."""
+    problems = []
+    built = str(sidecar.get("tensorrt_version", ""))
+    if built != tensorrt_version:
+        problems.append(f"built with TensorRT {built or '?'}, running TensorRT {tensorrt_version}")
+    if str(sidecar.get("compute_capability", "")) != compute_capability:
+        problems.append(f"built for compute capability {sidecar.get('compute_capability', '?')}, "
+                        f"this GPU has {compute_capability}")
+    if str(sidecar.get("gpu", "")) != gpu_name:
+        problems.append(f"built on GPU '{sidecar.get('gpu', '?')}', this GPU is '{gpu_name}'")
+    return problems
+
+
+def check_engine_compatible(path: Path, sidecar: Mapping[str, Any], tensorrt_version: str, gpu: Mapping[str, Any]) -> None:
+    """ArtifactError saying to rebuild when the engine was built for another TensorRT or GPU."""
+    problems = engine_mismatches(sidecar, tensorrt_version, str(gpu.get("name", "")),
+                                 str(gpu.get("compute_capability", "")))
+    if problems:
+        raise ArtifactError(
+            f"{path} does not fit this machine: " + "; ".join(problems),
+            "TensorRT engines are specific to the TensorRT version and GPU: rebuild it here with "
+            "'fcn-deploy build --fp32|--fp16|--int8'",
+        )
+
+
+class _DeviceBuffer:
+    """A device allocation that grows on demand (never shrinks) and frees itself on close."""
+
+    def __init__(self, cudart: Any) -> None:
+        self.cudart, self.ptr, self.size = cudart, 0, 0
+
+    def ensure(self, nbytes: int) -> int:
+        if nbytes > self.size:
+            self.close()
+            self.ptr = cuda_call("cudaMalloc", self.cudart.cudaMalloc(nbytes))
+            self.size = nbytes
+        return self.ptr
+
+    def close(self) -> None:
+        if self.ptr:
+            cuda_call("cudaFree", self.cudart.cudaFree(self.ptr))
+            self.ptr, self.size = 0, 0
+
+
+class _PinnedBuffer(_DeviceBuffer):
+    """Page-locked host memory, viewed as a numpy array of the requested shape."""
+
+    def ensure(self, nbytes: int) -> int:
+        if nbytes > self.size:
+            self.close()
+            self.ptr = cuda_call("cudaMallocHost", self.cudart.cudaMallocHost(nbytes))
+            self.size = nbytes
+        return self.ptr
+
+    def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        raw = (ctypes.c_byte * nbytes).from_address(self.ensure(nbytes))
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        if self.ptr:
+            cuda_call("cudaFreeHost", self.cudart.cudaFreeHost(self.ptr))
+            self.ptr, self.size = 0, 0
+
+
+class TensorRTBackend(Backend):
+    """A TensorRT engine (.engine/.plan with its JSON sidecar) on a CUDA GPU."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto") -> None:
+        if device == "cpu":
+            raise InputError("a TensorRT engine runs on a CUDA GPU only, not with --device cpu",
+                             "use the ONNX model for CPU inference, or --device cuda/auto")
+        self.path = Path(path)
+        spec, document = read_sidecar(self.path)
+        super().__init__(spec)
+        trt, gpu = require_tensorrt()
+        check_engine_compatible(self.path, document, trt.__version__, gpu)
+        from fcn_deploy.deps import require
+
+        self._cudart = cudart = require("cuda.bindings.runtime")
+        cuda_call("cudaSetDevice", cudart.cudaSetDevice(int(gpu.get("device", 0))))
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise ArtifactError(f"TensorRT could not deserialise {self.path}", "rebuild it with 'fcn-deploy build'")
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise ArtifactError(f"TensorRT could not create an execution context for {self.path}")
+        self._stream = cuda_call("cudaStreamCreate", cudart.cudaStreamCreate())
+        self._trt = trt
+        self._names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._outputs = [n for n in self._names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._device_buffers = {n: _DeviceBuffer(cudart) for n in self._names}
+        self._host_buffers = {n: _PinnedBuffer(cudart) for n in self._names}
+        self._max_batch = int(self._engine.get_tensor_profile_shape(spec.input_name, 0)[2][0])
+
+    @property
+    def device(self) -> str:
+        return "cuda"
+
+    def _dtype(self, name: str) -> np.dtype:
+        return np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        cudart, context, spec = self._cudart, self._context, self.spec
+        if batch.shape[0] > self._max_batch:
+            raise InputError(f"batch {batch.shape[0]} exceeds the engine profile's maximum {self._max_batch}")
+        if not context.set_input_shape(spec.input_name, tuple(batch.shape)):
+            raise InputError(f"the engine does not accept input shape {tuple(batch.shape)}")
+        host_in = self._host_buffers[spec.input_name].view(batch.shape, self._dtype(spec.input_name))
+        host_in[...] = batch
+        d_in = self._device_buffers[spec.input_name].ensure(host_in.nbytes)
+        context.set_tensor_address(spec.input_name, d_in)
+        outputs = {}
+        for name in self._outputs:
+            shape = tuple(context.get_tensor_shape(name))
+            host = self._host_buffers[name].view(shape, self._dtype(name))
+            context.set_tensor_address(name, self._device_buffers[name].ensure(max(host.nbytes, 1)))
+            outputs[name] = host
+        kind = cudart.cudaMemcpyKind
+        cuda_call("cudaMemcpyAsync(H2D)", cudart.cudaMemcpyAsync(d_in, host_in.ctypes.data, host_in.nbytes,
+                                                                  kind.cudaMemcpyHostToDevice, self._stream))
+        if not context.execute_async_v3(self._stream):
+            raise ArtifactError(f"TensorRT execute_async_v3 failed on {self.path} for shape {tuple(batch.shape)}")
+        for name, host in outputs.items():
+            cuda_call(f"cudaMemcpyAsync(D2H {name})", cudart.cudaMemcpyAsync(
+                host.ctypes.data, self._device_buffers[name].ptr, host.nbytes, kind.cudaMemcpyDeviceToHost,
+                self._stream))
+        cuda_call("cudaStreamSynchronize", cudart.cudaStreamSynchronize(self._stream))
+        return np.array(outputs[spec.output_name], dtype=np.float32, copy=True)
+
+    def close(self) -> None:
+        for buffer in (*getattr(self, "_device_buffers", {}).values(), *getattr(self, "_host_buffers", {}).values()):
+            buffer.close()
+        if getattr(self, "_stream", None) is not None:
+            cuda_call("cudaStreamDestroy", self._cudart.cudaStreamDestroy(self._stream))
+            self._stream = None
+        self._context = self._engine = self._runtime = None
