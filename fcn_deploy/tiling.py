@@ -1,0 +1,241 @@
+"""Whole-image and tiled (sliding-window) inference on numpy arrays, independent of any runtime.
+
+Whole mode reflect-pads an image to the model's alignment, runs it once and crops the logits. Slide mode
+cuts overlapping tiles (edge tiles shifted inside the image), runs them in batches and blends their logits
+with per-pixel window weights. Stitching streams over rows of tiles: only one band of rows (about a tile
+tall, full width, every class) is held at a time, and rows that no later tile touches are reduced to labels
+and released. Peak memory is the uint8 image, the uint8 labels and O(width × tile height × classes) floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+BLENDS: tuple[str, ...] = ("hann", "gaussian", "mean")
+HW = tuple[int, int]  # (height, width)
+
+#: maps uint8 N×h×w×3 RGB tiles to float32 N×C×h×w logits
+TileRunner = Callable[[np.ndarray], np.ndarray]
+#: receives finished rows: (first row, weighted logit sums C×rows×W, weight sums rows×W)
+RowSink = Callable[[int, np.ndarray, np.ndarray], None]
+
+_WINDOW_FLOOR = 1e-3  # hann weights never reach 0, so tile borders still count
+_GAUSSIAN_SIGMA = 0.25  # standard deviation as a fraction of the tile side
+
+
+def align_up(value: int, alignment: int) -> int:
+    """``value`` rounded up to a multiple of ``alignment``."""
+    return -(-int(value) // alignment) * alignment
+
+
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad an H×W(×C) array at the bottom and right up to ``height``×``width`` (no copy if equal)."""
+    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(f"cannot pad {image.shape[0]}x{image.shape[1]} down to {height}x{width}")
+    if pad_h == 0 and pad_w == 0:
+        return image
+    widths = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, widths, mode="reflect")
+
+
+def axis_starts(length: int, tile: int, overlap: float) -> tuple[int, ...]:
+    """Tile offsets along one axis: evenly spread, overlapping at least ``overlap``, the last ending at ``length``.
+
+    An axis no longer than the tile gets one tile at 0 (the image is padded up to the tile there).
+    """
+    if length <= tile:
+        return (0,)
+    stride = max(1, tile - int(round(tile * overlap)))
+    count = math.ceil((length - tile) / stride) + 1
+    span = length - tile
+    return tuple(int(round(i * span / (count - 1))) for i in range(count))
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles of one image go and how they are batched."""
+
+    image_hw: HW
+    tile_hw: HW
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+    batch: int
+
+    @property
+    def count(self) -> int:
+        """Number of tiles."""
+        return len(self.ys) * len(self.xs)
+
+    @property
+    def canvas_hw(self) -> HW:
+        """The image size, grown to the tile size along axes shorter than a tile."""
+        return max(self.image_hw[0], self.tile_hw[0]), max(self.image_hw[1], self.tile_hw[1])
+
+    def row_groups(self) -> tuple[tuple[int, ...], ...]:
+        """Tile-row indices run together: one row per group, or several narrow rows filling one batch."""
+        rows_per_group = max(1, self.batch // len(self.xs))
+        indices = range(len(self.ys))
+        return tuple(tuple(indices[i : i + rows_per_group]) for i in range(0, len(self.ys), rows_per_group))
+
+    def band_height(self) -> int:
+        """Rows the stitching band must hold: a tile height plus the spread of the rows in one group."""
+        return max(self.ys[g[-1]] - self.ys[g[0]] for g in self.row_groups()) + self.tile_hw[0]
+
+    def batches(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        """(last tile-row index completed after this batch or -1, [(y, x), ...]) in row-major order."""
+        for group in self.row_groups():
+            tiles = [(self.ys[r], x) for r in group for x in self.xs]
+            for start in range(0, len(tiles), self.batch):
+                done = group[-1] if start + self.batch >= len(tiles) else -1
+                yield done, tiles[start : start + self.batch]
+
+
+def plan_tiles(image_hw: Sequence[int], tile_hw: Sequence[int], overlap: float, batch: int) -> TilePlan:
+    """Lay tiles of ``tile_hw`` over an image of ``image_hw`` with at least ``overlap`` (a fraction) between them."""
+    height, width = (int(v) for v in image_hw)
+    tile_h, tile_w = (int(v) for v in tile_hw)
+    if min(height, width, tile_h, tile_w, batch) < 1:
+        raise ValueError(f"image {image_hw}, tile {tile_hw} and batch {batch} must be positive")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    ys = axis_starts(height, tile_h, overlap)
+    xs = axis_starts(width, tile_w, overlap)
+    return TilePlan((height, width), (tile_h, tile_w), ys, xs, int(batch))
+
+
+def _window_1d(length: int, blend: str) -> np.ndarray:
+    """A strictly positive, symmetric 1-D weight profile (float64)."""
+    centres = (np.arange(length, dtype=np.float64) + 0.5) / length  # in (0, 1)
+    if blend == "hann":
+        return _WINDOW_FLOOR + (1.0 - _WINDOW_FLOOR) * np.sin(np.pi * centres) ** 2
+    if blend == "gaussian":
+        return np.exp(-0.5 * ((centres - 0.5) / _GAUSSIAN_SIGMA) ** 2)
+    if blend == "mean":
+        return np.ones(length)
+    raise ValueError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+
+
+def blend_window(tile_hw: Sequence[int], blend: str) -> np.ndarray:
+    """Per-pixel tile weights (float32, tile_h×tile_w, every entry > 0); 'mean' is plain averaging."""
+    window = np.outer(_window_1d(int(tile_hw[0]), blend), _window_1d(int(tile_hw[1]), blend))
+    return window.astype(np.float32)
+
+
+def extract_tile(image: np.ndarray, y: int, x: int, tile_hw: HW) -> np.ndarray:
+    """The tile at (y, x), reflect-padded where the image is smaller than the tile."""
+    tile = image[y : y + tile_hw[0], x : x + tile_hw[1]]
+    return pad_to(tile, *tile_hw)
+
+
+class BandAccumulator:
+    """Weighted logit sums of one band of rows (full width); finished rows are handed out, then dropped."""
+
+    def __init__(self, num_classes: int, band_height: int, width: int, window: np.ndarray) -> None:
+        self.top = 0  # image row held at band row 0
+        self.window = window
+        self.uniform = bool(np.all(window == window.flat[0]))
+        self.scores = np.zeros((num_classes, band_height, width), np.float32)
+        self.weights = np.zeros((band_height, width), np.float32)
+
+    def add(self, y: int, x: int, logits: np.ndarray) -> None:
+        """Add one tile's C×h×w logits at image position (y, x); ``logits`` may be overwritten."""
+        tile_h, tile_w = logits.shape[1:]
+        row = y - self.top
+        if row < 0 or row + tile_h > self.weights.shape[0]:
+            raise ValueError(f"tile row {y} falls outside the band [{self.top}, {self.top + self.weights.shape[0]})")
+        if not self.uniform:
+            np.multiply(logits, self.window, out=logits)
+        target = self.scores[:, row : row + tile_h, x : x + tile_w]
+        np.add(target, logits, out=target)
+        self.weights[row : row + tile_h, x : x + tile_w] += self.window
+
+    def release(self, stop: int, width: int, sink: RowSink) -> None:
+        """Hand rows [top, stop) (cropped to ``width``) to ``sink``, then shift the band up past them."""
+        count = stop - self.top
+        if count <= 0:
+            return
+        sink(self.top, self.scores[:, :count, :width], self.weights[:count, :width])
+        for plane in (*self.scores, self.weights):  # per plane: a shift never copies the whole band at once
+            plane[: plane.shape[0] - count] = plane[count:]
+            plane[plane.shape[0] - count :] = 0.0
+        self.top = stop
+
+
+def argmax_classes(scores: np.ndarray, out: np.ndarray) -> None:
+    """Per-pixel index of the largest of C×rows×W scores into ``out`` (first wins on ties), without a C-sized copy."""
+    best = scores[0].copy()
+    out[...] = 0
+    for index in range(1, scores.shape[0]):
+        better = scores[index] > best
+        out[better] = index
+        np.maximum(best, scores[index], out=best)
+
+
+def label_sink(labels: np.ndarray) -> RowSink:
+    """A sink writing the argmax of finished rows into ``labels`` (H×W uint8)."""
+
+    def sink(start: int, scores: np.ndarray, weights: np.ndarray) -> None:
+        argmax_classes(scores, labels[start : start + scores.shape[1]])
+
+    return sink
+
+
+def slide(
+    image: np.ndarray,
+    plan: TilePlan,
+    run: TileRunner,
+    num_classes: int,
+    blend: str,
+    sink: RowSink,
+) -> None:
+    """Run every tile of ``plan`` through ``run`` and stream blended rows, top to bottom, into ``sink``."""
+    height, width = plan.image_hw
+    if image.shape[:2] != (height, width):
+        raise ValueError(f"image is {image.shape[:2]}, the plan is for {plan.image_hw}")
+    window = blend_window(plan.tile_hw, blend)
+    band = BandAccumulator(num_classes, plan.band_height(), plan.canvas_hw[1], window)
+    for done_row, tiles in plan.batches():
+        batch = np.stack([extract_tile(image, y, x, plan.tile_hw) for y, x in tiles])
+        logits = run(batch)
+        expected = (len(tiles), num_classes, *plan.tile_hw)
+        if logits.shape != expected:
+            raise ValueError(f"the model returned logits of shape {logits.shape}, expected {expected}")
+        for (y, x), tile_logits in zip(tiles, logits):
+            band.add(y, x, tile_logits)
+        if done_row >= 0:
+            next_y = plan.ys[done_row + 1] if done_row + 1 < len(plan.ys) else height
+            band.release(min(next_y, height), width, sink)
+
+
+def slide_labels(
+    image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str
+) -> np.ndarray:
+    """H×W uint8 labels of ``image`` by tiled inference (``num_classes`` at most 256)."""
+    labels = np.empty(plan.image_hw, np.uint8)
+    slide(image, plan, run, num_classes, blend, label_sink(labels))
+    return labels
+
+
+def whole_size(image_hw: Sequence[int], alignment: int, min_hw: Sequence[int] = (1, 1)) -> HW:
+    """The padded size whole mode runs: at least ``min_hw``, rounded up to ``alignment``."""
+    return (
+        align_up(max(int(image_hw[0]), int(min_hw[0])), alignment),
+        align_up(max(int(image_hw[1]), int(min_hw[1])), alignment),
+    )
+
+
+def whole_labels(image: np.ndarray, padded_hw: HW, run: TileRunner, num_classes: int) -> np.ndarray:
+    """H×W uint8 labels from one pass over ``image`` reflect-padded to ``padded_hw``."""
+    height, width = image.shape[:2]
+    logits = run(pad_to(image, *padded_hw)[None])
+    expected = (1, num_classes, *padded_hw)
+    if logits.shape != expected:
+        raise ValueError(f"the model returned logits of shape {logits.shape}, expected {expected}")
+    labels = np.empty((height, width), np.uint8)
+    argmax_classes(logits[0, :, :height, :width], labels)
+    return labels

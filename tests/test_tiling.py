@@ -1,0 +1,152 @@
+"""Tiling: tile placement, blend windows, band streaming and whole-image padding on plain numpy runners."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fcn_deploy.tiling import (
+    BLENDS,
+    align_up,
+    argmax_classes,
+    axis_starts,
+    blend_window,
+    pad_to,
+    plan_tiles,
+    slide,
+    slide_labels,
+    whole_labels,
+    whole_size,
+)
+
+
+def identity_runner(tiles: np.ndarray) -> np.ndarray:
+    """'Logits' that are the tile's own RGB values: 3 classes, N×3×h×w float32."""
+    return np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)).astype(np.float32)
+
+
+def blended_image(image: np.ndarray, tile: tuple[int, int], overlap: float, batch: int, blend: str):
+    """Stitch the identity runner's output back into an H×W×3 float image, recording the released row ranges."""
+    plan = plan_tiles(image.shape[:2], tile, overlap, batch)
+    out = np.full(image.shape, np.nan, np.float64)
+    released = []
+
+    def sink(start, scores, weights):
+        assert np.all(weights > 0)
+        released.append((start, start + scores.shape[1]))
+        out[start : start + scores.shape[1]] = (scores / weights).transpose(1, 2, 0)
+
+    slide(image, plan, identity_runner, 3, blend, sink)
+    return out, released, plan
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 0.25), (777, 320, 0.25), (320, 320, 0.5),
+                                                 (321, 320, 0.0), (100, 320, 0.25), (4096, 96, 0.9), (97, 32, 0.0)])
+def test_axis_starts_cover_the_axis_inside_the_image(length, tile, overlap):
+    starts = axis_starts(length, tile, overlap)
+    assert starts[0] == 0
+    assert list(starts) == sorted(set(starts))
+    if length <= tile:
+        assert starts == (0,)
+        return
+    assert starts[-1] == length - tile  # the edge tile is shifted inside, not hanging over
+    assert all(0 <= s <= length - tile for s in starts)
+    required = int(round(tile * overlap))
+    assert all(b - a <= tile - required for a, b in zip(starts, starts[1:]))  # at least the requested overlap
+
+
+@pytest.mark.parametrize("image_hw,tile", [((1000, 777), (256, 320)), ((50, 70), (64, 96)), ((64, 96), (64, 96)),
+                                           ((300, 40), (64, 64))])
+def test_tiles_cover_every_pixel(image_hw, tile):
+    plan = plan_tiles(image_hw, tile, 0.25, 4)
+    covered = np.zeros(plan.canvas_hw, np.int32)
+    for y in plan.ys:
+        for x in plan.xs:
+            covered[y : y + tile[0], x : x + tile[1]] += 1
+    assert covered[: image_hw[0], : image_hw[1]].min() >= 1
+    assert plan.count == len(plan.ys) * len(plan.xs)
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_blend_windows_are_positive_everywhere(blend):
+    window = blend_window((64, 96), blend)
+    assert window.shape == (64, 96) and window.dtype == np.float32
+    assert window.min() > 0  # borders included: every pixel of every tile counts
+    assert np.allclose(window, window[::-1, ::-1])
+    if blend == "mean":
+        assert np.all(window == 1)
+    else:
+        assert window[32, 48] > window[0, 0]  # centres weigh more than corners
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("image_hw,tile,overlap,batch", [
+    ((1000, 777), (256, 320), 0.25, 4),
+    ((1000, 777), (256, 320), 0.5, 3),
+    ((50, 70), (64, 96), 0.25, 2),  # smaller than a tile on both axes
+    ((300, 40), (64, 64), 0.0, 8),  # narrow: several tile rows per batch
+    ((64, 96), (64, 96), 0.25, 1),  # exactly one tile
+])
+def test_stitching_reproduces_the_input(blend, image_hw, tile, overlap, batch):
+    image = np.random.default_rng(0).integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+    out, released, plan = blended_image(image, tile, overlap, batch, blend)
+    assert np.allclose(out, image, atol=1e-3)
+    # rows are released in order, once each, and together they are the whole image
+    assert released[0][0] == 0 and released[-1][1] == image_hw[0]
+    assert all(a[1] == b[0] for a, b in zip(released, released[1:]))
+    assert len(released) == len(plan.row_groups())
+
+
+def test_band_stays_about_a_tile_tall():
+    plan = plan_tiles((8192, 8192), (320, 480), 0.25, 4)
+    assert plan.band_height() == 320  # wide rows: batches never span two tile rows
+    narrow = plan_tiles((8192, 100), (320, 480), 0.25, 4)
+    assert narrow.band_height() <= 320 + 3 * 240  # narrow rows: one batch holds up to four rows
+
+
+def test_slide_labels_are_the_argmax_of_blended_logits():
+    image = np.random.default_rng(1).integers(0, 256, (333, 257, 3), dtype=np.uint8)
+    plan = plan_tiles(image.shape[:2], (128, 96), 0.25, 4)
+    labels = slide_labels(image, plan, identity_runner, 3, "gaussian")
+    assert labels.dtype == np.uint8 and labels.shape == (333, 257)
+    assert np.array_equal(labels, np.argmax(image, axis=2))
+
+
+def test_whole_mode_pads_to_the_alignment_and_crops_back():
+    image = np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    seen = []
+
+    def runner(batch):
+        seen.append(batch.shape)
+        return identity_runner(batch)
+
+    padded = whole_size(image.shape[:2], 32)
+    assert padded == (64, 96)
+    labels = whole_labels(image, padded, runner, 3)
+    assert seen == [(1, 64, 96, 3)]
+    assert np.array_equal(labels, np.argmax(image, axis=2))
+    assert whole_size((10, 10), 32, (64, 64)) == (64, 64)
+    assert align_up(33, 32) == 64 and align_up(32, 32) == 32
+
+
+def test_reflect_padding():
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    padded = pad_to(image, 4, 5)
+    assert padded.shape == (4, 5)
+    assert padded[:2, :3].tolist() == image.tolist()
+    assert padded[0, 3:].tolist() == [1, 0]  # mirrored without repeating the edge
+    assert pad_to(image, 2, 3) is image
+
+
+def test_argmax_matches_numpy_including_ties():
+    scores = np.random.default_rng(3).integers(0, 4, (7, 5, 9)).astype(np.float32)  # many ties
+    out = np.empty((5, 9), np.uint8)
+    argmax_classes(scores, out)
+    assert np.array_equal(out, np.argmax(scores, axis=0))
+
+
+def test_wrong_logit_shape_is_reported():
+    image = np.zeros((64, 64, 3), np.uint8)
+    plan = plan_tiles((64, 64), (32, 32), 0.0, 2)
+    with pytest.raises(ValueError, match="logits of shape"):
+        slide_labels(image, plan, lambda t: np.zeros((len(t), 3, 16, 16), np.float32), 3, "mean")
