@@ -54,7 +54,7 @@ def status_of(exc: BaseException, codes: Any) -> int:
         return codes.FCN_E_BAD_MODEL
     if isinstance(exc, MissingComponentError):
         return codes.FCN_E_BACKEND_UNAVAILABLE
-    if isinstance(exc, (InputError, ValueError)):
+    if isinstance(exc, InputError):
         return codes.FCN_E_INVALID_ARG
     if isinstance(exc, MemoryError):
         return codes.FCN_E_OUT_OF_MEMORY
@@ -119,15 +119,9 @@ def open_entry(model_path: str, device: str) -> _Entry:
     return _Entry(segmenter, resources)
 
 
-def spec_of(segmenter: Any) -> Any:
-    """The ModelSpec of an open segmenter."""
-    spec = getattr(segmenter, "spec", None)
-    return spec if spec is not None else segmenter.backend.spec
-
-
 def metadata_of(segmenter: Any) -> tuple[int, bytes, bytes]:
     """(num_classes, NUL-separated UTF-8 class names, num_classes × RGB palette bytes)."""
-    spec = spec_of(segmenter)
+    spec = segmenter.spec
     names = b"\0".join(name.encode("utf-8") for name in spec.class_names) + b"\0"
     palette = bytes(channel for color in spec.palette[: spec.num_classes] for channel in color)
     return spec.num_classes, names, palette

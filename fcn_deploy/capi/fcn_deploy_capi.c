@@ -112,13 +112,22 @@ static void fcn_start_python_once(void) {
      * library with RTLD_LOCAL would hide them, so promote the already loaded libpython to global scope. */
     (void)dlopen(FCN_BUILD_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
     if (!Py_IsInitialized()) {
+        /* PYTHONMALLOC=malloc is the one variable honoured: memory checkers (valgrind) need it */
+        const char* allocator = getenv("PYTHONMALLOC");
+        PyPreConfig preconfig;
+        PyPreConfig_InitPythonConfig(&preconfig);
+        preconfig.use_environment = 0;
+        preconfig.parse_argv = 0;
+        if (allocator != NULL && strcmp(allocator, "malloc") == 0) preconfig.allocator = PYMEM_ALLOCATOR_MALLOC;
+        PyStatus status = Py_PreInitialize(&preconfig);
         PyConfig config;
         PyConfig_InitPythonConfig(&config);
         config.parse_argv = 0;
         config.install_signal_handlers = 0; /* the host owns SIGINT */
-        config.use_environment = 0;         /* ignore the host's PYTHON* variables */
+        config.use_environment = 0;         /* ignore the host's PYTHONHOME, PYTHONPATH, ... */
         config.user_site_directory = 0;
-        PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, FCN_BUILD_PYTHON);
+        if (!PyStatus_Exception(status))
+            status = PyConfig_SetBytesString(&config, &config.program_name, FCN_BUILD_PYTHON);
         if (!PyStatus_Exception(status))
             status = PyConfig_SetBytesString(&config, &config.executable, FCN_BUILD_PYTHON);
         if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
