@@ -1,0 +1,163 @@
+"""Reading images for inference and writing masks: every input becomes uint8 H×W×3 RGB, every output is atomic.
+
+Reading honours the EXIF orientation, converts any Pillow mode (grayscale, RGBA, palette, 16-bit, CMYK) to RGB
+and refuses images with more than ``max_pixels`` pixels (decompression bombs). Every failure is an InputError
+naming the file. Masks are VOC-style palette PNGs (mode 'P') that VOC tooling reads as class indices.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fcn_deploy.errors import InputError
+from fcn_deploy.fileio import atomic_path
+from fcn_deploy.palette import VOC_COLORMAP, VOC_PNG_PALETTE, png_palette_bytes
+
+#: Pillow's own default limit (about 89.5 megapixels)
+DEFAULT_MAX_PIXELS = 89_478_485
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+OVERLAY_ALPHA = 0.5
+_MAX_IMAGE_PIXELS_LOCK = threading.Lock()  # Pillow's limit is a module global; we swap it while opening
+_OVERLAY_ROWS = 256  # rows blended at a time, to keep overlays of huge images small in memory
+
+Palette = Sequence[Sequence[int]]
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True for file names with an image suffix this module reads (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
+    """Open ``path`` (header only), enforcing our pixel limit instead of Pillow's global one."""
+    with _MAX_IMAGE_PIXELS_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        image.close()
+        raise InputError(
+            f"{path}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
+            "(possible decompression bomb)",
+            "if the image is trusted, raise the limit with --max-pixels",
+        )
+    return image
+
+
+def _sixteen_bit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale 0..65535 integers to 0..255 with rounding."""
+    values = np.clip(values, 0, 65535).astype(np.uint32)
+    return ((values + 128) // 257).astype(np.uint8)
+
+
+def _gray_to_uint8(image: Image.Image) -> np.ndarray:
+    """A single-channel image of a wide mode ('I;16*', 'I', 'F') as uint8 H×W."""
+    values = np.asarray(image)
+    if image.mode.startswith("I;16"):
+        return _sixteen_bit_to_uint8(values)
+    if image.mode == "F":
+        values = np.nan_to_num(values.astype(np.float64))
+        scaled = values * 255.0 if values.size and values.max() <= 1.0 else values
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    if values.size and values.max() > 255:  # 'I' holding 16-bit samples
+        return _sixteen_bit_to_uint8(values)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any Pillow image as a uint8 H×W×3 RGB array (alpha dropped, palette expanded, 16-bit scaled)."""
+    if image.mode.startswith("I") or image.mode == "F":
+        gray = _gray_to_uint8(image)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "P":  # palette transparency is expanded through RGBA (Pillow warns otherwise)
+        image = image.convert("RGBA")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)  # may be read-only; avoids a second full-size copy
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to uint8 H×W×3 RGB, upright per its EXIF orientation.
+
+    ``max_pixels=None`` lifts the size limit. Raises InputError naming the file for anything unreadable.
+    """
+    path = Path(path)
+    if max_pixels is not None and max_pixels < 1:
+        raise InputError(f"max_pixels must be positive, got {max_pixels}")
+    try:
+        with _open_checked(path, max_pixels) as image:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return to_rgb_array(upright if upright is not None else image)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc})", "replace or remove the file") from exc
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not an image file", "rename or move it") from None
+    except PermissionError as exc:
+        raise InputError(f"{path}: permission denied ({exc.strerror})", "make the file readable") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(f"{path}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
+                         "replace or remove it") from exc
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def mask_palette(palette: Palette = VOC_COLORMAP) -> tuple[tuple[int, int, int], ...]:
+    """256 colours: the model's class colours, then the VOC PNG palette (so 255, void, stays VOC's)."""
+    colors = tuple(tuple(int(c) for c in color) for color in palette)[:256]
+    return colors + VOC_PNG_PALETTE[len(colors) :]
+
+
+def _check_labels(labels: np.ndarray) -> None:
+    """Reject anything but H×W uint8 labels."""
+    if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8 or labels.ndim != 2:
+        raise InputError(f"labels must be an H×W uint8 array, got {getattr(labels, 'dtype', type(labels))} "
+                         f"{getattr(labels, 'shape', '')}")
+
+
+def write_mask(path: str | os.PathLike[str], labels: np.ndarray, palette: Palette = VOC_COLORMAP) -> Path:
+    """Write H×W uint8 labels as a palette PNG (mode 'P', VOC colours), atomically."""
+    _check_labels(labels)
+    image = Image.fromarray(np.ascontiguousarray(labels))
+    image.putpalette(png_palette_bytes(mask_palette(palette)))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=1)
+    return Path(path)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: Palette = VOC_COLORMAP, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The image tinted with class colours (class 0, background, left untinted), in row chunks."""
+    _check_labels(labels)
+    if image.shape[:2] != labels.shape:
+        raise InputError(f"image {image.shape[:2]} and labels {labels.shape} differ in size")
+    colors = np.asarray(mask_palette(palette), np.uint16)
+    weight = int(round(alpha * 256))
+    result = np.empty_like(image)
+    for top in range(0, image.shape[0], _OVERLAY_ROWS):
+        rows = slice(top, top + _OVERLAY_ROWS)
+        pixels, classes = image[rows].astype(np.uint16), labels[rows]
+        tinted = (pixels * (256 - weight) + colors[classes] * weight) >> 8
+        result[rows] = np.where((classes == 0)[..., None], pixels, tinted).astype(np.uint8)
+    return result
+
+
+def write_overlay(
+    path: str | os.PathLike[str], image: np.ndarray, labels: np.ndarray, palette: Palette = VOC_COLORMAP
+) -> Path:
+    """Write the colour overlay of ``labels`` on ``image`` as a JPEG, atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(overlay(image, labels, palette)).save(tmp, format="JPEG", quality=90)
+    return Path(path)

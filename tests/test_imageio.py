@@ -1,0 +1,168 @@
+"""Image I/O: every Pillow mode to upright uint8 RGB, bad files as InputError naming them, atomic palette masks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcn_deploy.errors import InputError
+from fcn_deploy.imageio import is_image_path, mask_palette, overlay, read_image, write_mask, write_overlay
+from fcn_deploy.palette import VOC_COLORMAP, VOC_PNG_PALETTE
+
+
+def gradient(height: int = 20, width: int = 30) -> np.ndarray:
+    """A uint8 RGB image whose pixels differ along both axes."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([rows * 10 % 256, cols * 8 % 256, (rows + cols) % 256], axis=2).astype(np.uint8)
+
+
+def save(image: Image.Image, path, **options):
+    image.save(path, **options)
+    return path
+
+
+def test_rgb_png_round_trip(tmp_path):
+    rgb = gradient()
+    array = read_image(save(Image.fromarray(rgb), tmp_path / "a.png"))
+    assert array.dtype == np.uint8 and np.array_equal(array, rgb)
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path):
+    gray = gradient()[..., 0]
+    array = read_image(save(Image.fromarray(gray), tmp_path / "g.png"))
+    assert array.shape == (20, 30, 3)
+    assert all(np.array_equal(array[..., c], gray) for c in range(3))
+
+
+def test_rgba_drops_alpha(tmp_path):
+    rgba = np.dstack([gradient(), np.full((20, 30), 7, np.uint8)])
+    array = read_image(save(Image.fromarray(rgba), tmp_path / "a.png"))
+    assert np.array_equal(array, rgba[..., :3])
+
+
+def test_palette_with_transparency(tmp_path):
+    indices = (np.arange(20 * 30).reshape(20, 30) % 4).astype(np.uint8)
+    image = Image.fromarray(indices)
+    image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9])
+    image.info["transparency"] = 0
+    array = read_image(save(image, tmp_path / "p.png", transparency=0))
+    assert np.array_equal(array[indices == 1][0], [0, 255, 0])
+    assert np.array_equal(array[indices == 3][0], [9, 9, 9])
+
+
+def test_sixteen_bit_is_scaled_to_eight(tmp_path):
+    values = (np.arange(20 * 30).reshape(20, 30) * 100).astype(np.uint16)
+    array = read_image(save(Image.fromarray(values), tmp_path / "deep.png"))
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert np.array_equal(array[..., 0], np.round(values / 257).astype(np.uint8))
+
+
+def test_cmyk_jpeg(tmp_path):
+    cmyk = Image.fromarray(gradient()).convert("CMYK")
+    array = read_image(save(cmyk, tmp_path / "c.jpg", quality=95))
+    assert array.shape == (20, 30, 3)
+    assert np.abs(array.astype(int) - gradient().astype(int)).mean() < 12
+
+
+def test_bilevel(tmp_path):
+    bits = Image.fromarray((gradient()[..., 0] > 100).astype(np.uint8) * 255).convert("1")
+    array = read_image(save(bits, tmp_path / "b.png"))
+    assert set(np.unique(array)) <= {0, 255}
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    rgb = gradient(20, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    path = save(Image.fromarray(rgb), tmp_path / "rot.jpg", exif=exif, quality=100, subsampling=0)
+    array = read_image(path)
+    assert array.shape == (30, 20, 3)
+    expected = np.rot90(rgb, k=-1)
+    assert np.abs(array.astype(int) - expected.astype(int)).mean() < 4
+
+
+@pytest.mark.parametrize("name,content", [
+    ("empty.jpg", b""),
+    ("text.png", b"this is not an image\n"),
+    ("noise.jpg", bytes(range(256)) * 4),
+])
+def test_non_images_name_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=name):
+        read_image(path)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("PNG", "png"), ("JPEG", "jpg")])
+def test_truncated_files_name_the_file(tmp_path, fmt, suffix):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, format=fmt)
+    path = tmp_path / f"cut.{suffix}"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(InputError, match=f"cut.{suffix}"):
+        read_image(path)
+
+
+def test_directories_and_missing_files(tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(InputError, match="folder.png"):
+        read_image(tmp_path / "folder.png")
+    with pytest.raises(InputError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_pixel_limit(tmp_path, monkeypatch):
+    path = save(Image.fromarray(gradient(100, 100)), tmp_path / "big.png")
+    with pytest.raises(InputError, match="exceeds the limit of 5000") as info:
+        read_image(path, max_pixels=5000)
+    assert "--max-pixels" in info.value.hint
+    # a limit above Pillow's own global one is honoured, and the global is left as it was
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    assert read_image(path, max_pixels=20_000).shape == (100, 100, 3)
+    assert read_image(path, max_pixels=None).shape == (100, 100, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_image_suffixes():
+    assert is_image_path("a/B.JPG") and is_image_path("x.tiff") and is_image_path("y.WebP")
+    assert not is_image_path("notes.txt") and not is_image_path("mask.png.part")
+
+
+def test_masks_are_voc_palette_pngs(tmp_path):
+    labels = np.arange(20 * 30).reshape(20, 30).astype(np.uint8) % 22
+    labels[0, 0] = 255
+    path = write_mask(tmp_path / "sub" / "m.png", labels)
+    with Image.open(path) as image:
+        assert image.mode == "P" and image.format == "PNG"
+        palette = image.getpalette()
+        assert np.array_equal(np.asarray(image), labels)
+    colors = [tuple(palette[i : i + 3]) for i in range(0, 768, 3)]
+    assert colors[:21] == list(VOC_COLORMAP) and colors[255] == VOC_PNG_PALETTE[255]
+    assert [p.name for p in path.parent.iterdir()] == ["m.png"]  # no temporary file left
+
+
+def test_custom_palettes_are_padded_with_voc_colours():
+    colors = mask_palette(((1, 2, 3), (4, 5, 6)))
+    assert len(colors) == 256 and colors[:2] == ((1, 2, 3), (4, 5, 6)) and colors[2:] == VOC_PNG_PALETTE[2:]
+
+
+def test_overlay_tints_foreground_only(tmp_path):
+    image = np.full((600, 20, 3), 200, np.uint8)  # taller than one blending chunk
+    labels = np.zeros((600, 20), np.uint8)
+    labels[300:, :] = 15
+    result = overlay(image, labels)
+    assert np.array_equal(result[:300], image[:300])
+    tint = (200 * 128 + np.array(VOC_COLORMAP[15]) * 128) >> 8  # half image, half class colour
+    assert np.all(result[300:] == tint)
+    path = write_overlay(tmp_path / "o.overlay.jpg", image, labels)
+    with Image.open(path) as written:
+        assert written.format == "JPEG" and written.size == (20, 600)
+
+
+def test_bad_labels_are_rejected(tmp_path):
+    with pytest.raises(InputError, match="H×W uint8"):
+        write_mask(tmp_path / "m.png", np.zeros((4, 4), np.int64))
+    assert not list(tmp_path.iterdir())
