@@ -103,6 +103,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})", "replace or remove the file") from exc
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (or a link to a missing file)") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not an image file", "rename or move it") from None
     except PermissionError as exc:

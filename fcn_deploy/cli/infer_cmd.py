@@ -1,0 +1,62 @@
+"""``fcn-deploy infer [MODEL] DIR --out OUT``: segment a folder of images into VOC palette masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fcn_deploy.errors import InputError
+
+
+def split_model_and_folder(paths: list[Path]) -> tuple[Optional[Path], Path]:
+    """``[DIR]`` or ``[MODEL, DIR]`` -> (MODEL or None, DIR)."""
+    if len(paths) == 1:
+        return None, paths[0]
+    if len(paths) == 2:
+        return paths[0], paths[1]
+    raise InputError(f"expected [MODEL] DIR, got {len(paths)} paths", "e.g. fcn-deploy infer export/fcn.onnx images/ --out masks/")
+
+
+def infer(
+    paths: list[Path] = typer.Argument(..., metavar="[MODEL] DIR",
+                                       help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks mirror the input tree as <name>.png."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also segment images in subfolders."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.jpg colour overlays."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist (default: skip them)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Tiles per model call (default: 4, capped at the model's maximum)."),
+    tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of 32)."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Tile overlap as a fraction of the tile, 0 to 0.9."),
+    blend: str = typer.Option("hann", "--blend", help="How overlapping tiles are blended: hann, gaussian or mean."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse larger images (default: Pillow's 89.5 MP bomb limit)."),
+    summary: Optional[Path] = typer.Option(None, "--summary", help="Summary JSON path (default: OUT/summary.json)."),
+) -> None:
+    """Segment every image in DIR (jpg, png, bmp, webp, tif) into VOC palette masks under OUT; resumable."""
+    from fcn_deploy.data.transforms import parse_size
+    from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
+    from fcn_deploy.infer import InferConfig, infer_folder
+    from fcn_deploy.segmenter import SegmenterConfig
+
+    model, folder = split_model_and_folder(paths)
+    segmenter = SegmenterConfig(
+        mode="slide" if tile else "auto", tile=parse_size(tile, "--tile") if tile else None,
+        overlap=overlap, batch=batch, blend=blend,  # type: ignore[arg-type]
+    )
+    config = InferConfig(
+        segmenter=segmenter, device=device, recursive=recursive, overlay=overlay,  # type: ignore[arg-type]
+        overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
+    )
+    result = infer_folder(model, folder, out, config)
+    typer.echo(
+        f"segmented {result.count('ok')} images ({result.count('skipped')} skipped, already done) in "
+        f"{result.seconds:.1f} s, {result.images_per_second:.2f} images/s on {result.backend}/{result.device}; "
+        f"masks in {out}, summary {result.summary_path}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``infer`` command."""
+    app.command("infer")(infer)

@@ -1,0 +1,429 @@
+"""Segment every image of a folder into VOC palette masks, resumably, with a summary of what happened.
+
+A reader thread decodes the next images while the model runs, and a writer thread encodes and writes
+finished masks, each through bounded queues. Every output is written to a temporary name and renamed, so an
+interrupted run leaves no half-written file and the next run skips what is done. A bad image is reported
+(stderr and summary) and the run goes on; if any image failed, BatchFailure is raised at the end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcn_deploy.errors import ArtifactError, BatchFailure, FcnDeployError, InputError
+from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.imageio import DEFAULT_MAX_PIXELS, is_image_path, read_image, write_mask, write_overlay
+from fcn_deploy.runtime import DEVICES, Device
+from fcn_deploy.segmenter import Segmenter, SegmenterConfig, SegmentResult, open_segmenter
+
+SUMMARY_NAME = "summary.json"
+MASK_SUFFIX = ".png"
+OVERLAY_SUFFIX = ".overlay.jpg"
+ENGINE_SUFFIXES = (".engine", ".plan")
+DEFAULT_ONNX = Path("export") / "fcn.onnx"
+ENGINE_DIR = Path("engines")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Options of a folder run; ``summary=None`` writes ``<out_dir>/summary.json``."""
+
+    segmenter: SegmenterConfig = SegmenterConfig()
+    device: Device = "auto"
+    recursive: bool = False
+    overlay: bool = False
+    overwrite: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    summary: Path | None = None
+    progress: bool = True
+    prefetch: int = 2  # decoded images / finished masks waiting in each queue
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"unknown device {self.device!r}", f"use one of: {', '.join(DEVICES)}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise InputError(f"max_pixels must be positive, got {self.max_pixels}")
+        if self.prefetch < 1:
+            raise InputError(f"prefetch must be positive, got {self.prefetch}")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What happened to one input image."""
+
+    path: str  # relative to the input folder, '/'-separated
+    status: str  # 'ok', 'skipped' (outputs exist) or 'failed'
+    height: int | None = None
+    width: int | None = None
+    mode: str | None = None  # 'whole' or 'slide'
+    tiles: int = 0
+    milliseconds: float = 0.0  # segmentation time (decode and write excluded)
+    output: str | None = None  # the mask, relative to the output folder
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InferSummary:
+    """A whole folder run: per-image records and totals (also written as JSON)."""
+
+    model: str
+    backend: str
+    device: str
+    in_dir: str
+    out_dir: str
+    summary_path: str
+    config: dict[str, Any]
+    seconds: float
+    images: tuple[ImageRecord, ...] = field(default_factory=tuple)
+
+    def count(self, status: str) -> int:
+        """How many images ended with ``status``."""
+        return sum(1 for record in self.images if record.status == status)
+
+    @property
+    def images_per_second(self) -> float:
+        """Segmented images per wall-clock second of the run."""
+        return self.count("ok") / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary with totals first."""
+        totals = {"images": len(self.images), "segmented": self.count("ok"), "skipped": self.count("skipped"),
+                  "failed": self.count("failed"), "seconds": round(self.seconds, 3),
+                  "images_per_second": round(self.images_per_second, 3)}
+        head = {k: v for k, v in asdict(self).items() if k != "images"}
+        return {**head, "totals": totals, "images": [asdict(r) for r in self.images]}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One image to segment and where its outputs go."""
+
+    relative: str
+    source: Path
+    mask: Path
+    output: str  # the mask, relative to the output folder
+    overlay: Path | None
+
+
+# --- model and folder discovery --------------------------------------------------------------
+
+
+def _tensorrt_usable() -> bool:
+    """TensorRT is installed and a CUDA driver with at least one device is present."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    except OSError:
+        return False
+
+
+def default_model(device: Device = "auto", workspace: Path = Path(".")) -> Path:
+    """The best artifact in the workspace: the newest TensorRT engine where it can run, else export/fcn.onnx."""
+    engine_dir = workspace / ENGINE_DIR
+    engines = [p for p in engine_dir.glob("*") if p.suffix in ENGINE_SUFFIXES] if engine_dir.is_dir() else []
+    if engines and device != "cpu" and _tensorrt_usable():
+        return max(engines, key=lambda p: p.stat().st_mtime)
+    onnx_path = workspace / DEFAULT_ONNX
+    if onnx_path.is_file():
+        return onnx_path
+    raise InputError(
+        f"no model given and {onnx_path} does not exist",
+        "export one with 'fcn-deploy export' (or build an engine), or pass the model path before the folder",
+    )
+
+
+def find_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
+    """Image files under ``in_dir`` (relative, sorted), skipping the ``exclude`` subtree (the output folder)."""
+    excluded = exclude.resolve() if exclude is not None else None
+    found: list[Path] = []
+    for root, dirs, files in os.walk(in_dir):
+        root_path = Path(root)
+        dirs[:] = sorted(d for d in dirs if excluded is None or (root_path / d).resolve() != excluded)
+        found.extend((root_path / name).relative_to(in_dir) for name in files if is_image_path(name))
+        if not recursive:
+            break
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _jobs(in_dir: Path, out_dir: Path, relatives: list[Path], overlay: bool) -> tuple[list[_Job], list[ImageRecord]]:
+    """Output paths for each image; images whose mask name another image already claims fail."""
+    jobs, clashes, claimed = [], [], {}
+    for relative in relatives:
+        mask_relative = relative.with_suffix(MASK_SUFFIX)
+        key = mask_relative.as_posix().lower()
+        if key in claimed:
+            clashes.append(ImageRecord(relative.as_posix(), "failed", error=(
+                f"its mask {mask_relative.as_posix()} is also the mask of {claimed[key]}; rename one of them")))
+            continue
+        claimed[key] = relative.as_posix()
+        overlay_path = out_dir / relative.with_suffix(OVERLAY_SUFFIX) if overlay else None
+        jobs.append(_Job(relative.as_posix(), in_dir / relative, out_dir / mask_relative, mask_relative.as_posix(),
+                         overlay_path))
+    return jobs, clashes
+
+
+def _done(job: _Job) -> bool:
+    """Every output of ``job`` already exists."""
+    return job.mask.is_file() and (job.overlay is None or job.overlay.is_file())
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Progress bar (images/s) and error lines on stderr; silent when progress is off."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            console = Console(stderr=True, highlight=False)
+            self._progress = Progress(
+                TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} images/s"), TimeElapsedColumn(),
+                console=console, disable=not console.is_terminal,
+            )
+            self._task = self._progress.add_task("segmenting", total=total, rate="-")
+            self._console = console
+        self._started = time.perf_counter()
+        self._segmented = 0
+
+    def __enter__(self) -> _Reporter:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self, segmented: bool) -> None:
+        """One image finished (segmented, or failed)."""
+        self._segmented += int(segmented)
+        if self._progress is not None:
+            rate = self._segmented / max(time.perf_counter() - self._started, 1e-9)
+            self._progress.update(self._task, advance=1, rate=f"{rate:.2f}")
+
+    def error(self, relative: str, message: str) -> None:
+        """One error line for a failed image."""
+        if self.enabled:
+            self._console.print(f"error: {relative}: {message}", markup=False, soft_wrap=True)
+
+
+def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` unless the run is stopping; False when it was dropped."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _message(exc: BaseException) -> str:
+    """One-line text of an error (with its fix for our own errors)."""
+    if isinstance(exc, FcnDeployError):
+        return exc.message + (f" (fix: {exc.hint})" if exc.hint else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Pipeline:
+    """Reader thread -> segmentation on the calling thread -> writer thread, with bounded queues."""
+
+    def __init__(self, segmenter: Segmenter, config: InferConfig, reporter: _Reporter) -> None:
+        self.segmenter = segmenter
+        self.config = config
+        self.reporter = reporter
+        self.records: list[ImageRecord] = []
+        self.stop = threading.Event()
+        self.fatal: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def _record(self, record: ImageRecord) -> None:
+        """Keep a record, print its error line and advance the bar."""
+        with self._lock:
+            self.records.append(record)
+            if record.error:
+                self.reporter.error(record.path, record.error)
+            self.reporter.advance(record.status == "ok")
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        """Record a failed image; the record's path already names the file, so the message need not."""
+        message = _message(exc)
+        prefix = f"{job.source}: "
+        self._record(ImageRecord(job.relative, "failed", error=message[len(prefix):] if message.startswith(prefix) else message))
+
+    def _read(self, jobs: list[_Job], decoded: queue.Queue) -> None:
+        """Decode images ahead of the model; a decoding error travels in place of the image."""
+        for job in jobs:
+            if self.stop.is_set():
+                return
+            try:
+                item: Any = read_image(job.source, self.config.max_pixels)
+            except InputError as exc:
+                item = exc
+            except MemoryError as exc:
+                item = InputError(f"{job.source}: not enough memory to decode ({exc})")
+            if not _put(decoded, (job, item), self.stop):
+                return
+        _put(decoded, None, self.stop)
+
+    def _write(self, finished: queue.Queue) -> None:
+        """Write masks (and overlays) as they come; a write error fails only that image."""
+        palette = self.segmenter.spec.palette
+        try:
+            while True:
+                try:
+                    item = finished.get(timeout=0.1)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        return
+                    continue
+                if item is None:
+                    return
+                job, image, result = item
+                try:
+                    write_mask(job.mask, result.labels, palette)
+                    if job.overlay is not None:
+                        write_overlay(job.overlay, image, result.labels, palette)
+                except (FcnDeployError, OSError, ValueError) as exc:
+                    job.mask.unlink(missing_ok=True)
+                    self._fail(job, exc)
+                    continue
+                self._record(_ok_record(job, image, result))
+        except BaseException as exc:  # anything else stops the run; the main thread re-raises it
+            self.fatal = exc
+            self.stop.set()
+
+    def run(self, jobs: list[_Job]) -> None:
+        """Push every job through the three stages; re-raise anything fatal after the threads stop."""
+        decoded: queue.Queue = queue.Queue(self.config.prefetch)
+        finished: queue.Queue = queue.Queue(self.config.prefetch)
+        reader = threading.Thread(target=self._read, args=(jobs, decoded), name="fcn-infer-read", daemon=True)
+        writer = threading.Thread(target=self._write, args=(finished,), name="fcn-infer-write", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            self._segment_all(decoded, finished)
+            _put(finished, None, self.stop)
+            writer.join()
+        finally:
+            self.stop.set()
+            reader.join(timeout=5)
+            writer.join(timeout=5)
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _segment_all(self, decoded: queue.Queue, finished: queue.Queue) -> None:
+        """Segment decoded images until the reader's end marker (or a stop)."""
+        while not self.stop.is_set():
+            try:
+                item = decoded.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            job, image = item
+            if isinstance(image, BaseException):
+                self._fail(job, image)
+                continue
+            try:
+                result = self.segmenter.segment(image)
+            except ArtifactError:
+                raise
+            except (InputError, MemoryError) as exc:
+                self._fail(job, exc)
+                continue
+            _put(finished, (job, image, result), self.stop)
+
+
+def _ok_record(job: _Job, image: np.ndarray, result: SegmentResult) -> ImageRecord:
+    """The record of a segmented image."""
+    height, width = image.shape[:2]
+    return ImageRecord(job.relative, "ok", height, width, result.mode, result.tiles,
+                       round(result.seconds * 1000.0, 2), job.output)
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def _check_folders(in_dir: Path, out_dir: Path) -> None:
+    """The input folder exists and differs from the output folder (masks must not replace inputs)."""
+    if not in_dir.is_dir():
+        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output {out_dir} exists and is not a folder", "pass a folder for --out")
+    if out_dir.resolve() == in_dir.resolve():
+        raise InputError(f"the output folder is the input folder ({in_dir})",
+                         "write masks elsewhere, e.g. --out masks")
+
+
+def infer_folder(
+    model: str | os.PathLike[str] | None,
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: InferConfig = InferConfig(),
+) -> InferSummary:
+    """Segment the images of ``in_dir`` into masks mirrored under ``out_dir``; write the summary JSON.
+
+    ``model=None`` picks ``default_model``. Raises BatchFailure (after writing the summary) if any image failed.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    _check_folders(in_dir, out_dir)
+    model_path = Path(model) if model is not None else default_model(config.device)
+    summary_path = config.summary or out_dir / SUMMARY_NAME
+    jobs, records = _jobs(in_dir, out_dir, find_images(in_dir, config.recursive, out_dir), config.overlay)
+    done = set() if config.overwrite else {job for job in jobs if _done(job)}
+    todo = [job for job in jobs if job not in done]
+    records += [ImageRecord(job.relative, "skipped", output=job.output) for job in jobs if job in done]
+    started = time.perf_counter()
+    with open_segmenter(model_path, config.device, config.segmenter) as segmenter:
+        with _Reporter(len(todo), config.progress) as reporter:
+            for record in records:
+                if record.error:
+                    reporter.error(record.path, record.error)
+            pipeline = _Pipeline(segmenter, config, reporter)
+            pipeline.run(todo)
+        backend = segmenter.backend
+        summary = InferSummary(
+            model=str(model_path), backend=backend.name, device=backend.device, in_dir=str(in_dir),
+            out_dir=str(out_dir), summary_path=str(summary_path), config=_config_dict(config),
+            seconds=time.perf_counter() - started,
+            images=tuple(sorted(records + pipeline.records, key=lambda r: r.path)),
+        )
+    write_text_atomic(summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    failed = summary.count("failed")
+    if failed:
+        error = BatchFailure(f"{failed} of {len(summary.images)} images failed (listed in {summary_path})",
+                             "fix or remove those files and run again; finished masks are kept and skipped")
+        error.summary = summary  # type: ignore[attr-defined]
+        raise error
+    return summary
+
+
+def _config_dict(config: InferConfig) -> dict[str, Any]:
+    """The run's options as JSON-ready values."""
+    values = asdict(config)
+    values["summary"] = str(config.summary) if config.summary is not None else None
+    return values
+
+
+__all__ = ["ImageRecord", "InferConfig", "InferSummary", "default_model", "find_images", "infer_folder"]

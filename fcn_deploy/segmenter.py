@@ -1,0 +1,225 @@
+"""Full-image segmentation over any backend: whole-image passes when the model accepts the size, tiles otherwise.
+
+This is the stable library entry point (the C API calls it too)::
+
+    from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
+
+    with open_segmenter("export/fcn.onnx", device="cpu") as segmenter:
+        labels = segmenter.segment_labels(rgb)  # H×W×3 uint8 RGB -> H×W uint8 class indices
+
+A Segmenter is not thread-safe: run one ``segment`` call at a time per instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.runtime import Backend, Device, open_backend
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
+from fcn_deploy.tiling import BLENDS, TilePlan, plan_tiles, slide_labels, whole_labels, whole_size
+
+Mode = Literal["auto", "whole", "slide"]
+Blend = Literal["hann", "gaussian", "mean"]
+MODES: tuple[str, ...] = ("auto", "whole", "slide")
+MAX_OVERLAP = 0.9
+DEFAULT_BATCH = 4
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How to cover an image: the mode, the tile size and overlap, tiles per batch and the blend window.
+
+    ``tile=None`` means the model's preferred size (its shape range's ``opt``); setting a tile forces slide
+    mode. ``batch=None`` means up to 4 tiles per call, capped at the model's maximum batch.
+    """
+
+    mode: Mode = "auto"
+    tile: tuple[int, int] | None = None
+    overlap: float = 0.25
+    batch: int | None = None
+    blend: Blend = "hann"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode {self.mode!r}", f"use one of: {', '.join(MODES)}")
+        if self.blend not in BLENDS:
+            raise InputError(f"unknown blend {self.blend!r}", f"use one of: {', '.join(BLENDS)}")
+        if not isinstance(self.overlap, (int, float)) or not 0.0 <= self.overlap <= MAX_OVERLAP:
+            raise InputError(f"overlap must be between 0 and {MAX_OVERLAP}, got {self.overlap}",
+                             "use a fraction of the tile size, e.g. 0.25")
+        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+            raise InputError(f"batch must be a positive integer, got {self.batch}")
+        if self.tile is not None:
+            if len(self.tile) != 2 or any(not isinstance(v, int) or v < 1 for v in self.tile):
+                raise InputError(f"tile must be two positive integers (height, width), got {self.tile}")
+            if self.mode == "whole":
+                raise InputError("a tile size was given with mode 'whole'", "drop the tile size, or use mode 'slide'")
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Labels of one image and how they were computed."""
+
+    labels: np.ndarray  # H×W uint8 class indices
+    mode: str  # 'whole' or 'slide'
+    tiles: int  # backend passes over image regions (1 in whole mode)
+    input_hw: tuple[int, int]  # padded size (whole) or tile size (slide) fed to the model
+    seconds: float
+
+
+class Segmenter:
+    """Segments uint8 RGB images of any size with one backend, honouring the backend's spec."""
+
+    def __init__(self, backend: Backend, config: SegmenterConfig = SegmenterConfig()) -> None:
+        self.backend = backend
+        self.config = config
+        self.spec: ModelSpec = backend.spec
+        if self.spec.num_classes > 256:
+            raise ArtifactError(f"{self.spec.num_classes} classes do not fit uint8 labels (at most 256)")
+        self.batch = _checked_batch(config.batch, self.spec)
+        self.tile = _checked_tile(config.tile, self.spec)
+        self._scale, self._offset = _normaliser(self.spec)
+
+    # --- public API ----------------------------------------------------------------------------
+
+    def segment(self, image: np.ndarray) -> SegmentResult:
+        """Segment an H×W×3 uint8 RGB image; returns H×W uint8 labels, the mode used and the tile count."""
+        image = _checked_image(image)
+        started = time.perf_counter()
+        height, width = image.shape[:2]
+        padded = whole_size((height, width), self.spec.alignment, self.spec.shape_range.min[1:])
+        fits = self.spec.shape_range.contains_hw(*padded)
+        mode = self.config.mode
+        if mode == "auto":
+            mode = "whole" if fits and self.config.tile is None else "slide"
+        if mode == "whole":
+            if not fits:
+                raise InputError(
+                    f"a {height}x{width} image (padded to {padded[0]}x{padded[1]}) is outside the model's "
+                    f"size range {self.spec.shape_range.min[1:]} .. {self.spec.shape_range.max[1:]} for whole mode",
+                    "use mode 'auto' or 'slide' (tiled inference)",
+                )
+            labels = whole_labels(image, padded, self._run, self.spec.num_classes)
+            return SegmentResult(labels, "whole", 1, padded, time.perf_counter() - started)
+        plan = self.plan((height, width))
+        labels = slide_labels(image, plan, self._run, self.spec.num_classes, self.config.blend)
+        return SegmentResult(labels, "slide", plan.count, plan.tile_hw, time.perf_counter() - started)
+
+    def segment_labels(self, image: np.ndarray) -> np.ndarray:
+        """Only the H×W uint8 labels of ``segment``."""
+        return self.segment(image).labels
+
+    def plan(self, image_hw: tuple[int, int]) -> TilePlan:
+        """The tile layout slide mode uses for an image of ``image_hw``."""
+        return plan_tiles(image_hw, self.tile, self.config.overlap, self.batch)
+
+    def close(self) -> None:
+        """Close the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _run(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 N×h×w×3 tiles -> float32 N×C×h×w logits, padding the batch up to the model's minimum."""
+        count = tiles.shape[0]
+        min_batch = self.spec.shape_range.min[0]
+        if count < min_batch:
+            tiles = np.concatenate([tiles, np.repeat(tiles[-1:], min_batch - count, axis=0)])
+        logits = self.backend.infer(self._prepare(tiles))
+        expected = (tiles.shape[0], self.spec.num_classes, *tiles.shape[1:3])
+        if logits.shape != expected:
+            raise ArtifactError(
+                f"the model returned logits of shape {logits.shape} for input {tiles.shape}, expected {expected}",
+                "re-export the model; its graph does not match its spec",
+            )
+        return logits[:count]
+
+    def _prepare(self, tiles: np.ndarray) -> np.ndarray:
+        """The backend's input: raw uint8 N×H×W×3, or N×3×H×W float32 (x/255 - mean)/std, vectorised."""
+        if self.spec.input_format == INPUT_UINT8_NHWC:
+            return np.ascontiguousarray(tiles)
+        batch = np.empty((tiles.shape[0], 3, *tiles.shape[1:3]), np.float32)
+        for channel in range(3):
+            plane = batch[:, channel]
+            np.multiply(tiles[..., channel], self._scale[channel], out=plane, dtype=np.float32)
+            plane += self._offset[channel]
+        return batch
+
+
+@contextlib.contextmanager
+def open_segmenter(
+    model_path: str | os.PathLike[str], device: Device = "auto", config: SegmenterConfig = SegmenterConfig()
+) -> Iterator[Segmenter]:
+    """Open a checkpoint, ONNX file or TensorRT engine as a Segmenter; the backend is closed on exit."""
+    backend = open_backend(model_path, device)
+    try:
+        segmenter = Segmenter(backend, config)
+        yield segmenter
+    finally:
+        backend.close()
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _normaliser(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel scale and offset so that x * scale + offset == (x / 255 - mean) / std."""
+    std = np.asarray(spec.std, np.float64)
+    scale = 1.0 / (255.0 * std)
+    offset = -np.asarray(spec.mean, np.float64) / std
+    return scale.astype(np.float32), offset.astype(np.float32)
+
+
+def _checked_batch(batch: int | None, spec: ModelSpec) -> int:
+    """The tiles per call: the user's value if the model accepts it, else the default capped by the model."""
+    max_batch = spec.shape_range.max[0]
+    if batch is None:
+        return min(DEFAULT_BATCH, max_batch)
+    if batch > max_batch:
+        raise InputError(f"batch {batch} exceeds the model's maximum batch of {max_batch}",
+                         f"use a batch of at most {max_batch}")
+    return batch
+
+
+def _checked_tile(tile: tuple[int, int] | None, spec: ModelSpec) -> tuple[int, int]:
+    """The slide tile size: the user's (checked against alignment and range) or the model's preferred size."""
+    align, shapes = spec.alignment, spec.shape_range
+    if tile is None:
+        opt = tuple(max(lo, v // align * align) for v, lo in zip(shapes.opt[1:], shapes.min[1:]))
+        return opt[0], opt[1]
+    height, width = tile
+    if height % align or width % align:
+        up = (-(-height // align) * align, -(-width // align) * align)
+        raise InputError(f"tile {height}x{width} is not a multiple of the model's alignment {align}",
+                         f"use e.g. {up[0]}x{up[1]}")
+    if not shapes.contains_hw(height, width):
+        raise InputError(
+            f"tile {height}x{width} is outside the model's size range "
+            f"{shapes.min[1]}x{shapes.min[2]} .. {shapes.max[1]}x{shapes.max[2]}",
+            f"use a tile inside that range, e.g. the preferred {shapes.opt[1]}x{shapes.opt[2]}",
+        )
+    return height, width
+
+
+def _checked_image(image: np.ndarray) -> np.ndarray:
+    """Reject anything but a non-empty H×W×3 uint8 array."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise InputError(f"image must be H×W×3 uint8 RGB, got {image.dtype} {image.shape}",
+                         "read images with fcn_deploy.imageio.read_image")
+    return image

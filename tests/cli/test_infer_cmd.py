@@ -1,0 +1,98 @@
+"""``fcn-deploy infer``: optional MODEL before DIR, option checks, exit codes 0 / 1 / 3."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcn_deploy import segmenter as segmenter_module
+from fcn_deploy.cli import run
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.spec import ModelSpec, ShapeRange
+
+
+class BlueBackend(Backend):
+    """Two classes: the normalised blue channel against zero (bright blue is class 1)."""
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([np.zeros_like(batch[:, 2]), batch[:, 2]], axis=1)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A working directory with export/fcn.onnx (opened as a stand-in) and a folder of two images."""
+    monkeypatch.chdir(tmp_path)
+    spec = ModelSpec(arch="fcn32s", num_classes=2, class_names=("background", "sky"),
+                     shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128)))
+    opened = []
+    monkeypatch.setattr(segmenter_module, "open_backend",
+                        lambda path, device="auto": opened.append((str(path), device)) or BlueBackend(spec))
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "fcn.onnx").write_bytes(b"stand-in")
+    (tmp_path / "imgs").mkdir()
+    for name in ("one.png", "two.jpg"):
+        Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(tmp_path / "imgs" / name)
+    return opened
+
+
+def test_folder_only_uses_the_exported_model(workspace, capsys):
+    assert run(["infer", "imgs", "--out", "masks"]) == 0
+    out = capsys.readouterr().out
+    assert "segmented 2 images (0 skipped" in out and "masks" in out
+    assert workspace == [("export/fcn.onnx", "auto")]
+    summary = json.loads(open("masks/summary.json").read())
+    assert summary["totals"]["segmented"] == 2
+    assert run(["infer", "imgs", "--out", "masks"]) == 0
+    assert "segmented 0 images (2 skipped" in capsys.readouterr().out
+
+
+def test_model_then_folder_with_options(workspace, capsys):
+    args = ["infer", "export/fcn.onnx", "imgs", "--out", "masks", "--device", "cpu", "--tile", "32x32",
+            "--overlap", "0.5", "--blend", "mean", "--batch", "2", "--overlay", "--summary", "report.json"]
+    assert run(args) == 0
+    summary = json.loads(open("report.json").read())
+    assert {r["mode"] for r in summary["images"]} == {"slide"}
+    assert summary["config"]["segmenter"]["tile"] == [32, 32]
+    assert workspace == [("export/fcn.onnx", "cpu")]
+    with Image.open("masks/one.png") as mask:
+        assert mask.mode == "P" and np.all(np.asarray(mask) == 1)
+    assert open("masks/two.overlay.jpg", "rb").read(2) == b"\xff\xd8"
+
+
+def test_bad_images_exit_3_with_error_lines(workspace, capsys):
+    open("imgs/broken.png", "wb").write(b"\x89PNG\r\n\x1a\n broken")
+    assert run(["infer", "imgs", "--out", "masks"]) == 3
+    err = capsys.readouterr().err
+    assert "error: broken.png:" in err and "error: 1 of 3 images failed" in err
+    assert sorted(os.listdir("masks")) == ["one.png", "summary.json", "two.png"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["imgs", "x", "y"], "expected [MODEL] DIR, got 3 paths"),
+    (["imgs", "--tile", "abc"], "--tile must look like HEIGHTxWIDTH"),
+    (["imgs", "--tile", "50x64"], "not a multiple of the model's alignment 32"),
+    (["imgs", "--batch", "3"], "exceeds the model's maximum batch of 2"),
+    (["imgs", "--blend", "median"], "unknown blend"),
+    (["imgs", "--overlap", "0.95"], "overlap must be between 0 and 0.9"),
+    (["imgs", "--device", "tpu"], "unknown device"),
+    (["nowhere"], "input folder not found"),
+])
+def test_usage_errors_exit_1(workspace, capsys, args, message):
+    assert run(["infer", *args, "--out", "masks"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_missing_model_says_to_export(workspace, capsys):
+    os.remove("export/fcn.onnx")
+    assert run(["infer", "imgs", "--out", "masks"]) == 1
+    err = capsys.readouterr().err
+    assert "export/fcn.onnx does not exist" in err and "fcn-deploy export" in err
+
+
+def test_out_is_required(workspace, capsys):
+    assert run(["infer", "imgs"]) == 1
+    assert "--out" in capsys.readouterr().err

@@ -1,0 +1,207 @@
+"""Folder inference: mirrored masks, bad files reported without stopping the run, resume and overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcn_deploy import segmenter as segmenter_module
+from fcn_deploy.errors import BatchFailure, InputError
+from fcn_deploy.infer import InferConfig, default_model, find_images, infer_folder
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.spec import ModelSpec, ShapeRange
+
+
+class GreenAboveRedBackend(Backend):
+    """Class 1 where green exceeds red, else 0."""
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        mean, std = (np.array(v, np.float32)[:2, None, None] for v in (self.spec.mean, self.spec.std))
+        return np.rint((batch[:, :2] * std + mean) * 255)  # red and green back in 0..255 as the two logits
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """Every model path opens a two-class stand-in backend (small shape range, so big images are tiled)."""
+    spec = ModelSpec(arch="fcn32s", num_classes=2, class_names=("background", "thing"),
+                     shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (4, 128, 128)))
+    opened = []
+
+    def open_backend(path, device="auto"):
+        opened.append((Path(path), device))
+        return GreenAboveRedBackend(spec)
+
+    monkeypatch.setattr(segmenter_module, "open_backend", open_backend)
+    return opened
+
+
+def write_image(path: Path, height: int = 40, width: int = 50, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def expected_labels(path: Path) -> np.ndarray:
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return (rgb[..., 1] > rgb[..., 0]).astype(np.uint8)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Good images (one tiled, one nested) and every kind of bad file, all with image suffixes."""
+    images = tmp_path / "images"
+    write_image(images / "a.png")
+    write_image(images / "b.JPG", seed=1)
+    write_image(images / "wide.bmp", 60, 300, seed=2)  # beyond the stand-in's range: tiled
+    write_image(images / "nested" / "c.png", seed=3)
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "notes.png").write_text("not an image")
+    good = (images / "a.png").read_bytes()
+    (images / "truncated.png").write_bytes(good[: len(good) // 2])
+    (images / "notes.txt").write_text("ignored: not an image suffix")
+    write_image(images / "bomb.png", 150, 150, seed=4)  # over the max_pixels used below
+    os.symlink(images / "gone.png", images / "dangling.png")  # unreadable: the target is missing
+    return images
+
+
+BAD = {"bomb.png", "dangling.png", "empty.jpg", "notes.png", "truncated.png"}
+CONFIG = InferConfig(max_pixels=20_000, recursive=True)
+
+
+def test_mixed_folder_reports_bad_files_and_keeps_going(standin, mixed_folder, tmp_path, capsys):
+    out = tmp_path / "masks"
+    with pytest.raises(BatchFailure, match="5 of 9 images failed") as info:
+        infer_folder(tmp_path / "m.onnx", mixed_folder, out, CONFIG)
+    assert info.value.exit_code == 3
+    stderr = capsys.readouterr().err
+    for name in BAD:
+        assert f"error: {name}:" in stderr
+    assert "exceeds the limit of 20000" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    records = {r["path"]: r for r in summary["images"]}
+    assert summary["totals"] == {**summary["totals"], "images": 9, "segmented": 4, "failed": 5, "skipped": 0}
+    assert {p for p, r in records.items() if r["status"] == "failed"} == BAD
+    assert all(records[p]["error"] for p in BAD)
+    assert records["wide.bmp"]["mode"] == "slide" and records["wide.bmp"]["tiles"] > 1
+    assert records["a.png"]["mode"] == "whole" and records["a.png"]["height"] == 40
+    assert records["nested/c.png"]["output"] == "nested/c.png"
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert written == ["a.png", "b.png", "nested", "nested/c.png", "summary.json", "wide.png"]  # nothing partial
+    for name, source in [("a.png", "a.png"), ("b.png", "b.JPG"), ("wide.png", "wide.bmp"), ("nested/c.png", "nested/c.png")]:
+        with Image.open(out / name) as mask:
+            assert mask.mode == "P"
+            assert np.array_equal(np.asarray(mask), expected_labels(mixed_folder / source))
+
+
+def test_second_run_resumes_and_overwrite_redoes(standin, mixed_folder, tmp_path):
+    out = tmp_path / "masks"
+    with pytest.raises(BatchFailure):
+        infer_folder(tmp_path / "m.onnx", mixed_folder, out, CONFIG)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    with pytest.raises(BatchFailure) as info:
+        infer_folder(tmp_path / "m.onnx", mixed_folder, out, CONFIG)
+    summary = info.value.summary
+    assert summary.count("skipped") == 4 and summary.count("ok") == 0 and summary.count("failed") == 5
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+    redo = InferConfig(max_pixels=20_000, recursive=True, overwrite=True)
+    with pytest.raises(BatchFailure) as info:
+        infer_folder(tmp_path / "m.onnx", mixed_folder, out, redo)
+    assert info.value.summary.count("ok") == 4
+    assert all(p.stat().st_mtime_ns >= before[p] for p in before)
+
+
+def test_clean_folder_succeeds_non_recursively_with_overlays(standin, tmp_path):
+    images = tmp_path / "in"
+    write_image(images / "x.png")
+    write_image(images / "sub" / "y.png")
+    summary = infer_folder(tmp_path / "m.onnx", images, tmp_path / "out",
+                           InferConfig(overlay=True, summary=tmp_path / "report.json", device="cpu"))
+    assert [r.path for r in summary.images] == ["x.png"]
+    assert (tmp_path / "out" / "x.png").is_file() and (tmp_path / "out" / "x.overlay.jpg").is_file()
+    assert not (tmp_path / "out" / "sub").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["totals"]["segmented"] == 1
+    assert standin == [(tmp_path / "m.onnx", "cpu")]
+
+
+def test_output_inside_input_is_not_walked(standin, tmp_path):
+    images = tmp_path / "in"
+    write_image(images / "x.png")
+    infer_folder(tmp_path / "m.onnx", images, images / "masks", InferConfig(recursive=True))
+    summary = infer_folder(tmp_path / "m.onnx", images, images / "masks", InferConfig(recursive=True))
+    assert [r.path for r in summary.images] == ["x.png"]
+    assert find_images(images, True, images / "masks") == [Path("x.png")]
+
+
+def test_clashing_mask_names_fail_the_later_image(standin, tmp_path):
+    images = tmp_path / "in"
+    write_image(images / "x.jpg")
+    write_image(images / "x.png")
+    with pytest.raises(BatchFailure) as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
+    records = {r.path: r for r in info.value.summary.images}
+    assert records["x.jpg"].status == "ok" and "also the mask of x.jpg" in records["x.png"].error
+
+
+def test_interrupted_run_leaves_no_partial_file_and_resumes(standin, tmp_path, monkeypatch):
+    images = tmp_path / "in"
+    for index in range(4):
+        write_image(images / f"{index}.png", seed=index)
+    calls = {"n": 0}
+    real_segment = segmenter_module.Segmenter.segment
+
+    def interrupted(self, image):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_segment(self, image)
+
+    monkeypatch.setattr(segmenter_module.Segmenter, "segment", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left == ["0.png", "1.png"]  # finished masks only: no temporary files, no summary
+    monkeypatch.setattr(segmenter_module.Segmenter, "segment", real_segment)
+    summary = infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
+    assert (summary.count("skipped"), summary.count("ok")) == (2, 2)
+
+
+def test_unreadable_file(standin, tmp_path, monkeypatch):
+    images = tmp_path / "in"
+    write_image(images / "ok.png")
+    write_image(images / "locked.png")
+    real_open = Image.open
+
+    def guarded(path, *args, **kwargs):
+        if Path(path).name == "locked.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", guarded)
+    with pytest.raises(BatchFailure) as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
+    records = {r.path: r for r in info.value.summary.images}
+    assert "permission denied" in records["locked.png"].error and records["ok.png"].status == "ok"
+
+
+def test_bad_folders(standin, tmp_path):
+    with pytest.raises(InputError, match="input folder not found"):
+        infer_folder(tmp_path / "m.onnx", tmp_path / "nope", tmp_path / "out")
+    (tmp_path / "in").mkdir()
+    with pytest.raises(InputError, match="output folder is the input folder"):
+        infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "in")
+
+
+def test_default_model(tmp_path):
+    with pytest.raises(InputError, match="export/fcn.onnx does not exist") as info:
+        default_model(workspace=tmp_path)
+    assert "fcn-deploy export" in info.value.hint
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "fcn.onnx").write_bytes(b"")
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "fcn.fp16.engine").write_bytes(b"")
+    assert default_model("cpu", workspace=tmp_path) == tmp_path / "export" / "fcn.onnx"
