@@ -33,6 +33,11 @@ MAX_OVERLAP = 0.9
 DEFAULT_BATCH = 4
 
 
+def _is_int(value: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SegmenterConfig:
     """How to cover an image: the mode, the tile size and overlap, tiles per batch and the blend window.
@@ -55,11 +60,14 @@ class SegmenterConfig:
         if not isinstance(self.overlap, (int, float)) or not 0.0 <= self.overlap <= MAX_OVERLAP:
             raise InputError(f"overlap must be between 0 and {MAX_OVERLAP}, got {self.overlap}",
                              "use a fraction of the tile size, e.g. 0.25")
-        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+        if self.batch is not None and (not _is_int(self.batch) or self.batch < 1):
             raise InputError(f"batch must be a positive integer, got {self.batch}")
+        if self.batch is not None:
+            object.__setattr__(self, "batch", int(self.batch))
         if self.tile is not None:
-            if len(self.tile) != 2 or any(not isinstance(v, int) or v < 1 for v in self.tile):
+            if len(self.tile) != 2 or any(not _is_int(v) or v < 1 for v in self.tile):
                 raise InputError(f"tile must be two positive integers (height, width), got {self.tile}")
+            object.__setattr__(self, "tile", (int(self.tile[0]), int(self.tile[1])))
             if self.mode == "whole":
                 raise InputError("a tile size was given with mode 'whole'", "drop the tile size, or use mode 'slide'")
 
