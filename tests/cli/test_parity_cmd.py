@@ -1,0 +1,67 @@
+"""``fcn-deploy parity``: reports written, a CUDA request on a machine without CUDA exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_deploy.cli import run
+
+
+@pytest.fixture
+def tiny_voc(tmp_path: Path) -> Path:
+    """A one-image VOC2012-layout folder (split 'val')."""
+    from PIL import Image
+
+    root = tmp_path / "VOC2012"
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(root / "JPEGImages" / "a.jpg")
+    mask = Image.fromarray(rng.integers(0, 3, (40, 50), dtype=np.uint8), mode="L")
+    mask.save(root / "SegmentationClass" / "a.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    return root
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """A random-weight fcn32s checkpoint."""
+    pytest.importorskip("torch")
+    from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+    from fcn_deploy.model import build_model
+    from fcn_deploy.spec import ModelSpec
+
+    return save_checkpoint(tmp_path / "random.pt", build_model("fcn32s"), Checkpoint(ModelSpec(arch="fcn32s")))
+
+
+def test_parity_writes_both_reports(checkpoint: Path, tiny_voc: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "reports"
+    code = run(["parity", str(checkpoint), "--reference", str(checkpoint), "--data", str(tiny_voc),
+                "--device", "cpu", "--out-dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "1 images, 2000 pixels: max |Δlogit| 0" in printed and "argmax agreement 100.0000%" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["parity.json", "parity.md"]
+
+
+def test_cuda_request_exits_2_with_the_reason(checkpoint: Path, tiny_voc: Path, tmp_path: Path, capsys) -> None:
+    """This machine has no CUDA device: an explicit --device cuda must fail with exit code 2, not fall back."""
+    torch = pytest.importorskip("torch")
+    code = run(["parity", str(checkpoint), "--reference", str(checkpoint), "--data", str(tiny_voc),
+                "--device", "cuda", "--out-dir", str(tmp_path / "reports")])
+    if torch.cuda.is_available():
+        assert code == 0
+        return
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: device 'cuda' requested but" in err and "--device cpu" in err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_out_dir_and_report_together_exit_1(tmp_path: Path, capsys) -> None:
+    code = run(["parity", "m.onnx", "--reference", "c.pt", "--data", str(tmp_path), "--out-dir", "a", "--report", "b.md"])
+    assert code == 1
+    assert "--out-dir and --report both given" in capsys.readouterr().err

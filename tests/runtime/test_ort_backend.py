@@ -1,0 +1,145 @@
+"""The ONNX Runtime backend against the PyTorch reference, its device handling and artifact checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+from fcn_deploy.errors import ArtifactError, MissingComponentError, ShapeError
+from fcn_deploy.export import ExportConfig, export_onnx
+from fcn_deploy.model import build_model
+from fcn_deploy.runtime import open_backend
+from fcn_deploy.runtime.ort_backend import OrtBackend
+from fcn_deploy.spec import ONNX_METADATA_KEY, ModelSpec, ShapeRange
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+RANGE = ShapeRange((1, 32, 32), (1, 64, 64), (4, 256, 256))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A random-weight checkpoint and its ONNX export (comparison done by the tests here)."""
+    folder = tmp_path_factory.mktemp("ort_backend")
+    torch.manual_seed(1)
+    checkpoint = save_checkpoint(
+        folder / "fcn32s.pt", build_model("fcn32s", 21), Checkpoint(spec=ModelSpec(arch="fcn32s", shape_range=RANGE))
+    )
+    result = export_onnx(checkpoint, folder / "fcn.onnx", ExportConfig(verify=False, progress=False))
+    return checkpoint, result.onnx_path
+
+
+@pytest.fixture(scope="module")
+def backends(exported: tuple[Path, Path]):
+    checkpoint, onnx_path = exported
+    with open_backend(checkpoint, "cpu") as reference, open_backend(onnx_path, "cpu") as candidate:
+        yield reference, candidate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("batch", "height", "width"), [(1, 32, 32), (2, 64, 96), (3, 96, 64), (1, 160, 224), (4, 32, 256)])
+def test_onnxruntime_matches_pytorch(backends, batch: int, height: int, width: int) -> None:
+    reference, candidate = backends
+    x = np.random.default_rng(batch * height + width).standard_normal((batch, 3, height, width), dtype=np.float32)
+    expected, logits = reference.infer(x), candidate.infer(x)
+    assert logits.shape == expected.shape == (batch, 21, height, width)
+    assert logits.dtype == np.float32
+    assert np.max(np.abs(logits - expected)) <= 1e-3 * np.max(np.abs(expected))
+    assert np.mean(logits.argmax(1) == expected.argmax(1)) >= 0.9999
+
+
+@pytest.mark.slow
+def test_backend_reports_spec_and_device(backends) -> None:
+    _, candidate = backends
+    assert isinstance(candidate, OrtBackend)
+    assert candidate.name == "onnxruntime"
+    assert candidate.device == "cpu"
+    assert candidate.providers == ("CPUExecutionProvider",)
+    assert candidate.spec.shape_range == RANGE
+    assert candidate.spec.precision == "fp32"
+
+
+@pytest.mark.slow
+def test_non_aligned_and_out_of_range_inputs_are_refused(backends) -> None:
+    _, candidate = backends
+    with pytest.raises(ShapeError, match="100×100 is not a multiple of 32"):
+        candidate.infer(np.zeros((1, 3, 100, 100), np.float32))
+    with pytest.raises(ShapeError, match="outside the model's supported range"):
+        candidate.infer(np.zeros((5, 3, 32, 32), np.float32))
+
+
+@pytest.mark.slow
+def test_cuda_request_without_cuda_is_refused_with_the_reason(exported: tuple[Path, Path]) -> None:
+    """onnxruntime-gpu lists CUDA here but cannot run it: 'cuda' must fail, 'auto' must say cpu."""
+    ort = pytest.importorskip("onnxruntime")
+    _, onnx_path = exported
+    session = ort.InferenceSession(str(onnx_path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    if "CUDAExecutionProvider" in session.get_providers():
+        assert OrtBackend(onnx_path, "cuda").device == "cuda"
+        return
+    with pytest.raises(MissingComponentError, match="device 'cuda' requested but") as info:
+        OrtBackend(onnx_path, "cuda")
+    assert info.value.exit_code == 2
+    with OrtBackend(onnx_path, "auto") as backend:
+        assert backend.device == "cpu"
+        assert backend.providers == ("CPUExecutionProvider",)
+
+
+def test_foreign_onnx_is_refused_before_inference(tmp_path: Path) -> None:
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "foreign",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+    )
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ArtifactError, match="not an fcn-deploy ONNX model"):
+        open_backend(path, "cpu")
+
+
+def test_garbage_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ArtifactError):
+        open_backend(path, "cpu")
+
+
+@pytest.mark.slow
+def test_spec_contradicting_the_graph_is_refused(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, onnx_path = exported
+    model = onnx.load(str(onnx_path))
+    spec = ModelSpec.from_json(next(p.value for p in model.metadata_props if p.key == ONNX_METADATA_KEY))
+    wrong = spec.replace(num_classes=19, class_names=spec.class_names[:19], palette=spec.palette[:19])
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            prop.value = wrong.to_json()
+    path = tmp_path / "edited.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ArtifactError, match="has 21 classes, the spec 19"):
+        open_backend(path, "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda doc: doc["spec"]["shape_range"].update(opt=[2, 64, 64]), "disagree on shape_range"),
+        (lambda doc: doc.update(onnx_sha256="0" * 64), "written for a different copy.onnx"),
+    ],
+)
+def test_stale_sidecar_is_refused(exported: tuple[Path, Path], tmp_path: Path, edit, message: str) -> None:
+    _, onnx_path = exported
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(onnx_path, copy)
+    document = json.loads(Path(f"{onnx_path}.json").read_text())
+    edit(document)
+    Path(f"{copy}.json").write_text(json.dumps(document))
+    with pytest.raises(ArtifactError, match=message):
+        open_backend(copy, "cpu")

@@ -1,0 +1,202 @@
+"""ONNX export: one self-contained file, the spec in metadata and sidecar, parity with PyTorch, variants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_deploy import export as export_module
+from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.export import ExportConfig, ExportResult, export_onnx, read_onnx_spec
+from fcn_deploy.fileio import sha256_file
+from fcn_deploy.model import build_model
+from fcn_deploy.runtime import open_backend
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ONNX_METADATA_KEY, ModelSpec, ShapeRange, read_sidecar, write_sidecar
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+RANGE = ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256))
+
+
+def _random_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An fcn32s checkpoint with random weights and a small shape range."""
+    torch.manual_seed(seed)
+    return save_checkpoint(path, build_model("fcn32s", 21), Checkpoint(spec=ModelSpec(arch="fcn32s", shape_range=RANGE)))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(folder: Path) -> Path:
+    return _random_checkpoint(folder / "random.pt")
+
+
+@pytest.fixture(scope="module")
+def plain(checkpoint: Path, folder: Path) -> tuple[Path, ExportResult]:
+    return checkpoint, export_onnx(checkpoint, folder / "plain" / "fcn.onnx")
+
+
+@pytest.fixture(scope="module")
+def variant(folder: Path, plain: tuple[Path, ExportResult]) -> ExportResult:
+    """The same checkpoint with in-graph preprocessing and an argmax output."""
+    config = ExportConfig(with_preprocess=True, with_argmax=True)
+    return export_onnx(plain[0], folder / "variant" / "fcn.onnx", config)
+
+
+# --- the plain export ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_export_writes_one_checked_self_contained_file(plain: tuple[Path, ExportResult]) -> None:
+    checkpoint, result = plain
+    assert result.onnx_path.is_file() and result.sidecar_path == Path(f"{result.onnx_path}.json")
+    assert sorted(p.name for p in result.onnx_path.parent.iterdir()) == ["fcn.onnx", "fcn.onnx.json"]
+    model = onnx.load(str(result.onnx_path), load_external_data=False)
+    assert not any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer)
+    onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1] == 3
+    assert all(d.dim_param for i, d in enumerate(dims) if i != 1), "batch, height and width must be dynamic"
+    assert len(result.checks) == 2 and {(c.height, c.width) for c in result.checks} == {(64, 96), (96, 192)}
+    for check in result.checks:
+        assert check.batch == 2 and check.argmax_agreement >= 0.9999
+        assert check.max_abs_diff <= 1e-3 * check.max_abs_logit
+
+
+@pytest.mark.slow
+def test_spec_round_trips_through_metadata_and_sidecar(plain: tuple[Path, ExportResult]) -> None:
+    checkpoint, result = plain
+    model = onnx.load(str(result.onnx_path), load_external_data=False)
+    stored = {p.key: p.value for p in model.metadata_props}[ONNX_METADATA_KEY]
+    assert ModelSpec.from_json(stored) == result.spec
+    sidecar_spec, document = read_sidecar(result.onnx_path)
+    assert sidecar_spec == result.spec == read_onnx_spec(result.onnx_path)
+    assert document["onnx_sha256"] == sha256_file(result.onnx_path)
+    spec = result.spec
+    assert spec.source_checkpoint_sha256 == sha256_file(checkpoint)
+    assert (spec.input_name, spec.output_name, spec.labels_name) == ("image", "logits", None)
+    assert spec.input_format == "float32_nchw" and spec.alignment == 32 and spec.shape_range == RANGE
+    assert spec.arch == "fcn32s" and spec.num_classes == 21 and spec.precision == "fp32"
+
+
+@pytest.mark.slow
+def test_preprocess_and_argmax_variant_agrees_with_plain_export(
+    plain: tuple[Path, ExportResult], variant: ExportResult
+) -> None:
+    spec = variant.spec
+    assert spec.input_format == INPUT_UINT8_NHWC and spec.labels_name == "labels"
+    assert read_onnx_spec(variant.onnx_path) == spec
+    assert all(c.labels_agreement == 1.0 for c in variant.checks)
+    images = np.random.default_rng(5).integers(0, 256, size=(2, 64, 128, 3), dtype=np.uint8)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    normalised = np.ascontiguousarray(((images / np.float32(255) - mean) / std).transpose(0, 3, 1, 2), np.float32)
+    with open_backend(plain[1].onnx_path, "cpu") as base, open_backend(variant.onnx_path, "cpu") as fused:
+        expected = base.infer(normalised)
+        outputs = fused.infer_outputs(images)
+        with pytest.raises(Exception, match="uint8"):
+            fused.infer(normalised)
+    logits, labels = outputs["logits"], outputs["labels"]
+    assert labels.dtype == np.uint8 and labels.shape == (2, 64, 128)
+    assert np.max(np.abs(logits - expected)) <= 1e-3 * np.max(np.abs(expected))
+    assert np.mean(labels == expected.argmax(1)) >= 0.9999
+
+
+@pytest.mark.slow
+def test_divergence_beyond_tolerance_fails_and_writes_nothing(
+    plain: tuple[Path, ExportResult], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph that disagrees with the checkpoint (here: the tolerance is impossible) is never committed."""
+    checkpoint, result = plain
+    traced = onnx.load(str(result.onnx_path))
+    monkeypatch.setattr(export_module, "_trace", lambda *args: traced)  # skip re-tracing the same graph
+    out = folder / "strict" / "fcn.onnx"
+    config = ExportConfig(rtol=1e-12, verify_sizes=((32, 32),), progress=False)
+    with pytest.raises(ArtifactError, match="diverges from the checkpoint"):
+        export_onnx(checkpoint, out, config)
+    assert list(out.parent.iterdir()) == []
+
+
+# --- options refused before exporting -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ExportConfig(opset=16), "opset 16 is too old"),
+        (ExportConfig(shape_range=ShapeRange((1, 32, 32), (1, 100, 96), (2, 256, 256))), "not a multiple of 32"),
+        (ExportConfig(verify_sizes=((512, 512),)), "comparison size 512×512"),
+        (ExportConfig(with_argmax=True, labels_name="logits"), "distinct"),
+    ],
+)
+def test_bad_options_are_refused(checkpoint: Path, tmp_path: Path, config: ExportConfig, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        export_onnx(checkpoint, tmp_path / "fcn.onnx", config)
+    assert not (tmp_path / "fcn.onnx").exists()
+
+
+# --- read_onnx_spec on small hand-made graphs ----------------------------------------------------
+
+
+def _tiny_model(spec: ModelSpec, classes: int = 21) -> onnx.ModelProto:
+    """A 1×1 convolution to ``classes`` channels with dynamic N, H, W and ``spec`` in its metadata."""
+    helper, tensor = onnx.helper, onnx.TensorProto
+    weight = helper.make_tensor("w", tensor.FLOAT, [classes, 3, 1, 1], np.ones(classes * 3, np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["logits"])], "tiny",
+        [helper.make_tensor_value_info("image", tensor.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", tensor.FLOAT, ["n", classes, "h", "w"])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+    return model
+
+
+def _save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def test_read_onnx_spec_accepts_a_consistent_graph(tmp_path: Path) -> None:
+    spec = ModelSpec(arch="fcn32s", shape_range=RANGE)
+    path = _save(_tiny_model(spec), tmp_path / "tiny.onnx")
+    assert read_onnx_spec(path) == spec
+    write_sidecar(path, spec)
+    assert read_onnx_spec(path) == spec
+
+
+def test_read_onnx_spec_refuses_foreign_and_inconsistent_files(tmp_path: Path) -> None:
+    spec = ModelSpec(arch="fcn32s")
+    foreign = _tiny_model(spec)
+    del foreign.metadata_props[:]
+    with pytest.raises(ArtifactError, match="not an fcn-deploy ONNX model"):
+        read_onnx_spec(_save(foreign, tmp_path / "foreign.onnx"))
+    with pytest.raises(ArtifactError, match="has 5 classes, the spec 21"):
+        read_onnx_spec(_save(_tiny_model(spec, classes=5), tmp_path / "classes.onnx"))
+    with pytest.raises(ArtifactError, match="inputs are \\['image'\\], the spec names one input 'rgb'"):
+        read_onnx_spec(_save(_tiny_model(spec.replace(input_name="rgb")), tmp_path / "name.onnx"))
+    with pytest.raises(ArtifactError, match="is not N×H×W×3 uint8"):
+        read_onnx_spec(_save(_tiny_model(spec.replace(input_format=INPUT_UINT8_NHWC)), tmp_path / "fmt.onnx"))
+    with pytest.raises(ArtifactError, match="spec names \\['logits', 'labels'\\]"):
+        read_onnx_spec(_save(_tiny_model(spec.replace(labels_name="labels")), tmp_path / "labels.onnx"))
+    broken = _tiny_model(spec)
+    broken.metadata_props[0].value = json.dumps({"arch": "fcn32s", "num_classes": 0})
+    with pytest.raises(ArtifactError, match="num_classes must be positive"):
+        read_onnx_spec(_save(broken, tmp_path / "broken.onnx"))
+
+
+def test_read_onnx_spec_refuses_a_disagreeing_sidecar(tmp_path: Path) -> None:
+    spec = ModelSpec(arch="fcn32s")
+    path = _save(_tiny_model(spec), tmp_path / "tiny.onnx")
+    write_sidecar(path, spec.replace(arch="fcn8s"))
+    with pytest.raises(ArtifactError, match="disagree on arch"):
+        read_onnx_spec(path)

@@ -1,0 +1,104 @@
+"""Parity of an ONNX export with its checkpoint on the real VOC samples: reports and sane figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_deploy.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from fcn_deploy.errors import InputError
+from fcn_deploy.export import ExportConfig, export_onnx
+from fcn_deploy.model import build_model
+from fcn_deploy.parity import ParityConfig, ParityReport, report_paths, run_parity
+from fcn_deploy.runtime import open_backend
+from fcn_deploy.spec import ModelSpec
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+
+def _briefly_trained_checkpoint(path: Path) -> Path:
+    """A few SGD steps (train mode, so batch-norm statistics move too) on a learnable toy task."""
+    torch.manual_seed(3)
+    model = build_model("fcn32s", 21).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(4):
+        images = torch.randn(4, 3, 64, 64)
+        labels = (images[:, 0] > 0).long() * 15  # 'person' where the red channel is bright
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    info = Checkpoint(spec=ModelSpec(arch="fcn32s"), epoch=1, metrics={"loss": loss.item()})
+    return save_checkpoint(path, model.eval(), info)
+
+
+@pytest.fixture(scope="module")
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The suite's trained checkpoint where one is provided, else a briefly trained one; and its export."""
+    folder = tmp_path_factory.mktemp("parity")
+    try:
+        checkpoint = Path(request.getfixturevalue("trained_checkpoint"))
+    except pytest.FixtureLookupError:
+        checkpoint = _briefly_trained_checkpoint(folder / "trained.pt")
+    sizes = tuple(s for s in ((64, 96), (96, 64)) if read_checkpoint(checkpoint)[0].spec.shape_range.contains_hw(*s))
+    result = export_onnx(checkpoint, folder / "fcn.onnx", ExportConfig(verify_sizes=sizes, progress=False))
+    return checkpoint, result.onnx_path
+
+
+@pytest.mark.slow
+def test_parity_on_the_voc_samples_writes_sane_reports(
+    trained: tuple[Path, Path], voc_sample_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint, onnx_path = trained
+    config = ParityConfig(split="val", device="cpu", report=tmp_path / "reports" / "parity.md", progress=False)
+    report = run_parity(onnx_path, checkpoint, voc_sample_dir, config)
+    assert isinstance(report, ParityReport)
+    assert (report.model_backend, report.reference_backend, report.model_device) == ("onnxruntime", "pytorch", "cpu")
+    assert report.num_images == len(report.images) == 2
+    assert report.num_pixels == sum(r.height * r.width for r in report.images)
+    assert report.argmax_agreement >= 0.9999
+    assert 0 < report.max_abs_diff <= 1e-3 * report.max_abs_logit
+    assert abs(report.delta_miou) <= 0.01
+    for value in (report.model_miou, report.reference_miou, report.model_pixel_accuracy):
+        assert 0.0 <= value <= 1.0
+    for image in report.images:
+        assert image.argmax_agreement >= 0.9999 and image.max_abs_diff <= 1e-3 * image.max_abs_logit
+        assert image.height % 32 and image.width % 32, "VOC images are not 32-aligned: the padding path is used"
+    document = json.loads(report.json_path.read_text())
+    assert document == json.loads(json.dumps(report.to_dict()))
+    assert [i["image_id"] for i in document["images"]] == ["2007_000121", "2011_000006"]
+    markdown = report.markdown_path.read_text()
+    assert "# Parity report" in markdown and "2011_000006" in markdown and "argmax agreement" in markdown
+    assert sorted(p.name for p in report.markdown_path.parent.iterdir()) == ["parity.json", "parity.md"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("batch", "height", "width"), [(2, 64, 96), (3, 96, 64)])
+def test_trained_model_onnxruntime_matches_pytorch_on_batches(trained: tuple[Path, Path], batch, height, width) -> None:
+    checkpoint, onnx_path = trained
+    x = np.random.default_rng(height).standard_normal((batch, 3, height, width), dtype=np.float32)
+    with open_backend(checkpoint, "cpu") as reference, open_backend(onnx_path, "cpu") as candidate:
+        expected, logits = reference.infer(x), candidate.infer(x)
+    assert np.max(np.abs(logits - expected)) <= 1e-3 * np.max(np.abs(expected))
+    assert np.mean(logits.argmax(1) == expected.argmax(1)) >= 0.9999
+
+
+@pytest.mark.slow
+def test_parity_of_a_checkpoint_with_itself_is_exact(trained: tuple[Path, Path], voc_sample_dir: Path, tmp_path: Path) -> None:
+    checkpoint, _ = trained
+    config = ParityConfig(split="val", device="cpu", report=tmp_path / "self", limit=1, progress=False)
+    report = run_parity(checkpoint, checkpoint, voc_sample_dir, config)
+    assert report.num_images == 1 and report.max_abs_diff == 0.0 and report.argmax_agreement == 1.0
+    assert report.delta_miou == 0.0
+    assert report.json_path == tmp_path / "self.json" and report.json_path.is_file()
+
+
+def test_report_paths_take_md_json_or_no_suffix(tmp_path: Path) -> None:
+    assert report_paths(tmp_path / "r.md") == (tmp_path / "r.md", tmp_path / "r.json")
+    assert report_paths(tmp_path / "r") == (tmp_path / "r.md", tmp_path / "r.json")
+    with pytest.raises(InputError, match="must end in .md or .json"):
+        report_paths(tmp_path / "r.txt")
