@@ -224,7 +224,7 @@ def _dynamic_shapes(spec: ModelSpec) -> dict[str, dict[int, Any]]:
     return {"x": dims}
 
 
-def _example_input(spec: ModelSpec, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+def example_input(spec: ModelSpec, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """A random batch in the spec's input format."""
     rng = np.random.default_rng(seed)
     if spec.input_format == INPUT_UINT8_NHWC:
@@ -237,7 +237,7 @@ def _trace(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> onnx.Mode
     torch = require("torch")
     sr = spec.shape_range
     batch = min(max(2, sr.min[0]), sr.max[0])
-    example = torch.from_numpy(_example_input(spec, batch, sr.opt[1], sr.opt[2]))
+    example = torch.from_numpy(example_input(spec, batch, sr.opt[1], sr.opt[2]))
     output_names = [spec.output_name] + ([spec.labels_name] if spec.labels_name else [])
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -335,7 +335,7 @@ def _compare(model: nn.Module, path: Path, spec: ModelSpec, config: ExportConfig
     batch_size = min(max(config.verify_batch, sr.min[0]), sr.max[0])
     checks = []
     for index, (height, width) in enumerate(_verify_sizes(spec, config)):
-        batch = _example_input(spec, batch_size, height, width, seed=index + 1)
+        batch = example_input(spec, batch_size, height, width, seed=index + 1)
         reference = _torch_logits(model, batch, spec)
         outputs = session.run(None, {spec.input_name: batch})
         diff, peak, agreement = compare_logits(reference, outputs[0])
