@@ -1,8 +1,9 @@
 /*
  * Test driver for the C API; tests/capi/test_capi.py compiles it against the built library and runs it.
  *
- *   capi_test errors MODEL NOT_A_MODEL
- *       every error path: prints "ok|FAIL <case> <status> <message>", exits with the number of failures
+ *   capi_test errors MODEL NOT_A_MODEL...
+ *       every error path (each NOT_A_MODEL must give FCN_E_BAD_MODEL): prints "ok|FAIL <case> <status>
+ *       <message>" (newlines in messages shown as " | "), exits with the number of failures
  *   capi_test create MODEL DEVICE
  *       prints "status=<name>" and "message=<text>" for one fcn_segmenter_create call
  *   capi_test apply MODEL OUT_PREFIX RAW:W:H:FORMAT:PAD ...
@@ -128,18 +129,23 @@ static void expect(const char* name, int got, int want) {
     int message_ok = want == FCN_OK ? message[0] == '\0' : message[0] != '\0';
     int ok = got == want && message_ok;
     failures += !ok;
-    printf("%s %s %s %s\n", ok ? "ok" : "FAIL", name, fcn_status_name(got), message);
+    printf("%s %s %s ", ok ? "ok" : "FAIL", name, fcn_status_name(got));
+    for (const char* c = message; *c; ++c) fputs(*c == '\n' ? " | " : (char[]){*c, '\0'}, stdout);
+    putchar('\n');
 }
 
-static int run_errors(const char* model, const char* not_a_model) {
+static int run_errors(const char* model, int bad_count, char** bad_models) {
     fcn_segmenter* segmenter = (fcn_segmenter*)&failures; /* must be reset to NULL on failure */
     expect("create-null-out", fcn_segmenter_create(model, "cpu", NULL), FCN_E_INVALID_ARG);
     expect("create-null-path", fcn_segmenter_create(NULL, "cpu", &segmenter), FCN_E_INVALID_ARG);
     expect("create-null-resets-out", segmenter == NULL ? FCN_E_INVALID_ARG : FCN_OK, FCN_E_INVALID_ARG);
     expect("create-unknown-device", fcn_segmenter_create(model, "gpu", &segmenter), FCN_E_INVALID_ARG);
     expect("create-missing-file", fcn_segmenter_create("no/such/model.onnx", "cpu", &segmenter), FCN_E_NOT_FOUND);
-    expect("create-not-a-model", fcn_segmenter_create(not_a_model, "cpu", &segmenter), FCN_E_BAD_MODEL);
-    expect("create-not-a-model-null", segmenter == NULL ? FCN_E_BAD_MODEL : FCN_OK, FCN_E_BAD_MODEL);
+    for (int i = 0; i < bad_count; ++i) {
+        segmenter = (fcn_segmenter*)&failures;
+        expect(bad_models[i], fcn_segmenter_create(bad_models[i], "cpu", &segmenter), FCN_E_BAD_MODEL);
+        expect("create-not-a-model-resets-out", segmenter == NULL ? FCN_E_BAD_MODEL : FCN_OK, FCN_E_BAD_MODEL);
+    }
     expect("create", fcn_segmenter_create(model, "cpu", &segmenter), FCN_OK);
     if (segmenter == NULL) return failures;
 
@@ -322,7 +328,7 @@ static int run_leaks(const char* model, const char* spec, int cycles) {
 #endif
 
 int main(int argc, char** argv) {
-    if (argc >= 4 && strcmp(argv[1], "errors") == 0) return run_errors(argv[2], argv[3]);
+    if (argc >= 4 && strcmp(argv[1], "errors") == 0) return run_errors(argv[2], argc - 3, argv + 3);
     if (argc == 4 && strcmp(argv[1], "create") == 0) {
         fcn_segmenter* segmenter = NULL;
         int status = fcn_segmenter_create(argv[2], argv[3], &segmenter);
