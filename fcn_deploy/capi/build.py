@@ -8,6 +8,7 @@ PYTHONPATH or PYTHONHOME; libpython is found through an rpath, so no LD_LIBRARY_
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -27,23 +28,9 @@ LIBRARY_NAME = "libfcn_deploy.so"
 PKGCONFIG_NAME = "fcn_deploy.pc"
 MODULE_NAME = "_fcn_deploy_capi"
 
-# What Python sees of the C side: the shared types and the internal functions on both sides.
-CDEF = """
-typedef enum fcn_status {
-    FCN_OK = 0, FCN_E_INVALID_ARG = 1, FCN_E_NOT_FOUND = 2, FCN_E_BAD_MODEL = 3,
-    FCN_E_BACKEND_UNAVAILABLE = 4, FCN_E_INTERNAL = 5, FCN_E_OUT_OF_MEMORY = 6
-} fcn_status;
-typedef enum fcn_pixel_format {
-    FCN_PIXEL_RGB8 = 0, FCN_PIXEL_BGR8 = 1, FCN_PIXEL_RGBA8 = 2, FCN_PIXEL_BGRA8 = 3, FCN_PIXEL_GRAY8 = 4
-} fcn_pixel_format;
-typedef struct fcn_image {
-    const uint8_t* data;
-    int width, height, stride_bytes;
-    fcn_pixel_format format;
-} fcn_image;
-typedef struct fcn_mask { int width, height; uint8_t* labels; } fcn_mask;
+# What Python sees of the C side besides the header's types: the handle's key and the internal functions.
+INTERNAL_CDEF = """
 struct fcn_segmenter { long long key; ...; };
-typedef struct fcn_segmenter fcn_segmenter;
 
 void _fcn_set_error(const char* message);
 int _fcn_store_metadata(fcn_segmenter* handle, int num_classes, const char* names, size_t names_size,
@@ -53,6 +40,14 @@ extern "Python" int _fcn_py_create(const char* model_path, const char* device, f
 extern "Python" int _fcn_py_apply(long long key, const fcn_image* images, int count, fcn_mask* masks);
 extern "Python" int _fcn_py_destroy(long long key);
 """
+_TYPEDEF = re.compile(r"typedef\s+(?:enum|struct)\s+\w+\s*(?:\{.*?\})?\s*\w+\s*;", re.DOTALL)
+_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+
+def header_cdef(header_text: str) -> str:
+    """The header's typedefs (enums, structs, the opaque handle) without comments, for ffi.cdef."""
+    return "\n".join(_TYPEDEF.findall(_COMMENT.sub("", header_text)))
+
 
 # Run once inside the embedded interpreter: make the build environment importable, bind the functions.
 INIT_CODE = """
@@ -144,7 +139,7 @@ def _compile(workdir: Path, config: CapiBuildConfig) -> Path:
     cffi = require("cffi")
     libdir, pylib, soname = python_library()
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(header_cdef((PACKAGE_DIR / HEADER_NAME).read_text(encoding="utf-8")) + INTERNAL_CDEF)
     ffi.embedding_init_code(INIT_CODE.format(paths=import_paths(), module=MODULE_NAME))
     source = (PACKAGE_DIR / "fcn_deploy_capi.c").read_text(encoding="utf-8")
     ffi.set_source(
