@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -205,11 +206,12 @@ def run(args: argparse.Namespace) -> dict:
     model = Path(args.model) if args.model else make_artifacts(Path(args.workdir)).fp32
     images_from = Path(args.images_from) if args.images_from else None
     sides = SCALING_SIDES[:3] if args.quick else SCALING_SIDES
-    return {
-        "model": str(model),
-        "voc": voc_efficiency(model, args.images, args.rounds, args.device, images_from),
-        "scaling": scaling(model, sides, args.min_megapixels, args.device, tuple(args.overlap)),
-    }
+    load_start = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    voc = voc_efficiency(model, args.images, args.rounds, args.device, images_from)
+    points = scaling(model, sides, args.min_megapixels, args.device, tuple(args.overlap))
+    load_end = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    return {"model": str(model), "voc": voc, "scaling": points, "load_average_start": load_start,
+            "load_average_end": load_end}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,7 +104,7 @@ class ArtifactResult:
     precision: str
     input_format: str
     role: str  # 'model' (given by the user) or 'baseline' (found for the speed ratio)
-    load_s: float
+    load_s: float  # open_backend time (in the fresh memory-probe process when peak RSS is measured)
     first_run_s: float | None
     peak_rss_mb: float | None
     rss_before_load_mb: float | None
@@ -159,6 +159,8 @@ def machine_info() -> tuple[tuple[str, str], ...]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+    if hasattr(os, "getloadavg"):  # other work on a shared machine moves absolute times
+        info["load_average_1_5_15"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
     for dist in ("torch", "onnxruntime-gpu", "onnxruntime", "onnx", "numpy"):
         try:
             info[dist] = metadata.version(dist)
@@ -178,8 +180,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def current_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux: VmHWM of /proc/self/status, which starts afresh at exec (ru_maxrss does not: a child started
+    by a large parent inherits the parent's peak). Elsewhere: ru_maxrss (KiB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -293,21 +305,32 @@ def rss_worker(request: dict[str, Any]) -> None:
     from fcn_deploy.runtime import open_backend
 
     _import_runtime_for(Path(request["path"]))
-    before = current_rss_mb()
+    before = peak_rss_mb()
+    start = time.perf_counter()
     with open_backend(request["path"], request["device"]) as backend:
+        load_s = time.perf_counter() - start
         for batch, height, width in request["shapes"]:
             if backend.spec.shape_range.contains(batch, height, width):
                 backend.infer(make_input(backend.spec, batch, height, width))
-    print(json.dumps({"before_load": before, "peak": current_rss_mb()}), flush=True)
+    print(json.dumps({"before_load": before, "peak": peak_rss_mb(), "load_s": load_s}), flush=True)
 
 
 def _import_runtime_for(path: Path) -> None:
-    """Import the backend module (and its heavy libraries) for ``path`` so load times exclude imports."""
+    """Import the backend module and its runtime library for ``path`` so load times exclude imports."""
     import importlib
 
-    module = {".onnx": "fcn_deploy.runtime.ort_backend", ".engine": "fcn_deploy.runtime.trt_backend",
-              ".plan": "fcn_deploy.runtime.trt_backend"}.get(path.suffix.lower(), "fcn_deploy.runtime.torch_backend")
-    importlib.import_module(module)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        modules = ("onnxruntime", "fcn_deploy.runtime.ort_backend")
+    elif suffix in (".engine", ".plan"):
+        modules = ("tensorrt", "fcn_deploy.runtime.trt_backend")
+    else:
+        modules = ("torch", "fcn_deploy.runtime.torch_backend")
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return  # open_backend raises the error that names what to install
 
 
 # --- inputs and baseline -----------------------------------------------------------------------------
@@ -453,7 +476,7 @@ def _baseline_for(models: Sequence[Path], opened: list[_Loaded], config: BenchCo
     for item in opened:
         found = find_source_checkpoint(item.backend.spec, item.path, config.checkpoint_search)
         if found is not None:
-            return found, f"PyTorch eager FP32 of {found} (source checkpoint of {item.path.name}, matched by SHA-256)"
+            return found, f"PyTorch eager FP32 of {found.name} (source checkpoint of {item.path.name}, matched by SHA-256)"
     return None, "speed ratio unavailable: no checkpoint given and no artifact's source checkpoint was found"
 
 
@@ -479,11 +502,14 @@ def _flops_for(item: _Loaded, shape: tuple[int, int, int]) -> float | None:
 @functools.lru_cache(maxsize=64)
 def _arch_gflop(arch: str, num_classes: int, shape: tuple[int, int, int]) -> float:
     """GFLOP of the model family member ``arch`` at (batch, height, width), counted on the meta device."""
+    from fcn_deploy.deps import require
     from fcn_deploy.flops import torch_flops
     from fcn_deploy.model import build_model
 
     batch, height, width = shape
-    return torch_flops(build_model(arch, num_classes), (batch, 3, height, width)).gflop
+    with require("torch").device("meta"):  # shapes only: no weight initialisation cost
+        model = build_model(arch, num_classes)
+    return torch_flops(model, (batch, 3, height, width)).gflop
 
 
 def run_bench(models: Sequence[str | os.PathLike[str]], config: BenchConfig) -> BenchReport:
@@ -542,14 +568,15 @@ def _artifact_result(
     """Collect one artifact's shape results and, if asked, its peak RSS from a fresh process."""
     backend = item.backend
     peak = before = None
+    load_s = item.load_s
     if config.measure_rss:
-        _log(f"peak memory of {item.path.name} (fresh process)")
+        _log(f"peak memory and load time of {item.path.name} (fresh process)")
         probe = rss_probe(item.path, config.device, shapes)
-        peak, before = probe["peak"], probe["before_load"]
+        peak, before, load_s = probe["peak"], probe["before_load"], probe["load_s"]
     return ArtifactResult(
         path=str(item.path), label=artifact_label(backend.name, backend.spec), backend=backend.name,
         device=backend.device, precision=backend.spec.precision, input_format=backend.spec.input_format,
-        role=item.role, load_s=item.load_s, first_run_s=item.first_run_s, peak_rss_mb=peak,
+        role=item.role, load_s=load_s, first_run_s=item.first_run_s, peak_rss_mb=peak,
         rss_before_load_mb=before, shapes=tuple(results[index] for results in per_shape),
     )
 
@@ -592,5 +619,6 @@ def summary_lines(report: BenchReport) -> list[str]:
         f"GEMM reference: numpy float32 {g.size}×{g.size} matmul, median {g.gflops_median:.0f} GFLOP/s "
         f"(best {g.gflops_best:.0f}, {g.samples} samples; {blas}{cleared})",
         f"baseline: {report.baseline_note}",
-        f"machine: {machine.get('cpu')}, {machine.get('logical_cpus')} logical CPUs, {machine.get('os')}",
+        f"machine: {machine.get('cpu')}, {machine.get('logical_cpus')} logical CPUs, {machine.get('os')}, "
+        f"load average {machine.get('load_average_1_5_15', 'unknown')} at the end of the run",
     ]
