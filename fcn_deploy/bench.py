@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import functools
 import json
-import math
 import os
 import platform
 import resource
@@ -61,15 +60,17 @@ class BenchConfig:
             raise InputError(f"--warmup must be >= 0, got {self.warmup}")
         if self.iters < 1 or self.rounds < 1:
             raise InputError(f"--iters and --rounds must be >= 1, got {self.iters} and {self.rounds}")
+        if self.iters < self.rounds:
+            raise InputError(f"--iters {self.iters} is less than --rounds {self.rounds}",
+                             "give at least one timed run per round (raise --iters or lower --rounds)")
         if self.gemm_size < 16:
             raise InputError(f"gemm size must be >= 16, got {self.gemm_size}")
         object.__setattr__(self, "sizes", tuple((int(h), int(w)) for h, w in self.sizes))
         object.__setattr__(self, "batches", tuple(int(b) for b in self.batches))
 
-    @property
-    def iters_per_round(self) -> int:
-        """Timed runs of one artifact in one round."""
-        return max(1, math.ceil(self.iters / self.rounds))
+    def iters_in_round(self, round_index: int) -> int:
+        """Timed runs of one artifact in round ``round_index``: ``iters`` spread as evenly as possible."""
+        return self.iters // self.rounds + (1 if round_index < self.iters % self.rounds else 0)
 
 
 @dataclass(frozen=True)
@@ -446,7 +447,7 @@ def _measure_shape(
         shift = round_index % max(1, len(active))
         for index in active[shift:] + active[:shift]:
             item = loaded[index]
-            item.rounds.append([_timed_run(item.backend, inputs[index]) for _ in range(config.iters_per_round)])
+            item.rounds.append([_timed_run(item.backend, inputs[index]) for _ in range(config.iters_in_round(round_index))])
     return skipped
 
 
@@ -536,8 +537,8 @@ def run_bench(models: Sequence[str | os.PathLike[str]], config: BenchConfig) -> 
         baseline = next((item for item in loaded if item.path == baseline_path), None)
         per_shape: list[dict[int, ShapeResult]] = []
         for shape in shapes:
-            _log(f"timing batch {shape[0]} at {shape[1]}x{shape[2]}: {config.rounds} interleaved rounds "
-                 f"of {config.iters_per_round} runs per artifact")
+            _log(f"timing batch {shape[0]} at {shape[1]}x{shape[2]}: {config.iters} runs per artifact "
+                 f"in {config.rounds} interleaved rounds")
             skipped = _measure_shape(loaded, shape, config, gemm)
             gemm_rate = gemm.result().gflops_median
             results = {}

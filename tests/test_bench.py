@@ -54,7 +54,8 @@ def _check_report(report: BenchReport, out: Path) -> dict:
 
 @pytest.mark.parametrize(
     "changes, option",
-    [({"sizes": ()}, "sizes"), ({"batches": (0,)}, "batch"), ({"iters": 0}, "iters"), ({"warmup": -1}, "warmup")],
+    [({"sizes": ()}, "sizes"), ({"batches": (0,)}, "batch"), ({"iters": 0}, "iters"), ({"warmup": -1}, "warmup"),
+     ({"iters": 3, "rounds": 5}, "less than --rounds")],
 )
 def test_config_rejects_bad_values(changes, option):
     with pytest.raises(InputError, match=option):
@@ -63,12 +64,17 @@ def test_config_rejects_bad_values(changes, option):
 
 def test_checkpoint_alone_is_its_own_baseline(tmp_path):
     checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
-    report = run_bench([checkpoint], BenchConfig(**{**TINY.__dict__, "measure_rss": True}))
+    report = run_bench([checkpoint], TINY)
     data = _check_report(report, tmp_path / "bench.json")
     (artifact,) = data["artifacts"]
     assert artifact["label"] == "pytorch-fp32" and artifact["role"] == "model"
     assert artifact["shapes"][0]["speedup_vs_eager"] == pytest.approx(1.0)
-    assert artifact["peak_rss_mb"] >= artifact["rss_before_load_mb"] > 0
+    assert artifact["peak_rss_mb"] is None and artifact["load_s"] > 0
+
+
+def test_iterations_are_spread_over_the_rounds():
+    config = BenchConfig(iters=7, rounds=3)
+    assert [config.iters_in_round(r) for r in range(3)] == [3, 2, 2]
 
 
 def test_missing_model_is_an_input_error(tmp_path):
@@ -87,9 +93,11 @@ def test_unknown_source_checkpoint_is_not_found(tmp_path):
 @pytest.mark.slow
 def test_onnx_is_compared_with_its_source_checkpoint(tiny_pair, tmp_path):
     checkpoint, onnx_path = tiny_pair
-    report = run_bench([onnx_path], TINY)
+    report = run_bench([onnx_path], BenchConfig(**{**TINY.__dict__, "measure_rss": True}))
     data = _check_report(report, tmp_path / "bench.json")
     assert Path(data["baseline"]) == checkpoint
+    for artifact in data["artifacts"]:  # each measured in its own process
+        assert artifact["peak_rss_mb"] >= artifact["rss_before_load_mb"] > 0
     roles = {a["label"]: a["role"] for a in data["artifacts"]}
     assert roles == {"pytorch-fp32": "baseline", "onnxruntime-fp32": "model"}
     onnx_entry = next(a for a in data["artifacts"] if a["label"] == "onnxruntime-fp32")
