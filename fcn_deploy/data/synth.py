@@ -45,6 +45,8 @@ SYNTH_TEXTURES: tuple[Texture, ...] = (
 )
 SYNTH_CLASSES: tuple[int, ...] = tuple(t.label for t in SYNTH_TEXTURES)
 SHAPES = ("ellipse", "rectangle", "triangle", "pentagon")
+OBJECT_SIDE = (0.45, 0.8)  # an object's box spans this fraction of the image height and width
+MAX_OBJECTS = 2
 MIN_SIZE = 32
 JPEG_QUALITY = 92
 
@@ -108,8 +110,8 @@ def _background(height: int, width: int, rng: np.random.Generator) -> np.ndarray
 
 def _shape_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask of one random shape covering roughly a third to two thirds of each side."""
-    box_h = rng.uniform(0.35, 0.7) * height
-    box_w = rng.uniform(0.35, 0.7) * width
+    box_h = rng.uniform(*OBJECT_SIDE) * height
+    box_w = rng.uniform(*OBJECT_SIDE) * width
     cy = rng.uniform(box_h * 0.35, height - box_h * 0.35)
     cx = rng.uniform(box_w * 0.35, width - box_w * 0.35)
     top, left, bottom, right = cy - box_h / 2, cx - box_w / 2, cy + box_h / 2, cx + box_w / 2
@@ -141,11 +143,11 @@ def _void_band(labels: np.ndarray, width: int) -> np.ndarray:
 
 
 def synth_pair(size: Size, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic (image uint8 H×W×3, mask uint8 H×W) pair: 1-3 textured shapes on a noisy background."""
+    """One synthetic (image uint8 H×W×3, mask uint8 H×W) pair: 1 to MAX_OBJECTS textured shapes on a noisy background."""
     height, width = size
     image = _background(height, width, rng)
     labels = np.zeros((height, width), dtype=np.uint8)
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
         texture = SYNTH_TEXTURES[int(rng.integers(len(SYNTH_TEXTURES)))]
         shape = _shape_mask(height, width, rng)
         image[shape] = _textured(texture, height, width, rng)[shape]
