@@ -17,7 +17,7 @@ _INSTALL_HINTS = {
     "tensorrt": "pip install 'fcn-deploy[tensorrt]' on a machine with an NVIDIA GPU and driver",
     "cuda": "pip install 'fcn-deploy[tensorrt]' (installs cuda-python)",
     "cuda.bindings": "pip install 'fcn-deploy[tensorrt]' (installs cuda-python)",
-    "cffi": "pip install cffi (needed by 'fcn-deploy capi build')",
+    "cffi": "pip install 'fcn-deploy[capi]' (installs cffi, needed by 'fcn-deploy capi build')",
 }
 
 
