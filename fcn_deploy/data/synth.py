@@ -8,7 +8,6 @@ files. It lets the whole pipeline run, and a small FCN learn, without downloadin
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
