@@ -27,15 +27,22 @@ def _dataset_classes() -> dict[str, type]:
     torch = require("torch")
     data = require("torch.utils.data")
 
-    class CropDataset(data.Dataset):
-        """Random ``crop`` windows of the scanned (large enough) pairs, normalised; a new window per access."""
+    class PairDataset(data.Dataset):
+        """The scanned pairs of a split, normalised with ``mean``/``std``."""
 
-        def __init__(self, layout: VocLayout, scan: SplitScan, crop: Size, mean, std) -> None:
-            self.layout, self.scan, self.crop = layout, scan, crop
+        def __init__(self, layout: VocLayout, scan: SplitScan, mean, std) -> None:
+            self.layout, self.scan = layout, scan
             self.mean, self.std = tuple(mean), tuple(std)
 
         def __len__(self) -> int:
             return len(self.scan.ids)
+
+    class CropDataset(PairDataset):
+        """Random ``crop`` windows of the scanned (large enough) pairs; a new window per access."""
+
+        def __init__(self, layout: VocLayout, scan: SplitScan, crop: Size, mean, std) -> None:
+            super().__init__(layout, scan, mean, std)
+            self.crop = crop
 
         def __getitem__(self, index: int):
             image, mask = read_pair(self.layout, self.scan.ids[index])
@@ -48,15 +55,8 @@ def _dataset_classes() -> dict[str, type]:
                 torch.from_numpy(mask.astype(np.int64)),
             )
 
-    class WholeImageDataset(data.Dataset):
-        """Every pair of the split at full size, normalised; ``pad_collate`` pads batches to 32-multiples."""
-
-        def __init__(self, layout: VocLayout, scan: SplitScan, mean, std) -> None:
-            self.layout, self.scan = layout, scan
-            self.mean, self.std = tuple(mean), tuple(std)
-
-        def __len__(self) -> int:
-            return len(self.scan.ids)
+    class WholeImageDataset(PairDataset):
+        """Every pair of the split at full size; ``pad_collate`` pads batches to 32-multiples."""
 
         def __getitem__(self, index: int):
             image, mask = read_pair(self.layout, self.scan.ids[index])
