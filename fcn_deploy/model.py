@@ -84,8 +84,9 @@ def _resnet18_backbone() -> nn.Sequential:
 
 def _vgg11_bn_features() -> nn.Sequential:
     """VGG11-BN conv stacks with four max-pools (stride 16): torchvision's features minus the last pool."""
-    models = require("torchvision.models")
-    features = models.vgg11_bn(weights=None).features
+    vgg = require("torchvision.models.vgg")
+    # make_layers builds only the conv stacks (vgg11_bn() would also allocate its 100M-parameter classifier)
+    features = vgg.make_layers(vgg.cfgs["A"], batch_norm=True)
     return features[:-1]
 
 
