@@ -40,7 +40,7 @@ class BuildConfig:
     calib_split: str = "train"
     calib_num: int = 256
     calib_crop: tuple[int, int] = (320, 480)
-    calib_method: str = "entropy"
+    calib_method: str = "percentile"
     calib_seed: int = 0
     profile: tuple[Dims4, Dims4, Dims4] | None = None  # None: the spec's shape range
     workspace_gib: float = 4.0
@@ -295,7 +295,8 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
     if plan is None:
         raise ArtifactError(f"TensorRT could not build an engine from {artifact} (see its messages above)")
     write_bytes_atomic(out, bytes(plan))
-    write_bytes_atomic(config.timing_cache, bytes(config_trt.get_timing_cache().serialize()))
+    timing = config_trt.get_timing_cache()
+    write_bytes_atomic(config.timing_cache, bytes(timing.serialize()))
     engine_spec = spec.replace(shape_range=ShapeRange(*(_bhw(spec, d) for d in profile)))
     write_sidecar(out, engine_spec, {
         "format": ENGINE_FORMAT, "tensorrt_version": trt.__version__, "gpu": gpu["name"],

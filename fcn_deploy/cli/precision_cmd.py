@@ -18,7 +18,7 @@ def calibrate(
     split: str = typer.Option("train", "--split", help="Split list to draw the crops from."),
     num: int = typer.Option(256, "--num", help="Number of crops."),
     crop: str = typer.Option("320x480", "--crop", help="Crop HEIGHTxWIDTH (multiples of 32)."),
-    method: str = typer.Option("entropy", "--method", help="entropy, percentile (99.999) or minmax."),
+    method: str = typer.Option("percentile", "--method", help="percentile (99.999), entropy (KL) or minmax."),
     target: str = typer.Option("tensorrt", "--target", help="tensorrt (int8 symmetric) or cpu (uint8 activations)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the crop choice (same seed, same crops)."),
     small: str = typer.Option("skip", "--small", help="Images smaller than the crop: skip or pad."),
@@ -48,6 +48,7 @@ def build(
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="VOC folder for INT8 calibration."),
     calib_num: int = typer.Option(256, "--calib-num", help="Calibration crops."),
     calib_crop: str = typer.Option("320x480", "--calib-crop", help="Calibration crop HEIGHTxWIDTH."),
+    calib_method: str = typer.Option("percentile", "--calib-method", help="percentile, entropy or minmax."),
     min_shape: Optional[str] = typer.Option(None, "--min", help="Profile minimum NxCxHxW (default: the spec's)."),
     opt_shape: Optional[str] = typer.Option(None, "--opt", help="Profile optimum NxCxHxW."),
     max_shape: Optional[str] = typer.Option(None, "--max", help="Profile maximum NxCxHxW."),
@@ -75,7 +76,7 @@ def build(
     if all(shapes):
         profile = tuple(parse_dims(s, o) for s, o in zip(shapes, ("--min", "--opt", "--max")))  # type: ignore[arg-type]
     config = BuildConfig(
-        precision=chosen[0], calib_data=calib_data, calib_num=calib_num,  # type: ignore[arg-type]
+        precision=chosen[0], calib_data=calib_data, calib_num=calib_num, calib_method=calib_method,  # type: ignore[arg-type]
         calib_crop=parse_size(calib_crop, "--calib-crop"), profile=profile, workspace_gib=workspace,  # type: ignore[arg-type]
         timing_cache=timing_cache, reference=reference, parity_data=parity_data, skip_parity=skip_parity, out=out,
     )

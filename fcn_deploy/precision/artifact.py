@@ -61,9 +61,13 @@ def save_onnx(
     return path
 
 
+# ops that only move or relabel values: the real producer of an output lies behind them
+PASSTHROUGH_OPS = ("Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Cast")
+
+
 def output_producers(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that compute the graph outputs, walking back through pass-through ops."""
-    passthrough = ("Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Cast")
+    passthrough = PASSTHROUGH_OPS
     producers = {out: node for node in model.graph.node for out in node.output}
     names: list[str] = []
     for output in model.graph.output:

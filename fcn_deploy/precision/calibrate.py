@@ -9,6 +9,9 @@ calibration cache, and written as a readable per-tensor table. Targets:
 - ``cpu``: uint8 activations, int8 per-channel weights, int32 biases: ONNX Runtime's x86 fast path.
 
 The node(s) producing the logits are excluded, so the output stays floating point.
+
+Default method: percentile. On the briefly trained synthetic-data model (val mIoU 0.65) it kept 99.6% pixel
+agreement (ΔmIoU +0.2 pt) like MinMax, while Entropy (KL, 512 bins) clipped harder: 98.0-98.7%, ΔmIoU -0.9 pt.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class CalibrationConfig:
     split: str = "train"
     num: int = 256
     crop: Size = (320, 480)
-    method: Method = "entropy"
+    method: Method = "percentile"
     target: Target = "tensorrt"
     seed: int = 0
     small: SmallPolicy = "skip"

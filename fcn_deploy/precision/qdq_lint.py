@@ -16,14 +16,13 @@ import numpy as np
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
+from fcn_deploy.precision.artifact import PASSTHROUGH_OPS as _PASSTHROUGH_OPS
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 MIN_QDQ_OPSET = 13
-# ops that only move or relabel values: a DQ behind them still feeds the output quantised
-_PASSTHROUGH_OPS = ("Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Cast")
 # weight-consuming op -> the weight axis that holds output channels (ConvTranspose weights are C_in×C_out×k×k)
 _WEIGHT_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
 

@@ -57,7 +57,8 @@ def check_precision(
     _, spec = load_onnx(artifact)
     if spec.precision == "fp16":
         base = Path(config.report)
-        direct = run_parity(artifact, reference, data_dir, _with_report(config, base.with_name(base.stem + "-onnx")))
+        direct_report = base.with_name(base.with_suffix("").name + "-cpu-onnx.md")
+        direct = run_parity(artifact, reference, data_dir, _with_report(config, direct_report))
         with tempfile.TemporaryDirectory(prefix="fcn-fp16-emulation-") as workdir:
             emulation = _write_emulation(artifact, Path(workdir))
             gate = run_parity(emulation, reference, data_dir, config)

@@ -52,41 +52,33 @@ def check_engine_compatible(path: Path, sidecar: Mapping[str, Any], tensorrt_ver
 class _DeviceBuffer:
     """A device allocation that grows on demand (never shrinks) and frees itself on close."""
 
+    _alloc, _free = "cudaMalloc", "cudaFree"
+
     def __init__(self, cudart: Any) -> None:
         self.cudart, self.ptr, self.size = cudart, 0, 0
 
     def ensure(self, nbytes: int) -> int:
         if nbytes > self.size:
             self.close()
-            self.ptr = cuda_call("cudaMalloc", self.cudart.cudaMalloc(nbytes))
+            self.ptr = cuda_call(self._alloc, getattr(self.cudart, self._alloc)(nbytes))
             self.size = nbytes
         return self.ptr
 
     def close(self) -> None:
         if self.ptr:
-            cuda_call("cudaFree", self.cudart.cudaFree(self.ptr))
+            cuda_call(self._free, getattr(self.cudart, self._free)(self.ptr))
             self.ptr, self.size = 0, 0
 
 
 class _PinnedBuffer(_DeviceBuffer):
     """Page-locked host memory, viewed as a numpy array of the requested shape."""
 
-    def ensure(self, nbytes: int) -> int:
-        if nbytes > self.size:
-            self.close()
-            self.ptr = cuda_call("cudaMallocHost", self.cudart.cudaMallocHost(nbytes))
-            self.size = nbytes
-        return self.ptr
+    _alloc, _free = "cudaMallocHost", "cudaFreeHost"
 
     def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        raw = (ctypes.c_byte * nbytes).from_address(self.ensure(nbytes))
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
-
-    def close(self) -> None:
-        if self.ptr:
-            cuda_call("cudaFreeHost", self.cudart.cudaFreeHost(self.ptr))
-            self.ptr, self.size = 0, 0
+        raw = (ctypes.c_byte * max(nbytes, 1)).from_address(self.ensure(max(nbytes, 1)))
+        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
 class TensorRTBackend(Backend):

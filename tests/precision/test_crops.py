@@ -23,10 +23,11 @@ def test_same_seed_same_json_other_seed_other_crops(precision_voc_dir: Path, tmp
 
 
 def test_every_image_is_used_before_any_repeats(precision_voc_dir: Path) -> None:
-    plan = plan_crops(precision_voc_dir, "train", 30, (64, 96), seed=0)
-    first_round = [c.image_id for c in plan.crops[: plan.eligible]]
-    assert len(set(first_round)) == plan.eligible
-    assert len(plan.crops) == 30
+    eligible = plan_crops(precision_voc_dir, "train", 1, (64, 96), seed=0).eligible
+    plan = plan_crops(precision_voc_dir, "train", eligible + 5, (64, 96), seed=0)
+    first_round = [c.image_id for c in plan.crops[:eligible]]
+    assert len(set(first_round)) == eligible
+    assert len(plan.crops) == eligible + 5
 
 
 def test_real_voc_small_images_skipped_or_padded(voc_sample_dir: Path) -> None:
