@@ -1,4 +1,4 @@
-"""A small line chart written with Pillow alone: log-scale x, linear y, one coloured line per series."""
+"""A small line chart written with Pillow alone: log-scale x and y, one coloured line per series."""
 
 from __future__ import annotations
 
@@ -19,16 +19,12 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
-    """Round-valued ticks covering [low, high]."""
-    span = max(high - low, 1e-9)
-    step = 10 ** math.floor(math.log10(span / count))
-    for factor in (1, 2, 5, 10):
-        if span / (step * factor) <= count:
-            step *= factor
-            break
-    start = math.floor(low / step) * step
-    return [start + i * step for i in range(int(math.ceil((high - start) / step)) + 1)]
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 ticks per decade between ``low`` and ``high`` (both > 0)."""
+    ticks = []
+    for decade in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        ticks += [m * 10**decade for m in (1, 2, 5) if low <= m * 10**decade <= high]
+    return ticks
 
 
 def line_chart(series: Series, path: Path, title: str, x_label: str, y_label: str,
@@ -39,29 +35,25 @@ def line_chart(series: Series, path: Path, title: str, x_label: str, y_label: st
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     font, small = _font(16), _font(13)
-    points = [p for values in series.values() for p in values if p[0] > 0 and math.isfinite(p[1])]
-    x_lo, x_hi = math.log10(min(p[0] for p in points)), math.log10(max(p[0] for p in points))
-    y_ticks = _nice_ticks(0.0, max(p[1] for p in points) * 1.05)
-    y_hi = y_ticks[-1]
-    x_lo, x_hi = math.floor(x_lo * 2) / 2, math.ceil(x_hi * 2) / 2
+    points = [p for values in series.values() for p in values if p[0] > 0 and p[1] > 0 and math.isfinite(p[1])]
+    x_lo = math.floor(math.log10(min(p[0] for p in points)) * 2) / 2
+    x_hi = math.ceil(math.log10(max(p[0] for p in points)) * 2) / 2
+    y_lo = math.floor(math.log10(min(p[1] for p in points)) * 4) / 4
+    y_hi = math.ceil(math.log10(max(p[1] for p in points)) * 4) / 4
 
     def to_px(x: float, y: float) -> tuple[float, float]:
         fx = (math.log10(x) - x_lo) / max(x_hi - x_lo, 1e-9)
-        return left + fx * (width - left - right), height - bottom - y / y_hi * (height - top - bottom)
+        fy = (math.log10(y) - y_lo) / max(y_hi - y_lo, 1e-9)
+        return left + fx * (width - left - right), height - bottom - fy * (height - top - bottom)
 
-    for tick in y_ticks:
+    for tick in _log_ticks(10**y_lo, 10**y_hi):
         _, py = to_px(10**x_lo, tick)
         draw.line([(left, py), (width - right, py)], fill=(230, 230, 230))
         draw.text((left - 8, py), f"{tick:g}", fill="black", font=small, anchor="rm")
-    decade = math.floor(x_lo)
-    while decade <= x_hi:
-        for mantissa in (1, 2, 5):
-            x = mantissa * 10**decade
-            if x_lo <= math.log10(x) <= x_hi:
-                px, _ = to_px(x, 0)
-                draw.line([(px, top), (px, height - bottom)], fill=(230, 230, 230))
-                draw.text((px, height - bottom + 8), f"{x:g}", fill="black", font=small, anchor="mt")
-        decade += 1
+    for tick in _log_ticks(10**x_lo, 10**x_hi):
+        px, _ = to_px(tick, 10**y_lo)
+        draw.line([(px, top), (px, height - bottom)], fill=(230, 230, 230))
+        draw.text((px, height - bottom + 8), f"{tick:g}", fill="black", font=small, anchor="mt")
     draw.rectangle([left, top, width - right, height - bottom], outline="black")
     draw.text((width / 2 - right / 2 + left / 2, 20), title, fill="black", font=font, anchor="mm")
     draw.text((left + (width - left - right) / 2, height - 25), x_label, fill="black", font=font, anchor="mm")
@@ -70,7 +62,7 @@ def line_chart(series: Series, path: Path, title: str, x_label: str, y_label: st
     image.paste(label_image.rotate(90, expand=True), (15, top))
     for index, (label, values) in enumerate(series.items()):
         color = COLORS[index % len(COLORS)]
-        pixels = [to_px(x, y) for x, y in sorted(values) if x > 0 and math.isfinite(y)]
+        pixels = [to_px(x, y) for x, y in sorted(values) if x > 0 and y > 0 and math.isfinite(y)]
         if len(pixels) > 1:
             draw.line(pixels, fill=color, width=3)
         for px, py in pixels:

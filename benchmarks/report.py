@@ -170,7 +170,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     parser.add_argument("--quick", action="store_true", help="fewer iterations and sizes")
     parser.add_argument("--docs", default=str(DOCS), help="where to write benchmarks.md/.png/.json")
+    parser.add_argument("--render-only", action="store_true",
+                        help="re-render benchmarks.md and the plot from the saved benchmarks.json (no measuring)")
     args = parser.parse_args(argv)
+    docs = Path(args.docs)
+    if args.render_only:
+        data = json.loads((docs / "benchmarks.json").read_text(encoding="utf-8"))
+        render(docs, BenchReport.from_dict(data["bench"]), BenchReport.from_dict(data["sweep"]), data["pipeline"],
+               data.get("command", ".venv/bin/python benchmarks/report.py"))
+        return
     artifacts = artifacts_from(args.models) if args.models else make_artifacts(Path(args.workdir))
     models = artifacts.models()
     say("== bench at 320x480, batches 1 and 4")
@@ -184,18 +192,33 @@ def main(argv: list[str] | None = None) -> None:
     pipe = pipeline.run(pipeline.build_parser().parse_args(
         ["--model", str(artifacts.fp32), "--device", "cpu"] + (["--quick", "--images", "8", "--rounds", "1"]
                                                                 if args.quick else [])))
-    docs = Path(args.docs)
     command = ".venv/bin/python benchmarks/report.py" + (" --quick" if args.quick else "")
-    data = {"bench": main_report.to_dict(), "sweep": sweep.to_dict(), "pipeline": pipe}
+    data = portable({"bench": main_report.to_dict(), "sweep": sweep.to_dict(), "pipeline": pipe, "command": command})
     write_text_atomic(docs / "benchmarks.json", json.dumps(data, indent=2) + "\n")
+    render(docs, main_report, sweep, pipe, command)
+
+
+def render(docs: Path, main_report: BenchReport, sweep: BenchReport, pipe: dict, command: str) -> None:
+    """Write benchmarks.png and benchmarks.md (with the hand-written notes of benchmarks-notes.md, if any)."""
     line_chart(sweep_series(sweep, pipe), docs / "benchmarks.png",
-               "Latency per megapixel by image size (lower is better)", "image size (megapixels)", "ms per megapixel")
+               "Latency per megapixel by image size (lower is better)", "image size (megapixels)", "ms per megapixel (log scale)")
     notes_path = docs / "benchmarks-notes.md"
     text = markdown(main_report, sweep, pipe, command)
     if notes_path.is_file():
         text = text.replace("\n".join(LIMITS), notes_path.read_text(encoding="utf-8").strip())
     write_text_atomic(docs / "benchmarks.md", text + "\n")
-    say(f"wrote {docs / 'benchmarks.md'}, benchmarks.png and benchmarks.json")
+    say(f"wrote {docs / 'benchmarks.md'} and benchmarks.png")
+
+
+def portable(data: dict) -> dict:
+    """The saved data with artifact paths reduced to file names (no machine paths in the docs)."""
+    for report in (data["bench"], data["sweep"]):
+        for artifact in report["artifacts"]:
+            artifact["path"] = Path(artifact["path"]).name
+        if report["baseline"]:
+            report["baseline"] = Path(report["baseline"]).name
+    data["pipeline"]["model"] = Path(data["pipeline"]["model"]).name
+    return data
 
 
 if __name__ == "__main__":

@@ -143,6 +143,26 @@ class BenchReport:
         data["gemm"]["blas"] = dict(self.gemm.blas)
         return json.loads(json.dumps(data))
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        """Rebuild a report from ``to_dict`` output (e.g. to re-render a saved JSON report)."""
+        try:
+            config = dict(data["config"])
+            config["sizes"] = tuple(tuple(s) for s in config["sizes"])
+            for key in ("batches", "checkpoint_search"):
+                config[key] = tuple(config[key])
+            gemm = dict(data["gemm"])
+            gemm["blas"], gemm["env_cleared"] = tuple(gemm["blas"].items()), tuple(gemm["env_cleared"])
+            artifacts = tuple(
+                ArtifactResult(**{**a, "shapes": tuple(ShapeResult(**s) for s in a["shapes"])})
+                for a in data["artifacts"]
+            )
+            return cls(created=data["created"], machine=tuple(data["machine"].items()), config=BenchConfig(**config),
+                       gemm=GemmResult(**gemm), baseline=data["baseline"], baseline_note=data["baseline_note"],
+                       artifacts=artifacts)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ArtifactError(f"not an fcn-deploy bench report ({exc})") from exc
+
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the report atomically as indented JSON."""
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
