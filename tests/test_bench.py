@@ -70,6 +70,7 @@ def test_checkpoint_alone_is_its_own_baseline(tmp_path):
     assert artifact["label"] == "pytorch-fp32" and artifact["role"] == "model"
     assert artifact["shapes"][0]["speedup_vs_eager"] == pytest.approx(1.0)
     assert artifact["peak_rss_mb"] is None and artifact["load_s"] > 0
+    assert BenchReport.from_dict(data) == report  # a saved report re-renders exactly
 
 
 def test_iterations_are_spread_over_the_rounds():
