@@ -16,10 +16,13 @@ agreement (ΔmIoU +0.2 pt) like MinMax, while Entropy (KL, 512 bins) clipped har
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -158,14 +161,15 @@ def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig)
         cache = Path(workdir) / "ranges.json"
         quantization.calibrate.save_tensors_data(tensors, cache)
         quantized = Path(workdir) / "int8.onnx"
-        quantization.quantize_static(
-            str(onnx_path), str(quantized), calibration_data_reader=None,
-            quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-            activation_type=quantization.QuantType.QInt8 if config.target == "tensorrt" else quantization.QuantType.QUInt8,
-            weight_type=quantization.QuantType.QInt8, nodes_to_exclude=list(excluded),
-            calibrate_method=_ort_method(config.method), extra_options=_quant_options(config.target),
-            calibration_cache_path=str(cache),
-        )
+        with _quiet_quantizer():
+            quantization.quantize_static(
+                str(onnx_path), str(quantized), calibration_data_reader=None,
+                quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                activation_type=quantization.QuantType.QInt8 if config.target == "tensorrt" else quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QInt8, nodes_to_exclude=list(excluded),
+                calibrate_method=_ort_method(config.method), extra_options=_quant_options(config.target),
+                calibration_cache_path=str(cache),
+            )
         onnx = require("onnx")
         int8_model = onnx.load(str(quantized))
     info = QuantizationInfo(
@@ -221,8 +225,23 @@ def _collect_ranges(onnx_path: Path, plan: CropPlan, spec: ModelSpec, method: Me
     with progress_bar(len(plan.crops), f"calibrating ({method})") as advance:
         for start in range(0, len(plan.crops), COLLECT_CHUNK):
             chunk = plan.crops[start: start + COLLECT_CHUNK]
-            calibrator.collect_data(crop_reader(layout, chunk, plan.crop, spec, advance))
-    return calibrator.compute_data()
+            with _quiet_quantizer():
+                calibrator.collect_data(crop_reader(layout, chunk, plan.crop, spec, advance))
+    with _quiet_quantizer():
+        return calibrator.compute_data()
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Hide ONNX Runtime's quantiser chatter (prints and root-logger warnings); our progress bar reports instead."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def write_range_table(tensors: Any, int8_model: Any, path: Path, config: CalibrationConfig) -> Path:
