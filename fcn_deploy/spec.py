@@ -36,7 +36,7 @@ class ShapeRange:
 
     min: Shape3 = (1, 32, 32)
     opt: Shape3 = (1, 320, 480)
-    max: Shape3 = (8, 2048, 2048)
+    max: Shape3 = (8, 1024, 1024)  # whole-image passes up to 1 MP; larger images are tiled (bounded memory)
 
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):

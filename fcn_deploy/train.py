@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_ARCH = "fcn32s"
 UPSAMPLE_INITS = ("bilinear", "xavier")
 LR_SCHEDULES = ("constant", "cosine")
-MAX_SHAPE = (8, 2048, 2048)
+MAX_SHAPE = ShapeRange().max
 
 
 @dataclass(frozen=True)
