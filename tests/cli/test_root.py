@@ -1,0 +1,49 @@
+"""The command line's shell: help without heavy imports, error lines and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fcn_deploy.cli import run
+
+HEAVY_MODULES = ("torch", "onnx", "onnxruntime", "tensorrt", "cuda")
+
+
+def test_help_lists_every_stage_without_importing_heavy_libraries() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from fcn_deploy.cli import run\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    status = run(['--help'])\n"
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "print(status, heavy)\n"
+        "print(out.getvalue())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, _, help_text = result.stdout.partition("\n")
+    assert first == "0 []"
+    for command in ("data", "train", "export", "calibrate", "build", "infer", "parity", "bench", "capi"):
+        assert command in help_text
+
+
+def test_unknown_command_is_a_usage_error_with_exit_code_1(capsys) -> None:
+    assert run(["no-such-command"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_library_errors_print_one_error_line_and_verbose_adds_the_traceback(tmp_path, capsys) -> None:
+    missing = tmp_path / "missing.pt"
+    assert run(["export", str(missing), "--out", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"error: checkpoint not found: {missing}"
+    assert "Traceback" not in err
+    assert run(["--verbose", "export", str(missing), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "fcn_deploy.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("fcn-deploy ")
