@@ -223,34 +223,33 @@ def _model_classes() -> dict[str, type]:
 # --- typed factories -----------------------------------------------------------------------------
 
 
+def _resnet_fcn(class_name: str, num_classes: int, upsample_init: UpsampleInit, backbone_weights: str | None) -> nn.Module:
+    """Build one of the ResNet-18 FCNs and load optional local backbone weights."""
+    model = _model_classes()[class_name](num_classes, upsample_init)
+    if backbone_weights:
+        load_backbone_weights(model.backbone, backbone_weights)
+    return model
+
+
 def fcn32s(
     num_classes: int = 21, *, upsample_init: UpsampleInit = "bilinear", backbone_weights: str | None = None
 ) -> nn.Module:
     """d2l's FCN-32s on ResNet-18."""
-    model = _model_classes()["FCN32s"](num_classes, upsample_init)
-    if backbone_weights:
-        load_backbone_weights(model.backbone, backbone_weights)
-    return model
+    return _resnet_fcn("FCN32s", num_classes, upsample_init, backbone_weights)
 
 
 def fcn16s(
     num_classes: int = 21, *, upsample_init: UpsampleInit = "bilinear", backbone_weights: str | None = None
 ) -> nn.Module:
     """FCN-16s: FCN-32s plus a stride-16 skip."""
-    model = _model_classes()["FCN16s"](num_classes, upsample_init)
-    if backbone_weights:
-        load_backbone_weights(model.backbone, backbone_weights)
-    return model
+    return _resnet_fcn("FCN16s", num_classes, upsample_init, backbone_weights)
 
 
 def fcn8s(
     num_classes: int = 21, *, upsample_init: UpsampleInit = "bilinear", backbone_weights: str | None = None
 ) -> nn.Module:
     """FCN-8s: FCN-32s plus stride-16 and stride-8 skips."""
-    model = _model_classes()["FCN8s"](num_classes, upsample_init)
-    if backbone_weights:
-        load_backbone_weights(model.backbone, backbone_weights)
-    return model
+    return _resnet_fcn("FCN8s", num_classes, upsample_init, backbone_weights)
 
 
 def vgg11(
