@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
+from fcn_deploy.data.progress import log as _log
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file, write_text_atomic
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, read_sidecar
 
 Size = tuple[int, int]
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # environment variables that pick or tune OpenBLAS kernels; a wrong value slows numpy's GEMM
 OPENBLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 BASELINE_LABEL = "pytorch-fp32"
@@ -474,11 +475,6 @@ def _measure_shape(
 # --- the benchmark -----------------------------------------------------------------------------------
 
 
-def _log(message: str) -> None:
-    """One progress line on stderr."""
-    print(message, file=sys.stderr, flush=True)
-
-
 def _open(path: Path, role: str, device: str) -> _Loaded:
     """Open one artifact, timing only the load (runtime imports happen first)."""
     from fcn_deploy.runtime import open_backend
@@ -489,7 +485,7 @@ def _open(path: Path, role: str, device: str) -> _Loaded:
     return _Loaded(path=path, role=role, backend=backend, load_s=time.perf_counter() - start)
 
 
-def _baseline_for(models: Sequence[Path], opened: list[_Loaded], config: BenchConfig) -> tuple[Path | None, str]:
+def _baseline_for(opened: list[_Loaded], config: BenchConfig) -> tuple[Path | None, str]:
     """The PyTorch FP32 checkpoint to compare against, and a note saying where it came from."""
     for item in opened:
         if item.path.suffix.lower() in CHECKPOINT_SUFFIXES:
@@ -550,7 +546,7 @@ def run_bench(models: Sequence[str | os.PathLike[str]], config: BenchConfig) -> 
         for path in paths:
             _log(f"loading {path}")
             loaded.append(_open(path, "model", config.device))
-        baseline_path, note = _baseline_for(paths, loaded, config)
+        baseline_path, note = _baseline_for(loaded, config)
         if baseline_path is not None and baseline_path not in paths:
             _log(f"loading baseline {baseline_path}")
             loaded.insert(0, _open(baseline_path, "baseline", config.device))
