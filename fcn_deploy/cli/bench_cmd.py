@@ -12,15 +12,12 @@ from fcn_deploy.errors import InputError
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     """'320x480,512x512' -> ((320, 480), (512, 512)); a malformed entry raises InputError naming it."""
-    sizes = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        height, sep, width = item.lower().partition("x")
-        if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
-            raise InputError(f"bad size {item!r} in --sizes", "write sizes as HEIGHTxWIDTH, e.g. 320x480,512x512")
-        sizes.append((int(height), int(width)))
+    from fcn_deploy.data.transforms import parse_size
+
+    sizes = tuple(parse_size(part, "--sizes") for part in text.split(",") if part.strip())
     if not sizes:
         raise InputError("--sizes is empty", "write sizes as HEIGHTxWIDTH, e.g. 320x480,512x512")
-    return tuple(sizes)
+    return sizes
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
