@@ -72,28 +72,23 @@ def voc_folder(folder: Path, count: int, images_from: Path | None) -> list[Path]
     return paths
 
 
-def padded_hw(height: int, width: int, alignment: int = 32) -> tuple[int, int]:
-    """The size whole mode feeds the model: rounded up to the alignment."""
-    return -(-height // alignment) * alignment, -(-width // alignment) * alignment
-
-
 def voc_efficiency(model: Path, count: int, rounds: int, device: str, images_from: Path | None) -> dict:
     """Interleaved rounds of infer_folder vs the bare backend over the same number of VOC-sized images."""
     from fcn_deploy.bench import make_input
+    from fcn_deploy.data.transforms import aligned_size
+    from fcn_deploy.data.voc import image_size
     from fcn_deploy.infer import InferConfig, infer_folder
     from fcn_deploy.runtime import open_backend
 
     work = Path(tempfile.mkdtemp(prefix="fcn-pipeline-"))
     try:
         images = voc_folder(work / "images", count, images_from)
-        from PIL import Image
-
-        sizes = {Image.open(p).size[::-1] for p in images}
+        order = [image_size(p) for p in images]
+        sizes = set(order)
         config = InferConfig(device=device, overwrite=True, progress=False)
         pipeline_s, load_s, model_s = [], [], []
         with open_backend(model, device) as backend:
-            inputs = {hw: make_input(backend.spec, 1, *padded_hw(*hw)) for hw in sizes}
-            order = [tuple(Image.open(p).size[::-1]) for p in images]
+            inputs = {hw: make_input(backend.spec, 1, *aligned_size(hw)) for hw in sizes}
             backend.infer(inputs[order[0]])
             infer_folder(model, work / "images", work / "masks", config)  # warm-up (file cache, allocator)
             for round_index in range(rounds):
@@ -181,7 +176,9 @@ def scaling_worker(request: dict) -> None:
 def _tile_hw(model: Path, device: str, mode: str, side: int, overlap: float) -> tuple[int, int]:
     """The input size each model pass had: the padded image (whole) or the tile (slide)."""
     if mode == "whole":
-        return padded_hw(side, side)
+        from fcn_deploy.data.transforms import aligned_size
+
+        return aligned_size((side, side))
     from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
 
     with open_segmenter(model, device, SegmenterConfig(overlap=overlap)) as segmenter:
