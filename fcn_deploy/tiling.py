@@ -186,6 +186,13 @@ def label_sink(labels: np.ndarray) -> RowSink:
     return sink
 
 
+def _checked_logits(logits: np.ndarray, expected: tuple[int, ...]) -> np.ndarray:
+    """``logits`` unchanged if the runner kept its contract (N×C×h×w for N tiles of h×w), else ValueError."""
+    if logits.shape != expected:
+        raise ValueError(f"the model returned logits of shape {logits.shape}, expected {expected}")
+    return logits
+
+
 def slide(
     image: np.ndarray,
     plan: TilePlan,
@@ -202,10 +209,7 @@ def slide(
     band = BandAccumulator(num_classes, plan.band_height(), plan.canvas_hw[1], window)
     for done_row, tiles in plan.batches():
         batch = np.stack([extract_tile(image, y, x, plan.tile_hw) for y, x in tiles])
-        logits = run(batch)
-        expected = (len(tiles), num_classes, *plan.tile_hw)
-        if logits.shape != expected:
-            raise ValueError(f"the model returned logits of shape {logits.shape}, expected {expected}")
+        logits = _checked_logits(run(batch), (len(tiles), num_classes, *plan.tile_hw))
         for (y, x), tile_logits in zip(tiles, logits):
             band.add(y, x, tile_logits)
         if done_row >= 0:
@@ -233,10 +237,7 @@ def whole_size(image_hw: Sequence[int], alignment: int, min_hw: Sequence[int] = 
 def whole_labels(image: np.ndarray, padded_hw: HW, run: TileRunner, num_classes: int) -> np.ndarray:
     """H×W uint8 labels from one pass over ``image`` reflect-padded to ``padded_hw``."""
     height, width = image.shape[:2]
-    logits = run(pad_to(image, *padded_hw)[None])
-    expected = (1, num_classes, *padded_hw)
-    if logits.shape != expected:
-        raise ValueError(f"the model returned logits of shape {logits.shape}, expected {expected}")
+    logits = _checked_logits(run(pad_to(image, *padded_hw)[None]), (1, num_classes, *padded_hw))
     labels = np.empty((height, width), np.uint8)
     argmax_classes(logits[0, :, :height, :width], labels)
     return labels

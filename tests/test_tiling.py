@@ -150,3 +150,5 @@ def test_wrong_logit_shape_is_reported():
     plan = plan_tiles((64, 64), (32, 32), 0.0, 2)
     with pytest.raises(ValueError, match="logits of shape"):
         slide_labels(image, plan, lambda t: np.zeros((len(t), 3, 16, 16), np.float32), 3, "mean")
+    with pytest.raises(ValueError, match="logits of shape"):
+        whole_labels(image, (64, 64), lambda t: np.zeros((1, 3, 32, 32), np.float32), 3)
