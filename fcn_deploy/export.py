@@ -20,6 +20,7 @@ import numpy as np
 
 from fcn_deploy.checkpoint import load_model
 from fcn_deploy.data.progress import log
+from fcn_deploy.data.transforms import normalize_image
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import atomic_path, sha256_file
@@ -312,9 +313,7 @@ def _torch_logits(model: nn.Module, batch: np.ndarray, spec: ModelSpec) -> np.nd
     """The checkpoint's logits for a batch in the spec's input format (normalised here when uint8)."""
     torch = require("torch")
     if spec.input_format == INPUT_UINT8_NHWC:
-        mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
-        batch = (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
+        batch = np.stack([normalize_image(image, spec.mean, spec.std) for image in batch])
     with torch.inference_mode():
         return model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
