@@ -24,7 +24,7 @@ import numpy as np
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime import Backend, Device, open_backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
-from fcn_deploy.tiling import BLENDS, TilePlan, plan_tiles, slide_labels, whole_labels, whole_size
+from fcn_deploy.tiling import BLENDS, TilePlan, align_up, plan_tiles, slide_labels, whole_labels, whole_size
 
 Mode = Literal["auto", "whole", "slide"]
 Blend = Literal["hann", "gaussian", "mean"]
@@ -60,9 +60,9 @@ class SegmenterConfig:
         if not isinstance(self.overlap, (int, float)) or not 0.0 <= self.overlap <= MAX_OVERLAP:
             raise InputError(f"overlap must be between 0 and {MAX_OVERLAP}, got {self.overlap}",
                              "use a fraction of the tile size, e.g. 0.25")
-        if self.batch is not None and (not _is_int(self.batch) or self.batch < 1):
-            raise InputError(f"batch must be a positive integer, got {self.batch}")
         if self.batch is not None:
+            if not _is_int(self.batch) or self.batch < 1:
+                raise InputError(f"batch must be a positive integer, got {self.batch}")
             object.__setattr__(self, "batch", int(self.batch))
         if self.tile is not None:
             if len(self.tile) != 2 or any(not _is_int(v) or v < 1 for v in self.tile):
@@ -173,12 +173,8 @@ def open_segmenter(
     model_path: str | os.PathLike[str], device: Device = "auto", config: SegmenterConfig = SegmenterConfig()
 ) -> Iterator[Segmenter]:
     """Open a checkpoint, ONNX file or TensorRT engine as a Segmenter; the backend is closed on exit."""
-    backend = open_backend(model_path, device)
-    try:
-        segmenter = Segmenter(backend, config)
-        yield segmenter
-    finally:
-        backend.close()
+    with open_backend(model_path, device) as backend:
+        yield Segmenter(backend, config)
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -207,13 +203,11 @@ def _checked_tile(tile: tuple[int, int] | None, spec: ModelSpec) -> tuple[int, i
     """The slide tile size: the user's (checked against alignment and range) or the model's preferred size."""
     align, shapes = spec.alignment, spec.shape_range
     if tile is None:
-        opt = tuple(max(lo, v // align * align) for v, lo in zip(shapes.opt[1:], shapes.min[1:]))
-        return opt[0], opt[1]
+        return max(shapes.min[1], shapes.opt[1] // align * align), max(shapes.min[2], shapes.opt[2] // align * align)
     height, width = tile
     if height % align or width % align:
-        up = (-(-height // align) * align, -(-width // align) * align)
         raise InputError(f"tile {height}x{width} is not a multiple of the model's alignment {align}",
-                         f"use e.g. {up[0]}x{up[1]}")
+                         f"use e.g. {align_up(height, align)}x{align_up(width, align)}")
     if not shapes.contains_hw(height, width):
         raise InputError(
             f"tile {height}x{width} is outside the model's size range "
