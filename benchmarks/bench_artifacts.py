@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fcn_deploy.data.progress import log as say
+
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "fcn-deploy-bench"
 
 
@@ -29,32 +31,20 @@ class Artifacts:
         return [p for p in (self.checkpoint, self.fp32, self.fp16, self.int8_cpu) if p is not None]
 
 
-def say(message: str) -> None:
-    """One progress line on stderr."""
-    print(message, file=sys.stderr, flush=True)
-
-
 def make_artifacts(workdir: Path = DEFAULT_WORKDIR, arch: str = "fcn32s", calibration_crops: int = 16) -> Artifacts:
     """Create (or reuse) checkpoint, FP32 export, FP16 conversion and CPU INT8 calibration in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    checkpoint = workdir / f"{arch}-random.pt"
-    if not checkpoint.is_file():
-        say(f"making a random-weight {arch} checkpoint in {workdir}")
-        _random_checkpoint(checkpoint, arch)
-    fp32 = workdir / f"{arch}.onnx"
-    if not fp32.is_file():
-        from fcn_deploy.export import ExportConfig, export_onnx
-
-        export_onnx(checkpoint, fp32, ExportConfig(verify=False))
-    fp16 = workdir / f"{arch}.fp16.onnx"
-    if not fp16.is_file():
-        from fcn_deploy.precision.fp16 import convert_fp16
-
-        say(f"converting {fp32.name} to FP16")
-        convert_fp16(fp32, fp16)
-    int8 = workdir / f"{arch}.int8-cpu.onnx"
-    if not int8.is_file():
-        _calibrate_cpu(fp32, int8, workdir, calibration_crops)
+    checkpoint, fp32 = workdir / f"{arch}-random.pt", workdir / f"{arch}.onnx"
+    fp16, int8 = workdir / f"{arch}.fp16.onnx", workdir / f"{arch}.int8-cpu.onnx"
+    steps = (
+        (checkpoint, lambda: _random_checkpoint(checkpoint, arch)),
+        (fp32, lambda: _export_fp32(checkpoint, fp32)),
+        (fp16, lambda: _convert_fp16(fp32, fp16)),
+        (int8, lambda: _calibrate_cpu(fp32, int8, workdir, calibration_crops)),
+    )
+    for path, make in steps:
+        if not path.is_file():
+            make()
     return Artifacts(checkpoint, fp32, fp16, int8)
 
 
@@ -66,8 +56,24 @@ def _random_checkpoint(path: Path, arch: str) -> None:
     from fcn_deploy.model import build_model
     from fcn_deploy.spec import ModelSpec
 
+    say(f"making a random-weight {arch} checkpoint in {path.parent}")
     torch.manual_seed(0)
     save_checkpoint(path, build_model(arch), Checkpoint(spec=ModelSpec(arch=arch)))
+
+
+def _export_fp32(checkpoint: Path, out: Path) -> None:
+    """The FP32 ONNX export of ``checkpoint`` (no parity check: the weights are random)."""
+    from fcn_deploy.export import ExportConfig, export_onnx
+
+    export_onnx(checkpoint, out, ExportConfig(verify=False))
+
+
+def _convert_fp16(fp32: Path, out: Path) -> None:
+    """The FP16 conversion of the FP32 export."""
+    from fcn_deploy.precision.fp16 import convert_fp16
+
+    say(f"converting {fp32.name} to FP16")
+    convert_fp16(fp32, out)
 
 
 def _calibrate_cpu(fp32: Path, out: Path, workdir: Path, crops: int) -> None:
@@ -87,9 +93,10 @@ def _calibrate_cpu(fp32: Path, out: Path, workdir: Path, crops: int) -> None:
 
 def artifacts_from(paths: list[str]) -> Artifacts:
     """Artifacts given on the command line: the first checkpoint, the FP32/FP16/INT8 ONNX by their specs."""
+    from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
     from fcn_deploy.precision.artifact import load_onnx
 
-    checkpoint = next((Path(p) for p in paths if Path(p).suffix in (".pt", ".pth")), None)
+    checkpoint = next((Path(p) for p in paths if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
     by_precision: dict[str, Path] = {}
     for path in map(Path, paths):
         if path.suffix == ".onnx":

@@ -18,12 +18,13 @@ import argparse
 import ctypes
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fcn_deploy.data.progress import log as say
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOC_IMAGES = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012" / "JPEGImages"
@@ -82,11 +83,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per round and side")
     parser.add_argument("--rounds", type=int, default=3, help="alternating C / Python rounds")
     return parser.parse_args()
-
-
-def say(message: str) -> None:
-    """A progress line on stderr."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def bench_image(path: Path | None) -> np.ndarray:
