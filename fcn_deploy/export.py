@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -169,6 +169,8 @@ def _check_config(spec: ModelSpec, config: ExportConfig) -> None:
     names = [config.input_name, config.output_name] + ([config.labels_name] if config.with_argmax else [])
     if len(set(names)) != len(names) or not all(names):
         raise InputError(f"input/output names must be distinct and non-empty, got {names}")
+    if config.labels_dtype not in get_args(LabelsDtype):
+        raise InputError(f"labels_dtype {config.labels_dtype!r} is not supported", f"use one of: {', '.join(get_args(LabelsDtype))}")
     if config.with_argmax and config.labels_dtype == "uint8" and spec.num_classes > 256:
         raise InputError(f"{spec.num_classes} classes do not fit uint8 labels", "use labels_dtype 'int64'")
     if not 0 < config.rtol < 1 or not 0 < config.min_agreement <= 1:

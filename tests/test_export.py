@@ -135,6 +135,7 @@ def test_divergence_beyond_tolerance_fails_and_writes_nothing(
         (ExportConfig(shape_range=ShapeRange((1, 32, 32), (1, 100, 96), (2, 256, 256))), "not a multiple of 32"),
         (ExportConfig(verify_sizes=((512, 512),)), "comparison size 512×512"),
         (ExportConfig(with_argmax=True, labels_name="logits"), "distinct"),
+        (ExportConfig(with_argmax=True, labels_dtype="int32"), "labels_dtype 'int32' is not supported"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_options_are_refused(checkpoint: Path, tmp_path: Path, config: ExportConfig, message: str) -> None:
