@@ -8,6 +8,7 @@ interrupted run leaves no half-written file and the next run skips what is done.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import json
@@ -15,12 +16,14 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fcn_deploy.data.progress import log, progress_bar
 from fcn_deploy.errors import ArtifactError, BatchFailure, FcnDeployError, InputError
 from fcn_deploy.fileio import write_text_atomic
 from fcn_deploy.imageio import DEFAULT_MAX_PIXELS, is_image_path, read_image, write_mask, write_overlay
@@ -188,43 +191,32 @@ class _Reporter:
     """Progress bar (images/s) and error lines on stderr; silent when progress is off."""
 
     def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
         self.enabled = enabled
-        self._progress: Any = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            console = Console(stderr=True, highlight=False)
-            self._progress = Progress(
-                TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} images/s"), TimeElapsedColumn(),
-                console=console, disable=not console.is_terminal,
-            )
-            self._task = self._progress.add_task("segmenting", total=total, rate="-")
-            self._console = console
+        self._bar = contextlib.ExitStack()
+        self._advance: Callable[..., None] | None = None
         self._started = time.perf_counter()
         self._segmented = 0
 
     def __enter__(self) -> _Reporter:
-        if self._progress is not None:
-            self._progress.start()
+        if self.enabled:
+            self._advance = self._bar.enter_context(progress_bar(self.total, "segmenting"))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._bar.close()
 
     def advance(self, segmented: bool) -> None:
         """One image finished (segmented, or failed)."""
         self._segmented += int(segmented)
-        if self._progress is not None:
+        if self._advance is not None:
             rate = self._segmented / max(time.perf_counter() - self._started, 1e-9)
-            self._progress.update(self._task, advance=1, rate=f"{rate:.2f}")
+            self._advance(status=f"{rate:.2f} images/s")
 
     def error(self, relative: str, message: str) -> None:
         """One error line for a failed image."""
         if self.enabled:
-            self._console.print(f"error: {relative}: {message}", markup=False, soft_wrap=True)
+            log(f"error: {relative}: {message}")
 
 
 def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
