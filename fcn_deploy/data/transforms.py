@@ -31,7 +31,7 @@ def check_aligned(size: Size, alignment: int, option: str) -> Size:
     """Reject a size that is not a multiple of ``alignment`` (the FCN output stride) on both axes."""
     height, width = size
     if height % alignment or width % alignment:
-        up = (-(-height // alignment) * alignment, -(-width // alignment) * alignment)
+        up = aligned_size(size, alignment)
         raise InputError(
             f"{option} {height}x{width} is not a multiple of {alignment} on both sides",
             f"use a multiple of {alignment}, e.g. {up[0]}x{up[1]}",
