@@ -21,7 +21,7 @@ def log(message: str) -> None:
 
 @contextlib.contextmanager
 def progress_bar(total: int, description: str) -> Iterator[Callable[..., None]]:
-    """A transient bar on stderr; yields ``advance(steps=1, **fields)``. Silent when stderr is not a terminal."""
+    """A transient bar on stderr; yields ``advance(steps=1, status="")``. Silent when stderr is not a terminal."""
     console = stderr_console()
     columns = (
         TextColumn("{task.description}"),
