@@ -41,9 +41,9 @@ def infer(
     from fcn_deploy.segmenter import SegmenterConfig
 
     model, folder = split_model_and_folder(paths)
-    segmenter = SegmenterConfig(
-        mode="slide" if tile else "auto", tile=parse_size(tile, "--tile") if tile else None,
-        overlap=overlap, batch=batch, blend=blend,  # type: ignore[arg-type]
+    segmenter = SegmenterConfig(  # a tile forces slide mode
+        tile=parse_size(tile, "--tile") if tile else None, overlap=overlap, batch=batch,
+        blend=blend,  # type: ignore[arg-type]
     )
     config = InferConfig(
         segmenter=segmenter, device=device, recursive=recursive, overlay=overlay,  # type: ignore[arg-type]
