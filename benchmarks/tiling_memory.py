@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,27 +23,6 @@ from pathlib import Path
 import numpy as np
 
 LIMIT_GIB = 1.5
-
-
-def _status_mib(field: str) -> float | None:
-    """A memory figure of this process from /proc/self/status in MiB (Linux), or None elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process image in MiB.
-
-    VmHWM belongs to the current address space, so unlike ``getrusage`` it does not inherit the peak of the
-    parent this process was forked from; ``getrusage`` is the fallback off Linux.
-    """
-    peak = _status_mib("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def reset_peak() -> bool:
@@ -95,18 +73,19 @@ def export_random_fcn32s(folder: Path) -> Path:
 
 def run_case(case: str, size: int, model: str | None) -> dict:
     """Segment one random image with the case's backend in this process; return time, RSS and mode."""
+    from fcn_deploy.bench import peak_rss_mb
     from fcn_deploy.runtime import open_backend
     from fcn_deploy.segmenter import Segmenter
 
     backend = standin_backend() if case == "standin" else open_backend(model, "cpu")
-    opened_peak = peak_rss_mib()
+    opened_peak = peak_rss_mb()
     separate = reset_peak()
     image = random_image(size)
     started = time.perf_counter()
     with backend:
         result = Segmenter(backend).segment(image)
     seconds = time.perf_counter() - started
-    segment_peak = peak_rss_mib()
+    segment_peak = peak_rss_mb()
     return {"case": case, "size": size, "mode": result.mode, "tiles": result.tiles, "tile": list(result.input_hw),
             "seconds": round(seconds, 2), "peak_rss_mib": round(max(opened_peak, segment_peak), 1),
             "open_peak_mib": round(opened_peak, 1), "segment_peak_mib": round(segment_peak, 1) if separate else None,
