@@ -131,23 +131,26 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-_RGB_TO_LABEL = {color: index for index, color in enumerate(VOC_PNG_PALETTE[:NUM_CLASSES])}
-_RGB_TO_LABEL[VOC_PNG_PALETTE[VOID_LABEL]] = VOID_LABEL
+def _colour_code(r, g, b):
+    """One integer per RGB colour (0xRRGGBB), for arrays or plain ints alike."""
+    return (r << 16) | (g << 8) | b
+
+
+_CODE_TO_LABEL = {_colour_code(*VOC_PNG_PALETTE[label]): label for label in (*range(NUM_CLASSES), VOID_LABEL)}
 
 
 def _labels_from_rgb(rgb: np.ndarray, path: Path) -> np.ndarray:
     """Map a colour-coded (RGB) mask to labels through the VOC colormap (d2l's voc_label_indices)."""
-    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    lookup = {(r << 16) | (g << 8) | b: label for (r, g, b), label in _RGB_TO_LABEL.items()}
+    codes = _colour_code(*(rgb[..., channel].astype(np.int64) for channel in range(3)))
     unique, inverse = np.unique(codes, return_inverse=True)
-    unknown = [int(c) for c in unique if int(c) not in lookup]
+    unknown = [int(c) for c in unique if int(c) not in _CODE_TO_LABEL]
     if unknown:
         shown = ", ".join(f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in unknown[:5])
         raise InputError(
             f"mask {path} has colours outside the VOC colormap: {shown}",
             "save masks as palette PNGs holding class indices 0..20 and 255 for void",
         )
-    return np.array([lookup[int(c)] for c in unique], dtype=np.uint8)[inverse].reshape(codes.shape)
+    return np.array([_CODE_TO_LABEL[int(c)] for c in unique], dtype=np.uint8)[inverse].reshape(codes.shape)
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
@@ -177,13 +180,17 @@ def read_pair(layout: VocLayout, image_id: str) -> tuple[np.ndarray, np.ndarray]
     """The image (uint8 H×W×3) and mask (uint8 H×W) of one id, checked to have the same size."""
     image = read_image(layout.image_path(image_id))
     mask = read_mask(layout.mask_path(image_id))
-    if image.shape[:2] != mask.shape:
+    _check_mask_size(layout.mask_path(image_id), mask, image.shape[:2])
+    return image, mask
+
+
+def _check_mask_size(mask_path: Path, mask: np.ndarray, image_hw: Size) -> None:
+    """Reject a mask whose size differs from its image's (labels must line up pixel for pixel)."""
+    if mask.shape != tuple(image_hw):
         raise InputError(
-            f"mask {layout.mask_path(image_id)} is {mask.shape[0]}x{mask.shape[1]} but its image is "
-            f"{image.shape[0]}x{image.shape[1]}",
+            f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} but its image is {image_hw[0]}x{image_hw[1]}",
             "give every mask the size of its image",
         )
-    return image, mask
 
 
 @dataclass(frozen=True)
@@ -213,13 +220,7 @@ def scan_split(layout: VocLayout, split: str, crop: Size | None = None) -> Split
     tallest = widest = 0
     for image_id in layout.check_files(split):
         size = image_size(layout.image_path(image_id))
-        mask = read_mask(layout.mask_path(image_id))
-        if mask.shape != size:
-            raise InputError(
-                f"mask {layout.mask_path(image_id)} is {mask.shape[0]}x{mask.shape[1]} but its image is "
-                f"{size[0]}x{size[1]}",
-                "give every mask the size of its image",
-            )
+        _check_mask_size(layout.mask_path(image_id), read_mask(layout.mask_path(image_id)), size)
         tallest, widest = max(tallest, size[0]), max(widest, size[1])
         if crop is not None and (size[0] < crop[0] or size[1] < crop[1]):
             dropped += 1
