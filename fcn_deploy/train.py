@@ -11,7 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError, MissingComponentError
 from fcn_deploy.fileio import atomic_path
 from fcn_deploy.metrics import confusion_matrix, scores_from_confusion
-from fcn_deploy.model import MODEL_ALIGNMENT, MODEL_BUILDERS, build_model
+from fcn_deploy.model import MODEL_ALIGNMENT, MODEL_BUILDERS, UpsampleInit, build_model
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP, VOID_LABEL
 from fcn_deploy.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, ShapeRange
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 DEFAULT_ARCH = "fcn32s"
-UPSAMPLE_INITS = ("bilinear", "xavier")
+UPSAMPLE_INITS: tuple[str, ...] = get_args(UpsampleInit)
 LR_SCHEDULES = ("constant", "cosine")
 MAX_SHAPE = ShapeRange().max
 
@@ -74,6 +74,7 @@ class EpochMetrics:
     seconds: float
 
     def as_dict(self) -> dict[str, float]:
+        """Plain floats, as stored in a checkpoint's metrics and history."""
         return {k: float(v) for k, v in self.__dict__.items()}
 
 
@@ -99,7 +100,7 @@ def _check_options(config: TrainConfig) -> None:
     if config.arch is not None and config.arch not in MODEL_BUILDERS:
         raise InputError(f"unknown arch {config.arch!r}", f"choose one of: {', '.join(MODEL_BUILDERS)}")
     if config.upsample_init not in UPSAMPLE_INITS:
-        raise InputError(f"unknown --upsample-init {config.upsample_init!r}", "use 'bilinear' or 'xavier'")
+        raise InputError(f"unknown --upsample-init {config.upsample_init!r}", f"use one of: {', '.join(UPSAMPLE_INITS)}")
     for name, value, low in (("--epochs", config.epochs, 1), ("--batch-size", config.batch_size, 1),
                              ("--num-workers", config.num_workers, 0)):
         if value < low:
@@ -162,7 +163,7 @@ def model_spec(arch: str, crop: Size) -> ModelSpec:
         std=IMAGENET_STD,
         alignment=MODEL_ALIGNMENT,
         crop_size=crop,
-        shape_range=ShapeRange(min=(1, 32, 32), opt=(1, crop[0], crop[1]), max=MAX_SHAPE),
+        shape_range=ShapeRange(opt=(1, crop[0], crop[1])),
     )
 
 
@@ -200,16 +201,15 @@ def _start(config: TrainConfig) -> _Start:
 
 
 def _loader(dataset: Any, config: TrainConfig, shuffle: bool, generator: Any, collate: Any = None) -> Any:
+    """A DataLoader with the run's batch size and workers; every example is used (no partial batch dropped)."""
     data = require("torch.utils.data")
     return data.DataLoader(
         dataset,
         batch_size=config.batch_size,
         shuffle=shuffle,
-        drop_last=False,
         num_workers=config.num_workers,
         generator=generator,
         collate_fn=collate,
-        persistent_workers=False,
     )
 
 
