@@ -45,31 +45,29 @@ class OrtBackend(Backend):
         self._session, self._device = open_session(self.path, device, threads)
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self._input_dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else None
+        self._output_names = [o.name for o in self._session.get_outputs()]
 
     @property
     def device(self) -> str:
         return self._device
 
-    def _run(self, batch: np.ndarray, names: list[str] | None) -> list[np.ndarray]:
-        """One session run on a validated batch (cast to float16 for FP16-input graphs)."""
+    def _run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The named outputs of one session run on a validated batch (FP16-input graphs get float16; logits float32)."""
         if self._session is None:
             raise InputError(f"{self.path} was closed", "open the model again")
         feed = batch.astype(self._input_dtype) if self._input_dtype is not None else batch
-        return self._session.run(names, {self.spec.input_name: np.ascontiguousarray(feed)})
+        values = self._session.run(names, {self.spec.input_name: np.ascontiguousarray(feed)})
+        outputs = dict(zip(names, values))
+        outputs[self.spec.output_name] = outputs[self.spec.output_name].astype(np.float32, copy=False)
+        return outputs
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        logits = self._run(batch, [self.spec.output_name])[0]
-        return logits if logits.dtype == np.float32 else logits.astype(np.float32)
+        return self._run(batch, [self.spec.output_name])[self.spec.output_name]
 
     def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every graph output by name (logits as float32, plus labels for --with-argmax exports)."""
         self.check_input(batch)
-        names = [o.name for o in self._session.get_outputs()]
-        values = self._run(batch, names)
-        outputs = dict(zip(names, values))
-        logits = outputs[self.spec.output_name]
-        outputs[self.spec.output_name] = logits if logits.dtype == np.float32 else logits.astype(np.float32)
-        return outputs
+        return self._run(batch, self._output_names)
 
     def close(self) -> None:
         self._session = None
@@ -110,14 +108,13 @@ def _new_session(ort: ModuleType, path: Path, providers: list[str], options: Any
 def open_session(path: Path, device: str, threads: int = 0) -> tuple[Any, str]:
     """A session on the requested device and the device it really runs on ('cpu' or 'cuda')."""
     ort = require("onnxruntime")
-    if device == "cpu":
-        return _new_session(ort, path, [CPU_PROVIDER], session_options(ort, threads)), "cpu"
-    if CUDA_PROVIDER not in ort.get_available_providers():
-        if device == "cuda":
-            raise MissingComponentError(
-                f"device 'cuda' requested but this onnxruntime ({ort.__version__}) is a CPU-only build",
-                "pip install onnxruntime-gpu (and uninstall onnxruntime), or pass --device cpu",
-            )
+    cuda_build = CUDA_PROVIDER in ort.get_available_providers()
+    if device == "cuda" and not cuda_build:
+        raise MissingComponentError(
+            f"device 'cuda' requested but this onnxruntime ({ort.__version__}) is a CPU-only build",
+            "pip install onnxruntime-gpu (and uninstall onnxruntime), or pass --device cpu",
+        )
+    if device == "cpu" or not cuda_build:
         return _new_session(ort, path, [CPU_PROVIDER], session_options(ort, threads)), "cpu"
     _preload_cuda_libraries(ort)
     with _quiet_ort(ort):
