@@ -1,14 +1,18 @@
-"""Every TensorRT name the package uses exists in both the TensorRT 10.16 and 11.4 Python APIs.
+"""Every TensorRT and CUDA runtime name the package uses exists in the APIs it runs against.
 
 TensorRT cannot be installed here, so the source is walked with ``ast``: attributes of the ``trt`` module
-(nested ones such as ``trt.Logger.WARNING`` included) and methods called on the builder, network, parser,
-config, profile, engine, context and runtime objects are looked up in the published API listings.
+(nested ones such as ``trt.Logger.WARNING`` included) and members used on the builder, network, parser,
+config, profile, engine, context and runtime objects are looked up in the published TensorRT 10.16 and 11.4
+API listings. The ``cudart`` names (attributes, and names passed as strings to ``getattr``/``cuda_call``)
+are looked up in the installed ``cuda.bindings.runtime``. A variable that holds a TensorRT object must be
+mapped to its class (checked against the listed return types), so no object's members escape the check.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,10 @@ OBJECT_CLASSES = {
     "self._runtime": "Runtime", "self._logger": "Logger", "logger": "Logger",
 }
 TRT_ALIASES = {"trt", "self._trt"}
+CUDART_ALIASES = {"cudart", "self.cudart", "self._cudart"}
+# variable -> cuda.bindings.runtime class of the object it holds
+CUDA_OBJECT_CLASSES = {"props": "cudaDeviceProp"}
+CUDA_NAME = re.compile(r"cuda[A-Z]\w*")  # a cudart function named in a string (getattr, error messages)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -41,8 +49,16 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _paths_under(dotted: str, aliases: set[str]) -> tuple[str, ...] | None:
+    """The attribute path of ``dotted`` below one of ``aliases`` ('trt.Logger.WARNING' -> ('Logger', 'WARNING'))."""
+    for alias in aliases:
+        if dotted.startswith(alias + "."):
+            return tuple(dotted[len(alias) + 1:].split("."))
+    return None
+
+
 def used_names(source: str) -> tuple[set[tuple[str, ...]], set[tuple[str, str]]]:
-    """(attribute paths under the trt module, (class, member) pairs called on TensorRT objects)."""
+    """(attribute paths under the trt module, (class, member) pairs used on TensorRT objects)."""
     module_paths: set[tuple[str, ...]] = set()
     members: set[tuple[str, str]] = set()
     for node in ast.walk(ast.parse(source)):
@@ -51,16 +67,66 @@ def used_names(source: str) -> tuple[set[tuple[str, ...]], set[tuple[str, str]]]
         dotted = _dotted(node)
         if dotted is None:
             continue
-        for alias in TRT_ALIASES:
-            if dotted.startswith(alias + "."):
-                module_paths.add(tuple(dotted[len(alias) + 1:].split(".")))
+        path = _paths_under(dotted, TRT_ALIASES)
+        if path is not None:
+            module_paths.add(path)
         owner = _dotted(node.value)
         if owner in OBJECT_CLASSES:
             members.add((OBJECT_CLASSES[owner], node.attr))
     return module_paths, members
 
 
+def used_cuda_names(source: str) -> set[tuple[str, ...]]:
+    """Paths under cuda.bindings.runtime: attributes of ``cudart``, members of its objects, names in strings."""
+    paths: set[tuple[str, ...]] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and CUDA_NAME.fullmatch(node.value):
+            paths.add((node.value,))
+        if not isinstance(node, ast.Attribute) or (dotted := _dotted(node)) is None:
+            continue
+        path = _paths_under(dotted, CUDART_ALIASES)
+        if path is not None:
+            paths.add(path)
+        owner = _dotted(node.value)
+        if owner in CUDA_OBJECT_CLASSES:
+            paths.add((CUDA_OBJECT_CLASSES[owner], node.attr))
+    return paths
+
+
+def object_assignments(source: str) -> list[tuple[str | None, str, str]]:
+    """(variable, owner, attribute) for each variable assigned a TensorRT call's result or a bare module attribute.
+
+    A bare attribute (``kind = cudart.cudaMemcpyKind``) makes an alias the walker cannot follow.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        value = node.value.func if isinstance(node.value, ast.Call) else node.value
+        if not isinstance(value, ast.Attribute):
+            continue
+        owner = _dotted(value.value)
+        is_call = isinstance(node.value, ast.Call)
+        if not (owner in TRT_ALIASES or (is_call and owner in OBJECT_CLASSES)
+                or (not is_call and owner in CUDART_ALIASES)):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            for leaf in target.elts if isinstance(target, ast.Tuple) else [target]:
+                found.append((_dotted(leaf) if is_call else None, owner, value.attr))
+    return found
+
+
+def _attribute(names: dict, entry: dict, part: str) -> dict | None:
+    """The listing entry of ``entry.part``, following ``inherited_from`` to the defining class."""
+    attribute = entry.get("attributes", {}).get(part)
+    if attribute is not None and "inherited_from" in attribute:
+        attribute = names.get(attribute["inherited_from"], {}).get("attributes", {}).get(part)
+    return attribute
+
+
 def _known(listing: dict, path: tuple[str, ...]) -> bool:
+    """True when ``trt.<path>`` exists in the listing (nested classes, enum members, inherited attributes)."""
     names = listing["names"]
     if path[0] in MODULE_DUNDERS and len(path) == 1:
         return True
@@ -68,29 +134,41 @@ def _known(listing: dict, path: tuple[str, ...]) -> bool:
     for part in path[1:]:
         if entry is None:
             return False
-        if part in entry.get("members", ()):
-            entry = {}
+        if part in entry.get("members", ()):  # an enum member has the enum's own attributes (name, value)
+            entry = {"attributes": entry.get("attributes", {})}
             continue
-        attribute = entry.get("attributes", {}).get(part)
-        if attribute is None:
-            return False
-        inherited = attribute.get("inherited_from")
-        entry = names.get(attribute.get("class", part), {}) if attribute.get("kind") in ("class", "enum") else {}
-        if inherited:
-            entry = {}
+        entry = _attribute(names, entry, part)
     return entry is not None
+
+
+def _return_types(listing: dict, cls: str, method: str) -> set[str]:
+    """What ``cls.method`` returns, per the pybind11 signatures of the listing."""
+    attribute = _attribute(listing["names"], listing["names"].get(cls, {}), method) or {}
+    return {sig.rsplit(" -> ", 1)[-1].rsplit(".", 1)[-1] for sig in attribute.get("signatures", ())}
+
+
+def _sources() -> list[str]:
+    return [file.read_text(encoding="utf-8") for file in sorted(PACKAGE.rglob("*.py"))]
+
+
+def _holds_trt_objects(source: str) -> bool:
+    """Whether a module gets the tensorrt module (only there do names like ``builder`` mean TensorRT objects)."""
+    return 'require("tensorrt")' in source or "require_tensorrt()" in source
 
 
 def _package_usage() -> tuple[set[tuple[str, ...]], set[tuple[str, str]]]:
     paths: set[tuple[str, ...]] = set()
     members: set[tuple[str, str]] = set()
-    for file in PACKAGE.rglob("*.py"):
-        source = file.read_text(encoding="utf-8")
+    for source in _sources():
         found_paths, found_members = used_names(source)
         paths |= found_paths
-        if "require(\"tensorrt\")" in source or "require_tensorrt()" in source:  # where TensorRT objects live
+        if _holds_trt_objects(source):
             members |= found_members
     return paths, members
+
+
+def _package_cuda_usage() -> set[tuple[str, ...]]:
+    return {path for source in _sources() if "cuda.bindings.runtime" in source for path in used_cuda_names(source)}
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +182,15 @@ def test_the_walker_finds_what_the_build_uses() -> None:
     paths, members = _package_usage()
     assert ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED") in paths
     assert ("Logger", "WARNING") in paths
+    assert {("TensorIOMode", "OUTPUT"), ("MemoryPoolType", "WORKSPACE"), ("nptype",), ("Dims",)} <= paths
     assert ("Builder", "build_serialized_network") in members
     assert ("IExecutionContext", "execute_async_v3") in members
+    assert {("OnnxParser", "get_error"), ("ParserError", "desc"), ("IOptimizationProfile", "set_shape"),
+            ("ITimingCache", "serialize"), ("Runtime", "deserialize_cuda_engine"),
+            ("ICudaEngine", "get_tensor_profile_shape"), ("IBuilderConfig", "create_timing_cache")} <= members
+    cuda = _package_cuda_usage()
+    assert {("cudaMemcpyAsync",), ("cudaMemcpyKind", "cudaMemcpyHostToDevice"), ("cudaError_t", "cudaSuccess"),
+            ("cudaMalloc",), ("cudaFreeHost",), ("cudaDeviceProp", "major")} <= cuda
 
 
 def test_every_trt_name_exists_in_both_versions(listings: dict[str, dict]) -> None:
@@ -113,9 +198,40 @@ def test_every_trt_name_exists_in_both_versions(listings: dict[str, dict]) -> No
     missing = []
     for version, listing in listings.items():
         missing += [f"{version}: trt.{'.'.join(p)}" for p in sorted(paths) if not _known(listing, p)]
-        missing += [f"{version}: {cls}.{name}" for cls, name in sorted(members)
-                    if name not in listing["names"].get(cls, {}).get("attributes", {})]
+        missing += [f"{version}: {cls}.{name}" for cls, name in sorted(members) if not _known(listing, (cls, name))]
     assert not missing, "TensorRT names not in the API listings:\n" + "\n".join(missing)
+
+
+def test_every_tensorrt_object_is_mapped_to_its_class(listings: dict[str, dict]) -> None:
+    problems = []
+    for source in filter(_holds_trt_objects, _sources()):
+        for variable, owner, attribute in object_assignments(source):
+            if variable is None:
+                problems.append(f"{attribute} of {owner} is aliased: use {owner}.{attribute} where it is needed")
+            elif variable not in OBJECT_CLASSES:
+                problems.append(f"{variable} = {owner}.{attribute}(...) holds a TensorRT object: add it to OBJECT_CLASSES")
+            elif owner in TRT_ALIASES:
+                if attribute != OBJECT_CLASSES[variable]:
+                    problems.append(f"{variable} is a trt.{attribute}, mapped to {OBJECT_CLASSES[variable]}")
+            else:
+                for version, listing in listings.items():
+                    returned = _return_types(listing, OBJECT_CLASSES[owner], attribute)
+                    if returned != {OBJECT_CLASSES[variable]}:
+                        problems.append(f"{version}: {variable} = {owner}.{attribute}() returns {sorted(returned)}, "
+                                        f"mapped to {OBJECT_CLASSES[variable]}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_cudart_name_exists() -> None:
+    cudart = pytest.importorskip("cuda.bindings.runtime")
+    missing = []
+    for path in sorted(_package_cuda_usage()):
+        target = cudart
+        for part in path:
+            target = getattr(target, part, None)
+        if target is None:
+            missing.append("cudart." + ".".join(path))
+    assert not missing, "CUDA runtime names not in cuda.bindings.runtime:\n" + "\n".join(missing)
 
 
 def test_removed_names_are_caught(listings: dict[str, dict]) -> None:
@@ -125,3 +241,17 @@ def test_removed_names_are_caught(listings: dict[str, dict]) -> None:
     paths, members = used_names("def f(trt, builder):\n    trt.BuilderFlag.INT8\n    builder.platform_has_fast_fp16\n")
     assert ("BuilderFlag", "INT8") in paths and ("Builder", "platform_has_fast_fp16") in members
     assert "platform_has_fast_fp16" not in listing["names"]["Builder"]["attributes"]
+    assert not _known(listing, ("Builder", "platform_has_fast_fp16"))
+
+
+def test_nested_inherited_and_unmapped_names_are_resolved(listings: dict[str, dict]) -> None:
+    listing = listings["tensorrt-11.4.0.106.json"]
+    assert _known(listing, ("Logger", "Severity", "WARNING", "value"))  # a nested enum's member
+    assert _known(listing, ("Dims4", "MAX_DIMS"))  # inherited from Dims
+    assert not _known(listing, ("Logger", "Severity", "LOUD"))
+    assert not _known(listing, ("Dims4", "NO_SUCH_NAME"))
+    source = ("def f(trt, builder, cudart):\n    shiny = builder.create_network(0)\n"
+              "    builder = trt.Builder(None)\n    kind = cudart.cudaMemcpyKind\n")
+    assert object_assignments(source) == [("shiny", "builder", "create_network"), ("builder", "trt", "Builder"),
+                                          (None, "cudart", "cudaMemcpyKind")]
+    assert _return_types(listing, "Builder", "create_network") == {"INetworkDefinition"}

@@ -138,15 +138,14 @@ class TensorRTBackend(Backend):
             host = self._host_buffers[name].view(shape, self._dtype(name))
             context.set_tensor_address(name, self._device_buffers[name].ensure(max(host.nbytes, 1)))
             outputs[name] = host
-        kind = cudart.cudaMemcpyKind
-        cuda_call("cudaMemcpyAsync(H2D)", cudart.cudaMemcpyAsync(d_in, host_in.ctypes.data, host_in.nbytes,
-                                                                  kind.cudaMemcpyHostToDevice, self._stream))
+        cuda_call("cudaMemcpyAsync(H2D)", cudart.cudaMemcpyAsync(
+            d_in, host_in.ctypes.data, host_in.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
         if not context.execute_async_v3(self._stream):
             raise ArtifactError(f"TensorRT execute_async_v3 failed on {self.path} for shape {tuple(batch.shape)}")
         for name, host in outputs.items():
             cuda_call(f"cudaMemcpyAsync(D2H {name})", cudart.cudaMemcpyAsync(
-                host.ctypes.data, self._device_buffers[name].ptr, host.nbytes, kind.cudaMemcpyDeviceToHost,
-                self._stream))
+                host.ctypes.data, self._device_buffers[name].ptr, host.nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
         cuda_call("cudaStreamSynchronize", cudart.cudaStreamSynchronize(self._stream))
         return np.array(outputs[spec.output_name], dtype=np.float32, copy=True)
 
