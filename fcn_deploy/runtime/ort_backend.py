@@ -22,6 +22,7 @@ import numpy as np
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.export import read_onnx_spec
+from fcn_deploy.runtime import DEVICES
 from fcn_deploy.runtime.base import Backend
 
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -36,12 +37,12 @@ class OrtBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto", *, threads: int = 0) -> None:
-        self.path = Path(path)
-        super().__init__(read_onnx_spec(self.path))  # refuses foreign or inconsistent files before any session
-        if device not in ("auto", "cpu", "cuda"):
-            raise InputError(f"unknown device {device!r}", "use one of: auto, cpu, cuda")
+        if device not in DEVICES:
+            raise InputError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
         if threads < 0:
             raise InputError(f"threads must be 0 (ONNX Runtime's default) or positive, got {threads}")
+        self.path = Path(path)
+        super().__init__(read_onnx_spec(self.path))  # refuses foreign or inconsistent files before any session
         self._session, self._device = open_session(self.path, device, threads)
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self._input_dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else None

@@ -10,15 +10,16 @@ import numpy as np
 from fcn_deploy.checkpoint import load_model
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError, MissingComponentError
+from fcn_deploy.runtime import DEVICES
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC
 
 
 def torch_device(device: str) -> str:
     """'auto' -> 'cuda' when PyTorch sees a CUDA device, else 'cpu'; an impossible 'cuda' raises with the reason."""
+    if device not in DEVICES:
+        raise InputError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
     torch = require("torch")
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}", "use one of: auto, cpu, cuda")
     available = torch.cuda.is_available()
     if device == "cuda" and not available:
         reason = (
