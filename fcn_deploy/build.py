@@ -230,18 +230,16 @@ def gpu_info(device: int = 0) -> dict[str, Any]:
 
 def require_tensorrt() -> tuple[Any, dict[str, Any]]:
     """(tensorrt module, GPU info), or MissingComponentError naming everything that is missing."""
-    missing, hints = [], []
+    missing = []
     trt = gpu = None
     try:
         trt = require("tensorrt")
-    except MissingComponentError as exc:
+    except MissingComponentError:
         missing.append("TensorRT (the 'tensorrt' Python package)")
-        hints.append(exc.hint or TRT_INSTALL_HINT)
     try:
         gpu = gpu_info()
     except MissingComponentError as exc:
         missing.append(exc.message)
-        hints.append(exc.hint or TRT_INSTALL_HINT)
     if missing:
         raise MissingComponentError("cannot build or run a TensorRT engine: missing " + "; ".join(missing),
                                     TRT_INSTALL_HINT)
