@@ -173,7 +173,7 @@ def argmax_classes(scores: np.ndarray, out: np.ndarray) -> None:
     out[...] = 0
     for index in range(1, scores.shape[0]):
         np.greater(scores[index], best, out=better)
-        np.copyto(out, index, where=better)  # masked copy: about 30% faster than out[better] = index
+        np.copyto(out, index, where=better)  # masked copy: 1.1-1.2x faster than out[better] = index (21 classes)
         np.maximum(best, scores[index], out=best)
 
 
