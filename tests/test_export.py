@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+import torch
 
 from fcn_deploy import export as export_module
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
@@ -17,9 +19,6 @@ from fcn_deploy.model import build_model
 from fcn_deploy.runtime import open_backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ONNX_METADATA_KEY, ModelSpec, ShapeRange, read_sidecar, write_sidecar
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 RANGE = ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256))
 
 

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+import torch
 
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
 from fcn_deploy.errors import ArtifactError, MissingComponentError, ShapeError
@@ -17,9 +19,6 @@ from fcn_deploy.runtime import open_backend
 from fcn_deploy.runtime.ort_backend import OrtBackend
 from fcn_deploy.spec import ONNX_METADATA_KEY, ModelSpec, ShapeRange
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
 RANGE = ShapeRange((1, 32, 32), (1, 64, 64), (4, 256, 256))
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
 from fcn_deploy.errors import InputError, MissingComponentError, ShapeError
@@ -14,7 +15,6 @@ from fcn_deploy.runtime import open_backend
 from fcn_deploy.runtime.torch_backend import TorchBackend
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
-torch = pytest.importorskip("torch")
 RANGE = ShapeRange((1, 32, 32), (1, 64, 64), (4, 256, 256))
 
 
