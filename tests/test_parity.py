@@ -8,45 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn_deploy.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from fcn_deploy.errors import InputError
 from fcn_deploy.export import ExportConfig, export_onnx
-from fcn_deploy.model import build_model
 from fcn_deploy.parity import ParityConfig, ParityReport, report_paths, run_parity
 from fcn_deploy.runtime import open_backend
-from fcn_deploy.spec import ModelSpec
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-
-
-def _briefly_trained_checkpoint(path: Path) -> Path:
-    """A few SGD steps (train mode, so batch-norm statistics move too) on a learnable toy task."""
-    torch.manual_seed(3)
-    model = build_model("fcn32s", 21).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(4):
-        images = torch.randn(4, 3, 64, 64)
-        labels = (images[:, 0] > 0).long() * 15  # 'person' where the red channel is bright
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    info = Checkpoint(spec=ModelSpec(arch="fcn32s"), epoch=1, metrics={"loss": loss.item()})
-    return save_checkpoint(path, model.eval(), info)
 
 
 @pytest.fixture(scope="module")
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The suite's trained checkpoint where one is provided, else a briefly trained one; and its export."""
-    folder = tmp_path_factory.mktemp("parity")
-    try:
-        checkpoint = Path(request.getfixturevalue("trained_checkpoint"))
-    except pytest.FixtureLookupError:
-        checkpoint = _briefly_trained_checkpoint(folder / "trained.pt")
-    sizes = tuple(s for s in ((64, 96), (96, 64)) if read_checkpoint(checkpoint)[0].spec.shape_range.contains_hw(*s))
-    result = export_onnx(checkpoint, folder / "fcn.onnx", ExportConfig(verify_sizes=sizes, progress=False))
-    return checkpoint, result.onnx_path
+def trained(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The suite's briefly trained checkpoint and its ONNX export."""
+    config = ExportConfig(verify_sizes=((64, 96), (96, 64)), progress=False)
+    result = export_onnx(trained_checkpoint, tmp_path_factory.mktemp("parity") / "fcn.onnx", config)
+    return trained_checkpoint, result.onnx_path
 
 
 @pytest.mark.slow
