@@ -79,8 +79,10 @@ def _fresh(artifact: Path, source: Path) -> bool:
     if not artifact.is_file():
         return False
     try:
-        _, document = read_sidecar(artifact)
+        spec, document = read_sidecar(artifact)
     except ArtifactError:
+        return False
+    if spec.quantization is not None and spec.quantization.target == "cpu":  # int8 for ONNX Runtime, not TensorRT
         return False
     recorded = document.get("source_onnx_sha256")
     return bool(recorded) and recorded == sha256_file(source) and document.get("onnx_sha256") == sha256_file(artifact)
@@ -88,7 +90,7 @@ def _fresh(artifact: Path, source: Path) -> bool:
 
 def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
     """Produce (or reuse, when made from this very ONNX) the ONNX of the requested precision."""
-    from fcn_deploy.precision.artifact import load_onnx, save_onnx
+    from fcn_deploy.precision.artifact import load_onnx
 
     _, spec = load_onnx(onnx_path)
     if spec.precision != "fp32":
@@ -99,7 +101,6 @@ def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
         if config.precision != "fp32":
             log(f"reusing {target} (made from this {onnx_path.name})")
         return target
-    source_hash = {"source_onnx_sha256": sha256_file(onnx_path)}
     if config.precision == "fp16":
         from fcn_deploy.precision.fp16 import convert_fp16
 
@@ -118,11 +119,6 @@ def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
         )
         calibrate_int8(onnx_path, calibration)
         log(f"wrote {target} (INT8 Q/DQ for TensorRT, linted)")
-    model, new_spec = load_onnx(target)
-    _, document = read_sidecar(target)
-    document.pop("spec", None)
-    document.pop("onnx_sha256", None)
-    save_onnx(model, target, new_spec, {**document, **source_hash})
     return target
 
 

@@ -34,7 +34,7 @@ from fcn_deploy.data.transforms import Size, check_aligned
 from fcn_deploy.data.voc import VocLayout
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.fileio import sha256_file, write_text_atomic
 from fcn_deploy.precision.artifact import load_onnx, output_producers, save_onnx
 from fcn_deploy.precision.crops import CropBox, CropPlan, SmallPolicy, crop_input, plan_crops, save_plan
 from fcn_deploy.precision.qdq_lint import check_qdq
@@ -179,8 +179,8 @@ def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig)
     )
     int8_spec = spec.replace(precision="int8", quantization=info)
     ranges_path = write_range_table(tensors, int8_model, Path(config.calibration_dir) / f"{out.stem}.ranges.json", config)
-    save_onnx(int8_model, out, int8_spec, {"source_onnx": str(onnx_path), "crop_plan": str(plan_path),
-                                           "ranges": str(ranges_path)})
+    save_onnx(int8_model, out, int8_spec, {"source_onnx": str(onnx_path), "source_onnx_sha256": sha256_file(onnx_path),
+                                           "crop_plan": str(plan_path), "ranges": str(ranges_path)})
     if config.target == "tensorrt":
         check_qdq(out)
     count = sum(1 for n in int8_model.graph.node if n.op_type == "QuantizeLinear")

@@ -19,6 +19,7 @@ import numpy as np
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
+from fcn_deploy.fileio import sha256_file
 from fcn_deploy.precision.artifact import load_onnx, output_producers, save_onnx
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +53,8 @@ def convert_fp16(onnx_path: str | os.PathLike[str], out: str | os.PathLike[str])
 
     notes = "fp32 kept: " + ", ".join(kept)
     new_spec = spec.replace(precision="fp16", quantization=QuantizationInfo(notes=notes))
-    path = save_onnx(converted, out, new_spec, {"source_onnx": str(onnx_path), "fp32_nodes": list(kept)})
+    path = save_onnx(converted, out, new_spec, {"source_onnx": str(onnx_path), "fp32_nodes": list(kept),
+                                                "source_onnx_sha256": sha256_file(onnx_path)})
     return Fp16Result(path, sum(1 for n in converted.graph.node if n.op_type != "Cast") - len(kept), tuple(kept))
 
 
