@@ -11,7 +11,6 @@ import copy
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fcn_deploy.deps import require
@@ -64,18 +63,11 @@ def _matmul_macs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int:
 def onnx_flops(path: str | os.PathLike[str], input_shape: tuple[int, ...]) -> FlopCount:
     """Count FLOPs of an ONNX model whose first graph input gets the concrete ``input_shape``."""
     onnx = require("onnx")
-    path = Path(path)
+    source = str(path)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(source, load_external_data=False)  # a private copy: its input shape is set below
     except Exception as exc:  # onnx raises DecodeError and others
-        raise ArtifactError(f"cannot read ONNX model {path} ({exc})") from exc
-    return onnx_model_flops(model, input_shape, source=str(path))
-
-
-def onnx_model_flops(model, input_shape: tuple[int, ...], source: str = "ONNX model") -> FlopCount:
-    """Count FLOPs of a loaded ``onnx.ModelProto`` for the concrete ``input_shape`` of its first input."""
-    onnx = require("onnx")
-    model = copy.deepcopy(model)
+        raise ArtifactError(f"cannot read ONNX model {source} ({exc})") from exc
     initializer_names = {init.name for init in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializer_names]
     if not inputs:
