@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.data.transforms import parse_size
+
 
 def _options(ort, *, spinning: bool = True, threads: int = 0, level=None):
     options = ort.SessionOptions()
@@ -78,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     import onnxruntime as ort
 
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = parse_size(args.size)
     session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
     info = session.get_inputs()[0]
     dtype = np.float16 if info.type == "tensor(float16)" else np.uint8 if info.type == "tensor(uint8)" else np.float32

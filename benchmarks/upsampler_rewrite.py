@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.data.transforms import parse_size
+
 
 def subpixel_weights(weight: np.ndarray, stride: int) -> np.ndarray:
     """ConvTranspose weights (Cin, Cout, 2s, 2s) -> Conv weights (Cout·s·s, Cin, 2, 2) in DepthToSpace CRD order."""
@@ -110,7 +112,7 @@ def main() -> None:
     import onnx
     import onnxruntime as ort
 
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="fcn-upsampler-"))
     model = onnx.load(args.model)
     replaced = rewrite(model)
