@@ -47,6 +47,14 @@ def synthetic_voc_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def tiny_train_voc(tmp_path) -> Path:
+    """Eight synthetic 64×64 pairs (6 train, 2 val) in tmp_path: enough for one quick epoch at a 32×32 crop."""
+    from fcn_deploy.data.synth import SynthConfig, synthesize
+
+    return synthesize(SynthConfig(out=tmp_path / "VOC2012", num=8, size=(64, 64), seed=5)).root
+
+
 @pytest.fixture(scope="session")
 def trained_run(synthetic_voc_dir, tmp_path_factory):
     """The TrainResult of the short fcn32s CPU run on ``synthetic_voc_dir`` (crop 64×96)."""

@@ -8,15 +8,8 @@ import pytest
 import torch
 
 from fcn_deploy.checkpoint import read_checkpoint, load_model, save_checkpoint
-from fcn_deploy.data.synth import SynthConfig, synthesize
 from fcn_deploy.errors import InputError, MissingComponentError
 from fcn_deploy.train import TrainConfig, train
-
-
-@pytest.fixture
-def tiny_voc(tmp_path):
-    """Eight synthetic 64×64 pairs: enough for one quick epoch at a 32×32 crop."""
-    return synthesize(SynthConfig(out=tmp_path / "VOC2012", num=8, size=(64, 64), seed=5)).root
 
 
 def _tiny_config(data, out, **changes) -> TrainConfig:
@@ -53,32 +46,32 @@ def test_checkpoint_round_trip(trained_checkpoint, tmp_path):
         assert torch.equal(model(x), again(x))
 
 
-def test_resume_continues(tiny_voc, tmp_path):
-    first = train(_tiny_config(tiny_voc, tmp_path / "ck", epochs=1))
+def test_resume_continues(tiny_train_voc, tmp_path):
+    first = train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=1))
     assert [m.epoch for m in first.history] == [1]
-    resumed = train(_tiny_config(tiny_voc, tmp_path / "ck", epochs=2, resume=first.last_checkpoint))
+    resumed = train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=2, resume=first.last_checkpoint))
     assert [m.epoch for m in resumed.history] == [2]
     info, payload = read_checkpoint(resumed.last_checkpoint)
     assert info.epoch == 2 and [row["epoch"] for row in info.history] == [1.0, 2.0]
     assert payload["optimizer"] is not None
     with pytest.raises(InputError, match="already been trained for 2 epochs"):
-        train(_tiny_config(tiny_voc, tmp_path / "ck", epochs=2, resume=resumed.last_checkpoint))
+        train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=2, resume=resumed.last_checkpoint))
     with pytest.raises(InputError, match="--arch fcn8s does not match the fcn32s checkpoint"):
-        train(_tiny_config(tiny_voc, tmp_path / "ck", epochs=3, arch="fcn8s", resume=resumed.last_checkpoint))
+        train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=3, arch="fcn8s", resume=resumed.last_checkpoint))
 
 
-def test_other_arch_and_xavier(tiny_voc, tmp_path):
-    result = train(_tiny_config(tiny_voc, tmp_path, arch="fcn8s", upsample_init="xavier"))
+def test_other_arch_and_xavier(tiny_train_voc, tmp_path):
+    result = train(_tiny_config(tiny_train_voc, tmp_path, arch="fcn8s", upsample_init="xavier"))
     assert result.best_checkpoint.name == "fcn8s-best.pt" and result.last_checkpoint.name == "fcn8s-last.pt"
     model, info = load_model(result.best_checkpoint)
     assert info.spec.arch == "fcn8s"
 
 
-def test_cuda_missing_is_a_clear_error(tiny_voc, tmp_path):
+def test_cuda_missing_is_a_clear_error(tiny_train_voc, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(MissingComponentError, match="--device cuda") as info:
-        train(_tiny_config(tiny_voc, tmp_path / "ck", device="cuda"))
+        train(_tiny_config(tiny_train_voc, tmp_path / "ck", device="cuda"))
     assert "--device cpu" in info.value.hint
     assert not (tmp_path / "ck").exists()
 
@@ -95,7 +88,7 @@ def test_cuda_missing_is_a_clear_error(tiny_voc, tmp_path):
         (dict(device="tpu"), "unknown --device 'tpu'"),
     ],
 )
-def test_bad_options(tiny_voc, tmp_path, changes, message):
+def test_bad_options(tiny_train_voc, tmp_path, changes, message):
     with pytest.raises(InputError, match=message):
-        train(_tiny_config(tiny_voc, tmp_path / "ck", **changes))
+        train(_tiny_config(tiny_train_voc, tmp_path / "ck", **changes))
     assert not (tmp_path / "ck").exists()

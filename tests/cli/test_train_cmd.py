@@ -9,12 +9,7 @@ import pytest
 import torch
 
 from fcn_deploy.cli import run
-from fcn_deploy.data.synth import SynthConfig, encode_mask_png, synthesize
-
-
-@pytest.fixture
-def tiny_voc(tmp_path):
-    return synthesize(SynthConfig(out=tmp_path / "VOC2012", num=8, size=(64, 64), seed=5)).root
+from fcn_deploy.data.synth import encode_mask_png
 
 
 def _train_args(data, out, *extra):
@@ -30,9 +25,9 @@ def _single_error(capsys) -> str:
     return err
 
 
-def test_tiny_run_writes_checkpoints(tiny_voc, tmp_path, capsys):
+def test_tiny_run_writes_checkpoints(tiny_train_voc, tmp_path, capsys):
     out = tmp_path / "ck"
-    assert run(_train_args(tiny_voc, out)) == 0
+    assert run(_train_args(tiny_train_voc, out)) == 0
     captured = capsys.readouterr()
     assert sorted(p.name for p in out.iterdir()) == ["fcn32s-best.pt", "fcn32s-last.pt"]
     assert str(out / "fcn32s-best.pt") in captured.out
@@ -92,34 +87,30 @@ def _bad_resume(data):
     [_break_missing_folder, _break_layout, _break_image, _break_mask, _break_mask_values, _crop_too_large,
      _unknown_arch, _unaligned_crop, _missing_weights, _bad_resume],
 )
-def test_bad_input_exits_1_without_files(tiny_voc, tmp_path, capsys, breaker):
-    extra, message = breaker(tiny_voc)
-    args = _train_args(tiny_voc, tmp_path / "ck")
-    if extra[:1] == ["--data"]:
-        args[2] = extra[1]
-        extra = []
-    assert run([*args, *extra]) == 1
+def test_bad_input_exits_1_without_files(tiny_train_voc, tmp_path, capsys, breaker):
+    extra, message = breaker(tiny_train_voc)
+    assert run([*_train_args(tiny_train_voc, tmp_path / "ck"), *extra]) == 1  # a repeated --data: the last wins
     err = _single_error(capsys)
     assert re.search(message, err), err
     assert not (tmp_path / "ck").exists()
 
 
-def test_verbose_shows_the_traceback(tiny_voc, tmp_path, capsys):
-    assert run(["--verbose", *_train_args(tiny_voc, tmp_path / "ck", "--arch", "unet")]) == 1
+def test_verbose_shows_the_traceback(tiny_train_voc, tmp_path, capsys):
+    assert run(["--verbose", *_train_args(tiny_train_voc, tmp_path / "ck", "--arch", "unet")]) == 1
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_missing_cuda_exits_2(tiny_voc, tmp_path, capsys):
+def test_missing_cuda_exits_2(tiny_train_voc, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    assert run(_train_args(tiny_voc, tmp_path / "ck", "--device", "cuda")) == 2
+    assert run(_train_args(tiny_train_voc, tmp_path / "ck", "--device", "cuda")) == 2
     assert "no CUDA device" in _single_error(capsys)
     assert not (tmp_path / "ck").exists()
 
 
-def test_unreadable_image_in_train_split(tiny_voc, tmp_path, capsys):
+def test_unreadable_image_in_train_split(tiny_train_voc, tmp_path, capsys):
     """A corrupt JPEG is caught while scanning (headers are read), before any checkpoint exists."""
-    (tiny_voc / "JPEGImages/synth_00002.jpg").write_bytes(b"garbage")
-    assert run(_train_args(tiny_voc, tmp_path / "ck")) == 1
+    (tiny_train_voc / "JPEGImages/synth_00002.jpg").write_bytes(b"garbage")
+    assert run(_train_args(tiny_train_voc, tmp_path / "ck")) == 1
     assert "synth_00002.jpg" in _single_error(capsys)
     assert not (tmp_path / "ck").exists()
