@@ -65,16 +65,23 @@ def save_onnx(
 PASSTHROUGH_OPS = ("Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Cast")
 
 
+def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every typed value (inputs, outputs, value_info, initializers)."""
+    graph = model.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    return types
+
+
 def output_producers(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that compute the graph outputs, walking back through pass-through ops."""
-    passthrough = PASSTHROUGH_OPS
     producers = {out: node for node in model.graph.node for out in node.output}
     names: list[str] = []
     for output in model.graph.output:
         node = producers.get(output.name)
         while node is not None:
             names.append(node.name)
-            if node.op_type not in passthrough and node.op_type != "ArgMax":
+            if node.op_type not in PASSTHROUGH_OPS and node.op_type != "ArgMax":
                 break
             node = producers.get(node.input[0])
     return list(dict.fromkeys(names))

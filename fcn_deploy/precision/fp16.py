@@ -20,7 +20,8 @@ import numpy as np
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.fileio import sha256_file
-from fcn_deploy.precision.artifact import load_onnx, output_producers, save_onnx
+from fcn_deploy.precision.artifact import load_onnx, output_producers, save_onnx, tensor_elem_types
+from fcn_deploy.spec import QuantizationInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -49,8 +50,6 @@ def convert_fp16(onnx_path: str | os.PathLike[str], out: str | os.PathLike[str])
     if spec.precision != "fp32":
         raise ArtifactError(f"{onnx_path} has precision '{spec.precision}'", "convert the FP32 export, e.g. export/fcn.onnx")
     converted, kept = to_fp16(model)
-    from fcn_deploy.spec import QuantizationInfo
-
     notes = "fp32 kept: " + ", ".join(kept)
     new_spec = spec.replace(precision="fp16", quantization=QuantizationInfo(notes=notes))
     path = save_onnx(converted, out, new_spec, {"source_onnx": str(onnx_path), "fp32_nodes": list(kept),
@@ -61,12 +60,8 @@ def convert_fp16(onnx_path: str | os.PathLike[str], out: str | os.PathLike[str])
 def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """Convert a float32 ModelProto to mixed FP16/FP32; returns the model and the nodes kept in FP32."""
     onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(model)
-    graph = inferred.graph
-    for index, node in enumerate(graph.node):
-        node.name = node.name or f"{node.op_type}_{index}"
-    elem = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
-    elem.update({t.name: t.data_type for t in graph.initializer})
+    inferred = _inferred_and_named(model)
+    elem = tensor_elem_types(inferred)
     keep = _fp32_nodes(inferred)
     new = onnx.ModelProto()
     new.CopyFrom(inferred)
@@ -74,6 +69,14 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     del new.graph.value_info[:]
     onnx.checker.check_model(new)
     return new, [n.name for n in inferred.graph.node if n.name in keep]
+
+
+def _inferred_and_named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A shape-inferred copy whose nodes all have names (the FP32 keep-set is a set of node names)."""
+    inferred = require("onnx").shape_inference.infer_shapes(model)
+    for index, node in enumerate(inferred.graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"
+    return inferred
 
 
 def _fp32_nodes(model: onnx.ModelProto) -> set[str]:
@@ -131,8 +134,8 @@ def _rewrite(model: onnx.ModelProto, elem: dict[str, int], keep: set[str]) -> No
             raise ArtifactError(f"graph output '{output.name}' would be FP16; its producer must stay FP32")
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    survivors = [t for t in graph.initializer if t.name in used or t.name in {o.name for o in graph.output}]
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    survivors = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(survivors)
 
@@ -149,9 +152,7 @@ def _retag_node(node: onnx.NodeProto, old: int, new: int) -> None:
     for attr in node.attribute:
         if node.op_type == "Cast" and attr.name == "to" and attr.i == old:
             attr.i = new
-        if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == old:
-            attr.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(attr.t)), attr.t.name))
-        if node.op_type == "ConstantOfShape" and attr.name == "value" and attr.t.data_type == old:
+        if node.op_type in ("Constant", "ConstantOfShape") and attr.name == "value" and attr.t.data_type == old:
             attr.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(attr.t)), attr.t.name))
 
 
@@ -163,11 +164,9 @@ def emulate_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     onnx = require("onnx")
     helper, numpy_helper = onnx.helper, require("onnx.numpy_helper")
     FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-    emulated = onnx.shape_inference.infer_shapes(model)
+    emulated = _inferred_and_named(model)
     graph = emulated.graph
-    for index, node in enumerate(graph.node):
-        node.name = node.name or f"{node.op_type}_{index}"
-    elem = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
+    elem = tensor_elem_types(emulated)
     inits = {t.name: t for t in graph.initializer}
     keep = _fp32_nodes(emulated)
     half_region = [n for n in graph.node if n.name not in keep]

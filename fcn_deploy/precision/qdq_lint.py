@@ -16,7 +16,7 @@ import numpy as np
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
-from fcn_deploy.precision.artifact import PASSTHROUGH_OPS as _PASSTHROUGH_OPS
+from fcn_deploy.precision.artifact import PASSTHROUGH_OPS, tensor_elem_types
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -53,7 +53,7 @@ def lint_qdq(model: onnx.ModelProto) -> list[LintIssue]:
     if opset < MIN_QDQ_OPSET:
         issues.append(LintIssue("<graph>", "opset", f"opset {opset} < {MIN_QDQ_OPSET}; per-channel Q/DQ needs opset 13+"))
     initializers = {t.name: t for t in graph.initializer}
-    types = _tensor_elem_types(model)
+    types = tensor_elem_types(model)
     for node in qdq_nodes:
         issues += _check_zero_point(node, initializers)
         issues += _check_int8_type(node, initializers, types)
@@ -90,14 +90,6 @@ def _name(node: onnx.NodeProto) -> str:
 
 def _default_opset(model: onnx.ModelProto) -> int:
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-
-def _tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Element type of every typed value (inputs, outputs, value_info, initializers)."""
-    graph = model.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
-    types.update({t.name: t.data_type for t in graph.initializer})
-    return types
 
 
 def _check_zero_point(node: onnx.NodeProto, initializers: dict) -> list[LintIssue]:
@@ -160,7 +152,7 @@ def _check_outputs_float(graph: onnx.GraphProto) -> list[LintIssue]:
     for output in graph.output:
         tensor = output.name
         node = producers.get(tensor)
-        while node is not None and node.op_type in _PASSTHROUGH_OPS:
+        while node is not None and node.op_type in PASSTHROUGH_OPS:
             node = producers.get(node.input[0])
         if node is not None and node.op_type in QDQ_OPS:
             issues.append(LintIssue(_name(node), "float-logits", f"graph output '{output.name}' is quantised"))
