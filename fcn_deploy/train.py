@@ -360,8 +360,9 @@ def train(config: TrainConfig) -> TrainResult:
         info = Checkpoint(spec=spec, epoch=epoch, metrics=metrics.as_dict(), history=tuple(history))
         save_checkpoint(last_path, model, info, optimizer.state_dict())
         improved = not math.isnan(metrics.val_miou) and metrics.val_miou > best_miou
-        if improved or not best_path.is_file():
-            best_epoch, best_miou = epoch, metrics.val_miou
+        if improved or not best_path.is_file():  # an unscorable first epoch still gets a best file
+            best_epoch = epoch
+            best_miou = metrics.val_miou if improved else best_miou  # never NaN: later epochs can still win
             _copy_atomic(last_path, best_path)
         log(
             f"epoch {epoch}/{config.epochs}: train loss {loss:.3f}, train acc {train_acc:.3f}, "

@@ -92,3 +92,16 @@ def test_bad_options(tiny_train_voc, tmp_path, changes, message):
     with pytest.raises(InputError, match=message):
         train(_tiny_config(tiny_train_voc, tmp_path / "ck", **changes))
     assert not (tmp_path / "ck").exists()
+
+
+def test_an_unscorable_first_epoch_does_not_freeze_the_best_checkpoint(tiny_train_voc, tmp_path, monkeypatch):
+    """A NaN val mIoU (an all-void val split) in epoch 1 must not stop later epochs from becoming the best."""
+    import fcn_deploy.train as train_module
+    from fcn_deploy.metrics import SegmentationScores
+
+    scores = iter([SegmentationScores(float("nan"), float("nan"), ()), SegmentationScores(0.5, 0.25, ())])
+    monkeypatch.setattr(train_module, "scores_from_confusion", lambda matrix: next(scores))
+    result = train(_tiny_config(tiny_train_voc, tmp_path, epochs=2))
+    assert (result.best_epoch, result.best_val_miou) == (2, 0.25)
+    info, _ = read_checkpoint(result.best_checkpoint)
+    assert info.epoch == 2
