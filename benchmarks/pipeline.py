@@ -74,7 +74,7 @@ def voc_folder(folder: Path, count: int, images_from: Path | None) -> list[Path]
 
 def voc_efficiency(model: Path, count: int, rounds: int, device: str, images_from: Path | None) -> dict:
     """Interleaved rounds of infer_folder vs the bare backend over the same number of VOC-sized images."""
-    from fcn_deploy.bench import make_input
+    from fcn_deploy.export import example_input
     from fcn_deploy.data.transforms import aligned_size
     from fcn_deploy.data.voc import image_size
     from fcn_deploy.infer import InferConfig, infer_folder
@@ -88,7 +88,7 @@ def voc_efficiency(model: Path, count: int, rounds: int, device: str, images_fro
         config = InferConfig(device=device, overwrite=True, progress=False)
         pipeline_s, load_s, model_s = [], [], []
         with open_backend(model, device) as backend:
-            inputs = {hw: make_input(backend.spec, 1, *aligned_size(hw)) for hw in sizes}
+            inputs = {hw: example_input(backend.spec, 1, *aligned_size(hw)) for hw in sizes}
             backend.infer(inputs[order[0]])
             infer_folder(model, work / "images", work / "masks", config)  # warm-up (file cache, allocator)
             for round_index in range(rounds):

@@ -28,7 +28,9 @@ import numpy as np
 from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
 from fcn_deploy.data.progress import log as _log
 from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.export import example_input
 from fcn_deploy.fileio import sha256_file, write_text_atomic
+from fcn_deploy.runtime import ENGINE_SUFFIXES
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, read_sidecar
 
 Size = tuple[int, int]
@@ -333,7 +335,7 @@ def rss_worker(request: dict[str, Any]) -> None:
         load_s = time.perf_counter() - start
         for batch, height, width in request["shapes"]:
             if backend.spec.shape_range.contains(batch, height, width):
-                backend.infer(make_input(backend.spec, batch, height, width))
+                backend.infer(example_input(backend.spec, batch, height, width))
     print(json.dumps({"before_load": before, "peak": peak_rss_mb(), "load_s": load_s}), flush=True)
 
 
@@ -344,7 +346,7 @@ def _import_runtime_for(path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         modules = ("onnxruntime", "fcn_deploy.runtime.ort_backend")
-    elif suffix in (".engine", ".plan"):
+    elif suffix in ENGINE_SUFFIXES:
         modules = ("tensorrt", "fcn_deploy.runtime.trt_backend")
     else:
         modules = ("torch", "fcn_deploy.runtime.torch_backend")
@@ -356,14 +358,6 @@ def _import_runtime_for(path: Path) -> None:
 
 
 # --- inputs and baseline -----------------------------------------------------------------------------
-
-
-def make_input(spec: ModelSpec, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A random batch in the artifact's input format (normalised float32 NCHW or uint8 NHWC)."""
-    rng = np.random.default_rng(seed)
-    if spec.input_format == INPUT_UINT8_NHWC:
-        return rng.integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
-    return rng.standard_normal((batch, 3, height, width), dtype=np.float32)
 
 
 def find_source_checkpoint(
@@ -457,7 +451,7 @@ def _measure_shape(
         if not spec.shape_range.contains(*shape):
             skipped[index] = f"outside the artifact's shape range {spec.shape_range.min}..{spec.shape_range.max}"
             continue
-        inputs[index] = make_input(spec, *shape)
+        inputs[index] = example_input(spec, *shape)
         for warm in range(config.warmup):
             seconds = _timed_run(item.backend, inputs[index])
             if item.first_run_s is None and warm == 0:

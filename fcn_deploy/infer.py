@@ -9,7 +9,6 @@ interrupted run leaves no half-written file and the next run skips what is done.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -27,13 +26,12 @@ from fcn_deploy.data.progress import log, progress_bar
 from fcn_deploy.errors import ArtifactError, BatchFailure, FcnDeployError, InputError
 from fcn_deploy.fileio import write_text_atomic
 from fcn_deploy.imageio import DEFAULT_MAX_PIXELS, is_image_path, read_image, write_mask, write_overlay
-from fcn_deploy.runtime import DEVICES, Device
+from fcn_deploy.runtime import DEVICES, ENGINE_SUFFIXES, Device, cuda_device_count
 from fcn_deploy.segmenter import Segmenter, SegmenterConfig, SegmentResult, open_segmenter
 
 SUMMARY_NAME = "summary.json"
 MASK_SUFFIX = ".png"
 OVERLAY_SUFFIX = ".overlay.jpg"
-ENGINE_SUFFIXES = (".engine", ".plan")
 DEFAULT_ONNX = Path("export") / "fcn.onnx"
 ENGINE_DIR = Path("engines")
 
@@ -124,14 +122,7 @@ class _Job:
 
 def _tensorrt_usable() -> bool:
     """TensorRT is installed and a CUDA driver with at least one device is present."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return False
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-        count = ctypes.c_int(0)
-        return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
-    except OSError:
-        return False
+    return importlib.util.find_spec("tensorrt") is not None and bool(cuda_device_count())
 
 
 def default_model(device: Device = "auto", workspace: Path = Path(".")) -> Path:

@@ -23,6 +23,7 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.export import read_onnx_spec
 from fcn_deploy.runtime import DEVICES
+from fcn_deploy.runtime import cuda_device_count
 from fcn_deploy.runtime.base import Backend
 
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -148,27 +149,13 @@ def _loadable(library: str) -> bool:
     return True
 
 
-def _cuda_device_count() -> int | None:
-    """CUDA devices the driver reports (None when the driver API cannot be asked)."""
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-        if driver.cuInit(0) != 0:
-            return 0
-        count = ctypes.c_int(0)
-        if driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return count.value
-    except (OSError, AttributeError):
-        return None
-
-
 def cuda_unavailable_reason(ort: ModuleType) -> str:
     """Why ONNX Runtime's CUDA provider did not load: no driver, no device, or missing CUDA libraries."""
     if not sys.platform.startswith("linux"):
         return "the CUDA provider failed to load (check the NVIDIA driver, CUDA and cuDNN installation)"
     if not _loadable("libcuda.so.1"):
         return "no NVIDIA driver is installed (libcuda.so.1 not found), so there is no CUDA device"
-    if _cuda_device_count() == 0:
+    if cuda_device_count() == 0:
         return "the NVIDIA driver reports no usable CUDA device"
     try:
         cuda_version = str(importlib.import_module("onnxruntime.capi.build_and_package_info").cuda_version)
