@@ -27,11 +27,12 @@ from fcn_deploy.fileio import atomic_path, sha256_file
 from fcn_deploy.spec import (
     INPUT_FLOAT_NCHW,
     INPUT_UINT8_NHWC,
-    ONNX_METADATA_KEY,
     ModelSpec,
     ShapeRange,
     read_sidecar,
     sidecar_path,
+    spec_from_onnx,
+    store_in_onnx,
     write_sidecar,
 )
 
@@ -125,7 +126,8 @@ def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig
     proto = _trace(model, spec, config)
     export_seconds = time.perf_counter() - started
     _say(config, f"exported in {export_seconds:.1f} s")
-    _set_metadata(proto, spec)
+    store_in_onnx(proto, spec)
+    proto.producer_name = "fcn-deploy"
     _say(config, "checking the graph (onnx checker, shape inference)...")
     check_graph(proto, spec, str(out))
     stale = out.with_name(out.name + ".data")
@@ -259,15 +261,6 @@ def _trace(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> onnx.Mode
     return program.model_proto
 
 
-def _set_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
-    """Store the spec under ONNX_METADATA_KEY (replacing an older value)."""
-    kept = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    proto.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
-    proto.producer_name = "fcn-deploy"
-
-
 def check_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
     """ONNX checker (full), strict shape inference and the spec/graph cross-check; ArtifactError on failure."""
     onnx = require("onnx")
@@ -368,13 +361,7 @@ def read_onnx_spec(path: str | os.PathLike[str]) -> ModelSpec:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise ArtifactError(f"{path} is not a readable ONNX model ({exc})", _EXPORT_HINT) from exc
-    metadata = {p.key: p.value for p in proto.metadata_props}
-    if ONNX_METADATA_KEY not in metadata:
-        raise ArtifactError(
-            f"{path} is not an fcn-deploy ONNX model (no '{ONNX_METADATA_KEY}' metadata)",
-            f"{_EXPORT_HINT}; other ONNX models lack the spec (classes, normalisation, alignment) it needs",
-        )
-    spec = ModelSpec.from_json(metadata[ONNX_METADATA_KEY], source=f"{path} metadata")
+    spec = spec_from_onnx(proto, str(path))
     if sidecar_path(path).is_file():
         _check_sidecar(path, spec)
     check_spec_against_graph(proto, spec, str(path))

@@ -164,6 +164,29 @@ class ModelSpec:
         return cls.from_dict(data, source)
 
 
+# --- ONNX metadata (works on any ModelProto; no onnx import needed) -------------------------------
+
+
+def store_in_onnx(proto: Any, spec: ModelSpec) -> None:
+    """Store ``spec`` in an ONNX model's metadata under ONNX_METADATA_KEY, replacing an older value."""
+    kept = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+
+
+def spec_from_onnx(proto: Any, source: str) -> ModelSpec:
+    """The spec in an ONNX model's metadata; ArtifactError for a model fcn-deploy did not export."""
+    for prop in proto.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            return ModelSpec.from_json(prop.value, source=f"{source} metadata")
+    raise ArtifactError(
+        f"{source} is not an fcn-deploy ONNX model (no '{ONNX_METADATA_KEY}' metadata)",
+        "export it with 'fcn-deploy export CHECKPOINT'; other ONNX models lack the spec "
+        "(classes, normalisation, alignment) it needs",
+    )
+
+
 # --- sidecars ------------------------------------------------------------------------------------
 
 

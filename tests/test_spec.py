@@ -64,3 +64,17 @@ def test_foreign_or_malformed_documents_are_artifact_errors(tmp_path) -> None:
     sidecar_path(artifact).write_text(json.dumps({"spec": {"arch": "fcn32s", "num_classes": 0}}))
     with pytest.raises(ArtifactError, match="num_classes"):
         read_sidecar(artifact)
+
+
+def test_onnx_metadata_round_trip_replaces_an_older_spec() -> None:
+    import onnx
+
+    from fcn_deploy.spec import ONNX_METADATA_KEY, spec_from_onnx, store_in_onnx
+
+    proto = onnx.ModelProto()
+    with pytest.raises(ArtifactError, match="not an fcn-deploy ONNX model"):
+        spec_from_onnx(proto, "m.onnx")
+    store_in_onnx(proto, ModelSpec(arch="fcn32s"))
+    store_in_onnx(proto, ModelSpec(arch="fcn8s"))
+    assert [p.key for p in proto.metadata_props] == [ONNX_METADATA_KEY]
+    assert spec_from_onnx(proto, "m.onnx") == ModelSpec(arch="fcn8s")

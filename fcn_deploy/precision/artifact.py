@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import atomic_path, sha256_file
-from fcn_deploy.spec import ONNX_METADATA_KEY, ModelSpec, write_sidecar
+from fcn_deploy.spec import ModelSpec, spec_from_onnx, store_in_onnx, write_sidecar
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -26,18 +26,7 @@ def load_onnx(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, ModelSpec]
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise ArtifactError(f"cannot read ONNX model {path} ({exc})") from exc
-    return model, spec_of(model, str(path))
-
-
-def spec_of(model: onnx.ModelProto, source: str) -> ModelSpec:
-    """The ModelSpec in an ONNX model's metadata (ArtifactError when absent)."""
-    for prop in model.metadata_props:
-        if prop.key == ONNX_METADATA_KEY:
-            return ModelSpec.from_json(prop.value, source=source)
-    raise ArtifactError(
-        f"{source} carries no fcn-deploy spec (metadata key '{ONNX_METADATA_KEY}')",
-        "export the model with 'fcn-deploy export'",
-    )
+    return model, spec_from_onnx(model, str(path))
 
 
 def save_onnx(
@@ -48,10 +37,7 @@ def save_onnx(
 ) -> Path:
     """Store ``spec`` in the model's metadata, write it atomically, then write its sidecar."""
     onnx = require("onnx")
-    kept = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+    store_in_onnx(model, spec)
     path = Path(path)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
