@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 from fcn_deploy.errors import ArtifactError
@@ -12,8 +14,6 @@ from fcn_deploy.precision.artifact import load_onnx
 from fcn_deploy.precision.fp16 import convert_fp16, emulate_fp16
 from fcn_deploy.spec import read_sidecar
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.precision.qdq_lint import check_qdq, lint_qdq
 
-onnx = pytest.importorskip("onnx")
 helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
 
 
