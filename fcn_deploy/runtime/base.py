@@ -7,7 +7,7 @@ from types import TracebackType
 
 import numpy as np
 
-from fcn_deploy.errors import ShapeError
+from fcn_deploy.errors import InputError, ShapeError
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
 
 
@@ -29,17 +29,31 @@ class Backend(abc.ABC):
         """Where inference really runs ('cpu' or 'cuda')."""
         return "cpu"
 
+    _closed = False
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Check ``batch`` against the spec, then run it; returns N×C×H×W float32 logits."""
+        self.require_open()
         self.check_input(batch)
         return self._infer(batch)
+
+    def require_open(self) -> None:
+        """InputError once ``close`` has released the backend (instead of a crash inside the runtime)."""
+        if self._closed:
+            raise InputError(f"the {self.name} backend was closed", "open the model again")
 
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Run an already-validated batch."""
 
     def close(self) -> None:
-        """Release sessions, engines and device memory."""
+        """Release sessions, engines and device memory; later ``infer`` calls fail with a clear error."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        """Free what the backend holds (subclasses with resources override this)."""
 
     def __enter__(self) -> Backend:
         return self

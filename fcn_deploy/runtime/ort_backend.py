@@ -55,8 +55,6 @@ class OrtBackend(Backend):
 
     def _run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The named outputs of one session run on a validated batch (FP16-input graphs get float16; logits float32)."""
-        if self._session is None:
-            raise InputError(f"{self.path} was closed", "open the model again")
         feed = batch.astype(self._input_dtype) if self._input_dtype is not None else batch
         values = self._session.run(names, {self.spec.input_name: np.ascontiguousarray(feed)})
         outputs = dict(zip(names, values))
@@ -68,10 +66,11 @@ class OrtBackend(Backend):
 
     def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every graph output by name (logits as float32, plus labels for --with-argmax exports)."""
+        self.require_open()
         self.check_input(batch)
         return self._run(batch, self._output_names)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self._session = None
 
 

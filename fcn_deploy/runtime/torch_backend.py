@@ -65,5 +65,5 @@ class TorchBackend(Backend):
                 x = (x.permute(0, 3, 1, 2).float() / 255.0 - self._mean) / self._std
             return self.model(x).float().cpu().numpy()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.model = None

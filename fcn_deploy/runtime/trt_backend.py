@@ -149,7 +149,7 @@ class TensorRTBackend(Backend):
         cuda_call("cudaStreamSynchronize", cudart.cudaStreamSynchronize(self._stream))
         return np.array(outputs[spec.output_name], dtype=np.float32, copy=True)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         for buffer in (*getattr(self, "_device_buffers", {}).values(), *getattr(self, "_host_buffers", {}).values()):
             buffer.close()
         if getattr(self, "_stream", None) is not None:

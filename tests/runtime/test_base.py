@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcn_deploy.errors import ShapeError
+from fcn_deploy.errors import InputError, ShapeError
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
@@ -20,15 +20,15 @@ class Recording(Backend):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.seen: list[tuple[int, ...]] = []
-        self.closed = False
+        self.releases = 0
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         self.seen.append(batch.shape)
         n, h, w = (batch.shape[0], *self.input_hw(batch))
         return np.zeros((n, self.spec.num_classes, h, w), np.float32)
 
-    def close(self) -> None:
-        self.closed = True
+    def _release(self) -> None:
+        self.releases += 1
 
 
 @pytest.fixture
@@ -69,4 +69,13 @@ def test_uint8_nhwc_spec_takes_raw_rgb() -> None:
 def test_context_manager_closes(float_backend: Recording) -> None:
     with float_backend as backend:
         assert backend.device == "cpu"
-    assert float_backend.closed
+    assert float_backend.releases == 1
+
+
+def test_a_closed_backend_refuses_inference_and_releases_once(float_backend: Recording) -> None:
+    float_backend.close()
+    float_backend.close()
+    assert float_backend.releases == 1
+    with pytest.raises(InputError, match="was closed"):
+        float_backend.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert float_backend.seen == []
