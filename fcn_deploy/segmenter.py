@@ -94,6 +94,7 @@ class Segmenter:
             raise ArtifactError(f"{self.spec.num_classes} classes do not fit uint8 labels (at most 256)")
         self.batch = _checked_batch(config.batch, self.spec)
         self.tile = _checked_tile(config.tile, self.spec)
+        _check_step(self.tile, config.overlap, self.spec.alignment)
         self._scale, self._offset = _normaliser(self.spec)
 
     # --- public API ----------------------------------------------------------------------------
@@ -127,7 +128,7 @@ class Segmenter:
 
     def plan(self, image_hw: tuple[int, int]) -> TilePlan:
         """The tile layout slide mode uses for an image of ``image_hw``."""
-        return plan_tiles(image_hw, self.tile, self.config.overlap, self.batch)
+        return plan_tiles(image_hw, self.tile, self.config.overlap, self.batch, self.spec.alignment)
 
     def close(self) -> None:
         """Close the backend."""
@@ -215,6 +216,19 @@ def _checked_tile(tile: tuple[int, int] | None, spec: ModelSpec) -> tuple[int, i
             f"use a tile inside that range, e.g. the preferred {shapes.opt[1]}x{shapes.opt[2]}",
         )
     return height, width
+
+
+def _check_step(tile: tuple[int, int], overlap: float, alignment: int) -> None:
+    """Tiles start on the model's ``alignment`` grid, so the step between them must be at least one grid cell."""
+    for side in tile:
+        step = side - int(round(side * overlap))
+        if step < alignment:
+            most = 1.0 - alignment / side
+            raise InputError(
+                f"overlap {overlap} on a {tile[0]}x{tile[1]} tile steps {step} pixels, less than the model's "
+                f"{alignment}-pixel grid that tiles are placed on",
+                f"use an overlap of at most {most:.2f}, or a larger tile",
+            )
 
 
 def _checked_image(image: np.ndarray) -> np.ndarray:

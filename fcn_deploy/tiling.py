@@ -1,15 +1,15 @@
 """Whole-image and tiled (sliding-window) inference on numpy arrays, independent of any runtime.
 
 Whole mode reflect-pads an image to the model's alignment, runs it once and crops the logits. Slide mode
-cuts overlapping tiles (edge tiles shifted inside the image), runs them in batches and blends their logits
-with per-pixel window weights. Stitching streams over rows of tiles: only one band of rows (about a tile
-tall, full width, every class) is held at a time, and rows that no later tile touches are reduced to labels
-and released. Peak memory is the uint8 image, the uint8 labels and O(width × tile height × classes) floats.
+cuts overlapping tiles, runs them in batches and blends their logits with per-pixel window weights. Tiles
+start on multiples of the alignment (the model's output stride), so they sample the image on the same grid
+as the whole-image pass; the last tile ends at the aligned image edge, inside the same reflect padding.
+Stitching streams over rows of tiles: only one band of rows (about a tile tall, full width, every class) is
+held at a time, and rows that no later tile touches are reduced to labels and released. Peak memory is the uint8 image, the uint8 labels and O(width × tile height × classes) floats.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -43,17 +43,22 @@ def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, widths, mode="reflect")
 
 
-def axis_starts(length: int, tile: int, overlap: float) -> tuple[int, ...]:
-    """Tile offsets along one axis: evenly spread, overlapping at least ``overlap``, the last ending at ``length``.
+def axis_starts(length: int, tile: int, overlap: float, alignment: int = 1) -> tuple[int, ...]:
+    """Tile offsets along one axis: evenly spread multiples of ``alignment``, overlapping at least ``overlap``.
 
-    An axis no longer than the tile gets one tile at 0 (the image is padded up to the tile there).
+    The tiles cover ``length`` rounded up to ``alignment`` (the last one ends there); an axis no longer than
+    the tile gets one tile at 0. The image is reflect-padded wherever a tile reaches past it.
     """
-    if length <= tile:
+    span = max(0, align_up(length, alignment) - tile)
+    if span == 0:
         return (0,)
-    stride = max(1, tile - int(round(tile * overlap)))
-    count = math.ceil((length - tile) / stride) + 1
-    span = length - tile
-    return tuple(int(round(i * span / (count - 1))) for i in range(count))
+    stride = (tile - int(round(tile * overlap))) // alignment  # in units of ``alignment``
+    if stride < 1:
+        raise ValueError(f"tile {tile} with overlap {overlap} steps less than the alignment {alignment}")
+    units = -(-span // alignment)
+    count = -(-units // stride) + 1
+    # floor of an even spread: consecutive gaps differ by at most one unit and never exceed ``stride``
+    return tuple(min(span, alignment * (i * units // (count - 1))) for i in range(count))
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,8 @@ class TilePlan:
 
     @property
     def canvas_hw(self) -> HW:
-        """The image size, grown to the tile size along axes shorter than a tile."""
-        return max(self.image_hw[0], self.tile_hw[0]), max(self.image_hw[1], self.tile_hw[1])
+        """The area the tiles cover: the image, grown to where the last tile along each axis ends."""
+        return self.ys[-1] + self.tile_hw[0], self.xs[-1] + self.tile_hw[1]
 
     def row_groups(self) -> tuple[tuple[int, ...], ...]:
         """Tile-row indices run together: one row per group, or several narrow rows filling one batch."""
@@ -95,16 +100,24 @@ class TilePlan:
                 yield done, tiles[start : start + self.batch]
 
 
-def plan_tiles(image_hw: Sequence[int], tile_hw: Sequence[int], overlap: float, batch: int) -> TilePlan:
-    """Lay tiles of ``tile_hw`` over an image of ``image_hw`` with at least ``overlap`` (a fraction) between them."""
+def plan_tiles(
+    image_hw: Sequence[int], tile_hw: Sequence[int], overlap: float, batch: int, alignment: int = 1
+) -> TilePlan:
+    """Lay tiles of ``tile_hw`` over an image of ``image_hw`` with at least ``overlap`` (a fraction) between them.
+
+    With ``alignment`` (the model's output stride) every tile starts on a multiple of it, so each tile sees the
+    image on the same sampling grid as one whole-image pass and the tiles' logits agree where they overlap.
+    """
     height, width = (int(v) for v in image_hw)
     tile_h, tile_w = (int(v) for v in tile_hw)
     if min(height, width, tile_h, tile_w, batch) < 1:
         raise ValueError(f"image {image_hw}, tile {tile_hw} and batch {batch} must be positive")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    ys = axis_starts(height, tile_h, overlap)
-    xs = axis_starts(width, tile_w, overlap)
+    if alignment < 1 or tile_h % alignment or tile_w % alignment:
+        raise ValueError(f"tile {tile_hw} must be a multiple of the alignment {alignment}")
+    ys = axis_starts(height, tile_h, overlap, alignment)
+    xs = axis_starts(width, tile_w, overlap, alignment)
     return TilePlan((height, width), (tile_h, tile_w), ys, xs, int(batch))
 
 

@@ -36,6 +36,19 @@ class RedClassBackend(Backend):
         return logits
 
 
+class BlockClassBackend(RedClassBackend):
+    """Like FCN-32s, one class per 32×32 block of the input: the block's mean red value modulo the class count."""
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        red = self._red(batch).astype(np.float64)
+        n, height, width = red.shape
+        means = red.reshape(n, height // 32, 32, width // 32, 32).mean(axis=(2, 4))
+        blocks = np.rint(means).astype(np.int64).repeat(32, axis=1).repeat(32, axis=2)
+        logits = np.zeros((n, self.spec.num_classes, height, width), np.float32)
+        np.put_along_axis(logits, (blocks % self.spec.num_classes)[:, None], 1.0, axis=1)
+        return logits
+
+
 def make_segmenter(config: SegmenterConfig = SegmenterConfig(), **spec_changes) -> Segmenter:
     spec = ModelSpec(arch="fcn32s", shape_range=SMALL_RANGE).replace(**spec_changes)
     return Segmenter(RedClassBackend(spec), config)
@@ -68,6 +81,16 @@ def test_whole_and_slide_agree_and_tile_forces_slide():
     tiled = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.5, blend="gaussian")).segment(image)
     assert (whole.mode, tiled.mode) == ("whole", "slide")
     assert tiled.tiles > 4 and tiled.input_hw == (64, 64)
+    assert np.array_equal(whole.labels, tiled.labels)
+
+
+def test_tiles_sit_on_the_models_grid_so_slide_equals_whole_for_a_stride_32_model():
+    # tiles placed off the 32-pixel grid would see other blocks than the whole-image pass (and other labels)
+    image = noise(213, 250, seed=3)
+    spec = ModelSpec(arch="fcn32s", shape_range=SMALL_RANGE)
+    whole = Segmenter(BlockClassBackend(spec), SegmenterConfig(mode="whole")).segment(image)
+    tiled = Segmenter(BlockClassBackend(spec), SegmenterConfig(tile=(64, 96), overlap=0.4)).segment(image)
+    assert tiled.tiles > 4
     assert np.array_equal(whole.labels, tiled.labels)
 
 
@@ -112,6 +135,7 @@ def test_default_batch_is_capped_by_the_model():
     (dict(tile=(100, 96)), "not a multiple of the model's alignment 32"),
     (dict(tile=(512, 96)), "outside the model's size range"),
     (dict(batch=5), "exceeds the model's maximum batch of 4"),
+    (dict(tile=(64, 64), overlap=0.6), "steps 26 pixels, less than the model's 32-pixel grid"),
 ])
 def test_options_the_model_cannot_honour_are_rejected(config, match):
     with pytest.raises(InputError, match=match):
@@ -185,6 +209,5 @@ def test_slide_agrees_with_whole_on_real_images(real_onnx, voc_sample_dir):
     agreement = agree / total
     print(f"slide vs whole agreement on {len(images)} VOC images ({'trained' if trained else 'random'} weights): "
           f"{agreement:.4f}")
-    # the session checkpoint is trained on small synthetic images only, so real VOC photos are out of its
-    # distribution and its logits are less stable under a change of context (measured: 0.966 with 256x256 tiles)
-    assert agreement >= (0.95 if trained else 0.9)
+    # trained: the issue's bar (measured 0.995 with tiles on the 32-pixel grid, 0.966 with tiles placed anywhere)
+    assert agreement >= (0.99 if trained else 0.9)

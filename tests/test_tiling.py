@@ -25,9 +25,10 @@ def identity_runner(tiles: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)).astype(np.float32)
 
 
-def blended_image(image: np.ndarray, tile: tuple[int, int], overlap: float, batch: int, blend: str):
+def blended_image(image: np.ndarray, tile: tuple[int, int], overlap: float, batch: int, blend: str,
+                  alignment: int = 1):
     """Stitch the identity runner's output back into an H×W×3 float image, recording the released row ranges."""
-    plan = plan_tiles(image.shape[:2], tile, overlap, batch)
+    plan = plan_tiles(image.shape[:2], tile, overlap, batch, alignment)
     out = np.full(image.shape, np.nan, np.float64)
     released = []
 
@@ -40,25 +41,41 @@ def blended_image(image: np.ndarray, tile: tuple[int, int], overlap: float, batc
     return out, released, plan
 
 
+@pytest.mark.parametrize("alignment", [1, 32])
 @pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 0.25), (777, 320, 0.25), (320, 320, 0.5),
                                                  (321, 320, 0.0), (100, 320, 0.25), (4096, 96, 0.9), (97, 32, 0.0)])
-def test_axis_starts_cover_the_axis_inside_the_image(length, tile, overlap):
-    starts = axis_starts(length, tile, overlap)
+def test_axis_starts_cover_the_aligned_axis(length, tile, overlap, alignment):
+    required = int(round(tile * overlap))
+    if align_up(length, alignment) > tile and tile - required < alignment:
+        with pytest.raises(ValueError, match="steps less than the alignment"):
+            axis_starts(length, tile, overlap, alignment)  # the requested overlap cannot be kept on the grid
+        return
+    starts = axis_starts(length, tile, overlap, alignment)
     assert starts[0] == 0
     assert list(starts) == sorted(set(starts))
-    if length <= tile:
+    assert all(s % alignment == 0 for s in starts)  # every tile on the model's sampling grid
+    end = align_up(length, alignment)
+    if end <= tile:
         assert starts == (0,)
         return
-    assert starts[-1] == length - tile  # the edge tile is shifted inside, not hanging over
-    assert all(0 <= s <= length - tile for s in starts)
-    required = int(round(tile * overlap))
+    assert starts[-1] == end - tile  # the edge tile ends at the aligned edge, less than one grid step past the image
+    assert end - length < alignment
     assert all(b - a <= tile - required for a, b in zip(starts, starts[1:]))  # at least the requested overlap
 
 
+def test_aligned_plan_reflect_pads_less_than_one_grid_step():
+    plan = plan_tiles((375, 500), (256, 256), 0.25, 4, alignment=32)
+    assert plan.ys == (0, 128) and plan.xs == (0, 128, 256)
+    assert plan.canvas_hw == (384, 512)
+    with pytest.raises(ValueError, match="multiple of the alignment"):
+        plan_tiles((375, 500), (250, 256), 0.25, 4, alignment=32)
+
+
+@pytest.mark.parametrize("alignment", [1, 32])
 @pytest.mark.parametrize("image_hw,tile", [((1000, 777), (256, 320)), ((50, 70), (64, 96)), ((64, 96), (64, 96)),
                                            ((300, 40), (64, 64))])
-def test_tiles_cover_every_pixel(image_hw, tile):
-    plan = plan_tiles(image_hw, tile, 0.25, 4)
+def test_tiles_cover_every_pixel(image_hw, tile, alignment):
+    plan = plan_tiles(image_hw, tile, 0.25, 4, alignment)
     covered = np.zeros(plan.canvas_hw, np.int32)
     for y in plan.ys:
         for x in plan.xs:
@@ -79,6 +96,7 @@ def test_blend_windows_are_positive_everywhere(blend):
         assert window[32, 48] > window[0, 0]  # centres weigh more than corners
 
 
+@pytest.mark.parametrize("alignment", [1, 32])
 @pytest.mark.parametrize("blend", BLENDS)
 @pytest.mark.parametrize("image_hw,tile,overlap,batch", [
     ((1000, 777), (256, 320), 0.25, 4),
@@ -87,9 +105,9 @@ def test_blend_windows_are_positive_everywhere(blend):
     ((300, 40), (64, 64), 0.0, 8),  # narrow: several tile rows per batch
     ((64, 96), (64, 96), 0.25, 1),  # exactly one tile
 ])
-def test_stitching_reproduces_the_input(blend, image_hw, tile, overlap, batch):
+def test_stitching_reproduces_the_input(blend, image_hw, tile, overlap, batch, alignment):
     image = np.random.default_rng(0).integers(0, 256, (*image_hw, 3), dtype=np.uint8)
-    out, released, plan = blended_image(image, tile, overlap, batch, blend)
+    out, released, plan = blended_image(image, tile, overlap, batch, blend, alignment)
     assert np.allclose(out, image, atol=1e-3)
     # rows are released in order, once each, and together they are the whole image
     assert released[0][0] == 0 and released[-1][1] == image_hw[0]

@@ -51,12 +51,12 @@ def test_folder_only_uses_the_exported_model(workspace, capsys):
 
 
 def test_model_then_folder_with_options(workspace, capsys):
-    args = ["infer", "export/fcn.onnx", "imgs", "--out", "masks", "--device", "cpu", "--tile", "32x32",
+    args = ["infer", "export/fcn.onnx", "imgs", "--out", "masks", "--device", "cpu", "--tile", "64x64",
             "--overlap", "0.5", "--blend", "mean", "--batch", "2", "--overlay", "--summary", "report.json"]
     assert run(args) == 0
     summary = json.loads(open("report.json").read())
     assert {r["mode"] for r in summary["images"]} == {"slide"}
-    assert summary["config"]["segmenter"]["tile"] == [32, 32]
+    assert summary["config"]["segmenter"]["tile"] == [64, 64]
     assert workspace == [("export/fcn.onnx", "cpu")]
     with Image.open("masks/one.png") as mask:
         assert mask.mode == "P" and np.all(np.asarray(mask) == 1)
