@@ -24,9 +24,12 @@ from fcn_deploy.data.transforms import normalize_image
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import atomic_path, sha256_file
+from fcn_deploy.model import with_matmul_upsamplers
 from fcn_deploy.spec import (
     INPUT_FLOAT_NCHW,
     INPUT_UINT8_NHWC,
+    UPSAMPLER_MATMUL,
+    UPSAMPLERS,
     ModelSpec,
     ShapeRange,
     read_sidecar,
@@ -57,6 +60,7 @@ class ExportConfig:
     with_preprocess: bool = False  # uint8 N×H×W×3 RGB input, normalised inside the graph
     with_argmax: bool = False  # extra per-pixel class output
     labels_dtype: LabelsDtype = "uint8"
+    upsampler: str = UPSAMPLER_MATMUL  # 'matmul': upsamplers as batched MatMuls (faster on CPUs, quantisable)
     input_name: str = "image"
     output_name: str = "logits"
     labels_name: str = "labels"
@@ -155,6 +159,7 @@ def _export_spec(source: ModelSpec, config: ExportConfig, checkpoint_sha256: str
         output_name=config.output_name,
         labels_name=config.labels_name if config.with_argmax else None,
         input_format=INPUT_UINT8_NHWC if config.with_preprocess else INPUT_FLOAT_NCHW,
+        upsampler=config.upsampler,
         shape_range=config.shape_range or source.shape_range,
         precision="fp32",
         quantization=None,
@@ -171,6 +176,8 @@ def _check_config(spec: ModelSpec, config: ExportConfig) -> None:
         raise InputError(f"input/output names must be distinct and non-empty, got {names}")
     if config.labels_dtype not in get_args(LabelsDtype):
         raise InputError(f"labels_dtype {config.labels_dtype!r} is not supported", f"use one of: {', '.join(get_args(LabelsDtype))}")
+    if config.upsampler not in UPSAMPLERS:
+        raise InputError(f"unknown upsampler {config.upsampler!r}", f"use one of: {', '.join(UPSAMPLERS)}")
     if config.with_argmax and config.labels_dtype == "uint8" and spec.num_classes > 256:
         raise InputError(f"{spec.num_classes} classes do not fit uint8 labels", "use labels_dtype 'int64'")
     if not 0 < config.rtol < 1 or not 0 < config.min_agreement <= 1:
@@ -189,7 +196,8 @@ def _check_config(spec: ModelSpec, config: ExportConfig) -> None:
 
 
 def _wrapper(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> nn.Module:
-    """The module that is traced: optional in-graph normalisation before, optional argmax after."""
+    """The module that is traced: optional in-graph normalisation before, optional argmax after, and the
+    upsamplers in the configured form."""
     torch = require("torch")
     nn = require("torch.nn")
     labels_dtype = torch.uint8 if config.labels_dtype == "uint8" else torch.int64
@@ -197,7 +205,7 @@ def _wrapper(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> nn.Modu
     class Exported(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = model
+            self.net = with_matmul_upsamplers(model) if config.upsampler == UPSAMPLER_MATMUL else model
             self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(spec.std).reshape(1, 3, 1, 1)))
             self.register_buffer("shift", torch.tensor(spec.mean).reshape(1, 3, 1, 1) / torch.tensor(spec.std).reshape(1, 3, 1, 1))
 

@@ -26,6 +26,9 @@ INPUT_FLOAT_NCHW = "float32_nchw"  # normalised N×3×H×W float32
 INPUT_UINT8_NHWC = "uint8_nhwc"  # raw RGB N×H×W×3 uint8, normalised inside the graph
 INPUT_FORMATS = (INPUT_FLOAT_NCHW, INPUT_UINT8_NHWC)
 PRECISIONS = ("fp32", "fp16", "int8")
+# how the graph computes the stride-s upsamplers: as exported from training, or as one batched MatMul each
+UPSAMPLER_CONVTRANSPOSE, UPSAMPLER_MATMUL = "convtranspose", "matmul"
+UPSAMPLERS = (UPSAMPLER_CONVTRANSPOSE, UPSAMPLER_MATMUL)
 
 Shape3 = tuple[int, int, int]  # (batch, height, width)
 
@@ -85,6 +88,7 @@ class ModelSpec:
     output_name: str = "logits"
     labels_name: str | None = None
     input_format: str = INPUT_FLOAT_NCHW
+    upsampler: str = UPSAMPLER_CONVTRANSPOSE
     shape_range: ShapeRange = field(default_factory=ShapeRange)
     precision: str = "fp32"
     quantization: QuantizationInfo | None = None
@@ -113,6 +117,8 @@ class ModelSpec:
             problems.append(f"alignment must be positive, got {self.alignment}")
         if self.input_format not in INPUT_FORMATS:
             problems.append(f"input_format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
+        if self.upsampler not in UPSAMPLERS:
+            problems.append(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.format_version > SPEC_FORMAT_VERSION:

@@ -21,6 +21,10 @@ def export(
     ),
     with_argmax: bool = typer.Option(False, "--with-argmax", help="Add a per-pixel class output 'labels'."),
     labels_dtype: str = typer.Option("uint8", "--labels-dtype", help="Type of the labels output: uint8 or int64."),
+    upsampler: str = typer.Option(
+        "matmul", "--upsampler",
+        help="matmul (the upsamplers as batched MatMuls: ~2x faster on CPUs, quantisable) or convtranspose.",
+    ),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch after export."),
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch, height and width in multiples of 32)."""
@@ -31,7 +35,7 @@ def export(
         raise InputError(f"--labels-dtype {labels_dtype!r} is not supported", f"use one of: {', '.join(LABELS_DTYPES)}")
     config = ExportConfig(
         opset=opset, with_preprocess=with_preprocess, with_argmax=with_argmax, labels_dtype=labels_dtype,  # type: ignore[arg-type]
-        verify=verify,
+        upsampler=upsampler, verify=verify,
     )
     result = export_onnx(checkpoint or newest_checkpoint("checkpoints"), out, config)
     typer.echo(f"wrote {result.onnx_path} and {result.sidecar_path} (export {result.export_seconds:.1f} s)")
