@@ -33,8 +33,8 @@ def calibrate(
         target=target, seed=seed, small=small, out=out,  # type: ignore[arg-type]
     )
     result = calibrate_int8(onnx, config)
-    typer.echo(f"wrote {result.path} ({result.quantized_nodes} quantised tensors; float logits, excluded "
-               f"{', '.join(result.excluded_nodes)})")
+    typer.echo(f"wrote {result.path} ({result.quantized_nodes} quantised tensors; the upsampling head and "
+               f"logits stay float: {len(result.excluded_nodes)} nodes)")
     typer.echo(f"crop plan {result.plan_path}, ranges {result.ranges_path}")
     if config.target == "tensorrt":
         typer.echo("Q/DQ lint: passes TensorRT's explicit-quantisation rules")

@@ -2,8 +2,8 @@
 
 Kept in FP32 (with Cast nodes at the borders):
 - everything before the first Conv (in-graph preprocessing of uint8 input: /255, -mean, /std),
-- the node(s) producing the graph outputs, i.e. the final transposed convolution (the logits path:
-  a large kernel summing many taps, and the argmax over classes compares its values), plus any ArgMax,
+- the upsampling head, from the last convolutions to the graph outputs (the logits path: the upsampler
+  sums many taps, and the argmax over classes compares its values), plus any ArgMax,
 - reductions (ReduceSum/ReduceMean/Softmax/...), whose long sums overflow or lose precision in FP16,
 - float inputs that are parameters rather than data (Resize scales).
 """
@@ -20,7 +20,7 @@ import numpy as np
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.fileio import sha256_file
-from fcn_deploy.precision.artifact import load_onnx, output_producers, save_onnx, tensor_elem_types
+from fcn_deploy.precision.artifact import head_nodes, load_onnx, save_onnx, tensor_elem_types
 from fcn_deploy.spec import QuantizationInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +81,7 @@ def _inferred_and_named(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _fp32_nodes(model: onnx.ModelProto) -> set[str]:
     """Nodes that stay in FP32: preprocessing before the first Conv, output producers, reductions."""
-    keep = set(output_producers(model))
+    keep = set(head_nodes(model))
     from_input = {v.name for v in model.graph.input}
     for node in model.graph.node:
         if node.op_type in ("Conv", "ConvTranspose"):

@@ -47,7 +47,12 @@ def test_tensorrt_int8_passes_the_linter_and_keeps_logits_float(calibrated: dict
     assert lint_qdq(model) == []
     producers = {out: node for node in model.graph.node for out in node.output}
     logits = producers[result.spec.output_name]
-    assert logits.op_type == "ConvTranspose" and logits.name in result.excluded_nodes
+    head = [node for node in model.graph.node if node.name in result.excluded_nodes]
+    assert logits.name in result.excluded_nodes and [n.op_type for n in head].count("MatMul") == 1
+    assert not {n.op_type for n in head} & {"Conv", "QuantizeLinear", "DequantizeLinear"}
+    inside = {out for node in head for out in node.output}
+    quantizers = [node for node in model.graph.node if node.op_type == "QuantizeLinear"]
+    assert quantizers and not any(inside.intersection(q.input) for q in quantizers)  # the head runs in float
     zero_points = [t for t in model.graph.initializer if t.name.endswith("zero_point")]
     assert zero_points and all(t.data_type == onnx.TensorProto.INT8 for t in zero_points)
     assert all(not np.any(onnx.numpy_helper.to_array(t)) for t in zero_points)
