@@ -492,17 +492,12 @@ def _baseline_for(opened: list[_Loaded], config: BenchConfig) -> tuple[Path | No
 
 
 def _flops_for(item: _Loaded, shape: tuple[int, int, int]) -> float | None:
-    """Analytic GFLOP of one batch of ``shape``: from the ONNX graph, else from the spec's architecture."""
-    from fcn_deploy import flops
+    """Analytic GFLOP of one batch of ``shape``: the architecture's, the same for every form of its graph.
 
-    batch, height, width = shape
+    Counting the model rather than each graph keeps the GEMM fraction comparable: the MatMul upsampler of an
+    export multiplies a third of its taps by structural zeros, work the model does not need.
+    """
     spec = item.backend.spec
-    if item.path.suffix.lower() == ".onnx":
-        dims = (batch, height, width, 3) if spec.input_format == INPUT_UINT8_NHWC else (batch, 3, height, width)
-        try:
-            return flops.onnx_flops(item.path, dims).gflop
-        except ArtifactError as exc:
-            _log(f"  counting FLOPs of {spec.arch} instead of the graph of {item.path.name}: {exc.message}")
     try:
         return _arch_gflop(spec.arch, spec.num_classes, shape)
     except InputError as exc:

@@ -51,10 +51,13 @@ def _conv_transpose_macs(input_shape: tuple[int, ...], weight_shape: tuple[int, 
 
 
 def _matmul_macs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int:
-    """MACs of (…, M, K) @ (…, K, N): output elements × K."""
-    k = a_shape[-1]
-    batch_and_m = math.prod(a_shape[:-1])
-    return batch_and_m * k * (b_shape[-1] if len(b_shape) > 1 else 1)
+    """MACs of (…, M, K) @ (…, K, N) with broadcast batch dimensions: output elements × K."""
+    k, m = a_shape[-1], (a_shape[-2] if len(a_shape) > 1 else 1)
+    n = b_shape[-1] if len(b_shape) > 1 else 1
+    a_batch, b_batch = a_shape[:-2], b_shape[:-2]
+    rank = max(len(a_batch), len(b_batch))
+    padded_a, padded_b = (1,) * (rank - len(a_batch)) + a_batch, (1,) * (rank - len(b_batch)) + b_batch
+    return math.prod(max(x, y) for x, y in zip(padded_a, padded_b)) * m * n * k
 
 
 # --- ONNX ----------------------------------------------------------------------------------------

@@ -72,3 +72,11 @@ def test_onnx_count_rejects_a_wrong_rank(tmp_path):
     path = _tiny_onnx(tmp_path / "tiny.onnx")
     with pytest.raises(ArtifactError, match="rank-4"):
         onnx_flops(path, (3, 8, 8))
+
+
+def test_matmul_macs_count_broadcast_batch_dimensions():
+    from fcn_deploy.flops import _matmul_macs
+
+    # (2, 1, 3, 1, M=5, K=7) @ (4, 3, 6, K=7, N=8): batch broadcasts to (2, 4, 3, 6)
+    assert _matmul_macs((2, 1, 3, 1, 5, 7), (4, 3, 6, 7, 8)) == 2 * 4 * 3 * 6 * 5 * 8 * 7
+    assert _matmul_macs((5, 7), (7, 8)) == 5 * 8 * 7
