@@ -88,6 +88,22 @@ def test_spec_round_trips_through_metadata_and_sidecar(plain: tuple[Path, Export
 
 
 @pytest.mark.slow
+def test_upsampler_is_a_matmul_by_default_and_a_convtranspose_on_request(
+    plain: tuple[Path, ExportResult], tmp_path: Path
+) -> None:
+    checkpoint, result = plain
+    ops = {node.op_type for node in onnx.load(str(result.onnx_path)).graph.node}
+    assert "MatMul" in ops and "ConvTranspose" not in ops and result.spec.upsampler == "matmul"
+    kept = export_onnx(checkpoint, tmp_path / "fcn.onnx", ExportConfig(upsampler="convtranspose", progress=False))
+    assert "ConvTranspose" in {node.op_type for node in onnx.load(str(kept.onnx_path)).graph.node}
+    assert kept.spec.upsampler == "convtranspose" and read_onnx_spec(kept.onnx_path) == kept.spec
+    batch = np.random.default_rng(3).standard_normal((2, 3, 96, 128), dtype=np.float32)
+    with open_backend(result.onnx_path, "cpu") as matmul, open_backend(kept.onnx_path, "cpu") as convtranspose:
+        expected, actual = convtranspose.infer(batch), matmul.infer(batch)
+    assert np.max(np.abs(actual - expected)) <= 1e-4 * np.max(np.abs(expected))
+
+
+@pytest.mark.slow
 def test_preprocess_and_argmax_variant_agrees_with_plain_export(
     plain: tuple[Path, ExportResult], variant: ExportResult
 ) -> None:
@@ -135,6 +151,7 @@ def test_divergence_beyond_tolerance_fails_and_writes_nothing(
         (ExportConfig(verify_sizes=((512, 512),)), "comparison size 512×512"),
         (ExportConfig(with_argmax=True, labels_name="logits"), "distinct"),
         (ExportConfig(with_argmax=True, labels_dtype="int32"), "labels_dtype 'int32' is not supported"),  # type: ignore[arg-type]
+        (ExportConfig(upsampler="bilinear"), "unknown upsampler 'bilinear'"),
     ],
 )
 def test_bad_options_are_refused(checkpoint: Path, tmp_path: Path, config: ExportConfig, message: str) -> None:
