@@ -123,6 +123,8 @@ def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig
     require("onnxscript")
     checkpoint, out = Path(checkpoint), Path(out)
     started = time.perf_counter()
+    if config.upsampler not in UPSAMPLERS:
+        raise InputError(f"unknown upsampler {config.upsampler!r}", f"use one of: {', '.join(UPSAMPLERS)}")
     model, info = load_model(checkpoint)
     spec = _export_spec(info.spec, config, sha256_file(checkpoint))
     _check_config(spec, config)
@@ -176,8 +178,6 @@ def _check_config(spec: ModelSpec, config: ExportConfig) -> None:
         raise InputError(f"input/output names must be distinct and non-empty, got {names}")
     if config.labels_dtype not in get_args(LabelsDtype):
         raise InputError(f"labels_dtype {config.labels_dtype!r} is not supported", f"use one of: {', '.join(get_args(LabelsDtype))}")
-    if config.upsampler not in UPSAMPLERS:
-        raise InputError(f"unknown upsampler {config.upsampler!r}", f"use one of: {', '.join(UPSAMPLERS)}")
     if config.with_argmax and config.labels_dtype == "uint8" and spec.num_classes > 256:
         raise InputError(f"{spec.num_classes} classes do not fit uint8 labels", "use labels_dtype 'int64'")
     if not 0 < config.rtol < 1 or not 0 < config.min_agreement <= 1:
