@@ -24,7 +24,7 @@ import numpy as np
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime import Backend, Device, open_backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
-from fcn_deploy.tiling import BLENDS, TilePlan, align_up, plan_tiles, slide_labels, whole_labels, whole_size
+from fcn_deploy.tiling import BLENDS, TilePlan, align_up, pad_to, plan_tiles, slide_labels, whole_labels, whole_size
 
 Mode = Literal["auto", "whole", "slide"]
 Blend = Literal["hann", "gaussian", "mean"]
@@ -116,7 +116,10 @@ class Segmenter:
                     f"size range {self.spec.shape_range.min[1:]} .. {self.spec.shape_range.max[1:]} for whole mode",
                     "use mode 'auto' or 'slide' (tiled inference)",
                 )
-            labels = whole_labels(image, padded, self._run, self.spec.num_classes)
+            if self.backend.has_labels:  # the argmax runs in the graph: no logits copied out
+                labels = np.ascontiguousarray(self._run_labels(pad_to(image, *padded)[None])[0, :height, :width])
+            else:
+                labels = whole_labels(image, padded, self._run, self.spec.num_classes)
             return SegmentResult(labels, "whole", 1, padded, time.perf_counter() - started)
         plan = self.plan((height, width))
         labels = slide_labels(image, plan, self._run, self.spec.num_classes, self.config.blend)
@@ -144,18 +147,24 @@ class Segmenter:
 
     def _run(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 N×h×w×3 tiles -> float32 N×C×h×w logits, padding the batch up to the model's minimum."""
-        count = tiles.shape[0]
-        min_batch = self.spec.shape_range.min[0]
-        if count < min_batch:
-            tiles = np.concatenate([tiles, np.repeat(tiles[-1:], min_batch - count, axis=0)])
-        logits = self.backend.infer(self._prepare(tiles))
-        expected = (tiles.shape[0], self.spec.num_classes, *tiles.shape[1:3])
-        if logits.shape != expected:
-            raise ArtifactError(
-                f"the model returned logits of shape {logits.shape} for input {tiles.shape}, expected {expected}",
-                "re-export the model; its graph does not match its spec",
-            )
+        count, batch = tiles.shape[0], self._min_batch(tiles)
+        logits = self.backend.infer(self._prepare(batch))
+        _check_output("logits", logits.shape, (batch.shape[0], self.spec.num_classes, *batch.shape[1:3]))
         return logits[:count]
+
+    def _run_labels(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 N×h×w×3 tiles -> the model's own uint8 N×h×w labels (backends with ``has_labels``)."""
+        count, batch = tiles.shape[0], self._min_batch(tiles)
+        labels = self.backend.infer_labels(self._prepare(batch))
+        _check_output("labels", labels.shape, (batch.shape[0], *batch.shape[1:3]))
+        return labels[:count]
+
+    def _min_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """``tiles`` padded with copies of the last one up to the model's minimum batch."""
+        min_batch = self.spec.shape_range.min[0]
+        if tiles.shape[0] >= min_batch:
+            return tiles
+        return np.concatenate([tiles, np.repeat(tiles[-1:], min_batch - tiles.shape[0], axis=0)])
 
     def _prepare(self, tiles: np.ndarray) -> np.ndarray:
         """The backend's input: raw uint8 N×H×W×3, or N×3×H×W float32 (x/255 - mean)/std, vectorised."""
@@ -216,6 +225,13 @@ def _checked_tile(tile: tuple[int, int] | None, spec: ModelSpec) -> tuple[int, i
             f"use a tile inside that range, e.g. the preferred {shapes.opt[1]}x{shapes.opt[2]}",
         )
     return height, width
+
+
+def _check_output(name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
+    """ArtifactError when the model's ``name`` output does not have the shape its spec promises."""
+    if tuple(shape) != tuple(expected):
+        raise ArtifactError(f"the model returned {name} of shape {tuple(shape)}, expected {tuple(expected)}",
+                            "re-export the model; its graph does not match its spec")
 
 
 def _check_step(tile: tuple[int, int], overlap: float, alignment: int) -> None:

@@ -49,6 +49,24 @@ class BlockClassBackend(RedClassBackend):
         return logits
 
 
+class LabelsBackend(RedClassBackend):
+    """RedClassBackend whose model also returns labels itself; records which output each call asked for."""
+
+    _labels_supported = True
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec.replace(labels_name="labels"))
+        self.calls: list[str] = []
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append("logits")
+        return super()._infer(batch)
+
+    def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append("labels")
+        return (self._red(batch) % self.spec.num_classes).astype(np.uint8)
+
+
 def make_segmenter(config: SegmenterConfig = SegmenterConfig(), **spec_changes) -> Segmenter:
     spec = ModelSpec(arch="fcn32s", shape_range=SMALL_RANGE).replace(**spec_changes)
     return Segmenter(RedClassBackend(spec), config)
@@ -92,6 +110,18 @@ def test_tiles_sit_on_the_models_grid_so_slide_equals_whole_for_a_stride_32_mode
     tiled = Segmenter(BlockClassBackend(spec), SegmenterConfig(tile=(64, 96), overlap=0.4)).segment(image)
     assert tiled.tiles > 4
     assert np.array_equal(whole.labels, tiled.labels)
+
+
+def test_whole_mode_reads_the_models_labels_and_slide_mode_blends_logits():
+    image = noise(100, 140, seed=4)
+    backend = LabelsBackend(ModelSpec(arch="fcn32s", shape_range=ShapeRange((2, 32, 32), (2, 64, 96), (4, 256, 256))))
+    segmenter = Segmenter(backend, SegmenterConfig())
+    whole = segmenter.segment(image)
+    assert whole.mode == "whole" and backend.calls == ["labels"]
+    assert np.array_equal(whole.labels, image[..., 0] % 21) and whole.labels.flags.c_contiguous
+    tiled = Segmenter(backend, SegmenterConfig(tile=(64, 64))).segment(image)
+    assert tiled.mode == "slide" and set(backend.calls[1:]) == {"logits"}
+    assert np.array_equal(tiled.labels, whole.labels)
 
 
 def test_uint8_models_get_raw_pixels():

@@ -7,7 +7,7 @@ from types import TracebackType
 
 import numpy as np
 
-from fcn_deploy.errors import InputError, ShapeError
+from fcn_deploy.errors import ArtifactError, InputError, ShapeError
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
 
 
@@ -30,12 +30,32 @@ class Backend(abc.ABC):
         return "cpu"
 
     _closed = False
+    #: backends that can return a labels output alone set this (see ``has_labels``)
+    _labels_supported = False
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Check ``batch`` against the spec, then run it; returns N×C×H×W float32 logits."""
         self.require_open()
         self.check_input(batch)
         return self._infer(batch)
+
+    @property
+    def has_labels(self) -> bool:
+        """True when the artifact computes per-pixel labels itself (an export with the argmax in the graph)."""
+        return self._labels_supported and self.spec.labels_name is not None
+
+    def infer_labels(self, batch: np.ndarray) -> np.ndarray:
+        """Check ``batch``, then return the model's own N×H×W uint8 labels without copying out the logits."""
+        self.require_open()
+        if not self.has_labels:
+            raise ArtifactError(f"this {self.name} model has no labels output",
+                                "export it with the argmax in the graph (the default; not --no-argmax)")
+        self.check_input(batch)
+        return self._infer_labels(batch)
+
+    def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
+        """Run an already-validated batch and return its labels output as uint8 (``has_labels`` backends)."""
+        raise NotImplementedError
 
     def require_open(self) -> None:
         """InputError once ``close`` has released the backend (instead of a crash inside the runtime)."""

@@ -58,11 +58,18 @@ class OrtBackend(Backend):
         feed = batch.astype(self._input_dtype) if self._input_dtype is not None else batch
         values = self._session.run(names, {self.spec.input_name: np.ascontiguousarray(feed)})
         outputs = dict(zip(names, values))
-        outputs[self.spec.output_name] = outputs[self.spec.output_name].astype(np.float32, copy=False)
+        if self.spec.output_name in outputs:
+            outputs[self.spec.output_name] = outputs[self.spec.output_name].astype(np.float32, copy=False)
         return outputs
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch, [self.spec.output_name])[self.spec.output_name]
+
+    _labels_supported = True
+
+    def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
+        name = self.spec.labels_name
+        return self._run(batch, [name])[name].astype(np.uint8, copy=False)
 
     def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every graph output by name (logits as float32, plus labels for --with-argmax exports)."""

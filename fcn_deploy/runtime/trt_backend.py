@@ -122,7 +122,17 @@ class TensorRTBackend(Backend):
     def _dtype(self, name: str) -> np.dtype:
         return np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
 
+    _labels_supported = True
+
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        logits = self._execute(batch, self.spec.output_name)
+        return np.array(logits, dtype=np.float32, copy=True)
+
+    def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
+        return self._execute(batch, self.spec.labels_name).astype(np.uint8, copy=True)
+
+    def _execute(self, batch: np.ndarray, wanted: str) -> np.ndarray:
+        """Run the engine on ``batch`` and copy back only output ``wanted`` (a view of its pinned buffer)."""
         cudart, context, spec = self._cudart, self._context, self.spec
         if batch.shape[0] > self._max_batch:
             raise InputError(f"batch {batch.shape[0]} exceeds the engine profile's maximum {self._max_batch}")
@@ -142,12 +152,12 @@ class TensorRTBackend(Backend):
             d_in, host_in.ctypes.data, host_in.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
         if not context.execute_async_v3(self._stream):
             raise ArtifactError(f"TensorRT execute_async_v3 failed on {self.path} for shape {tuple(batch.shape)}")
-        for name, host in outputs.items():
-            cuda_call(f"cudaMemcpyAsync(D2H {name})", cudart.cudaMemcpyAsync(
-                host.ctypes.data, self._device_buffers[name].ptr, host.nbytes,
-                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        host = outputs[wanted]
+        cuda_call(f"cudaMemcpyAsync(D2H {wanted})", cudart.cudaMemcpyAsync(
+            host.ctypes.data, self._device_buffers[wanted].ptr, host.nbytes,
+            cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
         cuda_call("cudaStreamSynchronize", cudart.cudaStreamSynchronize(self._stream))
-        return np.array(outputs[spec.output_name], dtype=np.float32, copy=True)
+        return host
 
     def _release(self) -> None:
         for buffer in (*getattr(self, "_device_buffers", {}).values(), *getattr(self, "_host_buffers", {}).values()):
