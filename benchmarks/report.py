@@ -135,7 +135,7 @@ def markdown(main: BenchReport, sweep: BenchReport, pipe: dict, command: str) ->
         "", "## The infer pipeline", "",
         f"`infer_folder` on {voc['images']} VOC-sized images ({voc['source']}, sizes "
         f"{', '.join(f'{h}×{w}' for h, w in voc['image_sizes'])}) against the bare backend on the padded "
-        f"input for as many images, {voc['rounds']} interleaved rounds, model `{Path(pipe['model']).name}` "
+        f"input ({voc.get('model_output', 'logits')} output, as whole-mode inference asks) for as many images, {voc['rounds']} interleaved rounds, model `{Path(pipe['model']).name}` "
         f"(load average {pipe['load_average_start']} before, {pipe['load_average_end']} after the pipeline runs):", "",
     ]
     lines += _markdown_table(
