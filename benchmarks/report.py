@@ -119,8 +119,8 @@ def markdown(main: BenchReport, sweep: BenchReport, pipe: dict, command: str) ->
               "(includes the Python interpreter and runtime libraries; "
               + ", ".join(f"{Path(a.path).name}: {a.rss_before_load_mb:.0f} MiB before loading"
                           for a in main.artifacts if a.rss_before_load_mb) + ")",
-              "- FLOPs are analytic (convolutions and transposed convolutions, 2×MACs) from each ONNX graph "
-              "or the checkpoint's module for the given input size."]
+              "- FLOPs are the architecture's, analytic (convolutions and transposed convolutions, 2×MACs, "
+              "counted on the module for the given input size): the same figure for every form of the graph."]
     lines += ["", "## Latency per megapixel by image size", "", "![latency per megapixel](benchmarks.png)", ""]
     sides = sorted({(s.height, s.width) for a in sweep.artifacts for s in a.shapes})
     header = ("artifact", *(f"{h}×{w} ms/MP" for h, w in sides))

@@ -31,7 +31,7 @@ from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.export import example_input
 from fcn_deploy.fileio import sha256_file, write_text_atomic
 from fcn_deploy.runtime import ENGINE_SUFFIXES
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, read_sidecar
+from fcn_deploy.spec import ModelSpec, read_sidecar
 
 Size = tuple[int, int]
 # environment variables that pick or tune OpenBLAS kernels; a wrong value slows numpy's GEMM

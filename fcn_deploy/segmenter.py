@@ -94,7 +94,8 @@ class Segmenter:
             raise ArtifactError(f"{self.spec.num_classes} classes do not fit uint8 labels (at most 256)")
         self.batch = _checked_batch(config.batch, self.spec)
         self.tile = _checked_tile(config.tile, self.spec)
-        _check_step(self.tile, config.overlap, self.spec.alignment)
+        if config.mode != "whole":
+            _check_step(self.tile, config.overlap, self.spec.alignment)
         self._scale, self._offset = _normaliser(self.spec)
 
     # --- public API ----------------------------------------------------------------------------
