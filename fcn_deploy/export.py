@@ -371,12 +371,12 @@ def read_onnx_spec(path: str | os.PathLike[str]) -> ModelSpec:
         raise ArtifactError(f"{path} is not a readable ONNX model ({exc})", _EXPORT_HINT) from exc
     spec = spec_from_onnx(proto, str(path))
     if sidecar_path(path).is_file():
-        _check_sidecar(path, spec)
+        check_sidecar(path, spec)
     check_spec_against_graph(proto, spec, str(path))
     return spec
 
 
-def _check_sidecar(path: Path, spec: ModelSpec) -> None:
+def check_sidecar(path: Path, spec: ModelSpec) -> None:
     """ArtifactError when the sidecar's spec (or recorded hash) disagrees with the ONNX file."""
     side_spec, document = read_sidecar(path)
     if side_spec != spec:
@@ -394,33 +394,48 @@ def _check_sidecar(path: Path, spec: ModelSpec) -> None:
         )
 
 
-def _dims(value_info: Any) -> list[int | None]:
-    """Static dims of a graph value (None where symbolic)."""
-    shape = value_info.type.tensor_type.shape
-    return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+@dataclass(frozen=True)
+class TensorSignature:
+    """A graph input or output as the spec checks see it: name, ONNX element type, dims (None: symbolic)."""
+
+    name: str
+    elem_type: int
+    dims: tuple[int | None, ...]
+
+    def describe(self) -> str:
+        dims = "×".join(str(d) if d is not None else "?" for d in self.dims)
+        return f"'{self.name}' {_ELEM_NAMES.get(self.elem_type, f'type {self.elem_type}')} {dims}"
 
 
-def _describe_io(value_info: Any) -> str:
-    elem = value_info.type.tensor_type.elem_type
-    dims = "×".join(str(d) if d is not None else "?" for d in _dims(value_info))
-    return f"'{value_info.name}' {_ELEM_NAMES.get(elem, f'type {elem}')} {dims}"
+def _signature(value_info: Any) -> TensorSignature:
+    """The signature of an ONNX ValueInfoProto."""
+    tensor_type = value_info.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+    return TensorSignature(value_info.name, tensor_type.elem_type, dims)
 
 
 def check_spec_against_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
     """ArtifactError when the graph's inputs/outputs contradict the spec (names, rank, dtype, classes)."""
-    problems: list[str] = []
     initializers = {t.name for t in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    outputs = {o.name: o for o in proto.graph.output}
+    inputs = [_signature(i) for i in proto.graph.input if i.name not in initializers]
+    check_spec_against_signatures(inputs, [_signature(o) for o in proto.graph.output], spec, source)
+
+
+def check_spec_against_signatures(
+    inputs: list[TensorSignature], outputs: list[TensorSignature], spec: ModelSpec, source: str
+) -> None:
+    """ArtifactError when a model's inputs/outputs (from its graph or a runtime session) contradict the spec."""
+    problems: list[str] = []
+    by_name = {o.name: o for o in outputs}
     if [i.name for i in inputs] != [spec.input_name]:
         problems.append(f"inputs are {[i.name for i in inputs]}, the spec names one input '{spec.input_name}'")
     else:
         problems += _input_problems(inputs[0], spec)
     expected = [spec.output_name] + ([spec.labels_name] if spec.labels_name else [])
-    if sorted(outputs) != sorted(expected):
-        problems.append(f"outputs are {sorted(outputs)}, the spec names {expected}")
+    if sorted(by_name) != sorted(expected):
+        problems.append(f"outputs are {sorted(by_name)}, the spec names {expected}")
     else:
-        problems += _output_problems(outputs[spec.output_name], outputs.get(spec.labels_name or ""), spec)
+        problems += _output_problems(by_name[spec.output_name], by_name.get(spec.labels_name or ""), spec)
     if problems:
         raise ArtifactError(
             f"{source}: the model spec contradicts the graph: " + "; ".join(problems),
@@ -428,26 +443,26 @@ def check_spec_against_graph(proto: onnx.ModelProto, spec: ModelSpec, source: st
         )
 
 
-def _input_problems(value: Any, spec: ModelSpec) -> list[str]:
+def _input_problems(value: TensorSignature, spec: ModelSpec) -> list[str]:
     """Rank, dtype and channel count of the image input."""
     uint8 = spec.input_format == INPUT_UINT8_NHWC
     allowed = {_UINT8} if uint8 else ({_FLOAT, _FLOAT16} if spec.precision == "fp16" else {_FLOAT})
-    dims = _dims(value)
+    dims = value.dims
     problems = []
-    if value.type.tensor_type.elem_type not in allowed or len(dims) != 4 or dims[3 if uint8 else 1] not in (3, None):
+    if value.elem_type not in allowed or len(dims) != 4 or dims[3 if uint8 else 1] not in (3, None):
         layout = "N×H×W×3 uint8" if uint8 else "N×3×H×W float32"
-        problems.append(f"input {_describe_io(value)} is not {layout} (input_format {spec.input_format})")
+        problems.append(f"input {value.describe()} is not {layout} (input_format {spec.input_format})")
     return problems
 
 
-def _output_problems(logits: Any, labels: Any, spec: ModelSpec) -> list[str]:
+def _output_problems(logits: TensorSignature, labels: TensorSignature | None, spec: ModelSpec) -> list[str]:
     """Rank, dtype and class count of the logits (and labels) outputs."""
     problems = []
-    dims = _dims(logits)
-    if logits.type.tensor_type.elem_type not in (_FLOAT, _FLOAT16) or len(dims) != 4:
-        problems.append(f"output {_describe_io(logits)} is not N×C×H×W float logits")
+    dims = logits.dims
+    if logits.elem_type not in (_FLOAT, _FLOAT16) or len(dims) != 4:
+        problems.append(f"output {logits.describe()} is not N×C×H×W float logits")
     elif dims[1] is not None and dims[1] != spec.num_classes:
-        problems.append(f"output {_describe_io(logits)} has {dims[1]} classes, the spec {spec.num_classes}")
-    if labels is not None and (labels.type.tensor_type.elem_type not in (_UINT8, _INT64) or len(_dims(labels)) != 3):
-        problems.append(f"labels output {_describe_io(labels)} is not N×H×W uint8/int64")
+        problems.append(f"output {logits.describe()} has {dims[1]} classes, the spec {spec.num_classes}")
+    if labels is not None and (labels.elem_type not in (_UINT8, _INT64) or len(labels.dims) != 3):
+        problems.append(f"labels output {labels.describe()} is not N×H×W uint8/int64")
     return problems

@@ -183,9 +183,13 @@ def store_in_onnx(proto: Any, spec: ModelSpec) -> None:
 
 def spec_from_onnx(proto: Any, source: str) -> ModelSpec:
     """The spec in an ONNX model's metadata; ArtifactError for a model fcn-deploy did not export."""
-    for prop in proto.metadata_props:
-        if prop.key == ONNX_METADATA_KEY:
-            return ModelSpec.from_json(prop.value, source=f"{source} metadata")
+    return spec_from_metadata({prop.key: prop.value for prop in proto.metadata_props}, source)
+
+
+def spec_from_metadata(metadata: Mapping[str, str], source: str) -> ModelSpec:
+    """The spec in an ONNX model's metadata map (from the proto, or from a runtime session's model meta)."""
+    if ONNX_METADATA_KEY in metadata:
+        return ModelSpec.from_json(metadata[ONNX_METADATA_KEY], source=f"{source} metadata")
     raise ArtifactError(
         f"{source} is not an fcn-deploy ONNX model (no '{ONNX_METADATA_KEY}' metadata)",
         "export it with 'fcn-deploy export CHECKPOINT'; other ONNX models lack the spec "

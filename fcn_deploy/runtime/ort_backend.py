@@ -21,10 +21,11 @@ import numpy as np
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
-from fcn_deploy.export import read_onnx_spec
+from fcn_deploy.export import TensorSignature, check_sidecar, check_spec_against_signatures, read_onnx_spec
 from fcn_deploy.runtime import DEVICES
 from fcn_deploy.runtime import cuda_device_count
 from fcn_deploy.runtime.base import Backend
+from fcn_deploy.spec import ModelSpec, sidecar_path, spec_from_metadata
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -43,8 +44,16 @@ class OrtBackend(Backend):
         if threads < 0:
             raise InputError(f"threads must be 0 (ONNX Runtime's default) or positive, got {threads}")
         self.path = Path(path)
-        super().__init__(read_onnx_spec(self.path))  # refuses foreign or inconsistent files before any session
-        self._session, self._device = open_session(self.path, device, threads)
+        if not self.path.is_file():
+            raise InputError(f"ONNX model not found: {self.path}", "export the model with 'fcn-deploy export CHECKPOINT'")
+        try:
+            self._session, self._device = open_session(self.path, device, threads)
+        except ArtifactError:
+            read_onnx_spec(self.path)  # says what is wrong with a foreign or damaged file, where it can
+            raise
+        # the spec and the checks come from the session (ONNX Runtime has read the file once already): a foreign
+        # or inconsistent file is refused before any inference, without parsing the model again in Python
+        super().__init__(session_spec(self._session, self.path))
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self._input_dtype = np.float16 if self._session.get_inputs()[0].type == "tensor(float16)" else None
         self._output_names = [o.name for o in self._session.get_outputs()]
@@ -82,6 +91,27 @@ class OrtBackend(Backend):
 
 
 # --- sessions ------------------------------------------------------------------------------------
+
+# ONNX Runtime's type strings for the element types the spec checks use (ONNX TensorProto numbers)
+_ORT_ELEM_TYPES = {"tensor(float)": 1, "tensor(uint8)": 2, "tensor(int64)": 7, "tensor(float16)": 10}
+
+
+def _signature(node_arg: Any) -> TensorSignature:
+    """A session input or output as a TensorSignature (unknown types as 0, symbolic dims as None)."""
+    dims = tuple(d if isinstance(d, int) else None for d in node_arg.shape)
+    return TensorSignature(node_arg.name, _ORT_ELEM_TYPES.get(node_arg.type, 0), dims)
+
+
+def session_spec(session: Any, path: Path) -> ModelSpec:
+    """The spec in the session's model metadata, checked against its sidecar and the session's inputs/outputs."""
+    spec = spec_from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+    if sidecar_path(path).is_file():
+        check_sidecar(path, spec)
+    inputs = [_signature(arg) for arg in session.get_inputs()]
+    outputs = [_signature(arg) for arg in session.get_outputs()]
+    check_spec_against_signatures(inputs, outputs, spec, str(path))
+    return spec
+
 
 
 def session_options(ort: ModuleType, threads: int = 0, quiet: bool = False) -> Any:

@@ -126,6 +126,31 @@ def test_foreign_onnx_is_refused_before_inference(tmp_path: Path) -> None:
         open_backend(path, "cpu")
 
 
+def test_foreign_onnx_that_onnxruntime_loads_is_refused_from_the_session(tmp_path: Path) -> None:
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "foreign",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+    )
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ArtifactError, match="not an fcn-deploy ONNX model"):
+        open_backend(path, "cpu")
+
+
+@pytest.mark.slow
+def test_the_spec_comes_from_the_session_without_parsing_the_file_again(exported, monkeypatch) -> None:
+    import fcn_deploy.runtime.ort_backend as ort_backend
+
+    def parse(path):
+        raise AssertionError(f"{path} parsed in Python although ONNX Runtime loaded it")
+
+    monkeypatch.setattr(ort_backend, "read_onnx_spec", parse)
+    with open_backend(exported[1], "cpu") as backend:
+        assert backend.spec.arch == "fcn32s" and backend.spec.shape_range == RANGE
+
+
 def test_garbage_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "garbage.onnx"
     path.write_bytes(b"not a protobuf at all")
