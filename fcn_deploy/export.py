@@ -58,7 +58,7 @@ class ExportConfig:
 
     opset: int = DEFAULT_OPSET
     with_preprocess: bool = False  # uint8 N×H×W×3 RGB input, normalised inside the graph
-    with_argmax: bool = True  # per-pixel class output beside the logits (whole-image inference reads only it)
+    with_argmax: bool = False  # per-pixel class output beside the logits (whole-image inference then reads only it)
     labels_dtype: LabelsDtype = "uint8"
     upsampler: str = UPSAMPLER_MATMUL  # 'matmul': upsamplers as batched MatMuls (faster on CPUs, quantisable)
     input_name: str = "image"

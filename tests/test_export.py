@@ -82,7 +82,7 @@ def test_spec_round_trips_through_metadata_and_sidecar(plain: tuple[Path, Export
     assert document["onnx_sha256"] == sha256_file(result.onnx_path)
     spec = result.spec
     assert spec.source_checkpoint_sha256 == sha256_file(checkpoint)
-    assert (spec.input_name, spec.output_name, spec.labels_name) == ("image", "logits", "labels")
+    assert (spec.input_name, spec.output_name, spec.labels_name) == ("image", "logits", None)
     assert spec.input_format == "float32_nchw" and spec.alignment == 32 and spec.shape_range == RANGE
     assert spec.arch == "fcn32s" and spec.num_classes == 21 and spec.precision == "fp32"
 

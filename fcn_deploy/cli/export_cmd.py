@@ -20,7 +20,7 @@ def export(
         False, "--with-preprocess", help="Take uint8 N×H×W×3 RGB and normalise inside the graph."
     ),
     with_argmax: bool = typer.Option(
-        True, "--with-argmax/--no-argmax", help="Add a per-pixel class output 'labels' beside the logits."
+        False, "--with-argmax", help="Add a per-pixel class output 'labels' beside the logits."
     ),
     labels_dtype: str = typer.Option("uint8", "--labels-dtype", help="Type of the labels output: uint8 or int64."),
     upsampler: str = typer.Option(

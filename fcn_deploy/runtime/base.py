@@ -49,7 +49,7 @@ class Backend(abc.ABC):
         self.require_open()
         if not self.has_labels:
             raise ArtifactError(f"this {self.name} model has no labels output",
-                                "export it with the argmax in the graph (the default; not --no-argmax)")
+                                "export it with the argmax in the graph: fcn-deploy export --with-argmax")
         self.check_input(batch)
         return self._infer_labels(batch)
 
