@@ -5,7 +5,8 @@ cuts overlapping tiles, runs them in batches and blends their logits with per-pi
 start on multiples of the alignment (the model's output stride), so they sample the image on the same grid
 as the whole-image pass; the last tile ends at the aligned image edge, inside the same reflect padding.
 Stitching streams over rows of tiles: only one band of rows (about a tile tall, full width, every class) is
-held at a time, and rows that no later tile touches are reduced to labels and released. Peak memory is the uint8 image, the uint8 labels and O(width × tile height × classes) floats.
+held at a time, and rows that no later tile touches are reduced to labels and released. Peak memory is the
+uint8 image, the uint8 labels and O(width × tile height × classes) floats.
 """
 
 from __future__ import annotations
