@@ -60,7 +60,7 @@ class ExportConfig:
     with_preprocess: bool = False  # uint8 N×H×W×3 RGB input, normalised inside the graph
     with_argmax: bool = False  # per-pixel class output beside the logits (whole-image inference then reads only it)
     labels_dtype: LabelsDtype = "uint8"
-    upsampler: str = UPSAMPLER_MATMUL  # 'matmul': upsamplers as batched MatMuls (faster on CPUs, quantisable)
+    upsampler: str = UPSAMPLER_MATMUL  # 'matmul': upsamplers as batched MatMuls (the same function, faster on CPUs)
     input_name: str = "image"
     output_name: str = "logits"
     labels_name: str = "labels"

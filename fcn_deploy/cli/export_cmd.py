@@ -25,7 +25,7 @@ def export(
     labels_dtype: str = typer.Option("uint8", "--labels-dtype", help="Type of the labels output: uint8 or int64."),
     upsampler: str = typer.Option(
         "matmul", "--upsampler",
-        help="matmul (the upsamplers as batched MatMuls: ~2x faster on CPUs, quantisable) or convtranspose.",
+        help="matmul (the upsamplers as batched MatMuls, about 2x faster on CPUs) or convtranspose (as trained).",
     ),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch after export."),
 ) -> None:
