@@ -376,7 +376,7 @@ def with_matmul_upsamplers(model: nn.Module) -> nn.Module:
     import copy
 
     deployed = copy.deepcopy(model)
-    for name, module in list(deployed.named_modules()):
+    for module in list(deployed.modules()):
         for child_name, child in list(module.named_children()):
             if is_phase_upsampler(child):
                 setattr(module, child_name, phase_matmul_upsampler(child))
