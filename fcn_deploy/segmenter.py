@@ -21,10 +21,11 @@ from typing import Literal
 
 import numpy as np
 
+from fcn_deploy.data.transforms import align_up
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime import Backend, Device, open_backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
-from fcn_deploy.tiling import BLENDS, TilePlan, align_up, pad_to, plan_tiles, slide_labels, whole_labels, whole_size
+from fcn_deploy.tiling import BLENDS, TilePlan, pad_to, plan_tiles, slide_labels, whole_labels, whole_size
 
 Mode = Literal["auto", "whole", "slide"]
 Blend = Literal["hann", "gaussian", "mean"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fcn_deploy.data.transforms import align_up
+
 BLENDS: tuple[str, ...] = ("hann", "gaussian", "mean")
 HW = tuple[int, int]  # (height, width)
 
@@ -26,11 +28,6 @@ RowSink = Callable[[int, np.ndarray, np.ndarray], None]
 
 _WINDOW_FLOOR = 1e-3  # hann weights never reach 0, so tile borders still count
 _GAUSSIAN_SIGMA = 0.25  # standard deviation as a fraction of the tile side
-
-
-def align_up(value: int, alignment: int) -> int:
-    """``value`` rounded up to a multiple of ``alignment``."""
-    return -(-int(value) // alignment) * alignment
 
 
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -61,9 +61,14 @@ def crop_pair(image: np.ndarray, mask: np.ndarray, top: int, left: int, crop: Si
     return image[rows, cols], mask[rows, cols]
 
 
+def align_up(value: int, alignment: int) -> int:
+    """``value`` rounded up to a multiple of ``alignment``."""
+    return -(-int(value) // alignment) * alignment
+
+
 def aligned_size(size: Size, alignment: int = 32) -> Size:
     """``size`` rounded up to multiples of ``alignment``."""
-    return (-(-size[0] // alignment) * alignment, -(-size[1] // alignment) * alignment)
+    return align_up(size[0], alignment), align_up(size[1], alignment)
 
 
 def pad_pair(
