@@ -57,40 +57,35 @@ def _paths_under(dotted: str, aliases: set[str]) -> tuple[str, ...] | None:
     return None
 
 
-def used_names(source: str) -> tuple[set[tuple[str, ...]], set[tuple[str, str]]]:
-    """(attribute paths under the trt module, (class, member) pairs used on TensorRT objects)."""
+def _attribute_uses(
+    source: str, aliases: set[str], object_classes: dict[str, str]
+) -> tuple[set[tuple[str, ...]], set[tuple[str, str]]]:
+    """(attribute paths under a module named by ``aliases``, (class, member) pairs used on its objects)."""
     module_paths: set[tuple[str, ...]] = set()
     members: set[tuple[str, str]] = set()
     for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Attribute):
+        if not isinstance(node, ast.Attribute) or (dotted := _dotted(node)) is None:
             continue
-        dotted = _dotted(node)
-        if dotted is None:
-            continue
-        path = _paths_under(dotted, TRT_ALIASES)
+        path = _paths_under(dotted, aliases)
         if path is not None:
             module_paths.add(path)
         owner = _dotted(node.value)
-        if owner in OBJECT_CLASSES:
-            members.add((OBJECT_CLASSES[owner], node.attr))
+        if owner in object_classes:
+            members.add((object_classes[owner], node.attr))
     return module_paths, members
+
+
+def used_names(source: str) -> tuple[set[tuple[str, ...]], set[tuple[str, str]]]:
+    """(attribute paths under the trt module, (class, member) pairs used on TensorRT objects)."""
+    return _attribute_uses(source, TRT_ALIASES, OBJECT_CLASSES)
 
 
 def used_cuda_names(source: str) -> set[tuple[str, ...]]:
     """Paths under cuda.bindings.runtime: attributes of ``cudart``, members of its objects, names in strings."""
-    paths: set[tuple[str, ...]] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and CUDA_NAME.fullmatch(node.value):
-            paths.add((node.value,))
-        if not isinstance(node, ast.Attribute) or (dotted := _dotted(node)) is None:
-            continue
-        path = _paths_under(dotted, CUDART_ALIASES)
-        if path is not None:
-            paths.add(path)
-        owner = _dotted(node.value)
-        if owner in CUDA_OBJECT_CLASSES:
-            paths.add((CUDA_OBJECT_CLASSES[owner], node.attr))
-    return paths
+    paths, members = _attribute_uses(source, CUDART_ALIASES, CUDA_OBJECT_CLASSES)
+    strings = {(node.value,) for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str) and CUDA_NAME.fullmatch(node.value)}
+    return paths | members | strings
 
 
 def object_assignments(source: str) -> list[tuple[str | None, str, str]]:
