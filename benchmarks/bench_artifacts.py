@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcn_deploy.data.progress import log as say
+from fcn_deploy.progress import log as say
 
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "fcn-deploy-bench"
 
@@ -94,7 +94,7 @@ def _calibrate_cpu(fp32: Path, out: Path, workdir: Path, crops: int) -> None:
 def artifacts_from(paths: list[str]) -> Artifacts:
     """Artifacts given on the command line: the first checkpoint, the FP32/FP16/INT8 ONNX by their specs."""
     from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
-    from fcn_deploy.precision.artifact import load_onnx
+    from fcn_deploy.contract import load_onnx
 
     checkpoint = next((Path(p) for p in paths if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
     by_precision: dict[str, Path] = {}

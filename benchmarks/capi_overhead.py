@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.data.progress import log as say
+from fcn_deploy.progress import log as say
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOC_IMAGES = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012" / "JPEGImages"

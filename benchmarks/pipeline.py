@@ -74,11 +74,11 @@ def voc_folder(folder: Path, count: int, images_from: Path | None) -> list[Path]
 
 def voc_efficiency(model: Path, count: int, rounds: int, device: str, images_from: Path | None) -> dict:
     """Interleaved rounds of infer_folder vs the bare backend over the same number of VOC-sized images."""
-    from fcn_deploy.export import example_input
     from fcn_deploy.data.transforms import aligned_size
     from fcn_deploy.data.voc import image_size
     from fcn_deploy.infer import InferConfig, infer_folder
     from fcn_deploy.runtime import open_backend
+    from fcn_deploy.spec import example_input
 
     work = Path(tempfile.mkdtemp(prefix="fcn-pipeline-"))
     try:

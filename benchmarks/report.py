@@ -20,7 +20,14 @@ import pipeline  # noqa: E402
 from bench_artifacts import DEFAULT_WORKDIR, artifacts_from, make_artifacts, say  # noqa: E402
 from plot import line_chart  # noqa: E402
 
-from fcn_deploy.bench import TABLE_COLUMNS, BenchConfig, BenchReport, run_bench, summary_lines, table_rows  # noqa: E402
+from fcn_deploy.bench import (  # noqa: E402
+    TABLE_COLUMNS,
+    BenchConfig,
+    BenchReport,
+    run_bench,
+    summary_lines,
+    table_rows,
+)
 from fcn_deploy.fileio import write_text_atomic  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -13,22 +13,27 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from fcn_deploy.data.progress import log
-from fcn_deploy.deps import require
-from fcn_deploy.errors import ArtifactError, FcnDeployError, InputError, MissingComponentError
+from fcn_deploy.contract import load_onnx, read_sidecar, write_sidecar
+from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file, write_bytes_atomic
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange, read_sidecar, write_sidecar
+from fcn_deploy.parity import ParityConfig
+from fcn_deploy.parity.gate import PrecisionParity, check_precision
+from fcn_deploy.progress import log
+from fcn_deploy.runtime.tensorrt_support import require_tensorrt
+from fcn_deploy.spec import ModelSpec, ShapeRange
+from fcn_deploy.workspace import (
+    CALIBRATION_DIR,
+    ENGINE_DIR,
+    TIMING_CACHE,
+    Precision,
+    engine_path,
+    precision_onnx_path,
+)
 
-Precision = Literal["fp32", "fp16", "int8"]
 Dims4 = tuple[int, int, int, int]
 ENGINE_FORMAT = "fcn-deploy-engine-1"
-TRT_INSTALL_HINT = "pip install 'fcn-deploy[tensorrt]' on a machine with an NVIDIA GPU, driver and CUDA 12+"
-
-
-class CudaError(FcnDeployError):
-    """A CUDA runtime call failed; the message names the call and CUDA's error."""
 
 
 @dataclass(frozen=True)
@@ -44,14 +49,14 @@ class BuildConfig:
     calib_seed: int = 0
     profile: tuple[Dims4, Dims4, Dims4] | None = None  # None: the spec's shape range
     workspace_gib: float = 4.0
-    timing_cache: Path = Path("calibration") / "timing.cache"
+    timing_cache: Path = TIMING_CACHE
     out: Path | None = None  # default engines/fcn.<precision>.engine
     reference: Path | None = None  # checkpoint for the parity check (default: the export's source checkpoint)
     parity_data: Path | None = None  # VOC folder for parity (default: calib_data)
     parity_split: str = "val"
     skip_parity: bool = False
-    calibration_dir: Path = Path("calibration")
-    engines_dir: Path = Path("engines")
+    calibration_dir: Path = CALIBRATION_DIR
+    engines_dir: Path = ENGINE_DIR
 
 
 @dataclass(frozen=True)
@@ -60,18 +65,11 @@ class BuildResult:
 
     precision_onnx: Path
     engine: Path | None
-    parity: Any = None  # precision.verify.PrecisionParity, when run
+    parity: PrecisionParity | None = None  # when run
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 # --- precision ONNX ------------------------------------------------------------------------------
-
-
-def precision_onnx_path(onnx_path: Path, precision: Precision) -> Path:
-    """export/fcn.onnx -> itself (fp32), export/fcn.fp16.onnx, export/fcn.int8.onnx."""
-    if precision == "fp32":
-        return onnx_path
-    return onnx_path.with_name(f"{onnx_path.stem}.{precision}.onnx")
 
 
 def _fresh(artifact: Path, source: Path) -> bool:
@@ -90,8 +88,6 @@ def _fresh(artifact: Path, source: Path) -> bool:
 
 def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
     """Produce (or reuse, when made from this very ONNX) the ONNX of the requested precision."""
-    from fcn_deploy.precision.artifact import load_onnx
-
     _, spec = load_onnx(onnx_path)
     if spec.precision != "fp32":
         raise InputError(f"{onnx_path} has precision '{spec.precision}'; build takes the FP32 export",
@@ -122,7 +118,7 @@ def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
     return target
 
 
-def run_precision_parity(onnx_path: Path, artifact: Path, config: BuildConfig) -> Any:
+def run_precision_parity(onnx_path: Path, artifact: Path, config: BuildConfig) -> PrecisionParity | None:
     """CPU parity of the precision ONNX with its PyTorch checkpoint (None when reference or data is missing)."""
     if config.precision == "fp32" or config.skip_parity:
         return None
@@ -136,9 +132,6 @@ def run_precision_parity(onnx_path: Path, artifact: Path, config: BuildConfig) -
         log("parity skipped: " + ("no reference checkpoint (pass --reference)" if reference is None
                                   or not Path(reference).is_file() else "no data (pass --parity-data or --calib-data)"))
         return None
-    from fcn_deploy.parity import ParityConfig
-    from fcn_deploy.precision.verify import check_precision
-
     report = config.calibration_dir / f"parity-{artifact.stem}.md"
     parity = check_precision(artifact, reference, data,
                              ParityConfig(split=config.parity_split, device="cpu", report=report))
@@ -160,30 +153,17 @@ def parse_dims(text: str, option: str) -> Dims4:
         dims = ()
     if len(dims) != 4 or any(v < 1 for v in dims):
         raise InputError(f"{option} must look like NxCxHxW (e.g. 1x3x320x480), got {text!r}")
-    return dims  # type: ignore[return-value]
-
-
-def _layout(spec: ModelSpec, batch: int, height: int, width: int) -> Dims4:
-    if spec.input_format == INPUT_UINT8_NHWC:
-        return (batch, height, width, 3)
-    return (batch, 3, height, width)
-
-
-def _bhw(spec: ModelSpec, dims: Dims4) -> tuple[int, int, int]:
-    if spec.input_format == INPUT_UINT8_NHWC:
-        return dims[0], dims[1], dims[2]
-    return dims[0], dims[2], dims[3]
+    return dims[0], dims[1], dims[2], dims[3]
 
 
 def resolve_profile(spec: ModelSpec, given: tuple[Dims4, Dims4, Dims4] | None) -> tuple[Dims4, Dims4, Dims4]:
     """The optimisation profile: the spec's shape range (batch included) unless given; given ones are checked."""
     if given is None:
         r = spec.shape_range
-        return _layout(spec, *r.min), _layout(spec, *r.opt), _layout(spec, *r.max)
+        return spec.input_shape(*r.min), spec.input_shape(*r.opt), spec.input_shape(*r.max)
     for name, dims in zip(("--min", "--opt", "--max"), given):
-        channel_ok = dims[3] == 3 if spec.input_format == INPUT_UINT8_NHWC else dims[1] == 3
-        b, h, w = _bhw(spec, dims)
-        if not channel_ok:
+        b, h, w = spec.batch_hw(dims)
+        if dims[spec.channel_axis] != 3:
             raise InputError(f"{name} {dims} does not have 3 channels where the model's input "
                              f"({spec.input_format}) has them")
         if h % spec.alignment or w % spec.alignment:
@@ -191,55 +171,10 @@ def resolve_profile(spec: ModelSpec, given: tuple[Dims4, Dims4, Dims4] | None) -
         if not spec.shape_range.contains(b, h, w):
             raise InputError(f"{name} {b}×{h}×{w} is outside the model's range {spec.shape_range.min} .. "
                              f"{spec.shape_range.max}", "re-export with a wider --shape range, or narrow the profile")
-    lo, opt, hi = (_bhw(spec, d) for d in given)
+    lo, opt, hi = (spec.batch_hw(d) for d in given)
     if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
         raise InputError(f"profile is not ordered min <= opt <= max: {given[0]} {given[1]} {given[2]}")
     return given
-
-
-# --- CUDA / TensorRT availability -------------------------------------------------------------------
-
-
-def cuda_call(name: str, result: Any) -> Any:
-    """Unpack a cuda-python (err, *values) result; a failure becomes CudaError naming ``name``."""
-    cudart = require("cuda.bindings.runtime")
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if err != cudart.cudaError_t.cudaSuccess:
-        _, text = cudart.cudaGetErrorString(err)
-        raise CudaError(f"CUDA call {name} failed: {getattr(err, 'name', err)} ({text.decode(errors='replace')})")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def gpu_info(device: int = 0) -> dict[str, Any]:
-    """Name and compute capability of a CUDA device (MissingComponentError when there is none)."""
-    cudart = require("cuda.bindings.runtime")
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or not count:
-        reason = getattr(err, "name", str(err)) if err != cudart.cudaError_t.cudaSuccess else "0 devices"
-        raise MissingComponentError(f"no CUDA GPU is available ({reason})", TRT_INSTALL_HINT)
-    props = cuda_call("cudaGetDeviceProperties", cudart.cudaGetDeviceProperties(device))
-    name = props.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return {"name": name, "compute_capability": f"{props.major}.{props.minor}", "device": device}
-
-
-def require_tensorrt() -> tuple[Any, dict[str, Any]]:
-    """(tensorrt module, GPU info), or MissingComponentError naming everything that is missing."""
-    missing = []
-    trt = gpu = None
-    try:
-        trt = require("tensorrt")
-    except MissingComponentError:
-        missing.append("TensorRT (the 'tensorrt' Python package)")
-    try:
-        gpu = gpu_info()
-    except MissingComponentError as exc:
-        missing.append(exc.message)
-    if missing:
-        raise MissingComponentError("cannot build or run a TensorRT engine: missing " + "; ".join(missing),
-                                    TRT_INSTALL_HINT)
-    return trt, gpu
 
 
 # --- the build --------------------------------------------------------------------------------------
@@ -253,13 +188,11 @@ def build(onnx_path: str | os.PathLike[str], config: BuildConfig) -> BuildResult
     if config.workspace_gib <= 0:
         raise InputError(f"--workspace must be positive, got {config.workspace_gib}")
     artifact = make_precision_onnx(onnx_path, config)
-    from fcn_deploy.precision.artifact import load_onnx
-
     _, spec = load_onnx(artifact)
     profile = resolve_profile(spec, config.profile)
     parity = run_precision_parity(onnx_path, artifact, config)
     trt, gpu = require_tensorrt()
-    out = Path(config.out) if config.out else config.engines_dir / f"{onnx_path.stem}.{config.precision}.engine"
+    out = Path(config.out) if config.out else engine_path(onnx_path, config.precision, config.engines_dir)
     engine = build_engine(trt, artifact, spec, profile, gpu, config, out)
     return BuildResult(artifact, engine, parity)
 
@@ -291,7 +224,7 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
     write_bytes_atomic(out, bytes(plan))
     timing = config_trt.get_timing_cache()
     write_bytes_atomic(config.timing_cache, bytes(timing.serialize()))
-    engine_spec = spec.replace(shape_range=ShapeRange(*(_bhw(spec, d) for d in profile)))
+    engine_spec = spec.replace(shape_range=ShapeRange(*(spec.batch_hw(d) for d in profile)))
     write_sidecar(out, engine_spec, {
         "format": ENGINE_FORMAT, "tensorrt_version": trt.__version__, "gpu": gpu["name"],
         "compute_capability": gpu["compute_capability"], "precision": config.precision,

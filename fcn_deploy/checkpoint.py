@@ -85,13 +85,3 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
     except (RuntimeError, KeyError) as exc:
         raise ArtifactError(f"{path}: weights do not match arch {info.spec.arch!r} ({exc})") from exc
     return model.eval(), info
-
-
-def newest_checkpoint(folder: str | os.PathLike[str] = "checkpoints") -> Path:
-    """The most recently written checkpoint in ``folder`` (preferring '*-best.pt' files)."""
-    folder = Path(folder)
-    candidates = [p for p in folder.glob("*") if p.suffix in CHECKPOINT_SUFFIXES and p.is_file()] if folder.is_dir() else []
-    if not candidates:
-        raise InputError(f"no checkpoint found in {folder}/", "train one first with 'fcn-deploy train', or pass a path")
-    best = [p for p in candidates if p.stem.endswith("-best")]
-    return max(best or candidates, key=lambda p: p.stat().st_mtime)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FcnDeployError(Exception):
     """Root of every error the library raises on purpose.
@@ -18,6 +20,10 @@ class FcnDeployError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+    def one_line(self) -> str:
+        """The message with its fix in brackets, for logs, summaries and the C API's last error."""
+        return self.message + (f" (fix: {self.hint})" if self.hint else "")
 
 
 class InputError(FcnDeployError):
@@ -41,6 +47,17 @@ class MissingComponentError(FcnDeployError):
 
 
 class BatchFailure(FcnDeployError):
-    """A batch command finished, but some of its inputs failed."""
+    """A batch command finished, but some of its inputs failed; ``summary`` is the run's summary."""
 
     exit_code = 3
+
+    def __init__(self, message: str, hint: str | None = None, summary: Any = None) -> None:
+        super().__init__(message, hint)
+        self.summary = summary
+
+
+def describe(exc: BaseException, one_line: bool = True) -> str:
+    """The text of any exception: ours with their fix (in brackets, or on a second line), others with their type."""
+    if isinstance(exc, FcnDeployError):
+        return exc.one_line() if one_line else str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -2,14 +2,13 @@
 
 The graph has a dynamic batch and a dynamic height and width declared as 32 × an integer; the export is
 checked (ONNX checker, shape inference) and compared with the checkpoint in ONNX Runtime before it is
-committed. ``read_onnx_spec`` reads the spec back and checks it against the sidecar and the graph.
+committed. Reading the spec back (``read_onnx_spec``) is the artifact contract's job (``fcn_deploy.contract``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,25 +18,28 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from fcn_deploy.checkpoint import load_model
-from fcn_deploy.data.progress import log
-from fcn_deploy.data.transforms import normalize_image
+from fcn_deploy.contract import (  # read_onnx_spec and check_spec_against_graph stay importable from here
+    check_spec_against_graph,
+    read_onnx_spec,
+    store_in_onnx,
+    write_sidecar,
+)
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import atomic_path, sha256_file
-from fcn_deploy.model import with_matmul_upsamplers
-from fcn_deploy.spec import (
+from fcn_deploy.metrics import compare_logits
+from fcn_deploy.progress import log
+from fcn_deploy.spec import (  # example_input stays importable from here
     INPUT_FLOAT_NCHW,
     INPUT_UINT8_NHWC,
     UPSAMPLER_MATMUL,
     UPSAMPLERS,
     ModelSpec,
     ShapeRange,
-    read_sidecar,
-    sidecar_path,
-    spec_from_onnx,
-    store_in_onnx,
-    write_sidecar,
+    example_input,
+    normalize_images,
 )
+from fcn_deploy.upsampler import with_matmul_upsamplers
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -46,10 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
 LabelsDtype = Literal["uint8", "int64"]
-_EXPORT_HINT = "export the model with 'fcn-deploy export CHECKPOINT'"
-# onnx TensorProto element types used by the graph checks
-_FLOAT, _UINT8, _INT64, _FLOAT16 = 1, 2, 7, 10
-_ELEM_NAMES = {_FLOAT: "float32", _UINT8: "uint8", _INT64: "int64", _FLOAT16: "float16"}
 
 
 @dataclass(frozen=True)
@@ -224,7 +222,7 @@ def _dynamic_shapes(spec: ModelSpec) -> dict[str, dict[int, Any]]:
     """Dynamic batch, and height/width as ``alignment`` × an integer, over the spec's shape range."""
     torch = require("torch")
     sr, align = spec.shape_range, spec.alignment
-    axes = (0, 1, 2) if spec.input_format == INPUT_UINT8_NHWC else (0, 2, 3)
+    axes = (0, 1, 2) if spec.takes_uint8 else (0, 2, 3)
     dims: dict[int, Any] = {}
     if sr.min[0] < sr.max[0]:
         dims[axes[0]] = torch.export.Dim("batch", min=sr.min[0], max=sr.max[0])
@@ -233,14 +231,6 @@ def _dynamic_shapes(spec: ModelSpec) -> dict[str, dict[int, Any]]:
         if low < high:
             dims[axes[index]] = align * torch.export.Dim(f"{name}_{align}", min=low, max=high)
     return {"x": dims}
-
-
-def example_input(spec: ModelSpec, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A random batch in the spec's input format."""
-    rng = np.random.default_rng(seed)
-    if spec.input_format == INPUT_UINT8_NHWC:
-        return rng.integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
-    return rng.standard_normal((batch, 3, height, width), dtype=np.float32)
 
 
 def _trace(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> onnx.ModelProto:
@@ -313,19 +303,10 @@ def _ort_session(path: Path) -> Any:
 def _torch_logits(model: nn.Module, batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """The checkpoint's logits for a batch in the spec's input format (normalised here when uint8)."""
     torch = require("torch")
-    if spec.input_format == INPUT_UINT8_NHWC:
-        batch = np.stack([normalize_image(image, spec.mean, spec.std) for image in batch])
+    if spec.takes_uint8:  # the graph normalises inside; the checkpoint takes normalised input
+        batch = normalize_images(batch, spec.mean, spec.std)
     with torch.inference_mode():
         return model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
-
-
-def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, float]:
-    """(max |Δlogit|, max |reference logit|, argmax agreement) of two N×C×H×W logit arrays."""
-    if reference.shape != candidate.shape:
-        raise ArtifactError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
-    diff = float(np.max(np.abs(reference.astype(np.float32) - candidate.astype(np.float32))))
-    agreement = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
-    return diff, float(np.max(np.abs(reference))), agreement
 
 
 def _compare(model: nn.Module, path: Path, spec: ModelSpec, config: ExportConfig) -> tuple[ExportCheck, ...]:
@@ -356,113 +337,5 @@ def _compare(model: nn.Module, path: Path, spec: ModelSpec, config: ExportConfig
     return tuple(checks)
 
 
-# --- reading the spec back -----------------------------------------------------------------------
-
-
-def read_onnx_spec(path: str | os.PathLike[str]) -> ModelSpec:
-    """The spec of an fcn-deploy ONNX, cross-checked with its sidecar (if present) and its graph."""
-    onnx = require("onnx")
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ONNX model not found: {path}", _EXPORT_HINT)
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise ArtifactError(f"{path} is not a readable ONNX model ({exc})", _EXPORT_HINT) from exc
-    spec = spec_from_onnx(proto, str(path))
-    if sidecar_path(path).is_file():
-        check_sidecar(path, spec)
-    check_spec_against_graph(proto, spec, str(path))
-    return spec
-
-
-def check_sidecar(path: Path, spec: ModelSpec) -> None:
-    """ArtifactError when the sidecar's spec (or recorded hash) disagrees with the ONNX file."""
-    side_spec, document = read_sidecar(path)
-    if side_spec != spec:
-        ours, theirs = spec.to_dict(), side_spec.to_dict()
-        fields = sorted(k for k in ours if ours[k] != theirs.get(k))
-        raise ArtifactError(
-            f"{path} and its sidecar {sidecar_path(path).name} disagree on {', '.join(fields)}",
-            "the sidecar belongs to another export: re-export, or delete the stale sidecar",
-        )
-    recorded = document.get("onnx_sha256")
-    if recorded and recorded != sha256_file(path):
-        raise ArtifactError(
-            f"{sidecar_path(path).name} was written for a different {path.name} (SHA-256 differs)",
-            "re-export, or delete the stale sidecar",
-        )
-
-
-@dataclass(frozen=True)
-class TensorSignature:
-    """A graph input or output as the spec checks see it: name, ONNX element type, dims (None: symbolic)."""
-
-    name: str
-    elem_type: int
-    dims: tuple[int | None, ...]
-
-    def describe(self) -> str:
-        dims = "×".join(str(d) if d is not None else "?" for d in self.dims)
-        return f"'{self.name}' {_ELEM_NAMES.get(self.elem_type, f'type {self.elem_type}')} {dims}"
-
-
-def _signature(value_info: Any) -> TensorSignature:
-    """The signature of an ONNX ValueInfoProto."""
-    tensor_type = value_info.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
-    return TensorSignature(value_info.name, tensor_type.elem_type, dims)
-
-
-def check_spec_against_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
-    """ArtifactError when the graph's inputs/outputs contradict the spec (names, rank, dtype, classes)."""
-    initializers = {t.name for t in proto.graph.initializer}
-    inputs = [_signature(i) for i in proto.graph.input if i.name not in initializers]
-    check_spec_against_signatures(inputs, [_signature(o) for o in proto.graph.output], spec, source)
-
-
-def check_spec_against_signatures(
-    inputs: list[TensorSignature], outputs: list[TensorSignature], spec: ModelSpec, source: str
-) -> None:
-    """ArtifactError when a model's inputs/outputs (from its graph or a runtime session) contradict the spec."""
-    problems: list[str] = []
-    by_name = {o.name: o for o in outputs}
-    if [i.name for i in inputs] != [spec.input_name]:
-        problems.append(f"inputs are {[i.name for i in inputs]}, the spec names one input '{spec.input_name}'")
-    else:
-        problems += _input_problems(inputs[0], spec)
-    expected = [spec.output_name] + ([spec.labels_name] if spec.labels_name else [])
-    if sorted(by_name) != sorted(expected):
-        problems.append(f"outputs are {sorted(by_name)}, the spec names {expected}")
-    else:
-        problems += _output_problems(by_name[spec.output_name], by_name.get(spec.labels_name or ""), spec)
-    if problems:
-        raise ArtifactError(
-            f"{source}: the model spec contradicts the graph: " + "; ".join(problems),
-            "the file was modified after export; re-export it with 'fcn-deploy export'",
-        )
-
-
-def _input_problems(value: TensorSignature, spec: ModelSpec) -> list[str]:
-    """Rank, dtype and channel count of the image input."""
-    uint8 = spec.input_format == INPUT_UINT8_NHWC
-    allowed = {_UINT8} if uint8 else ({_FLOAT, _FLOAT16} if spec.precision == "fp16" else {_FLOAT})
-    dims = value.dims
-    problems = []
-    if value.elem_type not in allowed or len(dims) != 4 or dims[3 if uint8 else 1] not in (3, None):
-        layout = "N×H×W×3 uint8" if uint8 else "N×3×H×W float32"
-        problems.append(f"input {value.describe()} is not {layout} (input_format {spec.input_format})")
-    return problems
-
-
-def _output_problems(logits: TensorSignature, labels: TensorSignature | None, spec: ModelSpec) -> list[str]:
-    """Rank, dtype and class count of the logits (and labels) outputs."""
-    problems = []
-    dims = logits.dims
-    if logits.elem_type not in (_FLOAT, _FLOAT16) or len(dims) != 4:
-        problems.append(f"output {logits.describe()} is not N×C×H×W float logits")
-    elif dims[1] is not None and dims[1] != spec.num_classes:
-        problems.append(f"output {logits.describe()} has {dims[1]} classes, the spec {spec.num_classes}")
-    if labels is not None and (labels.elem_type not in (_UINT8, _INT64) or len(labels.dims) != 3):
-        problems.append(f"labels output {labels.describe()} is not N×H×W uint8/int64")
-    return problems
+__all__ = ["ExportCheck", "ExportConfig", "ExportResult", "check_graph", "example_input", "export_onnx",
+           "read_onnx_spec"]

@@ -9,7 +9,6 @@ interrupted run leaves no half-written file and the next run skips what is done.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import queue
@@ -22,18 +21,34 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.data.progress import log, progress_bar
-from fcn_deploy.errors import ArtifactError, BatchFailure, FcnDeployError, InputError
+from fcn_deploy.devices import DEVICES, Device
+from fcn_deploy.errors import (
+    ArtifactError,
+    BatchFailure,
+    FcnDeployError,
+    InputError,
+    describe,
+)
 from fcn_deploy.fileio import write_text_atomic
-from fcn_deploy.imageio import DEFAULT_MAX_PIXELS, is_image_path, read_image, write_mask, write_overlay
-from fcn_deploy.runtime import DEVICES, ENGINE_SUFFIXES, Device, cuda_device_count
-from fcn_deploy.segmenter import Segmenter, SegmenterConfig, SegmentResult, open_segmenter
+from fcn_deploy.imageio import (
+    DEFAULT_MAX_PIXELS,
+    is_image_path,
+    read_image,
+    write_mask,
+    write_overlay,
+)
+from fcn_deploy.progress import log, progress_bar
+from fcn_deploy.segmenter import (
+    Segmenter,
+    SegmenterConfig,
+    SegmentResult,
+    open_segmenter,
+)
+from fcn_deploy.workspace import default_model  # importable from here too
 
 SUMMARY_NAME = "summary.json"
 MASK_SUFFIX = ".png"
 OVERLAY_SUFFIX = ".overlay.jpg"
-DEFAULT_ONNX = Path("export") / "fcn.onnx"
-ENGINE_DIR = Path("engines")
 
 
 @dataclass(frozen=True)
@@ -117,27 +132,7 @@ class _Job:
     overlay: Path | None
 
 
-# --- model and folder discovery --------------------------------------------------------------
-
-
-def _tensorrt_usable() -> bool:
-    """TensorRT is installed and a CUDA driver with at least one device is present."""
-    return importlib.util.find_spec("tensorrt") is not None and bool(cuda_device_count())
-
-
-def default_model(device: Device = "auto", workspace: Path = Path(".")) -> Path:
-    """The best artifact in the workspace: the newest TensorRT engine where it can run, else export/fcn.onnx."""
-    engine_dir = workspace / ENGINE_DIR
-    engines = [p for p in engine_dir.glob("*") if p.suffix in ENGINE_SUFFIXES] if engine_dir.is_dir() else []
-    if engines and device != "cpu" and _tensorrt_usable():
-        return max(engines, key=lambda p: p.stat().st_mtime)
-    onnx_path = workspace / DEFAULT_ONNX
-    if onnx_path.is_file():
-        return onnx_path
-    raise InputError(
-        f"no model given and {onnx_path} does not exist",
-        "export one with 'fcn-deploy export' (or build an engine), or pass the model path before the folder",
-    )
+# --- folder discovery --------------------------------------------------------------
 
 
 def find_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
@@ -221,13 +216,6 @@ def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
-def _message(exc: BaseException) -> str:
-    """One-line text of an error (with its fix for our own errors)."""
-    if isinstance(exc, FcnDeployError):
-        return exc.message + (f" (fix: {exc.hint})" if exc.hint else "")
-    return f"{type(exc).__name__}: {exc}"
-
-
 class _Pipeline:
     """Reader thread -> segmentation on the calling thread -> writer thread, with bounded queues."""
 
@@ -250,7 +238,7 @@ class _Pipeline:
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         """Record a failed image; the record's path already names the file, so the message need not."""
-        message = _message(exc)
+        message = describe(exc)
         prefix = f"{job.source}: "
         self._record(ImageRecord(job.relative, "failed", error=message[len(prefix):] if message.startswith(prefix) else message))
 
@@ -395,10 +383,8 @@ def infer_folder(
     write_text_atomic(summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
     failed = summary.count("failed")
     if failed:
-        error = BatchFailure(f"{failed} of {len(summary.images)} images failed (listed in {summary_path})",
-                             "fix or remove those files and run again; finished masks are kept and skipped")
-        error.summary = summary  # type: ignore[attr-defined]
-        raise error
+        raise BatchFailure(f"{failed} of {len(summary.images)} images failed (listed in {summary_path})",
+                           "fix or remove those files and run again; finished masks are kept and skipped", summary)
     return summary
 
 

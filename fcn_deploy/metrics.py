@@ -1,4 +1,4 @@
-"""Segmentation metrics from a confusion matrix (pure numpy); void pixels (255) are ignored."""
+"""Segmentation metrics (pure numpy): confusion matrix and mIoU with void (255) ignored, and logit comparison."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fcn_deploy.errors import ArtifactError
 from fcn_deploy.palette import VOID_LABEL
 
 
@@ -41,3 +42,18 @@ def scores_from_confusion(matrix: np.ndarray) -> SegmentationScores:
         mean_iou=float(iou[present].mean()) if present.any() else float("nan"),
         per_class_iou=tuple(float(v) for v in iou),
     )
+
+
+def max_logit_difference(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(max |Δlogit|, max |reference logit|) of two logit arrays of one shape."""
+    if reference.shape != candidate.shape:
+        raise ArtifactError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
+    diff = float(np.max(np.abs(reference.astype(np.float32) - candidate.astype(np.float32))))
+    return diff, float(np.max(np.abs(reference)))
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray, class_axis: int = 1) -> tuple[float, float, float]:
+    """(max |Δlogit|, max |reference logit|, argmax agreement) of two logit arrays (classes on ``class_axis``)."""
+    diff, peak = max_logit_difference(reference, candidate)
+    agreement = float(np.mean(reference.argmax(axis=class_axis) == candidate.argmax(axis=class_axis)))
+    return diff, peak, agreement

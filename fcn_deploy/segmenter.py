@@ -22,10 +22,19 @@ from typing import Literal
 import numpy as np
 
 from fcn_deploy.data.transforms import align_up
+from fcn_deploy.devices import Device
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.runtime import Backend, Device, open_backend
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
-from fcn_deploy.tiling import BLENDS, TilePlan, pad_to, plan_tiles, slide_labels, whole_labels, whole_size
+from fcn_deploy.runtime import Backend, open_backend
+from fcn_deploy.spec import ModelSpec
+from fcn_deploy.tiling import (
+    BLENDS,
+    TilePlan,
+    pad_to,
+    plan_tiles,
+    slide_labels,
+    whole_labels,
+    whole_size,
+)
 
 Mode = Literal["auto", "whole", "slide"]
 Blend = Literal["hann", "gaussian", "mean"]
@@ -97,7 +106,6 @@ class Segmenter:
         self.tile = _checked_tile(config.tile, self.spec)
         if config.mode != "whole":
             _check_step(self.tile, config.overlap, self.spec.alignment)
-        self._scale, self._offset = _normaliser(self.spec)
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -150,14 +158,14 @@ class Segmenter:
     def _run(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 N×h×w×3 tiles -> float32 N×C×h×w logits, padding the batch up to the model's minimum."""
         count, batch = tiles.shape[0], self._min_batch(tiles)
-        logits = self.backend.infer(self._prepare(batch))
+        logits = self.backend.infer(self.spec.to_model_input(batch))
         _check_output("logits", logits.shape, (batch.shape[0], self.spec.num_classes, *batch.shape[1:3]))
         return logits[:count]
 
     def _run_labels(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 N×h×w×3 tiles -> the model's own uint8 N×h×w labels (backends with ``has_labels``)."""
         count, batch = tiles.shape[0], self._min_batch(tiles)
-        labels = self.backend.infer_labels(self._prepare(batch))
+        labels = self.backend.infer_labels(self.spec.to_model_input(batch))
         _check_output("labels", labels.shape, (batch.shape[0], *batch.shape[1:3]))
         return labels[:count]
 
@@ -167,17 +175,6 @@ class Segmenter:
         if tiles.shape[0] >= min_batch:
             return tiles
         return np.concatenate([tiles, np.repeat(tiles[-1:], min_batch - tiles.shape[0], axis=0)])
-
-    def _prepare(self, tiles: np.ndarray) -> np.ndarray:
-        """The backend's input: raw uint8 N×H×W×3, or N×3×H×W float32 (x/255 - mean)/std, vectorised."""
-        if self.spec.input_format == INPUT_UINT8_NHWC:
-            return np.ascontiguousarray(tiles)
-        batch = np.empty((tiles.shape[0], 3, *tiles.shape[1:3]), np.float32)
-        for channel in range(3):
-            plane = batch[:, channel]
-            np.multiply(tiles[..., channel], self._scale[channel], out=plane, dtype=np.float32)
-            plane += self._offset[channel]
-        return batch
 
 
 @contextlib.contextmanager
@@ -190,14 +187,6 @@ def open_segmenter(
 
 
 # --- validation ----------------------------------------------------------------------------------
-
-
-def _normaliser(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel scale and offset so that x * scale + offset == (x / 255 - mean) / std."""
-    std = np.asarray(spec.std, np.float64)
-    scale = 1.0 / (255.0 * std)
-    offset = -np.asarray(spec.mean, np.float64) / std
-    return scale.astype(np.float32), offset.astype(np.float32)
 
 
 def _checked_batch(batch: int | None, spec: ModelSpec) -> int:

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fcn_deploy.errors import ArtifactError
-from fcn_deploy.fileio import write_text_atomic
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP
 
 SPEC_FORMAT_VERSION = 1
-ONNX_METADATA_KEY = "fcn_deploy.spec"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -126,6 +124,39 @@ class ModelSpec:
         if problems:
             raise ArtifactError("invalid model spec: " + "; ".join(problems))
 
+    # --- the input layout ------------------------------------------------------------------------
+
+    @property
+    def takes_uint8(self) -> bool:
+        """True when the model takes raw uint8 N×H×W×3 RGB (normalisation inside the graph)."""
+        return self.input_format == INPUT_UINT8_NHWC
+
+    @property
+    def channel_axis(self) -> int:
+        """Axis of the three colour channels in the model's input."""
+        return 3 if self.takes_uint8 else 1
+
+    @property
+    def layout_name(self) -> str:
+        """The input layout in words, for messages."""
+        return "N×H×W×3 uint8 RGB" if self.takes_uint8 else "N×3×H×W float32"
+
+    def input_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The input tensor's shape for a batch of height×width images."""
+        return (batch, height, width, 3) if self.takes_uint8 else (batch, 3, height, width)
+
+    def batch_hw(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """(batch, height, width) of an input tensor shape in the model's layout."""
+        if self.takes_uint8:
+            return int(shape[0]), int(shape[1]), int(shape[2])
+        return int(shape[0]), int(shape[2]), int(shape[3])
+
+    def to_model_input(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N×H×W×3 RGB images as the model's input: as they are, or normalised N×3×H×W float32."""
+        if self.takes_uint8:
+            return np.ascontiguousarray(images)
+        return normalize_images(images, self.mean, self.std)
+
     def replace(self, **changes: Any) -> ModelSpec:
         """A copy with some fields changed (the spec is frozen)."""
         return dataclasses.replace(self, **changes)
@@ -170,63 +201,25 @@ class ModelSpec:
         return cls.from_dict(data, source)
 
 
-# --- ONNX metadata (works on any ModelProto; no onnx import needed) -------------------------------
+# --- inputs ----------------------------------------------------------------------------------------
 
 
-def store_in_onnx(proto: Any, spec: ModelSpec) -> None:
-    """Store ``spec`` in an ONNX model's metadata under ONNX_METADATA_KEY, replacing an older value."""
-    kept = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    proto.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 N×H×W×3 RGB -> float32 N×3×H×W, (x / 255 - mean) / std per channel, written plane by plane."""
+    std64 = np.asarray(std, np.float64)
+    scale = (1.0 / (255.0 * std64)).astype(np.float32)
+    offset = (-np.asarray(mean, np.float64) / std64).astype(np.float32)
+    batch = np.empty((images.shape[0], 3, *images.shape[1:3]), np.float32)
+    for channel in range(3):
+        plane = batch[:, channel]
+        np.multiply(images[..., channel], scale[channel], out=plane, dtype=np.float32)
+        plane += offset[channel]
+    return batch
 
 
-def spec_from_onnx(proto: Any, source: str) -> ModelSpec:
-    """The spec in an ONNX model's metadata; ArtifactError for a model fcn-deploy did not export."""
-    return spec_from_metadata({prop.key: prop.value for prop in proto.metadata_props}, source)
-
-
-def spec_from_metadata(metadata: Mapping[str, str], source: str) -> ModelSpec:
-    """The spec in an ONNX model's metadata map (from the proto, or from a runtime session's model meta)."""
-    if ONNX_METADATA_KEY in metadata:
-        return ModelSpec.from_json(metadata[ONNX_METADATA_KEY], source=f"{source} metadata")
-    raise ArtifactError(
-        f"{source} is not an fcn-deploy ONNX model (no '{ONNX_METADATA_KEY}' metadata)",
-        "export it with 'fcn-deploy export CHECKPOINT'; other ONNX models lack the spec "
-        "(classes, normalisation, alignment) it needs",
-    )
-
-
-# --- sidecars ------------------------------------------------------------------------------------
-
-
-def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
-    """The JSON sidecar of an artifact: ``fcn.onnx`` -> ``fcn.onnx.json``."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + ".json")
-
-
-def write_sidecar(
-    artifact: str | os.PathLike[str], spec: ModelSpec, extra: Mapping[str, Any] | None = None
-) -> Path:
-    """Write ``{"spec": ..., **extra}`` next to ``artifact`` (atomically) and return its path."""
-    payload: dict[str, Any] = {"spec": spec.to_dict()}
-    payload.update(extra or {})
-    path = sidecar_path(artifact)
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def read_sidecar(artifact: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, Any]]:
-    """Read an artifact's sidecar: the spec and the whole JSON document."""
-    path = sidecar_path(artifact)
-    if not path.is_file():
-        raise ArtifactError(
-            f"{artifact} has no sidecar {path.name}",
-            "keep the .json file that fcn-deploy wrote next to the artifact, or re-run the stage that made it",
-        )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read sidecar {path} ({exc})") from exc
-    return ModelSpec.from_dict(document.get("spec", {}), source=str(path)), document
+def example_input(spec: ModelSpec, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A random batch in the spec's input format."""
+    rng = np.random.default_rng(seed)
+    if spec.takes_uint8:
+        return rng.integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
+    return rng.standard_normal((batch, 3, height, width), dtype=np.float32)

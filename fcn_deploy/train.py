@@ -17,19 +17,20 @@ import numpy as np
 
 from fcn_deploy.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from fcn_deploy.data.datasets import crop_dataset, pad_collate, whole_image_dataset
-from fcn_deploy.data.progress import log, progress_bar
 from fcn_deploy.data.transforms import Size, check_aligned
 from fcn_deploy.data.voc import NUM_CLASSES, SplitScan, VocLayout, scan_split
 from fcn_deploy.deps import require
-from fcn_deploy.errors import InputError, MissingComponentError
+from fcn_deploy.devices import torch_device
+from fcn_deploy.errors import InputError
 from fcn_deploy.fileio import atomic_path
 from fcn_deploy.metrics import confusion_matrix, scores_from_confusion
 from fcn_deploy.model import MODEL_ALIGNMENT, MODEL_BUILDERS, UpsampleInit, build_model
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP, VOID_LABEL
+from fcn_deploy.progress import log, progress_bar
 from fcn_deploy.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, ShapeRange
+from fcn_deploy.workspace import CHECKPOINT_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     from torch import nn
 
 DEFAULT_ARCH = "fcn32s"
@@ -53,7 +54,7 @@ class TrainConfig:
     crop: Size = (320, 480)
     backbone_weights: Path | None = None
     upsample_init: str = "bilinear"
-    out_dir: Path = Path("checkpoints")
+    out_dir: Path = CHECKPOINT_DIR
     resume: Path | None = None
     device: str = "cpu"
     seed: int = 0
@@ -129,27 +130,6 @@ def _check_options(config: TrainConfig) -> None:
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out-dir {out} exists and is not a folder", "pass a folder for the checkpoints")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'cpu' or 'cuda[:N]' as a torch.device; CUDA that is not there is an error, never a silent CPU run."""
-    torch = require("torch")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise MissingComponentError(
-                f"--device {name} was requested but PyTorch sees no CUDA device",
-                "run on a machine with an NVIDIA GPU and a CUDA build of PyTorch, or pass --device cpu",
-            )
-        try:
-            device = torch.device(name)
-        except RuntimeError as exc:
-            raise InputError(f"bad --device {name!r} ({exc})") from exc
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return device
-    raise InputError(f"unknown --device {name!r}", "use cpu or cuda (cuda:N for a particular GPU)")
 
 
 def model_spec(arch: str, crop: Size) -> ModelSpec:
@@ -331,7 +311,7 @@ def train(config: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     _check_options(config)
     torch = require("torch")
-    device = resolve_device(config.device)
+    device = torch_device(config.device, "--device")
     start = _start(config)
     layout, train_scan, val_scan = _scans(config)
     torch.manual_seed(config.seed + start.epoch)

@@ -14,7 +14,7 @@ VOC_SAMPLE = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012
 def voc_sample_dir() -> Path:
     """The eight real VOC2012 pairs beside the checkout; skip with the reason where they are absent."""
     if not (VOC_SAMPLE / "JPEGImages").is_dir():
-        pytest.skip(f"real VOC sample not present at ../shared/voc-sample/VOCdevkit/VOC2012")
+        pytest.skip("real VOC sample not present at ../shared/voc-sample/VOCdevkit/VOC2012")
     return VOC_SAMPLE
 
 
@@ -67,3 +67,44 @@ def trained_run(synthetic_voc_dir, tmp_path_factory):
 def trained_checkpoint(trained_run) -> Path:
     """Path of the best checkpoint (fcn32s-best.pt, spec crop 64×96) of the short run. Do not modify it."""
     return trained_run.best_checkpoint
+
+
+# --- ONNX exports for the precision, build and TensorRT tests (session-scoped: exports are slow) ------------
+
+
+@pytest.fixture(scope="session")
+def precision_voc_dir(synthetic_voc_dir) -> Path:
+    """The synthetic VOC-layout folder the precision tests calibrate and check parity on."""
+    return synthetic_voc_dir
+
+
+@pytest.fixture(scope="session")
+def precision_checkpoint(trained_checkpoint) -> Path:
+    """A briefly trained fcn32s checkpoint (its predictions are not trivial, so parity means something)."""
+    return trained_checkpoint
+
+
+@pytest.fixture(scope="session")
+def precision_onnx(precision_checkpoint: Path, tmp_path_factory) -> Path:
+    """The FP32 ONNX export of the trained checkpoint (with its sidecar naming the checkpoint)."""
+    from fcn_deploy.export import ExportConfig, export_onnx
+
+    out = tmp_path_factory.mktemp("precision_onnx") / "fcn.onnx"
+    return export_onnx(precision_checkpoint, out, ExportConfig(verify=False, progress=False)).onnx_path
+
+
+@pytest.fixture(scope="session")
+def random_onnx(tmp_path_factory) -> Path:
+    """The FP32 export of a random-weight fcn32s (for tests of graphs and files, not of accuracy)."""
+    import torch
+
+    from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+    from fcn_deploy.export import ExportConfig, export_onnx
+    from fcn_deploy.model import build_model
+    from fcn_deploy.spec import ModelSpec, ShapeRange
+
+    folder = tmp_path_factory.mktemp("random_onnx")
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="fcn32s", crop_size=TRAIN_CROP, shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 512, 512)))
+    checkpoint = save_checkpoint(folder / "fcn32s.pt", build_model("fcn32s", 21), Checkpoint(spec=spec))
+    return export_onnx(checkpoint, folder / "fcn.onnx", ExportConfig(verify=False, progress=False)).onnx_path

@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from fcn_deploy.build import BuildConfig, make_precision_onnx, parse_dims, require_tensorrt, resolve_profile
+from fcn_deploy.build import (
+    BuildConfig,
+    make_precision_onnx,
+    parse_dims,
+    resolve_profile,
+)
 from fcn_deploy.cli import run
+from fcn_deploy.contract import read_sidecar
 from fcn_deploy.errors import InputError, MissingComponentError
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange, read_sidecar
-
-from precision.fixtures import precision_checkpoint, precision_onnx, precision_voc_dir, random_onnx  # noqa: F401
+from fcn_deploy.runtime.tensorrt_support import require_tensorrt
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
 pytest.importorskip("onnxruntime")
 

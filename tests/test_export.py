@@ -12,12 +12,18 @@ import torch
 
 from fcn_deploy import export as export_module
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+from fcn_deploy.contract import (
+    ONNX_METADATA_KEY,
+    read_onnx_spec,
+    read_sidecar,
+    write_sidecar,
+)
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.export import ExportConfig, ExportResult, export_onnx, read_onnx_spec
+from fcn_deploy.export import ExportConfig, ExportResult, export_onnx
 from fcn_deploy.fileio import sha256_file
 from fcn_deploy.model import build_model
 from fcn_deploy.runtime import open_backend
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ONNX_METADATA_KEY, ModelSpec, ShapeRange, read_sidecar, write_sidecar
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
 RANGE = ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256))
 

@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from fcn_deploy.errors import InputError
-from fcn_deploy.imageio import is_image_path, mask_palette, overlay, read_image, write_mask, write_overlay
+from fcn_deploy.imageio import (
+    is_image_path,
+    mask_palette,
+    overlay,
+    read_image,
+    write_mask,
+    write_overlay,
+)
 from fcn_deploy.palette import VOC_COLORMAP, VOC_PNG_PALETTE
 
 

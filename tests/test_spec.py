@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from fcn_deploy.contract import read_sidecar, sidecar_path, write_sidecar
 from fcn_deploy.errors import ArtifactError
-from fcn_deploy.spec import ModelSpec, QuantizationInfo, ShapeRange, read_sidecar, sidecar_path, write_sidecar
+from fcn_deploy.spec import ModelSpec, QuantizationInfo, ShapeRange
 
 
 def test_round_trip_through_json_keeps_every_field() -> None:
@@ -69,7 +70,7 @@ def test_foreign_or_malformed_documents_are_artifact_errors(tmp_path) -> None:
 def test_onnx_metadata_round_trip_replaces_an_older_spec() -> None:
     import onnx
 
-    from fcn_deploy.spec import ONNX_METADATA_KEY, spec_from_onnx, store_in_onnx
+    from fcn_deploy.contract import ONNX_METADATA_KEY, spec_from_onnx, store_in_onnx
 
     proto = onnx.ModelProto()
     with pytest.raises(ArtifactError, match="not an fcn-deploy ONNX model"):

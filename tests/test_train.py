@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from fcn_deploy.checkpoint import read_checkpoint, load_model, save_checkpoint
+from fcn_deploy.checkpoint import load_model, read_checkpoint, save_checkpoint
 from fcn_deploy.errors import InputError, MissingComponentError
 from fcn_deploy.train import TrainConfig, train
 

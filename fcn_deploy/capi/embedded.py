@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.errors import ArtifactError, FcnDeployError, InputError, MissingComponentError
+from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError, describe
 
 # fcn_pixel_format -> (bytes per pixel, channel order of R, G, B inside a pixel)
 PIXEL_LAYOUTS: dict[int, tuple[int, tuple[int, int, int]]] = {
@@ -62,10 +62,8 @@ def status_of(exc: BaseException, codes: Any) -> int:
 
 
 def message_of(exc: BaseException) -> str:
-    """One-line-ish message for fcn_last_error: fcn-deploy errors as they are, others with their type."""
-    if isinstance(exc, FcnDeployError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """The message for fcn_last_error: ours with the fix on its own line, others with their type."""
+    return describe(exc, one_line=False)
 
 
 @dataclass

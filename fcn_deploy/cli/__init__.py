@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import typer
 
 from fcn_deploy import __version__
+from fcn_deploy.cli.commands import register_all
 from fcn_deploy.errors import FcnDeployError
 
 
@@ -47,13 +48,6 @@ def _root(
     settings.verbose = verbose
 
 
-def _register_commands() -> None:
-    """Attach every command module; each only imports heavy libraries inside its commands."""
-    from fcn_deploy.cli import commands
-
-    commands.register(app)
-
-
 def _fail(message: str, hint: str | None, code: int) -> int:
     typer.echo(f"error: {message}", err=True)
     if hint:
@@ -68,7 +62,6 @@ def _is_usage_error(exc: Exception) -> bool:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by tests)."""
-    _register_commands()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="fcn-deploy", standalone_mode=False)
@@ -90,6 +83,9 @@ def run(argv: list[str] | None = None) -> int:
     finally:
         settings.verbose = False
     return result if isinstance(result, int) else 0
+
+
+register_all(app)
 
 
 def main() -> None:

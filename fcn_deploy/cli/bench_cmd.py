@@ -28,17 +28,6 @@ def parse_batches(text: str) -> tuple[int, ...]:
     return tuple(int(item) for item in items)
 
 
-def default_models() -> list[Path]:
-    """Without MODEL arguments: the newest checkpoint in checkpoints/ and every ONNX file in export/."""
-    from fcn_deploy.checkpoint import newest_checkpoint
-
-    models = [newest_checkpoint("checkpoints")]
-    export = Path("export")
-    if export.is_dir():
-        models.extend(sorted(export.glob("*.onnx")))
-    return models
-
-
 def bench(
     models: Optional[list[Path]] = typer.Argument(
         None, help="Checkpoints (.pt), ONNX files, engines. Default: newest checkpoint + export/*.onnx."
@@ -55,12 +44,13 @@ def bench(
 ) -> None:
     """Median/p90/p99 latency, images/s, MP/s, GFLOP/s vs GEMM, peak RSS and speed-up over PyTorch eager."""
     from fcn_deploy.bench import BenchConfig, run_bench
+    from fcn_deploy.workspace import default_bench_models
 
     config = BenchConfig(
         sizes=parse_sizes(sizes), batches=parse_batches(batch), warmup=warmup, iters=iters, rounds=rounds,
         device=device, measure_rss=rss, gemm_size=gemm_size,
     )
-    report = run_bench(models or default_models(), config)
+    report = run_bench(models or default_bench_models(), config)
     _print_report(report)
     if json_out is not None:
         report.write_json(json_out)

@@ -1,4 +1,4 @@
-"""Registry of the command modules; each module exposes ``register(app)``."""
+"""The command modules, in data-flow order; each defines its commands as module functions and ``register(app)``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import importlib
 
 import typer
 
-# one module per pipeline stage, in data-flow order
 COMMAND_MODULES = (
     "fcn_deploy.cli.data_cmd",
     "fcn_deploy.cli.train_cmd",
@@ -18,19 +17,8 @@ COMMAND_MODULES = (
     "fcn_deploy.cli.capi_cmd",
 )
 
-_registered: set[int] = set()
 
-
-def register(app: typer.Typer) -> None:
-    """Add the commands of every module that exists (once per app)."""
-    if id(app) in _registered:
-        return
-    _registered.add(id(app))
+def register_all(app: typer.Typer) -> None:
+    """Attach the commands of every module (each imports heavy libraries only inside its commands)."""
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(name).register(app)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import typer
 
 from fcn_deploy.errors import InputError
+from fcn_deploy.workspace import DEFAULT_ONNX
 
 LABELS_DTYPES = ("uint8", "int64")
 
 
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (.pt). Default: the newest in checkpoints/."),
-    out: Path = typer.Option(Path("export") / "fcn.onnx", "--out", "-o", help="ONNX file to write (+ .json sidecar)."),
+    out: Path = typer.Option(DEFAULT_ONNX, "--out", "-o", help="ONNX file to write (+ .json sidecar)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (17 or newer)."),
     with_preprocess: bool = typer.Option(
         False, "--with-preprocess", help="Take uint8 N×H×W×3 RGB and normalise inside the graph."
@@ -30,16 +31,16 @@ def export(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch after export."),
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch, height and width in multiples of 32)."""
-    from fcn_deploy.checkpoint import newest_checkpoint
-    from fcn_deploy.export import ExportConfig, export_onnx
+    from fcn_deploy.export import ExportConfig, LabelsDtype, export_onnx
+    from fcn_deploy.workspace import newest_checkpoint
 
     if labels_dtype not in LABELS_DTYPES:
         raise InputError(f"--labels-dtype {labels_dtype!r} is not supported", f"use one of: {', '.join(LABELS_DTYPES)}")
     config = ExportConfig(
-        opset=opset, with_preprocess=with_preprocess, with_argmax=with_argmax, labels_dtype=labels_dtype,  # type: ignore[arg-type]
+        opset=opset, with_preprocess=with_preprocess, with_argmax=with_argmax, labels_dtype=cast(LabelsDtype, labels_dtype),
         upsampler=upsampler, verify=verify,
     )
-    result = export_onnx(checkpoint or newest_checkpoint("checkpoints"), out, config)
+    result = export_onnx(checkpoint or newest_checkpoint(), out, config)
     typer.echo(f"wrote {result.onnx_path} and {result.sidecar_path} (export {result.export_seconds:.1f} s)")
     for check in result.checks:
         typer.echo(f"onnxruntime vs pytorch {check.describe()}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import typer
 
@@ -36,17 +36,17 @@ def infer(
 ) -> None:
     """Segment every image in DIR (jpg, png, bmp, webp, tif) into VOC palette masks under OUT; resumable."""
     from fcn_deploy.data.transforms import parse_size
+    from fcn_deploy.devices import check_device
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
     from fcn_deploy.infer import InferConfig, infer_folder
-    from fcn_deploy.segmenter import SegmenterConfig
+    from fcn_deploy.segmenter import Blend, SegmenterConfig
 
     model, folder = split_model_and_folder(paths)
-    segmenter = SegmenterConfig(  # a tile forces slide mode
-        tile=parse_size(tile, "--tile") if tile else None, overlap=overlap, batch=batch,
-        blend=blend,  # type: ignore[arg-type]
+    segmenter = SegmenterConfig(  # a tile forces slide mode; the config checks the blend's name
+        tile=parse_size(tile, "--tile") if tile else None, overlap=overlap, batch=batch, blend=cast(Blend, blend),
     )
     config = InferConfig(
-        segmenter=segmenter, device=device, recursive=recursive, overlay=overlay,  # type: ignore[arg-type]
+        segmenter=segmenter, device=check_device(device), recursive=recursive, overlay=overlay,
         overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
     )
     result = infer_folder(model, folder, out, config)

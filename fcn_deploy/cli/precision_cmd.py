@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import typer
 
 from fcn_deploy.errors import InputError
-
-DEFAULT_ONNX = Path("export") / "fcn.onnx"
+from fcn_deploy.workspace import DEFAULT_ONNX, TIMING_CACHE
 
 
 def calibrate(
@@ -26,11 +25,17 @@ def calibrate(
 ) -> None:
     """Calibrate an INT8 explicit-quantisation (Q/DQ) ONNX on VOC crops."""
     from fcn_deploy.data.transforms import parse_size
-    from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8
+    from fcn_deploy.precision.calibrate import (
+        CalibrationConfig,
+        Method,
+        SmallPolicy,
+        Target,
+        calibrate_int8,
+    )
 
-    config = CalibrationConfig(
-        data_dir=data, split=split, num=num, crop=parse_size(crop, "--crop"), method=method,  # type: ignore[arg-type]
-        target=target, seed=seed, small=small, out=out,  # type: ignore[arg-type]
+    config = CalibrationConfig(  # the config checks the names of the method, target and small-image policy
+        data_dir=data, split=split, num=num, crop=parse_size(crop, "--crop"), method=cast(Method, method),
+        target=cast(Target, target), seed=seed, small=cast(SmallPolicy, small), out=out,
     )
     result = calibrate_int8(onnx, config)
     typer.echo(f"wrote {result.path} ({result.quantized_nodes} quantised tensors; the upsampling head and "
@@ -53,7 +58,7 @@ def build(
     opt_shape: Optional[str] = typer.Option(None, "--opt", help="Profile optimum NxCxHxW."),
     max_shape: Optional[str] = typer.Option(None, "--max", help="Profile maximum NxCxHxW."),
     workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace in GiB."),
-    timing_cache: Path = typer.Option(Path("calibration") / "timing.cache", "--timing-cache", help="Timing cache."),
+    timing_cache: Path = typer.Option(TIMING_CACHE, "--timing-cache", help="Timing cache."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Checkpoint for the parity check "
                                              "(default: the export's source checkpoint)."),
     parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="VOC folder for parity "
@@ -62,8 +67,10 @@ def build(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine path (default engines/fcn.<precision>.engine)."),
 ) -> None:
     """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU)."""
-    from fcn_deploy.build import BuildConfig, build as build_engine, parse_dims
+    from fcn_deploy.build import BuildConfig, parse_dims
+    from fcn_deploy.build import build as build_engine
     from fcn_deploy.data.transforms import parse_size
+    from fcn_deploy.workspace import Precision
 
     chosen = [name for name, flag in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if flag]
     if len(chosen) != 1:
@@ -73,11 +80,11 @@ def build(
     if any(shapes) and not all(shapes):
         raise InputError("give all of --min, --opt and --max, or none (then the spec's shape range is used)")
     profile = None
-    if all(shapes):
-        profile = tuple(parse_dims(s, o) for s, o in zip(shapes, ("--min", "--opt", "--max")))  # type: ignore[arg-type]
+    if min_shape and opt_shape and max_shape:
+        profile = (parse_dims(min_shape, "--min"), parse_dims(opt_shape, "--opt"), parse_dims(max_shape, "--max"))
     config = BuildConfig(
-        precision=chosen[0], calib_data=calib_data, calib_num=calib_num, calib_method=calib_method,  # type: ignore[arg-type]
-        calib_crop=parse_size(calib_crop, "--calib-crop"), profile=profile, workspace_gib=workspace,  # type: ignore[arg-type]
+        precision=cast(Precision, chosen[0]), calib_data=calib_data, calib_num=calib_num, calib_method=calib_method,
+        calib_crop=parse_size(calib_crop, "--calib-crop"), profile=profile, workspace_gib=workspace,
         timing_cache=timing_cache, reference=reference, parity_data=parity_data, skip_parity=skip_parity, out=out,
     )
     result = build_engine(onnx, config)

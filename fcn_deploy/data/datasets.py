@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fcn_deploy.data.transforms import Size, aligned_size, crop_pair, normalize_image, pad_pair, random_crop_box
+from fcn_deploy.data.transforms import (
+    Size,
+    aligned_size,
+    crop_pair,
+    normalize_image,
+    pad_pair,
+    random_crop_box,
+)
 from fcn_deploy.data.voc import SplitScan, VocLayout, read_pair
 from fcn_deploy.deps import require
 

@@ -14,12 +14,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fcn_deploy.data.progress import log, progress_bar
 from fcn_deploy.data.transforms import Size
-from fcn_deploy.data.voc import IMAGE_DIR, IMAGE_SUFFIX, MASK_DIR, MASK_SUFFIX, SPLIT_DIR
+from fcn_deploy.data.voc import (
+    IMAGE_DIR,
+    IMAGE_SUFFIX,
+    MASK_DIR,
+    MASK_SUFFIX,
+    SPLIT_DIR,
+)
 from fcn_deploy.errors import InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
 from fcn_deploy.palette import VOC_CLASSES, VOID_LABEL, png_palette_bytes
+from fcn_deploy.progress import log, progress_bar
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.palette import VOID_LABEL
+from fcn_deploy.spec import normalize_images
 
 Size = tuple[int, int]  # (height, width)
 
@@ -43,9 +44,7 @@ def normalize_image(
     image: np.ndarray, mean: Sequence[float], std: Sequence[float]
 ) -> np.ndarray:
     """uint8 H×W×3 RGB -> float32 3×H×W, scaled to [0, 1] then standardised per channel."""
-    scaled = image.astype(np.float32) / np.float32(255.0)
-    scaled = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(2, 0, 1))
+    return normalize_images(image[None], mean, std)[0]
 
 
 def random_crop_box(image_size: Size, crop: Size, rng: np.random.Generator) -> tuple[int, int]:

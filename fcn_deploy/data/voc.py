@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fcn_deploy.errors import InputError
-from fcn_deploy.palette import VOC_CLASSES, VOC_PNG_PALETTE, VOID_LABEL
 from fcn_deploy.data.transforms import Size
+from fcn_deploy.errors import InputError
+from fcn_deploy.imageio import (
+    read_image,  # the one image decoder (EXIF orientation, pixel limit); importable from here
+)
+from fcn_deploy.palette import VOC_CLASSES, VOC_PNG_PALETTE, VOID_LABEL
 
 IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"
@@ -123,12 +126,6 @@ def image_size(path: str | os.PathLike[str]) -> Size:
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise InputError(f"cannot read image {path} ({exc})", "replace it with a valid JPEG") from exc
     return height, width
-
-
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to uint8 H×W×3 RGB."""
-    image = _open(Path(path), "image")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def _colour_code(r, g, b):

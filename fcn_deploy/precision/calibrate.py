@@ -29,16 +29,25 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fcn_deploy.data.progress import log, progress_bar
+from fcn_deploy.contract import load_onnx, save_onnx
 from fcn_deploy.data.transforms import Size, check_aligned
 from fcn_deploy.data.voc import VocLayout
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file, write_text_atomic
-from fcn_deploy.precision.artifact import head_nodes, load_onnx, save_onnx
-from fcn_deploy.precision.crops import CropBox, CropPlan, SmallPolicy, crop_input, plan_crops, save_plan
+from fcn_deploy.precision.crops import (
+    CropBox,
+    CropPlan,
+    SmallPolicy,
+    crop_input,
+    plan_crops,
+    save_plan,
+)
+from fcn_deploy.precision.graph import head_nodes
 from fcn_deploy.precision.qdq_lint import check_qdq
+from fcn_deploy.progress import log, progress_bar
 from fcn_deploy.spec import ModelSpec, QuantizationInfo
+from fcn_deploy.workspace import CALIBRATION_DIR, precision_onnx_path
 
 Method = Literal["entropy", "percentile", "minmax"]
 Target = Literal["tensorrt", "cpu"]
@@ -64,7 +73,7 @@ class CalibrationConfig:
     small: SmallPolicy = "skip"
     histogram_bins: int = ENTROPY_BINS  # entropy/percentile histogram; entropy's search costs O(bins²) per tensor
     out: Path | None = None  # default: <onnx dir>/<stem>.int8.onnx or .int8-cpu.onnx
-    calibration_dir: Path = Path("calibration")
+    calibration_dir: Path = CALIBRATION_DIR
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,7 @@ class CalibrationResult:
 
 def default_int8_path(onnx_path: str | os.PathLike[str], target: Target) -> Path:
     """export/fcn.onnx -> export/fcn.int8.onnx (TensorRT) or export/fcn.int8-cpu.onnx (CPU)."""
-    onnx_path = Path(onnx_path)
-    suffix = ".int8.onnx" if target == "tensorrt" else ".int8-cpu.onnx"
-    return onnx_path.with_name(onnx_path.stem + suffix)
+    return precision_onnx_path(onnx_path, "int8", target)
 
 
 def crop_reader(

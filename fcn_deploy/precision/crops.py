@@ -15,11 +15,12 @@ from typing import Literal
 
 import numpy as np
 
-from fcn_deploy.data.transforms import Size, normalize_image, random_crop_box
-from fcn_deploy.data.voc import VocLayout, image_size, read_image
+from fcn_deploy.data.transforms import Size, random_crop_box
+from fcn_deploy.data.voc import VocLayout, image_size
 from fcn_deploy.errors import InputError
 from fcn_deploy.fileio import sha256_file, write_text_atomic
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
+from fcn_deploy.imageio import read_image
+from fcn_deploy.spec import ModelSpec
 
 SmallPolicy = Literal["skip", "pad"]
 SMALL_POLICIES = ("skip", "pad")
@@ -144,6 +145,4 @@ def crop_input(layout: VocLayout, box: CropBox, crop: Size, spec: ModelSpec) -> 
     window = image[box.top: box.top + crop[0], box.left: box.left + crop[1]]
     if window.shape[:2] != tuple(crop):
         raise InputError(f"image {box.image_id} changed since the crop plan was made (window {window.shape[:2]})")
-    if spec.input_format == INPUT_UINT8_NHWC:
-        return np.ascontiguousarray(window[None])
-    return normalize_image(window, spec.mean, spec.std)[None]
+    return spec.to_model_input(window[None])

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fcn_deploy.contract import load_onnx, save_onnx
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.fileio import sha256_file
-from fcn_deploy.precision.artifact import head_nodes, load_onnx, save_onnx, tensor_elem_types
+from fcn_deploy.precision.graph import head_nodes, tensor_elem_types
 from fcn_deploy.spec import QuantizationInfo
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -16,7 +16,7 @@ import numpy as np
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
-from fcn_deploy.precision.artifact import PASSTHROUGH_OPS, tensor_elem_types
+from fcn_deploy.precision.graph import PASSTHROUGH_OPS, tensor_elem_types
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx

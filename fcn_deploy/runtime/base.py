@@ -8,7 +8,7 @@ from types import TracebackType
 import numpy as np
 
 from fcn_deploy.errors import ArtifactError, InputError, ShapeError
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
+from fcn_deploy.spec import ModelSpec
 
 
 class Backend(abc.ABC):
@@ -87,23 +87,18 @@ class Backend(abc.ABC):
 
     def input_hw(self, batch: np.ndarray) -> tuple[int, int]:
         """(height, width) of a batch in the spec's layout."""
-        if self.spec.input_format == INPUT_UINT8_NHWC:
-            return int(batch.shape[1]), int(batch.shape[2])
-        return int(batch.shape[2]), int(batch.shape[3])
+        return self.spec.batch_hw(batch.shape)[1:]
 
     def check_input(self, batch: np.ndarray) -> None:
         """Raise ShapeError naming the problem when ``batch`` breaks the spec's contract."""
         spec = self.spec
         if not isinstance(batch, np.ndarray):
             raise ShapeError(f"input must be a numpy array, got {type(batch).__name__}")
-        uint8_input = spec.input_format == INPUT_UINT8_NHWC
-        expected_dtype = np.uint8 if uint8_input else np.float32
-        layout = "N×H×W×3 uint8 RGB" if uint8_input else "N×3×H×W float32"
+        expected_dtype = np.uint8 if spec.takes_uint8 else np.float32
         if batch.dtype != expected_dtype:
-            raise ShapeError(f"input dtype is {batch.dtype}, this model takes {layout}")
-        channel_axis = 3 if uint8_input else 1
-        if batch.ndim != 4 or batch.shape[channel_axis] != 3:
-            raise ShapeError(f"input shape is {batch.shape}, this model takes {layout}")
+            raise ShapeError(f"input dtype is {batch.dtype}, this model takes {spec.layout_name}")
+        if batch.ndim != 4 or batch.shape[spec.channel_axis] != 3:
+            raise ShapeError(f"input shape is {batch.shape}, this model takes {spec.layout_name}")
         height, width = self.input_hw(batch)
         align = spec.alignment
         if height % align or width % align:

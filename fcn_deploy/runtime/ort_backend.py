@@ -19,13 +19,20 @@ from typing import Any
 
 import numpy as np
 
+from fcn_deploy.contract import (
+    TensorSignature,
+    check_sidecar,
+    check_spec_against_signatures,
+    read_onnx_spec,
+    require_artifact,
+    sidecar_path,
+    spec_from_metadata,
+)
 from fcn_deploy.deps import require
+from fcn_deploy.devices import check_device, cuda_device_count
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
-from fcn_deploy.export import TensorSignature, check_sidecar, check_spec_against_signatures, read_onnx_spec
-from fcn_deploy.runtime import DEVICES
-from fcn_deploy.runtime import cuda_device_count
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.spec import ModelSpec, sidecar_path, spec_from_metadata
+from fcn_deploy.spec import ModelSpec
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -39,13 +46,10 @@ class OrtBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto", *, threads: int = 0) -> None:
-        if device not in DEVICES:
-            raise InputError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
+        device = check_device(device)
         if threads < 0:
             raise InputError(f"threads must be 0 (ONNX Runtime's default) or positive, got {threads}")
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"ONNX model not found: {self.path}", "export the model with 'fcn-deploy export CHECKPOINT'")
+        self.path = require_artifact(path)
         try:
             self._session, self._device = open_session(self.path, device, threads)
         except ArtifactError:

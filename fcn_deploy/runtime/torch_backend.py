@@ -9,31 +9,8 @@ import numpy as np
 
 from fcn_deploy.checkpoint import load_model
 from fcn_deploy.deps import require
-from fcn_deploy.errors import InputError, MissingComponentError
-from fcn_deploy.runtime import DEVICES
+from fcn_deploy.devices import check_device, torch_device
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.spec import INPUT_UINT8_NHWC
-
-
-def torch_device(device: str) -> str:
-    """'auto' -> 'cuda' when PyTorch sees a CUDA device, else 'cpu'; an impossible 'cuda' raises with the reason."""
-    if device not in DEVICES:
-        raise InputError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
-    torch = require("torch")
-    available = torch.cuda.is_available()
-    if device == "cuda" and not available:
-        reason = (
-            "this PyTorch is a CPU-only build"
-            if torch.version.cuda is None
-            else f"PyTorch (CUDA {torch.version.cuda}) finds no CUDA device or NVIDIA driver"
-        )
-        raise MissingComponentError(
-            f"device 'cuda' requested but {reason}",
-            "run on a machine with an NVIDIA GPU and driver, or pass --device cpu",
-        )
-    if device == "auto":
-        return "cuda" if available else "cpu"
-    return device
 
 
 class TorchBackend(Backend):
@@ -43,7 +20,7 @@ class TorchBackend(Backend):
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto") -> None:
         self.path = Path(path)
-        self._device = torch_device(device)
+        self._device = torch_device(check_device(device)).type
         model, info = load_model(self.path)
         super().__init__(info.spec)
         self.model = model.to(self._device)
@@ -61,7 +38,7 @@ class TorchBackend(Backend):
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._device)
-            if self.spec.input_format == INPUT_UINT8_NHWC:
+            if self.spec.takes_uint8:
                 x = (x.permute(0, 3, 1, 2).float() / 255.0 - self._mean) / self._std
             return self.model(x).float().cpu().numpy()
 

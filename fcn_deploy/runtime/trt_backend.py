@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.build import cuda_call, require_tensorrt
+from fcn_deploy.contract import read_sidecar
+from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.spec import read_sidecar
+from fcn_deploy.runtime.tensorrt_support import cuda_call, require_tensorrt
 
 
 def engine_mismatches(sidecar: Mapping[str, Any], tensorrt_version: str, gpu_name: str,
@@ -95,8 +96,6 @@ class TensorRTBackend(Backend):
         super().__init__(spec)
         trt, gpu = require_tensorrt()
         check_engine_compatible(self.path, document, trt.__version__, gpu)
-        from fcn_deploy.deps import require
-
         self._cudart = cudart = require("cuda.bindings.runtime")
         cuda_call("cudaSetDevice", cudart.cudaSetDevice(int(gpu.get("device", 0))))
         self._logger = trt.Logger(trt.Logger.WARNING)

@@ -7,8 +7,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fcn_deploy.capi.embedded import PIXEL_LAYOUTS, image_bytes, message_of, pixels_as_rgb, status_of
-from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError, ShapeError
+from fcn_deploy.capi.embedded import (
+    PIXEL_LAYOUTS,
+    image_bytes,
+    message_of,
+    pixels_as_rgb,
+    status_of,
+)
+from fcn_deploy.errors import (
+    ArtifactError,
+    InputError,
+    MissingComponentError,
+    ShapeError,
+)
 
 RGB = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from fcn_deploy.data.datasets import crop_dataset, pad_collate, whole_image_dataset
-from fcn_deploy.data.transforms import aligned_size, check_aligned, normalize_image, parse_size
+from fcn_deploy.data.transforms import (
+    aligned_size,
+    check_aligned,
+    normalize_image,
+    parse_size,
+)
 from fcn_deploy.data.voc import VocLayout, read_pair, scan_split
 from fcn_deploy.errors import InputError
 from fcn_deploy.spec import IMAGENET_MEAN, IMAGENET_STD

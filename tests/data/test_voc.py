@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from fcn_deploy.data.synth import SynthConfig, synthesize
-from fcn_deploy.data.voc import VocLayout, image_size, read_image, read_mask, read_pair, scan_split
+from fcn_deploy.data.voc import (
+    VocLayout,
+    image_size,
+    read_image,
+    read_mask,
+    read_pair,
+    scan_split,
+)
 from fcn_deploy.errors import InputError
 from fcn_deploy.palette import VOC_PNG_PALETTE
 

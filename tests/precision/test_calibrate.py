@@ -8,13 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fcn_deploy.contract import load_onnx, read_sidecar
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.precision.artifact import load_onnx
-from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8, default_int8_path
+from fcn_deploy.precision.calibrate import (
+    CalibrationConfig,
+    calibrate_int8,
+    default_int8_path,
+)
 from fcn_deploy.precision.qdq_lint import lint_qdq
-from fcn_deploy.spec import read_sidecar
 
-from precision.fixtures import CALIB_CROP, NUM_CROPS
+CALIB_CROP = (64, 96)  # the crop the test checkpoint was trained on
+NUM_CROPS = 8
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -126,7 +130,7 @@ def test_bad_options_are_refused(random_onnx: Path, precision_voc_dir: Path, tmp
 def test_int8_parity_on_the_trained_model(target: str, precision_onnx: Path, precision_checkpoint: Path,
                                           precision_voc_dir: Path, tmp_path: Path) -> None:
     from fcn_deploy.parity import ParityConfig
-    from fcn_deploy.precision.verify import check_precision
+    from fcn_deploy.parity.gate import check_precision
 
     # 8 crops of 64×96 gave 97.3% on one trained model, 32 crops 99.5%: too few crops is the usual INT8 failure
     int8 = _calibrate(precision_onnx, precision_voc_dir, tmp_path, "percentile", target, num=32)
@@ -140,7 +144,7 @@ def test_int8_parity_on_the_trained_model(target: str, precision_onnx: Path, pre
 
 def test_int8_of_an_int8_model_is_refused(random_onnx: Path, tmp_path: Path, precision_voc_dir: Path) -> None:
     model, spec = load_onnx(random_onnx)
-    from fcn_deploy.precision.artifact import save_onnx
+    from fcn_deploy.contract import save_onnx
 
     fake = save_onnx(model, tmp_path / "fake.onnx", spec.replace(precision="int8"))
     with pytest.raises(ArtifactError, match="precision 'int8'"):

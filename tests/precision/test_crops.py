@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fcn_deploy.data.voc import VocLayout
 from fcn_deploy.errors import InputError
 from fcn_deploy.precision.crops import crop_input, load_plan, plan_crops, save_plan
-from fcn_deploy.data.voc import VocLayout
 from fcn_deploy.spec import ModelSpec
 
 

@@ -9,11 +9,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from fcn_deploy.contract import load_onnx, read_sidecar
 from fcn_deploy.errors import ArtifactError
-from fcn_deploy.precision.artifact import load_onnx
 from fcn_deploy.precision.fp16 import convert_fp16, emulate_fp16
-from fcn_deploy.spec import read_sidecar
-
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +61,7 @@ def test_only_fp32_exports_are_converted(fp16, tmp_path: Path) -> None:
 def test_fp16_parity_on_the_trained_model(precision_onnx: Path, precision_checkpoint: Path,
                                           precision_voc_dir: Path, tmp_path: Path) -> None:
     from fcn_deploy.parity import ParityConfig
-    from fcn_deploy.precision.verify import check_precision
+    from fcn_deploy.parity.gate import check_precision
 
     fp16 = convert_fp16(precision_onnx, tmp_path / "fcn.fp16.onnx")
     result = check_precision(fp16.path, precision_checkpoint, precision_voc_dir,

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+from fcn_deploy.contract import ONNX_METADATA_KEY
 from fcn_deploy.errors import ArtifactError, MissingComponentError, ShapeError
 from fcn_deploy.export import ExportConfig, export_onnx
 from fcn_deploy.model import build_model
 from fcn_deploy.runtime import open_backend
 from fcn_deploy.runtime.ort_backend import OrtBackend
-from fcn_deploy.spec import ONNX_METADATA_KEY, ModelSpec, ShapeRange
+from fcn_deploy.spec import ModelSpec, ShapeRange
 
 RANGE = ShapeRange((1, 32, 32), (1, 64, 64), (4, 256, 256))
 

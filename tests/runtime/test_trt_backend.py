@@ -12,8 +12,6 @@ import pytest
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.runtime.trt_backend import check_engine_compatible, engine_mismatches
 
-from precision.fixtures import precision_checkpoint, precision_onnx, precision_voc_dir, random_onnx  # noqa: F401
-
 BUILT = {"tensorrt_version": "10.16.1.11", "gpu": "NVIDIA L4", "compute_capability": "8.9"}
 
 
@@ -73,7 +71,7 @@ def test_cpu_device_is_refused(random_onnx: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def gpu_stack():
     """(tensorrt, gpu info), or a skip naming what is missing."""
-    from fcn_deploy.build import require_tensorrt
+    from fcn_deploy.runtime.tensorrt_support import require_tensorrt
 
     try:
         return require_tensorrt()
@@ -121,7 +119,7 @@ def test_engine_matches_pytorch_across_the_profile(engines, precision: str, min_
 
 @pytest.mark.gpu
 def test_engine_sidecar_records_the_build(engines, gpu_stack) -> None:
-    from fcn_deploy.spec import read_sidecar
+    from fcn_deploy.contract import read_sidecar
 
     trt, gpu = gpu_stack
     spec, document = read_sidecar(engines["fp16"])

@@ -1,50 +1,11 @@
-"""Reading an FP32 ONNX with its spec, and writing a precision ONNX with spec metadata and sidecar."""
+"""Graph facts the precision passes share: element types of every value and the upsampling head."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from fcn_deploy.deps import require
-from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import atomic_path, sha256_file
-from fcn_deploy.spec import ModelSpec, spec_from_onnx, store_in_onnx, write_sidecar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
-
-
-def load_onnx(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, ModelSpec]:
-    """Load an fcn-deploy ONNX model and the spec stored in its metadata."""
-    onnx = require("onnx")
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ONNX model not found: {path}", "export one first with 'fcn-deploy export', or pass its path")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise ArtifactError(f"cannot read ONNX model {path} ({exc})") from exc
-    return model, spec_from_onnx(model, str(path))
-
-
-def save_onnx(
-    model: onnx.ModelProto,
-    path: str | os.PathLike[str],
-    spec: ModelSpec,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Store ``spec`` in the model's metadata, write it atomically, then write its sidecar."""
-    onnx = require("onnx")
-    store_in_onnx(model, spec)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
-    sidecar = {"onnx_sha256": sha256_file(path)}
-    sidecar.update(extra or {})
-    write_sidecar(path, spec, sidecar)
-    return path
 
 
 # ops that only move or relabel values: the real producer of an output lies behind them

@@ -1,4 +1,4 @@
-"""Parity of a deployed model with its reference on a VOC split: logits, argmax agreement, mIoU.
+"""Run the parity of a deployed model with its reference on a VOC split: logits, argmax agreement, mIoU.
 
 Each image is run whole: reflect-padded to the next multiple of the alignment, one pass per model,
 logits cropped back. Each model gets its input in the format its own spec declares.
@@ -7,23 +7,25 @@ logits cropped back. Each model gets its input in the format its own spec declar
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fcn_deploy.data.progress import log
-from fcn_deploy.data.transforms import normalize_image
 from fcn_deploy.data.voc import VocLayout, read_pair
 from fcn_deploy.errors import InputError
 from fcn_deploy.fileio import write_text_atomic
-from fcn_deploy.metrics import confusion_matrix, scores_from_confusion
+from fcn_deploy.metrics import (
+    confusion_matrix,
+    max_logit_difference,
+    scores_from_confusion,
+)
+from fcn_deploy.parity.report import ImageParity, ParityReport, render_markdown
+from fcn_deploy.progress import log
 from fcn_deploy.runtime import Backend, open_backend
-from fcn_deploy.spec import INPUT_UINT8_NHWC
 from fcn_deploy.tiling import pad_to, whole_size
 
 REPORT_SUFFIXES = ("", ".md", ".json")
@@ -38,78 +40,6 @@ class ParityConfig:
     report: Path = Path("parity") / "parity.md"
     limit: int | None = None  # only the first N ids of the split
     progress: bool = True
-
-
-@dataclass(frozen=True)
-class ImageParity:
-    """One image: logit difference, argmax agreement, and each model's scores against the ground truth."""
-
-    image_id: str
-    height: int
-    width: int
-    max_abs_diff: float
-    max_abs_logit: float
-    argmax_agreement: float
-    model_miou: float
-    model_pixel_accuracy: float
-    reference_miou: float
-    reference_pixel_accuracy: float
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    """Per-image results and the overall aggregates (mIoU from the summed confusion matrices)."""
-
-    model: str
-    reference: str
-    model_backend: str
-    model_device: str
-    model_precision: str
-    reference_backend: str
-    reference_device: str
-    data_dir: str
-    split: str
-    num_images: int
-    num_pixels: int
-    max_abs_diff: float
-    max_abs_logit: float
-    argmax_agreement: float  # pixel-weighted over all images
-    model_miou: float
-    model_pixel_accuracy: float
-    reference_miou: float
-    reference_pixel_accuracy: float
-    delta_miou: float  # model - reference
-    model_seconds: float
-    reference_seconds: float
-    images: tuple[ImageParity, ...]
-    markdown_path: Path | None = None
-    json_path: Path | None = None
-
-    @property
-    def relative_diff(self) -> float:
-        """max |Δlogit| / max |reference logit|."""
-        if self.max_abs_logit:
-            return self.max_abs_diff / self.max_abs_logit
-        return 0.0 if self.max_abs_diff == 0 else math.inf
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible dict (paths as strings, NaN kept as null)."""
-        data = asdict(self)
-        data["images"] = [asdict(image) for image in self.images]
-        data["relative_diff"] = self.relative_diff
-        for key in ("markdown_path", "json_path"):
-            data[key] = str(data[key]) if data[key] is not None else None
-        return _nan_to_none(data)
-
-    def summary(self) -> str:
-        """Two short result lines."""
-        return (
-            f"{self.num_images} images, {self.num_pixels} pixels: max |Δlogit| {self.max_abs_diff:.3g} "
-            f"({self.relative_diff:.2e} of max |logit|), argmax agreement {100 * self.argmax_agreement:.4f}%\n"
-            f"mIoU model {_pct(self.model_miou)} vs reference {_pct(self.reference_miou)} "
-            f"(Δ {_signed_pct(self.delta_miou)}), pixel accuracy {_pct(self.model_pixel_accuracy)} vs "
-            f"{_pct(self.reference_pixel_accuracy)}"
-        )
 
 
 def report_paths(report: Path) -> tuple[Path, Path]:
@@ -157,21 +87,13 @@ def _check_compatible(candidate: Backend, ref: Backend, model: Any, reference: A
         )
 
 
-def model_input(backend: Backend, padded: np.ndarray) -> np.ndarray:
-    """A batch of one padded uint8 H×W×3 image in the format the backend's spec declares."""
-    spec = backend.spec
-    if spec.input_format == INPUT_UINT8_NHWC:
-        return np.ascontiguousarray(padded[None])
-    return normalize_image(padded, spec.mean, spec.std)[None]
-
-
 def _logits(backend: Backend, image: np.ndarray) -> tuple[np.ndarray, float]:
     """C×H×W logits of a whole image (padded, one pass, cropped back) and the seconds it took."""
     height, width = image.shape[:2]
     spec = backend.spec
     padded = pad_to(image, *whole_size((height, width), spec.alignment, spec.shape_range.min[1:]))
     started = time.perf_counter()
-    logits = backend.infer(model_input(backend, padded))[0, :, :height, :width]
+    logits = backend.infer(spec.to_model_input(padded[None]))[0, :, :height, :width]
     return logits, time.perf_counter() - started
 
 
@@ -189,6 +111,7 @@ def _run_images(
         image, mask = read_pair(layout, image_id)
         model_logits, model_seconds = _logits(candidate, image)
         ref_logits, ref_seconds = _logits(ref, image)
+        max_abs_diff, max_abs_logit = max_logit_difference(ref_logits, model_logits)
         model_pred, ref_pred = model_logits.argmax(axis=0), ref_logits.argmax(axis=0)
         model_cm = confusion_matrix(mask, model_pred, classes)
         ref_cm = confusion_matrix(mask, ref_pred, classes)
@@ -196,8 +119,7 @@ def _run_images(
         model_scores, ref_scores = scores_from_confusion(model_cm), scores_from_confusion(ref_cm)
         result = ImageParity(
             image_id=image_id, height=int(image.shape[0]), width=int(image.shape[1]),
-            max_abs_diff=float(np.max(np.abs(model_logits - ref_logits))),
-            max_abs_logit=float(np.max(np.abs(ref_logits))),
+            max_abs_diff=max_abs_diff, max_abs_logit=max_abs_logit,
             argmax_agreement=agree / model_pred.size,
             model_miou=model_scores.mean_iou, model_pixel_accuracy=model_scores.pixel_accuracy,
             reference_miou=ref_scores.mean_iou, reference_pixel_accuracy=ref_scores.pixel_accuracy,
@@ -236,63 +158,3 @@ def _aggregate(
         model_seconds=totals["model_seconds"], reference_seconds=totals["reference_seconds"],
         images=tuple(results),
     )
-
-
-# --- reports -------------------------------------------------------------------------------------
-
-
-def _nan_to_none(value: Any) -> Any:
-    """Replace NaN floats (metrics of absent classes) by None so the JSON stays strict."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
-def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"
-
-
-def _signed_pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:+.2f} pt"
-
-
-def render_markdown(report: ParityReport) -> str:
-    """The Markdown report: setup, overall figures, one row per image."""
-    lines = [
-        "# Parity report",
-        "",
-        f"- model: `{report.model}` ({report.model_backend} on {report.model_device}, {report.model_precision})",
-        f"- reference: `{report.reference}` ({report.reference_backend} on {report.reference_device})",
-        f"- data: `{report.data_dir}`, split `{report.split}`, {report.num_images} images, {report.num_pixels} pixels",
-        "- each image run whole: reflect-padded to a multiple of the alignment, one pass, cropped back",
-        "",
-        "## Overall",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        f"| max \\|Δlogit\\| | {report.max_abs_diff:.4g} |",
-        f"| max \\|reference logit\\| | {report.max_abs_logit:.4g} |",
-        f"| relative difference | {report.relative_diff:.3e} |",
-        f"| argmax agreement | {100 * report.argmax_agreement:.4f}% |",
-        f"| mIoU model / reference / Δ | {_pct(report.model_miou)} / {_pct(report.reference_miou)} / "
-        f"{_signed_pct(report.delta_miou)} |",
-        f"| pixel accuracy model / reference | {_pct(report.model_pixel_accuracy)} / "
-        f"{_pct(report.reference_pixel_accuracy)} |",
-        f"| inference seconds model / reference | {report.model_seconds:.2f} / {report.reference_seconds:.2f} |",
-        "",
-        "## Per image",
-        "",
-        "| image | size | max \\|Δlogit\\| | agreement | mIoU model | mIoU reference | pixel acc. model | pixel acc. reference |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report.images:
-        lines.append(
-            f"| {r.image_id} | {r.height}x{r.width} | {r.max_abs_diff:.3g} | {100 * r.argmax_agreement:.4f}% | "
-            f"{_pct(r.model_miou)} | {_pct(r.reference_miou)} | {_pct(r.model_pixel_accuracy)} | "
-            f"{_pct(r.reference_pixel_accuracy)} |"
-        )
-    return "\n".join(lines) + "\n"

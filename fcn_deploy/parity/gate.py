@@ -1,4 +1,4 @@
-"""Parity of the precision artifacts with the PyTorch FP32 reference, before any GPU is involved.
+"""The precision gate: parity of FP16 and INT8 artifacts with the PyTorch FP32 reference, before any GPU.
 
 FP16: ONNX Runtime's CPU provider upcasts an FP16 graph, so the FP16 ONNX on CPU proves the weight
 rounding and the graph rewrite only; an emulation graph (``fp16.emulate_fp16``: FP16-rounded weights and
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fcn_deploy.contract import load_onnx, read_sidecar, save_onnx
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError
-from fcn_deploy.parity import ParityConfig, ParityReport, run_parity
-from fcn_deploy.precision.artifact import load_onnx, save_onnx
+from fcn_deploy.parity.report import ParityReport
+from fcn_deploy.parity.run import ParityConfig, run_parity
 from fcn_deploy.precision.fp16 import emulate_fp16
 
 FP16_MIN_AGREEMENT = 0.995
@@ -74,14 +75,11 @@ def check_precision(
 
 
 def _with_report(config: ParityConfig, report: Path) -> ParityConfig:
-    from dataclasses import replace
-
     return replace(config, report=report)
 
 
 def _write_emulation(fp16_artifact: Path, workdir: Path) -> Path:
     """The emulation graph of an FP16 artifact, built from its FP32 source ONNX (named in its sidecar)."""
-    from fcn_deploy.spec import read_sidecar
 
     _, document = read_sidecar(fp16_artifact)
     source = Path(document.get("source_onnx", ""))

@@ -1,0 +1,242 @@
+"""The artifact contract: an artifact and its spec are read and written here, and nowhere else.
+
+The spec travels in an ONNX model's metadata (``fcn_deploy.spec``) and in a JSON sidecar beside every
+artifact (``fcn.onnx`` -> ``fcn.onnx.json``). Readers cross-check the three (metadata, sidecar, graph) and
+refuse a file whose parts disagree, so a later stage never runs a model under the wrong contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fcn_deploy.deps import require
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.fileio import atomic_path, sha256_file, write_text_atomic
+from fcn_deploy.spec import ModelSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+ONNX_METADATA_KEY = "fcn_deploy.spec"
+ONNX_SUFFIX = ".onnx"
+ENGINE_SUFFIXES: tuple[str, ...] = (".engine", ".plan")
+EXPORT_HINT = "export the model with 'fcn-deploy export CHECKPOINT'"
+# onnx TensorProto element types used by the graph checks
+FLOAT, UINT8, INT64, FLOAT16 = 1, 2, 7, 10
+_ELEM_NAMES = {FLOAT: "float32", UINT8: "uint8", INT64: "int64", FLOAT16: "float16"}
+
+
+# --- ONNX metadata (works on any ModelProto; no onnx import needed) -------------------------------
+
+
+def store_in_onnx(proto: Any, spec: ModelSpec) -> None:
+    """Store ``spec`` in an ONNX model's metadata under ONNX_METADATA_KEY, replacing an older value."""
+    kept = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+
+
+def spec_from_onnx(proto: Any, source: str) -> ModelSpec:
+    """The spec in an ONNX model's metadata; ArtifactError for a model fcn-deploy did not export."""
+    return spec_from_metadata({prop.key: prop.value for prop in proto.metadata_props}, source)
+
+
+def spec_from_metadata(metadata: Mapping[str, str], source: str) -> ModelSpec:
+    """The spec in an ONNX model's metadata map (from the proto, or from a runtime session's model meta)."""
+    if ONNX_METADATA_KEY in metadata:
+        return ModelSpec.from_json(metadata[ONNX_METADATA_KEY], source=f"{source} metadata")
+    raise ArtifactError(
+        f"{source} is not an fcn-deploy ONNX model (no '{ONNX_METADATA_KEY}' metadata)",
+        "export it with 'fcn-deploy export CHECKPOINT'; other ONNX models lack the spec "
+        "(classes, normalisation, alignment) it needs",
+    )
+
+
+# --- sidecars ------------------------------------------------------------------------------------
+
+
+def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar of an artifact: ``fcn.onnx`` -> ``fcn.onnx.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def write_sidecar(
+    artifact: str | os.PathLike[str], spec: ModelSpec, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``{"spec": ..., **extra}`` next to ``artifact`` (atomically) and return its path."""
+    payload: dict[str, Any] = {"spec": spec.to_dict()}
+    payload.update(extra or {})
+    path = sidecar_path(artifact)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_sidecar(artifact: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, Any]]:
+    """Read an artifact's sidecar: the spec and the whole JSON document."""
+    path = sidecar_path(artifact)
+    if not path.is_file():
+        raise ArtifactError(
+            f"{artifact} has no sidecar {path.name}",
+            "keep the .json file that fcn-deploy wrote next to the artifact, or re-run the stage that made it",
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read sidecar {path} ({exc})",
+                            "delete the damaged sidecar and re-run the stage that made the artifact") from exc
+    if not isinstance(document, dict):
+        raise ArtifactError(f"sidecar {path} holds a JSON {type(document).__name__}, not an object",
+                            "delete the damaged sidecar and re-run the stage that made the artifact")
+    return ModelSpec.from_dict(document.get("spec", {}), source=str(path)), document
+
+
+def check_sidecar(path: Path, spec: ModelSpec) -> None:
+    """ArtifactError when the sidecar's spec (or recorded hash) disagrees with the ONNX file."""
+    side_spec, document = read_sidecar(path)
+    if side_spec != spec:
+        ours, theirs = spec.to_dict(), side_spec.to_dict()
+        fields = sorted(k for k in ours if ours[k] != theirs.get(k))
+        raise ArtifactError(
+            f"{path} and its sidecar {sidecar_path(path).name} disagree on {', '.join(fields)}",
+            "the sidecar belongs to another export: re-export, or delete the stale sidecar",
+        )
+    recorded = document.get("onnx_sha256")
+    if recorded and recorded != sha256_file(path):
+        raise ArtifactError(
+            f"{sidecar_path(path).name} was written for a different {path.name} (SHA-256 differs)",
+            "re-export, or delete the stale sidecar",
+        )
+
+
+# --- ONNX artifacts --------------------------------------------------------------------------------
+
+
+def require_artifact(path: str | os.PathLike[str], what: str = "ONNX model", hint: str = EXPORT_HINT) -> Path:
+    """``path`` as a Path when it is a file; the one 'not found' error of every reader otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}", hint)
+    return path
+
+
+def load_onnx(path: str | os.PathLike[str], *, weights: bool = True) -> tuple[onnx.ModelProto, ModelSpec]:
+    """An fcn-deploy ONNX model and its spec, checked against its sidecar (where present) and its graph.
+
+    ``weights=False`` leaves external weight files unread (enough for the checks).
+    """
+    onnx = require("onnx")
+    path = require_artifact(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=weights)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ArtifactError(f"{path} is not a readable ONNX model ({exc})", EXPORT_HINT) from exc
+    spec = spec_from_onnx(proto, str(path))
+    if sidecar_path(path).is_file():
+        check_sidecar(path, spec)
+    check_spec_against_graph(proto, spec, str(path))
+    return proto, spec
+
+
+def read_onnx_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """The spec of an fcn-deploy ONNX, cross-checked with its sidecar (if present) and its graph."""
+    return load_onnx(path, weights=False)[1]
+
+
+def save_onnx(
+    model: onnx.ModelProto,
+    path: str | os.PathLike[str],
+    spec: ModelSpec,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Store ``spec`` in the model's metadata, write it atomically, then write its sidecar."""
+    onnx = require("onnx")
+    store_in_onnx(model, spec)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    sidecar = {"onnx_sha256": sha256_file(path)}
+    sidecar.update(extra or {})
+    write_sidecar(path, spec, sidecar)
+    return path
+
+
+# --- spec against graph ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSignature:
+    """A graph input or output as the spec checks see it: name, ONNX element type, dims (None: symbolic)."""
+
+    name: str
+    elem_type: int
+    dims: tuple[int | None, ...]
+
+    def describe(self) -> str:
+        dims = "×".join(str(d) if d is not None else "?" for d in self.dims)
+        return f"'{self.name}' {_ELEM_NAMES.get(self.elem_type, f'type {self.elem_type}')} {dims}"
+
+
+def _signature(value_info: Any) -> TensorSignature:
+    """The signature of an ONNX ValueInfoProto."""
+    tensor_type = value_info.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+    return TensorSignature(value_info.name, tensor_type.elem_type, dims)
+
+
+def check_spec_against_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
+    """ArtifactError when the graph's inputs/outputs contradict the spec (names, rank, dtype, classes)."""
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [_signature(i) for i in proto.graph.input if i.name not in initializers]
+    check_spec_against_signatures(inputs, [_signature(o) for o in proto.graph.output], spec, source)
+
+
+def check_spec_against_signatures(
+    inputs: Sequence[TensorSignature], outputs: Sequence[TensorSignature], spec: ModelSpec, source: str
+) -> None:
+    """ArtifactError when a model's inputs/outputs (from its graph or a runtime session) contradict the spec."""
+    problems: list[str] = []
+    by_name = {o.name: o for o in outputs}
+    if [i.name for i in inputs] != [spec.input_name]:
+        problems.append(f"inputs are {[i.name for i in inputs]}, the spec names one input '{spec.input_name}'")
+    else:
+        problems += _input_problems(inputs[0], spec)
+    expected = [spec.output_name] + ([spec.labels_name] if spec.labels_name else [])
+    if sorted(by_name) != sorted(expected):
+        problems.append(f"outputs are {sorted(by_name)}, the spec names {expected}")
+    else:
+        problems += _output_problems(by_name[spec.output_name], by_name.get(spec.labels_name or ""), spec)
+    if problems:
+        raise ArtifactError(
+            f"{source}: the model spec contradicts the graph: " + "; ".join(problems),
+            "the file was modified after export; re-export it with 'fcn-deploy export'",
+        )
+
+
+def _input_problems(value: TensorSignature, spec: ModelSpec) -> list[str]:
+    """Rank, dtype and channel count of the image input."""
+    allowed = {UINT8} if spec.takes_uint8 else ({FLOAT, FLOAT16} if spec.precision == "fp16" else {FLOAT})
+    dims = value.dims
+    problems = []
+    if value.elem_type not in allowed or len(dims) != 4 or dims[spec.channel_axis] not in (3, None):
+        problems.append(f"input {value.describe()} is not {spec.layout_name} (input_format {spec.input_format})")
+    return problems
+
+
+def _output_problems(logits: TensorSignature, labels: TensorSignature | None, spec: ModelSpec) -> list[str]:
+    """Rank, dtype and class count of the logits (and labels) outputs."""
+    problems = []
+    dims = logits.dims
+    if logits.elem_type not in (FLOAT, FLOAT16) or len(dims) != 4:
+        problems.append(f"output {logits.describe()} is not N×C×H×W float logits")
+    elif dims[1] is not None and dims[1] != spec.num_classes:
+        problems.append(f"output {logits.describe()} has {dims[1]} classes, the spec {spec.num_classes}")
+    if labels is not None and (labels.elem_type not in (UINT8, INT64) or len(labels.dims) != 3):
+        problems.append(f"labels output {labels.describe()} is not N×H×W uint8/int64")
+    return problems

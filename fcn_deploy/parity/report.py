@@ -1,0 +1,137 @@
+"""The parity report: per-image and overall figures, as JSON and as Markdown."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageParity:
+    """One image: logit difference, argmax agreement, and each model's scores against the ground truth."""
+
+    image_id: str
+    height: int
+    width: int
+    max_abs_diff: float
+    max_abs_logit: float
+    argmax_agreement: float
+    model_miou: float
+    model_pixel_accuracy: float
+    reference_miou: float
+    reference_pixel_accuracy: float
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Per-image results and the overall aggregates (mIoU from the summed confusion matrices)."""
+
+    model: str
+    reference: str
+    model_backend: str
+    model_device: str
+    model_precision: str
+    reference_backend: str
+    reference_device: str
+    data_dir: str
+    split: str
+    num_images: int
+    num_pixels: int
+    max_abs_diff: float
+    max_abs_logit: float
+    argmax_agreement: float  # pixel-weighted over all images
+    model_miou: float
+    model_pixel_accuracy: float
+    reference_miou: float
+    reference_pixel_accuracy: float
+    delta_miou: float  # model - reference
+    model_seconds: float
+    reference_seconds: float
+    images: tuple[ImageParity, ...]
+    markdown_path: Path | None = None
+    json_path: Path | None = None
+
+    @property
+    def relative_diff(self) -> float:
+        """max |Δlogit| / max |reference logit|."""
+        if self.max_abs_logit:
+            return self.max_abs_diff / self.max_abs_logit
+        return 0.0 if self.max_abs_diff == 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict (paths as strings, NaN kept as null)."""
+        data = asdict(self)
+        data["images"] = [asdict(image) for image in self.images]
+        data["relative_diff"] = self.relative_diff
+        for key in ("markdown_path", "json_path"):
+            data[key] = str(data[key]) if data[key] is not None else None
+        return _nan_to_none(data)
+
+    def summary(self) -> str:
+        """Two short result lines."""
+        return (
+            f"{self.num_images} images, {self.num_pixels} pixels: max |Δlogit| {self.max_abs_diff:.3g} "
+            f"({self.relative_diff:.2e} of max |logit|), argmax agreement {100 * self.argmax_agreement:.4f}%\n"
+            f"mIoU model {_pct(self.model_miou)} vs reference {_pct(self.reference_miou)} "
+            f"(Δ {_signed_pct(self.delta_miou)}), pixel accuracy {_pct(self.model_pixel_accuracy)} vs "
+            f"{_pct(self.reference_pixel_accuracy)}"
+        )
+
+
+def _nan_to_none(value: Any) -> Any:
+    """Replace NaN floats (metrics of absent classes) by None so the JSON stays strict."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"
+
+
+def _signed_pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:+.2f} pt"
+
+
+def render_markdown(report: ParityReport) -> str:
+    """The Markdown report: setup, overall figures, one row per image."""
+    lines = [
+        "# Parity report",
+        "",
+        f"- model: `{report.model}` ({report.model_backend} on {report.model_device}, {report.model_precision})",
+        f"- reference: `{report.reference}` ({report.reference_backend} on {report.reference_device})",
+        f"- data: `{report.data_dir}`, split `{report.split}`, {report.num_images} images, {report.num_pixels} pixels",
+        "- each image run whole: reflect-padded to a multiple of the alignment, one pass, cropped back",
+        "",
+        "## Overall",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| max \\|Δlogit\\| | {report.max_abs_diff:.4g} |",
+        f"| max \\|reference logit\\| | {report.max_abs_logit:.4g} |",
+        f"| relative difference | {report.relative_diff:.3e} |",
+        f"| argmax agreement | {100 * report.argmax_agreement:.4f}% |",
+        f"| mIoU model / reference / Δ | {_pct(report.model_miou)} / {_pct(report.reference_miou)} / "
+        f"{_signed_pct(report.delta_miou)} |",
+        f"| pixel accuracy model / reference | {_pct(report.model_pixel_accuracy)} / "
+        f"{_pct(report.reference_pixel_accuracy)} |",
+        f"| inference seconds model / reference | {report.model_seconds:.2f} / {report.reference_seconds:.2f} |",
+        "",
+        "## Per image",
+        "",
+        "| image | size | max \\|Δlogit\\| | agreement | mIoU model | mIoU reference | pixel acc. model | pixel acc. reference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.images:
+        lines.append(
+            f"| {r.image_id} | {r.height}x{r.width} | {r.max_abs_diff:.3g} | {100 * r.argmax_agreement:.4f}% | "
+            f"{_pct(r.model_miou)} | {_pct(r.reference_miou)} | {_pct(r.model_pixel_accuracy)} | "
+            f"{_pct(r.reference_pixel_accuracy)} |"
+        )
+    return "\n".join(lines) + "\n"
