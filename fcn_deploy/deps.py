@@ -17,6 +17,9 @@ _INSTALL_HINTS = {
     "tensorrt": "pip install 'fcn-deploy[tensorrt]' on a machine with an NVIDIA GPU and driver",
     "cuda": "pip install 'fcn-deploy[tensorrt]' (installs cuda-python)",
     "cuda.bindings": "pip install 'fcn-deploy[tensorrt]' (installs cuda-python)",
+    "pytriton": "pip install 'fcn-deploy[serve]' (PyTriton with its tritonserver; needs numpy < 2)",
+    "tritonclient": "pip install 'fcn-deploy[serve]' (tritonclient with HTTP and gRPC)",
+    "google.protobuf": "pip install 'fcn-deploy[serve]' (protobuf, for Triton model configs)",
     "cffi": "pip install 'fcn-deploy[capi]' (installs cffi, needed by 'fcn-deploy capi build')",
 }
 

@@ -7,6 +7,7 @@ naming the file. Masks are VOC-style palette PNGs (mode 'P') that VOC tooling re
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcn_deploy.errors import InputError
-from fcn_deploy.fileio import atomic_path
+from fcn_deploy.fileio import atomic_path, write_bytes_atomic
 from fcn_deploy.palette import VOC_COLORMAP, VOC_PNG_PALETTE, png_palette_bytes
 
 #: Pillow's own default limit (about 89.5 megapixels)
@@ -34,8 +35,8 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
-    """Open ``path`` (header only), enforcing our pixel limit instead of Pillow's global one."""
+def _open_checked(path: Path | io.BytesIO, max_pixels: int | None, name: object = None) -> Image.Image:
+    """Open ``path`` or an in-memory file (header only), enforcing our pixel limit instead of Pillow's global one."""
     with _MAX_IMAGE_PIXELS_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
@@ -47,7 +48,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
     if max_pixels is not None and width * height > max_pixels:
         image.close()
         raise InputError(
-            f"{path}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
+            f"{name or path}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
             "(possible decompression bomb)",
             "if the image is trusted, raise the limit with --max-pixels",
         )
@@ -92,25 +93,40 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     ``max_pixels=None`` lifts the size limit. Raises InputError naming the file for anything unreadable.
     """
     path = Path(path)
+    return _decode(path, path, max_pixels)
+
+
+def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str = "image") -> np.ndarray:
+    """``read_image`` for an encoded image held in memory (e.g. a request body); errors name ``name``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"{name}: expected encoded image bytes, got {type(data).__name__}")
+    if not len(data):
+        raise InputError(f"{name}: empty, not an image", "send the bytes of a JPEG or PNG file")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> np.ndarray:
+    """Decode a file or an in-memory file to upright uint8 RGB; every failure is an InputError naming ``name``."""
     if max_pixels is not None and max_pixels < 1:
         raise InputError(f"max_pixels must be positive, got {max_pixels}")
     try:
-        with _open_checked(path, max_pixels) as image:
+        with _open_checked(source, max_pixels, name) as image:
             image.load()
             upright = ImageOps.exif_transpose(image)
             return to_rgb_array(upright if upright is not None else image)
     except InputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})", "replace or remove the file") from exc
+        detail = "unknown image format" if isinstance(exc, UnidentifiedImageError) and isinstance(source, io.BytesIO) else exc
+        raise InputError(f"{name}: not a readable image ({detail})", "replace or remove the file") from exc
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found (or a link to a missing file)") from None
+        raise InputError(f"{name}: file not found (or a link to a missing file)") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not an image file", "rename or move it") from None
+        raise InputError(f"{name}: is a directory, not an image file", "rename or move it") from None
     except PermissionError as exc:
-        raise InputError(f"{path}: permission denied ({exc.strerror})", "make the file readable") from exc
+        raise InputError(f"{name}: permission denied ({exc.strerror})", "make the file readable") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputError(f"{path}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
+        raise InputError(f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
                          "replace or remove it") from exc
 
 
@@ -132,12 +148,18 @@ def _check_labels(labels: np.ndarray) -> None:
 
 def write_mask(path: str | os.PathLike[str], labels: np.ndarray, palette: Palette = VOC_COLORMAP) -> Path:
     """Write H×W uint8 labels as a palette PNG (mode 'P', VOC colours), atomically."""
+    write_bytes_atomic(path, encode_mask(labels, palette))
+    return Path(path)
+
+
+def encode_mask(labels: np.ndarray, palette: Palette = VOC_COLORMAP) -> bytes:
+    """H×W uint8 labels as the bytes of a palette PNG (mode 'P', VOC colours): what ``write_mask`` writes."""
     _check_labels(labels)
     image = Image.fromarray(np.ascontiguousarray(labels))
     image.putpalette(png_palette_bytes(mask_palette(palette)))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", compress_level=1)
-    return Path(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, palette: Palette = VOC_COLORMAP, alpha: float = OVERLAY_ALPHA) -> np.ndarray:

@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "fcn_deploy.cli.parity_cmd",
     "fcn_deploy.cli.bench_cmd",
     "fcn_deploy.cli.capi_cmd",
+    "fcn_deploy.cli.serving_cmd",
 )
 
 

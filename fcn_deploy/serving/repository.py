@@ -1,0 +1,369 @@
+"""``fcn-deploy triton export``: a standard Triton model repository from an fcn-deploy ONNX file or engine.
+
+The repository holds two models:
+
+- ``<name>``: the network itself, ``1/model.onnx`` (platform ``onnxruntime_onnx``) or ``1/model.plan`` (platform
+  ``tensorrt_plan``, its sidecar carried along as ``1/model.plan.json``), with inputs and outputs from the spec
+  (batch through ``max_batch_size``, height and width -1), dynamic batching, an instance group and the spec in
+  ``parameters``;
+- ``<name>_segment``: the whole segmenter on Triton's Python backend. It takes encoded images and returns the
+  palette PNG, the labels and an error text (``fcn_deploy.serving.contract``), running the network either by
+  calling ``<name>`` inside Triton (``network_runtime: triton``) or in its own process (``in_process``).
+
+Every config is parsed against Triton's schema and cross-checked with the artifact before the repository is
+renamed into place; nothing is left behind on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.serving.contract import ERROR_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, MASK_OUTPUT
+from fcn_deploy.serving.model_config import Enum, data_type_name, parameters_of, parse_config, string_parameters, to_pbtxt
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, read_sidecar, sidecar_path
+
+TritonDevice = Literal["cpu", "gpu"]
+NetworkRuntime = Literal["triton", "in_process"]
+TRITON_DEVICES: tuple[str, ...] = ("cpu", "gpu")
+NETWORK_RUNTIMES: tuple[str, ...] = ("triton", "in_process")
+SEGMENT_SUFFIX = "_segment"
+CONFIG_NAME = "config.pbtxt"
+VERSION = "1"
+SPEC_PARAMETER = "fcn_deploy.spec"
+PYTHON_MODEL_SHIM = (
+    '"""Triton Python-backend entry point of the fcn-deploy segmenter (fcn-deploy must be installed for the\n'
+    'Python that runs this backend)."""\n\n'
+    "from fcn_deploy.serving.python_model import TritonPythonModel  # noqa: F401\n"
+)
+# ONNX element types -> Triton data types (the ones fcn-deploy artifacts use)
+_ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 7: "TYPE_INT64", 10: "TYPE_FP16"}
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """Options of ``triton export``; ``max_batch=None`` takes the artifact's maximum batch, ``device=None`` the
+    artifact's natural device (gpu for engines, cpu for ONNX)."""
+
+    name: str = "fcn"
+    max_batch: int | None = None
+    instances: int = 1
+    max_queue_delay_us: int = 2000
+    device: TritonDevice | None = None
+    network_runtime: NetworkRuntime = "triton"
+    max_pixels: int | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or set(self.name) - _NAME_CHARS or self.name.startswith("."):
+            raise InputError(f"model name {self.name!r} is not a valid Triton model name",
+                             "use letters, digits, '_', '-' and '.' (not leading)")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise InputError(f"max batch must be positive, got {self.max_batch}")
+        if self.instances < 1:
+            raise InputError(f"instances must be positive, got {self.instances}")
+        if self.max_queue_delay_us < 0:
+            raise InputError(f"the queue delay must be 0 or more microseconds, got {self.max_queue_delay_us}")
+        if self.device is not None and self.device not in TRITON_DEVICES:
+            raise InputError(f"unknown device {self.device!r}", f"use one of: {', '.join(TRITON_DEVICES)}")
+        if self.network_runtime not in NETWORK_RUNTIMES:
+            raise InputError(f"unknown network runtime {self.network_runtime!r}",
+                             f"use one of: {', '.join(NETWORK_RUNTIMES)}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise InputError(f"max_pixels must be positive, got {self.max_pixels}")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output as Triton sees it: name, TYPE_* data type, dims without the batch axis."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The network file to serve: its kind, spec, tensors and (for engines) the sidecar document."""
+
+    path: Path
+    platform: str  # 'onnxruntime_onnx' or 'tensorrt_plan'
+    file_name: str  # model.onnx or model.plan
+    spec: ModelSpec
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    sidecar: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RepositoryResult:
+    """What ``export_repository`` wrote."""
+
+    repository: Path
+    network: Path  # REPO/<name>
+    segment: Path  # REPO/<name>_segment
+    platform: str
+
+
+# --- reading the artifact -----------------------------------------------------------------------
+
+
+def _batchless(dims: tuple[int | None, ...]) -> tuple[int, ...]:
+    """Graph dims without the batch axis, symbolic ones as -1."""
+    return tuple(-1 if d is None or d == 0 else int(d) for d in dims[1:])
+
+
+def _spec_tensors(spec: ModelSpec) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """Inputs and outputs an engine built from ``spec`` has (labels as uint8, the export's default)."""
+    if spec.input_format == INPUT_UINT8_NHWC:
+        image = TensorInfo(spec.input_name, "TYPE_UINT8", (-1, -1, 3))
+    else:
+        image = TensorInfo(spec.input_name, "TYPE_FP32", (3, -1, -1))
+    outputs = [TensorInfo(spec.output_name, "TYPE_FP32", (spec.num_classes, -1, -1))]
+    if spec.labels_name:
+        outputs.append(TensorInfo(spec.labels_name, "TYPE_UINT8", (-1, -1)))
+    return (image,), tuple(outputs)
+
+
+def _onnx_tensors(path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """The graph's real inputs and outputs (names, types, dims) as Triton tensors."""
+    from fcn_deploy.deps import require
+
+    onnx = require("onnx")
+    proto = onnx.load(str(path), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+
+    def info(value: Any) -> TensorInfo:
+        tensor = value.type.tensor_type
+        if tensor.elem_type not in _ONNX_TO_TRITON:
+            raise ArtifactError(f"{path}: tensor '{value.name}' has ONNX element type {tensor.elem_type}, "
+                                "which fcn-deploy does not serve")
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        return TensorInfo(value.name, _ONNX_TO_TRITON[tensor.elem_type], _batchless(dims))
+
+    inputs = tuple(info(i) for i in proto.graph.input if i.name not in initializers)
+    return inputs, tuple(info(o) for o in proto.graph.output)
+
+
+def read_artifact(path: str | os.PathLike[str]) -> Artifact:
+    """An fcn-deploy ONNX file (spec checked against its graph) or TensorRT engine (with its sidecar)."""
+    from fcn_deploy.runtime import ENGINE_SUFFIXES
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from fcn_deploy.export import read_onnx_spec
+
+        spec = read_onnx_spec(path)
+        inputs, outputs = _onnx_tensors(path)
+        return Artifact(path, "onnxruntime_onnx", "model.onnx", spec, inputs, outputs)
+    if suffix in ENGINE_SUFFIXES:
+        spec, document = read_sidecar(path)
+        inputs, outputs = _spec_tensors(spec)
+        return Artifact(path, "tensorrt_plan", "model.plan", spec, inputs, outputs, document)
+    raise ArtifactError(
+        f"{path}: Triton serves ONNX files and TensorRT engines, not {suffix or 'this file'}",
+        "export the checkpoint first: fcn-deploy export CHECKPOINT, then triton export export/fcn.onnx",
+    )
+
+
+# --- the configs --------------------------------------------------------------------------------
+
+
+def _tensor_fields(tensor: TensorInfo) -> dict[str, Any]:
+    return {"name": tensor.name, "data_type": Enum(tensor.data_type), "dims": list(tensor.dims)}
+
+
+def _spec_parameters(spec: ModelSpec) -> dict[str, str]:
+    """The spec in readable parameters, plus the whole spec as JSON."""
+    shapes = spec.shape_range
+    return {
+        "classes": ",".join(spec.class_names),
+        "palette": ";".join(",".join(str(c) for c in color) for color in spec.palette),
+        "mean": ",".join(f"{v:g}" for v in spec.mean),
+        "std": ",".join(f"{v:g}" for v in spec.std),
+        "alignment": str(spec.alignment),
+        "input_format": spec.input_format,
+        "shape_min": "x".join(map(str, shapes.min)),
+        "shape_opt": "x".join(map(str, shapes.opt)),
+        "shape_max": "x".join(map(str, shapes.max)),
+        "precision": spec.precision,
+        SPEC_PARAMETER: spec.to_json(),
+    }
+
+
+def _checked_max_batch(config: RepositoryConfig, spec: ModelSpec) -> int:
+    """The requested max batch, refused above what the artifact supports."""
+    supported = spec.shape_range.max[0]
+    if config.max_batch is None:
+        return supported
+    if config.max_batch > supported:
+        raise InputError(f"max batch {config.max_batch} exceeds the model's maximum batch of {supported}",
+                         f"use --max-batch {supported} or less, or re-export with a larger shape range")
+    return config.max_batch
+
+
+def _checked_device(config: RepositoryConfig, artifact: Artifact) -> TritonDevice:
+    """The instance kind: engines only on a GPU; ONNX on either."""
+    if artifact.platform == "tensorrt_plan":
+        if config.device == "cpu":
+            raise InputError("a TensorRT plan runs on a GPU only, not with --device cpu",
+                             "export the ONNX file for a CPU server, or use --device gpu")
+        return "gpu"
+    return config.device or "cpu"
+
+
+def network_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, Any]:
+    """config.pbtxt values of the network model."""
+    device = _checked_device(config, artifact)
+    parameters = _spec_parameters(artifact.spec)
+    if artifact.sidecar is not None:
+        for key in ("tensorrt_version", "gpu", "compute_capability"):
+            parameters[key] = str(artifact.sidecar.get(key, ""))
+    return {
+        "name": config.name,
+        "platform": artifact.platform,
+        "max_batch_size": _checked_max_batch(config, artifact.spec),
+        "input": [_tensor_fields(t) for t in artifact.inputs],
+        "output": [_tensor_fields(t) for t in artifact.outputs],
+        "dynamic_batching": {"max_queue_delay_microseconds": config.max_queue_delay_us},
+        "instance_group": [{"count": config.instances, "kind": Enum("KIND_GPU" if device == "gpu" else "KIND_CPU")}],
+        "parameters": string_parameters(parameters),
+    }
+
+
+def segment_tensors() -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """The served segmenter's inputs and outputs (see ``fcn_deploy.serving.contract``)."""
+    return ((TensorInfo(IMAGE_INPUT, "TYPE_STRING", (1,)),),
+            (TensorInfo(MASK_OUTPUT, "TYPE_STRING", (1,)), TensorInfo(LABELS_OUTPUT, "TYPE_UINT8", (-1, -1)),
+             TensorInfo(ERROR_OUTPUT, "TYPE_STRING", (1,))))
+
+
+def segment_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, Any]:
+    """config.pbtxt values of the Python-backend segmenter model."""
+    device = _checked_device(config, artifact)
+    inputs, outputs = segment_tensors()
+    parameters = {
+        "network_model": config.name,
+        "network_file": artifact.file_name,
+        "network_runtime": config.network_runtime,
+        "network_max_batch": str(_checked_max_batch(config, artifact.spec)),
+        "device": "cuda" if device == "gpu" else "cpu",
+        "max_pixels": str(config.max_pixels) if config.max_pixels is not None else "",
+        SPEC_PARAMETER: artifact.spec.to_json(),
+    }
+    return {
+        "name": config.name + SEGMENT_SUFFIX,
+        "backend": "python",
+        "max_batch_size": _checked_max_batch(config, artifact.spec),
+        "input": [_tensor_fields(t) for t in inputs],
+        "output": [_tensor_fields(t) for t in outputs],
+        "dynamic_batching": {"max_queue_delay_microseconds": config.max_queue_delay_us},
+        "instance_group": [{"count": config.instances, "kind": Enum("KIND_CPU")}],
+        "parameters": string_parameters(parameters),
+    }
+
+
+def check_config(text: str, source: str, name: str, inputs: tuple[TensorInfo, ...],
+                 outputs: tuple[TensorInfo, ...], platform: str | None = None, backend: str | None = None) -> Any:
+    """Parse ``text`` against Triton's schema and check it against the model it describes; returns the message."""
+    parsed = parse_config(text, source)
+    problems = []
+    if parsed.name != name:
+        problems.append(f"name is {parsed.name!r}, the model folder is {name!r}")
+    if platform is not None and parsed.platform != platform:
+        problems.append(f"platform is {parsed.platform!r}, the artifact needs {platform!r}")
+    if backend is not None and parsed.backend != backend:
+        problems.append(f"backend is {parsed.backend!r}, expected {backend!r}")
+    for kind, declared, actual in (("input", parsed.input, inputs), ("output", parsed.output, outputs)):
+        described = {t.name: (data_type_name(t.data_type), tuple(t.dims)) for t in declared}
+        expected = {t.name: (t.data_type, t.dims) for t in actual}
+        if sorted(described) != sorted(expected):
+            problems.append(f"{kind}s are {sorted(described)}, the model has {sorted(expected)}")
+            continue
+        for tensor_name, (data_type, dims) in expected.items():
+            got_type, got_dims = described[tensor_name]
+            if got_type != data_type:
+                problems.append(f"{kind} '{tensor_name}' is {got_type}, the model's is {data_type}")
+            if len(got_dims) != len(dims) or any(g != d and -1 not in (g, d) for g, d in zip(got_dims, dims)):
+                problems.append(f"{kind} '{tensor_name}' has dims {list(got_dims)}, the model's are {list(dims)}")
+    if parsed.max_batch_size < 1:
+        problems.append("max_batch_size must be at least 1 (the batch axis is the model's first)")
+    if problems:
+        raise ArtifactError(f"{source} does not match its model: " + "; ".join(problems),
+                            "regenerate it with 'fcn-deploy triton export'")
+    return parsed
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _write_model(folder: Path, text: str) -> None:
+    folder.joinpath(VERSION).mkdir(parents=True)
+    folder.joinpath(CONFIG_NAME).write_text(text, encoding="utf-8")
+
+
+def export_repository(
+    model: str | os.PathLike[str], out: str | os.PathLike[str], config: RepositoryConfig = RepositoryConfig()
+) -> RepositoryResult:
+    """Write ``<name>`` and ``<name>_segment`` into the repository ``out``, validated, then renamed into place."""
+    artifact = read_artifact(model)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder", "pass a folder for --out")
+    targets = [out / config.name, out / (config.name + SEGMENT_SUFFIX)]
+    existing = [t for t in targets if t.exists()]
+    if existing and not config.overwrite:
+        raise InputError(f"{', '.join(map(str, existing))} already exist(s)", "pass --overwrite to replace them")
+    network_text = to_pbtxt(network_config(artifact, config))
+    segment_text = to_pbtxt(segment_config(artifact, config))
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.", suffix=".part", dir=out))
+    try:
+        network_dir, segment_dir = staging / targets[0].name, staging / targets[1].name
+        _write_model(network_dir, network_text)
+        shutil.copyfile(artifact.path, network_dir / VERSION / artifact.file_name)
+        if artifact.sidecar is not None:
+            shutil.copyfile(sidecar_path(artifact.path), sidecar_path(network_dir / VERSION / artifact.file_name))
+        _write_model(segment_dir, segment_text)
+        (segment_dir / VERSION / "model.py").write_text(PYTHON_MODEL_SHIM, encoding="utf-8")
+        check_repository_model(network_dir, artifact)
+        check_config(segment_text, str(segment_dir / CONFIG_NAME), segment_dir.name, *segment_tensors(),
+                     backend="python")
+        for target, staged in zip(targets, (network_dir, segment_dir)):
+            if target.exists():
+                shutil.rmtree(target)
+            staged.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return RepositoryResult(out, targets[0], targets[1], artifact.platform)
+
+
+def check_repository_model(folder: Path, artifact: Artifact | None = None) -> Any:
+    """Validate ``folder/config.pbtxt`` against the schema and against the artifact in ``folder/1``."""
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise ArtifactError(f"{folder} has no {CONFIG_NAME}")
+    if artifact is None:
+        files = [folder / VERSION / name for name in ("model.onnx", "model.plan") if (folder / VERSION / name).is_file()]
+        if not files:
+            raise ArtifactError(f"{folder / VERSION} holds neither model.onnx nor model.plan")
+        artifact = read_artifact(files[0])
+    parsed = check_config(config_path.read_text(encoding="utf-8"), str(config_path), folder.name, artifact.inputs,
+                          artifact.outputs, platform=artifact.platform)
+    if parameters_of(parsed).get(SPEC_PARAMETER) not in (None, artifact.spec.to_json()):
+        raise ArtifactError(f"{config_path}: its spec parameter differs from the artifact's spec",
+                            "regenerate it with 'fcn-deploy triton export'")
+    return parsed
+
+
+__all__ = ["Artifact", "RepositoryConfig", "RepositoryResult", "check_config", "check_repository_model",
+           "export_repository", "network_config", "read_artifact", "segment_config", "segment_tensors"]
