@@ -1,0 +1,194 @@
+"""Fixtures of the serving tests: the serve environment, a random-weight ONNX, test images and servers on
+127.0.0.1 (free ports, folders in the test's tmp dir, every process stopped by its PID whatever happens).
+
+The serving stack (PyTriton, tritonclient, protobuf) needs numpy < 2, so these tests run in the serve
+environment (``.venv-serve``, made by scripts/setup.sh); elsewhere the fixtures that need it skip with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from precision.fixtures import random_onnx  # noqa: F401
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="session")
+def serve_stack() -> None:
+    """PyTriton and tritonclient are importable (the ``serve`` extra); skip with the reason otherwise."""
+    for module in ("pytriton.triton", "tritonclient.http", "tritonclient.grpc", "google.protobuf.text_format"):
+        pytest.importorskip(module, reason=f"{module} is missing: serving tests run in the serve environment "
+                                           "(.venv-serve, made by scripts/setup.sh; pip install 'fcn-deploy[serve]')")
+
+
+@pytest.fixture(scope="session")
+def config_schema() -> None:
+    """tritonclient's model_config_pb2 and protobuf's text format are importable; skip with the reason otherwise."""
+    for module in ("tritonclient.grpc.model_config_pb2", "google.protobuf.text_format"):
+        pytest.importorskip(module, reason=f"{module} is missing: pip install 'fcn-deploy[serve]' (.venv-serve)")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory) -> Path:
+    """The real VOC sample images where present (8 JPEGs of about 500×375), else 6 synthetic VOC-sized JPEGs."""
+    sample = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    if sample.is_dir() and any(sample.glob("*.jpg")):
+        return sample
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for index, (height, width) in enumerate([(375, 500), (500, 375), (333, 500), (281, 500), (375, 500), (366, 500)]):
+        (folder / f"synthetic_{index}.jpg").write_bytes(encode(rng.integers(0, 255, (height, width, 3), np.uint8), "JPEG"))
+    return folder
+
+
+@dataclass
+class Server:
+    """A server process and how to reach it."""
+
+    process: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    token: str
+    log_path: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (read from /proc)."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for child in children:
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_ready(ready, process: subprocess.Popen, log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Poll ``ready()`` until it is true; fail with the log if the process ends or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        time.sleep(0.5)
+    pytest.fail(f"the server was not ready within {timeout_s:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int | None:
+    """Signal ``process`` and wait; then kill whatever is left of its process group. Returns its exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
+    return process.returncode
+
+
+def server_env(tmp: Path) -> dict[str, str]:
+    """Environment of a server under test: temporary folders inside ``tmp``, this checkout's package first."""
+    env = dict(os.environ)
+    (tmp / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp / "tmp")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@contextlib.contextmanager
+def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
+    """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports, ready; stopped (by PID) whatever happens."""
+    import tritonclient.http as http
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    token_file = tmp / "token"
+    token_file.write_text(token)
+    ports = [free_port() for _ in range(3)]
+    log_path = tmp / "serve.log"
+    command = [sys.executable, "-m", "fcn_deploy.cli", "serve", str(model), "--host", "127.0.0.1",
+               "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
+               "--workspace", str(tmp / "workspace"), "--token-file", str(token_file), "--device", "cpu", *extra]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp),
+                                   start_new_session=True)
+    server = Server(process, *ports, token, log_path)
+    try:
+        client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+        try:
+            wait_ready(lambda: client.is_model_ready("fcn_segment"), process, log_path)
+        finally:
+            client.close()
+        yield server
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def server(serve_stack, random_onnx, tmp_path_factory) -> Iterator[Server]:  # noqa: F811
+    """One server of the random-weight ONNX for a test module (images over 200,000 pixels are refused)."""
+    with running_server(random_onnx, tmp_path_factory.mktemp("server"), "--max-pixels", "200000",
+                        "--max-batch", "8", "--max-queue-delay-us", "20000") as running:
+        yield running

@@ -1,0 +1,94 @@
+"""The per-request work of the served segmenter: each request gets its own outcome, bad ones fail alone."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcn_deploy.errors import InputError
+from fcn_deploy.imageio import encode_mask
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.segmenter import Segmenter
+from fcn_deploy.serving.contract import ERROR_OUTPUT, LABELS_OUTPUT, MASK_OUTPUT, answer, request_image_bytes
+from fcn_deploy.spec import ModelSpec, ShapeRange
+
+from serving.conftest import encode
+
+
+class _Stripes(Backend):
+    """Logits whose argmax is (column // 8) % 21: labels that depend on the position, from any input."""
+
+    name = "stripes"
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        n, _, h, w = batch.shape
+        logits = np.zeros((n, 21, h, w), np.float32)
+        columns = (np.arange(w) // 8) % 21
+        logits[:, columns, :, np.arange(w)] = 1.0
+        return logits
+
+
+@pytest.fixture
+def segmenter() -> Segmenter:
+    spec = ModelSpec(arch="fcn32s", shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 256, 256)))
+    return Segmenter(_Stripes(spec))
+
+
+def _request(data: object) -> np.ndarray:
+    return np.array([[data]], dtype=object)
+
+
+def test_each_request_gets_its_own_outcome(segmenter) -> None:
+    rng = np.random.default_rng(0)
+    small, tall = rng.integers(0, 255, (40, 70, 3), np.uint8), rng.integers(0, 255, (90, 30, 3), np.uint8)
+    huge = encode(np.zeros((300, 400, 3), np.uint8))
+    requests = [_request(encode(small)), _request(b"not an image"), _request(encode(tall, "JPEG")[:60]),
+                _request(b""), _request(huge), np.array([[1, 2]], np.uint8), _request(encode(tall))]
+    outcomes = answer(segmenter, requests, max_pixels=100_000)
+    assert [o.ok for o in outcomes] == [True, False, False, False, False, False, True]
+    assert "not a readable image" in outcomes[1].error and "request 2 of 7" in outcomes[1].error
+    assert "cannot decode" in outcomes[2].error
+    assert "empty" in outcomes[3].error
+    assert "exceeds the limit of 100000" in outcomes[4].error
+    assert "must be BYTES" in outcomes[5].error
+    for outcome, image in ((outcomes[0], small), (outcomes[6], tall)):
+        expected = segmenter.segment(image).labels
+        assert np.array_equal(outcome.labels, expected)
+        assert outcome.png == encode_mask(expected, segmenter.spec.palette)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(outcome.png))), expected)
+
+
+def test_outputs_have_a_batch_axis_and_errors_leave_empty_labels(segmenter) -> None:
+    good, bad = answer(segmenter, [_request(encode(np.zeros((33, 65, 3), np.uint8))), _request(b"x")], None)
+    outputs = good.as_outputs()
+    assert outputs[LABELS_OUTPUT].shape == (1, 33, 65) and outputs[LABELS_OUTPUT].dtype == np.uint8
+    assert outputs[MASK_OUTPUT].shape == (1, 1) and outputs[ERROR_OUTPUT][0, 0] == b""
+    failed = bad.as_outputs()
+    assert failed[LABELS_OUTPUT].shape == (1, 0, 0) and failed[MASK_OUTPUT][0, 0] == b""
+    assert b"not a readable image" in failed[ERROR_OUTPUT][0, 0]
+
+
+def test_an_unexpected_exception_fails_only_its_request(segmenter, monkeypatch) -> None:
+    calls = []
+    original = segmenter.segment
+
+    def flaky(image):
+        calls.append(image.shape)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return original(image)
+
+    monkeypatch.setattr(segmenter, "segment", flaky)
+    image = _request(encode(np.zeros((32, 32, 3), np.uint8)))
+    outcomes = answer(segmenter, [image, image, image], None)
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert "internal error RuntimeError: boom" in outcomes[1].error
+
+
+@pytest.mark.parametrize("tensor", [np.array([[b"a", b"b"]], dtype=object), np.array([[3]], dtype=object)])
+def test_request_tensor_must_hold_one_encoded_image(tensor) -> None:
+    with pytest.raises(InputError):
+        request_image_bytes(tensor)

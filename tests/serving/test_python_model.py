@@ -1,0 +1,114 @@
+"""The repository's ``<name>_segment`` Python-backend model: end to end in the bundled tritonserver (network in
+process), and its Triton-side network calls (business-logic scripting) against a stand-in of Triton's utils."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_deploy.imageio import read_image
+from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
+from fcn_deploy.serving.repository import RepositoryConfig, export_repository
+
+from serving.conftest import encode, free_port, server_env, stop_process, wait_ready
+
+
+@pytest.mark.slow
+def test_segment_model_loads_in_the_bundled_server_and_answers(serve_stack, random_onnx, image_dir, tmp_path) -> None:
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    from fcn_deploy.serving.tritonserver import bundled_server_command, bundled_server_env, prepare_bundled_server
+
+    repository = tmp_path / "repo"
+    export_repository(random_onnx, repository, RepositoryConfig(network_runtime="in_process", max_pixels=200_000))
+    server = prepare_bundled_server(tmp_path / "server")
+    ports = [free_port() for _ in range(3)]
+    command = bundled_server_command(server, repository, ["fcn_segment"], "127.0.0.1", *ports)
+    log = tmp_path / "tritonserver.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                   env=bundled_server_env(server_env(tmp_path)), start_new_session=True)
+    client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+    try:
+        wait_ready(lambda: client.is_model_ready("fcn_segment"), process, log)
+        assert not client.is_model_ready("fcn")  # the ONNX Runtime model needs the full server; not loaded here
+        path = sorted(image_dir.glob("*.jpg"))[0]
+        request = http.InferInput("image", [1, 1], "BYTES")
+        request.set_data_from_numpy(np.array([[path.read_bytes()]], dtype=object))
+        result = client.infer("fcn_segment", [request])
+        with open_segmenter(random_onnx, "cpu", SegmenterConfig()) as segmenter:
+            expected = segmenter.segment(read_image(path)).labels
+        assert np.array_equal(result.as_numpy("labels")[0], expected)
+        assert result.as_numpy("error")[0, 0] == b""
+        request.set_data_from_numpy(np.array([[encode(np.zeros((500, 500, 3), np.uint8))]], dtype=object))
+        with pytest.raises(InferenceServerException, match="exceeds the limit of 200000"):
+            client.infer("fcn_segment", [request])
+        assert client.is_model_ready("fcn_segment")
+    finally:
+        client.close()
+        assert stop_process(process, signal.SIGINT) is not None
+
+
+class _FakeTensor:
+    def __init__(self, name: str, value: np.ndarray) -> None:
+        self.name, self.value = name, value
+
+    def as_numpy(self) -> np.ndarray:
+        return self.value
+
+
+class _FakeUtils:
+    """The parts of triton_python_backend_utils the network calls use, answering with an ONNX Runtime session."""
+
+    Tensor = _FakeTensor
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+        utils = self
+
+        class InferenceRequest:
+            def __init__(self, model_name, requested_output_names, inputs) -> None:
+                self.model_name, self.inputs = model_name, inputs
+
+            def exec(self):
+                utils.calls.append((self.model_name, self.inputs[0].value.shape))
+                logits = utils.backend.infer(self.inputs[0].value)
+                return _FakeResponse({"logits": _FakeTensor("logits", logits)})
+
+        self.InferenceRequest = InferenceRequest
+
+    @staticmethod
+    def get_output_tensor_by_name(response, name):
+        return response.tensors[name]
+
+
+class _FakeResponse:
+    def __init__(self, tensors) -> None:
+        self.tensors = tensors
+
+    def has_error(self) -> bool:
+        return False
+
+
+def test_network_calls_through_triton_give_the_in_process_labels(random_onnx) -> None:
+    pytest.importorskip("onnxruntime")
+    from fcn_deploy.runtime import open_backend
+    from fcn_deploy.segmenter import Segmenter
+    from fcn_deploy.serving.python_model import TritonNetworkBackend
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (700, 90, 3), np.uint8)  # taller than the model's 512 maximum: tiled
+    with open_backend(random_onnx, "cpu") as backend:
+        utils = _FakeUtils(backend)
+        remote = Segmenter(TritonNetworkBackend(backend.spec, "fcn", utils), SegmenterConfig(batch=2))
+        local = Segmenter(backend, SegmenterConfig(batch=2))
+        result = remote.segment(image)
+        assert result.mode == "slide" and result.tiles > 1
+        assert np.array_equal(result.labels, local.segment(image).labels)
+    assert {name for name, _ in utils.calls} == {"fcn"} and all(shape[0] <= 2 for _, shape in utils.calls)

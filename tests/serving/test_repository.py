@@ -1,0 +1,129 @@
+"""``triton export``: the repository layout, configs parsed against Triton's schema and checked against the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fcn_deploy.cli import run
+from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.serving.model_config import Enum, parameters_of, parse_config, to_pbtxt
+from fcn_deploy.serving.repository import (
+    CONFIG_NAME, RepositoryConfig, check_repository_model, export_repository, read_artifact,
+)
+from fcn_deploy.spec import ModelSpec, read_sidecar
+
+pytestmark = pytest.mark.usefixtures("config_schema")
+
+ENGINE_FACTS = {"format": "fcn-deploy-engine-1", "tensorrt_version": "10.16.1.11", "gpu": "NVIDIA L4",
+                "compute_capability": "8.9"}
+
+
+@pytest.fixture
+def fake_engine(random_onnx: Path, tmp_path: Path) -> Path:
+    """A stand-in engine file with the sidecar a build writes (TensorRT itself is not needed for configs)."""
+    engine = tmp_path / "fcn.fp16.engine"
+    engine.write_bytes(b"not a real plan")
+    spec, _ = read_sidecar(random_onnx)
+    document = {"spec": spec.replace(precision="fp16").to_dict(), **ENGINE_FACTS}
+    engine.with_name(engine.name + ".json").write_text(json.dumps(document))
+    return engine
+
+
+def test_onnx_repository_layout_and_configs(random_onnx: Path, tmp_path: Path) -> None:
+    result = export_repository(random_onnx, tmp_path / "repo", RepositoryConfig(max_batch=2, instances=2))
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["fcn", "fcn_segment"]
+    assert (result.network / "1" / "model.onnx").read_bytes() == random_onnx.read_bytes()
+    network = parse_config((result.network / CONFIG_NAME).read_text(), "network")
+    assert network.platform == "onnxruntime_onnx" and network.max_batch_size == 2
+    assert [(t.name, list(t.dims)) for t in network.input] == [("image", [3, -1, -1])]
+    assert [(t.name, list(t.dims)) for t in network.output] == [("logits", [21, -1, -1])]
+    assert network.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert network.instance_group[0].count == 2 and network.instance_group[0].kind == 2  # KIND_CPU
+    parameters = parameters_of(network)
+    spec = ModelSpec.from_json(parameters["fcn_deploy.spec"])
+    assert spec == read_artifact(random_onnx).spec
+    assert parameters["classes"].split(",")[15] == "person" and parameters["alignment"] == "32"
+    assert parameters["shape_max"] == "4x512x512" and parameters["mean"] == "0.485,0.456,0.406"
+    segment = parse_config((result.segment / CONFIG_NAME).read_text(), "segment")
+    assert segment.backend == "python" and segment.name == "fcn_segment"
+    assert [t.name for t in segment.input] == ["image"] and [t.name for t in segment.output] == ["mask", "labels", "error"]
+    assert parameters_of(segment)["network_model"] == "fcn" and parameters_of(segment)["network_runtime"] == "triton"
+    assert "fcn_deploy.serving.python_model" in (result.segment / "1" / "model.py").read_text()
+    assert not [p for p in (tmp_path / "repo").iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_engine_repository_is_a_gpu_tensorrt_plan_with_its_sidecar(fake_engine: Path, tmp_path: Path) -> None:
+    result = export_repository(fake_engine, tmp_path / "repo", RepositoryConfig(name="seg"))
+    plan = result.network / "1" / "model.plan"
+    assert plan.read_bytes() == fake_engine.read_bytes()
+    assert read_sidecar(plan)[1]["tensorrt_version"] == "10.16.1.11"
+    network = parse_config((result.network / CONFIG_NAME).read_text(), "network")
+    assert network.platform == "tensorrt_plan" and network.instance_group[0].kind == 1  # KIND_GPU
+    assert parameters_of(network)["gpu"] == "NVIDIA L4" and parameters_of(network)["precision"] == "fp16"
+    assert parameters_of(parse_config((result.segment / CONFIG_NAME).read_text(), "s"))["device"] == "cuda"
+    check_repository_model(result.network)
+    with pytest.raises(InputError, match="GPU only"):
+        export_repository(fake_engine, tmp_path / "other", RepositoryConfig(device="cpu"))
+
+
+def test_a_typo_in_a_config_is_refused_with_the_field_named() -> None:
+    text = to_pbtxt({"name": "fcn", "platform": "onnxruntime_onnx", "max_batch_size": 4})
+    assert parse_config(text, "ok").max_batch_size == 4
+    with pytest.raises(ArtifactError, match="max_bach_size"):
+        parse_config(text.replace("max_batch_size", "max_bach_size"), "typo")
+    with pytest.raises(ArtifactError, match="TYPE_FLOAT32"):
+        parse_config(to_pbtxt({"input": [{"name": "x", "data_type": Enum("TYPE_FLOAT32"), "dims": [1]}]}), "enum")
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("data_type: TYPE_FP32\n  dims: [ 3", "data_type: TYPE_UINT8\n  dims: [ 3", "TYPE_UINT8"),
+    ('name: "logits"', 'name: "scores"', "outputs are"),
+    ("dims: [ 21, -1, -1 ]", "dims: [ 21, -1 ]", "dims"),
+    ('platform: "onnxruntime_onnx"', 'platform: "tensorrt_plan"', "platform"),
+    ("max_batch_size: 4", "max_batch_sise: 4", "max_batch_sise"),
+])
+def test_a_config_that_contradicts_its_model_is_refused(random_onnx, tmp_path, old, new, words) -> None:
+    result = export_repository(random_onnx, tmp_path / "repo")
+    config = result.network / CONFIG_NAME
+    config.write_text(config.read_text().replace(old, new, 1))
+    with pytest.raises(ArtifactError, match=words):
+        check_repository_model(result.network)
+
+
+def test_bad_requests_are_refused_and_nothing_is_written(random_onnx, trained_checkpoint_or_pt, tmp_path) -> None:
+    with pytest.raises(InputError, match="exceeds the model's maximum batch of 4"):
+        export_repository(random_onnx, tmp_path / "repo", RepositoryConfig(max_batch=8))
+    with pytest.raises(ArtifactError, match="not .pt"):
+        export_repository(trained_checkpoint_or_pt, tmp_path / "repo")
+    with pytest.raises(InputError, match="not a valid Triton model name"):
+        RepositoryConfig(name="a/b")
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+    export_repository(random_onnx, tmp_path / "repo")
+    with pytest.raises(InputError, match="--overwrite"):
+        export_repository(random_onnx, tmp_path / "repo")
+    export_repository(random_onnx, tmp_path / "repo", RepositoryConfig(overwrite=True, max_batch=1))
+    assert parse_config((tmp_path / "repo" / "fcn" / CONFIG_NAME).read_text(), "c").max_batch_size == 1
+
+
+@pytest.fixture
+def trained_checkpoint_or_pt(tmp_path: Path) -> Path:
+    """Any .pt file: Triton export refuses checkpoints by their suffix before reading them."""
+    path = tmp_path / "fcn32s.pt"
+    path.write_bytes(b"checkpoint")
+    return path
+
+
+def test_cli_triton_export(random_onnx, tmp_path, capsys) -> None:
+    out = tmp_path / "repo"
+    assert run(["triton", "export", str(random_onnx), "--out", str(out), "--name", "voc", "--max-batch", "2",
+                "--instances", "1", "--max-queue-delay-us", "500", "--device", "cpu",
+                "--segment-network", "in_process"]) == 0
+    assert "voc_segment" in capsys.readouterr().out
+    segment = parse_config((out / "voc_segment" / CONFIG_NAME).read_text(), "segment")
+    assert parameters_of(segment)["network_runtime"] == "in_process"
+    assert run(["triton", "export", str(random_onnx), "--out", str(out), "--name", "voc"]) == 1
+    shutil.rmtree(out)
