@@ -17,6 +17,7 @@ import numpy as np
 
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.imageio import decode_image, encode_mask
+from fcn_deploy.palette import VOID_LABEL
 from fcn_deploy.segmenter import Segmenter
 
 SERVED_MODEL_NAME = "fcn_segment"
@@ -40,8 +41,11 @@ class Outcome:
         return not self.error
 
     def as_outputs(self) -> dict[str, np.ndarray]:
-        """The request's output tensors with a leading batch axis of 1 (an error leaves a 0×0 label array)."""
-        labels = self.labels if self.labels is not None else np.zeros((0, 0), np.uint8)
+        """The request's output tensors with a leading batch axis of 1.
+
+        A failed request has an empty mask and a 1×1 void (255) label array: PyTriton cannot send empty tensors.
+        """
+        labels = self.labels if self.labels is not None else np.full((1, 1), VOID_LABEL, np.uint8)
         return {
             MASK_OUTPUT: np.array([[self.png]], dtype=object),
             LABELS_OUTPUT: labels[None],

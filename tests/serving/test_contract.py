@@ -61,13 +61,13 @@ def test_each_request_gets_its_own_outcome(segmenter) -> None:
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(outcome.png))), expected)
 
 
-def test_outputs_have_a_batch_axis_and_errors_leave_empty_labels(segmenter) -> None:
+def test_outputs_have_a_batch_axis_and_errors_leave_a_void_placeholder(segmenter) -> None:
     good, bad = answer(segmenter, [_request(encode(np.zeros((33, 65, 3), np.uint8))), _request(b"x")], None)
     outputs = good.as_outputs()
     assert outputs[LABELS_OUTPUT].shape == (1, 33, 65) and outputs[LABELS_OUTPUT].dtype == np.uint8
     assert outputs[MASK_OUTPUT].shape == (1, 1) and outputs[ERROR_OUTPUT][0, 0] == b""
     failed = bad.as_outputs()
-    assert failed[LABELS_OUTPUT].shape == (1, 0, 0) and failed[MASK_OUTPUT][0, 0] == b""
+    assert failed[LABELS_OUTPUT].tolist() == [[[255]]] and failed[MASK_OUTPUT][0, 0] == b""
     assert b"not a readable image" in failed[ERROR_OUTPUT][0, 0]
 
 
