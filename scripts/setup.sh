@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install fcn-deploy with its test extras; re-installs only when pyproject.toml changes.
+# Also creates .venv-serve with the 'serve' extra (PyTriton needs numpy < 2, the main environment runs numpy 2);
+# set FCN_DEPLOY_NO_SERVE=1 to skip it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
-stamp="$venv/.fcn-deploy-installed"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "fcn-deploy: creating $(basename "$venv") ..."
-  python3 -m venv "$venv"
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "fcn-deploy: installing the package and its dependencies (first run takes a few minutes) ..."
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]"
-  echo "$want" > "$stamp"
+
+make_venv() {  # make_venv FOLDER EXTRAS
+  local venv="$root/$1" extras="$2" stamp="$root/$1/.fcn-deploy-installed"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "fcn-deploy: creating $1 ..."
+    python3 -m venv "$venv"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "fcn-deploy: installing the package and its dependencies into $1 (first run takes a few minutes) ..."
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[$extras]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+make_venv .venv dev
+if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
+  make_venv .venv-serve serve,dev
 fi

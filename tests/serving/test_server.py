@@ -19,13 +19,11 @@ from fcn_deploy.serving.server import ServeConfig
 
 from serving.conftest import alive, descendants, encode, running_server, stop_process
 
-pytestmark = pytest.mark.slow
-
-
 def _masks(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
 
 
+@pytest.mark.slow
 def test_served_masks_equal_infer_over_http_and_grpc(server, random_onnx, image_dir, tmp_path) -> None:
     infer_folder(random_onnx, image_dir, tmp_path / "infer", InferConfig(device="cpu", progress=False))
     expected = _masks(tmp_path / "infer")
@@ -42,6 +40,7 @@ def test_served_masks_equal_infer_over_http_and_grpc(server, random_onnx, image_
         assert (out / "summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
     import tritonclient.http as http
 
@@ -76,6 +75,7 @@ def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
         client.close()
 
 
+@pytest.mark.slow
 def test_admin_endpoints_need_the_token(server) -> None:
     import tritonclient.http as http
 
@@ -93,6 +93,7 @@ def test_admin_endpoints_need_the_token(server) -> None:
         client.close()
 
 
+@pytest.mark.slow
 def test_client_cli_reports_failed_images_with_exit_code_3(server, image_dir, tmp_path, capsys) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
@@ -107,6 +108,7 @@ def test_client_cli_reports_failed_images_with_exit_code_3(server, image_dir, tm
     assert not (tmp_path / "masks" / "broken.png").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_running(serve_stack, random_onnx, image_dir,
                                                                           tmp_path) -> None:
     import tritonclient.grpc as grpc
