@@ -232,8 +232,8 @@ def main() -> None:
                   "server_exit_code": server.returncode, "phases": phases}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    series = {f"{p.upper()} served": [(ph["concurrency"], ph["requests_per_s"]) for ph in phases if ph["protocol"] == p]
-              for p in ("http", "grpc")}
+    series = {f"{label} served": [(ph["concurrency"], ph["requests_per_s"]) for ph in phases if ph["protocol"] == p]
+              for p, label in (("http", "HTTP"), ("grpc", "gRPC"))}
     concurrencies = sorted({ph["concurrency"] for ph in phases})
     series["in-process infer"] = [(c, infer_rate) for c in concurrencies]
     line_chart(series, args.plot, "fcn-deploy serve: images/s against concurrent clients", "concurrent clients",

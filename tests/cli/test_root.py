@@ -24,7 +24,7 @@ def test_help_lists_every_stage_without_importing_heavy_libraries() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, _, help_text = result.stdout.partition("\n")
     assert first == "0 []"
-    for command in ("data", "train", "export", "calibrate", "build", "infer", "parity", "bench", "capi"):
+    for command in ("data", "train", "export", "calibrate", "build", "infer", "parity", "bench", "capi", "triton", "serve", "client"):
         assert command in help_text
 
 
