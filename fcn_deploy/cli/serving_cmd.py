@@ -39,7 +39,7 @@ def serve(
     """Serve the segmenter on Triton (PyTriton) as 'fcn_segment': encoded images in, mask PNG and labels out."""
     from fcn_deploy.data.transforms import parse_size
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
-    from fcn_deploy.infer import default_model
+    from fcn_deploy.workspace import default_model
     from fcn_deploy.segmenter import SegmenterConfig
     from fcn_deploy.serving.server import ServeConfig, serve as run_server
 
@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
     ) -> None:
         """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
-        from fcn_deploy.infer import default_model
+        from fcn_deploy.workspace import default_model
         from fcn_deploy.serving.repository import RepositoryConfig, export_repository
 
         config = RepositoryConfig(name=name, max_batch=max_batch, instances=instances,

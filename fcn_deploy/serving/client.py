@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fcn_deploy.data.progress import log
+from fcn_deploy.progress import log
 from fcn_deploy.deps import require
 from fcn_deploy.errors import BatchFailure, InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic

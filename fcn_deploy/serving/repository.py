@@ -26,7 +26,8 @@ from typing import Any, Literal
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.serving.contract import ERROR_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, MASK_OUTPUT
 from fcn_deploy.serving.model_config import Enum, data_type_name, parameters_of, parse_config, string_parameters, to_pbtxt
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, read_sidecar, sidecar_path
+from fcn_deploy.contract import read_sidecar, sidecar_path
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
 
 TritonDevice = Literal["cpu", "gpu"]
 NetworkRuntime = Literal["triton", "in_process"]
@@ -153,14 +154,14 @@ def _onnx_tensors(path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo,
 
 def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     """An fcn-deploy ONNX file (spec checked against its graph) or TensorRT engine (with its sidecar)."""
-    from fcn_deploy.runtime import ENGINE_SUFFIXES
+    from fcn_deploy.contract import ENGINE_SUFFIXES
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        from fcn_deploy.export import read_onnx_spec
+        from fcn_deploy.contract import read_onnx_spec
 
         spec = read_onnx_spec(path)
         inputs, outputs = _onnx_tensors(path)

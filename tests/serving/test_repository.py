@@ -14,7 +14,8 @@ from fcn_deploy.serving.model_config import Enum, parameters_of, parse_config, t
 from fcn_deploy.serving.repository import (
     CONFIG_NAME, RepositoryConfig, check_repository_model, export_repository, read_artifact,
 )
-from fcn_deploy.spec import ModelSpec, read_sidecar
+from fcn_deploy.contract import read_sidecar
+from fcn_deploy.spec import ModelSpec
 
 pytestmark = pytest.mark.usefixtures("config_schema")
 
