@@ -122,7 +122,7 @@ class InferSummary:
 
 
 @dataclass(frozen=True)
-class _Job:
+class ImageJob:
     """One image to segment and where its outputs go."""
 
     relative: str
@@ -130,6 +130,17 @@ class _Job:
     mask: Path
     output: str  # the mask, relative to the output folder
     overlay: Path | None
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """What a folder run has to do: the images to segment and the records already final (skipped, clashing).
+
+    Only relative paths are kept, so planning a large folder holds no more than its file names.
+    """
+
+    todo: tuple[str, ...]  # relative '/'-separated paths of the images to segment
+    records: tuple[ImageRecord, ...]
 
 
 # --- folder discovery --------------------------------------------------------------
@@ -148,32 +159,95 @@ def find_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> l
     return sorted(found, key=lambda p: p.as_posix())
 
 
-def _jobs(in_dir: Path, out_dir: Path, relatives: list[Path], overlay: bool) -> tuple[list[_Job], list[ImageRecord]]:
-    """Output paths for each image; images whose mask name another image already claims fail."""
-    jobs, clashes, claimed = [], [], {}
-    for relative in relatives:
-        mask_relative = relative.with_suffix(MASK_SUFFIX)
-        key = mask_relative.as_posix().lower()
+def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> ImageJob:
+    """Where the outputs of the image ``relative`` (to ``in_dir``) go under ``out_dir``."""
+    mask_relative = Path(relative).with_suffix(MASK_SUFFIX).as_posix()
+    overlay_path = out_dir / Path(relative).with_suffix(OVERLAY_SUFFIX) if overlay else None
+    return ImageJob(relative, in_dir / relative, out_dir / mask_relative, mask_relative, overlay_path)
+
+
+def plan_folder(in_dir: Path, out_dir: Path, config: InferConfig) -> FolderPlan:
+    """List the images, fail those whose mask name another image already claims, skip those already done."""
+    todo: list[str] = []
+    records: list[ImageRecord] = []
+    claimed: dict[str, str] = {}
+    for relative_path in find_images(in_dir, config.recursive, out_dir):
+        relative = relative_path.as_posix()
+        mask_relative = relative_path.with_suffix(MASK_SUFFIX).as_posix()
+        key = mask_relative.lower()
         if key in claimed:
-            clashes.append(ImageRecord(relative.as_posix(), "failed", error=(
-                f"its mask {mask_relative.as_posix()} is also the mask of {claimed[key]}; rename one of them")))
+            records.append(ImageRecord(relative, "failed", error=(
+                f"its mask {mask_relative} is also the mask of {claimed[key]}; rename one of them")))
             continue
-        claimed[key] = relative.as_posix()
-        overlay_path = out_dir / relative.with_suffix(OVERLAY_SUFFIX) if overlay else None
-        jobs.append(_Job(relative.as_posix(), in_dir / relative, out_dir / mask_relative, mask_relative.as_posix(),
-                         overlay_path))
-    return jobs, clashes
+        claimed[key] = relative
+        if not config.overwrite and _done(image_job(in_dir, out_dir, relative, config.overlay)):
+            records.append(ImageRecord(relative, "skipped", output=mask_relative))
+        else:
+            todo.append(relative)
+    return FolderPlan(tuple(todo), tuple(records))
 
 
-def _done(job: _Job) -> bool:
+def _done(job: ImageJob) -> bool:
     """Every output of ``job`` already exists."""
     return job.mask.is_file() and (job.overlay is None or job.overlay.is_file())
+
+
+# --- the per-image steps (shared by the threaded pipeline below and by cluster workers) ------------
+
+
+def failed_record(job: ImageJob, exc: BaseException) -> ImageRecord:
+    """The record of a failed image; the record's path already names the file, so the message need not."""
+    message = describe(exc)
+    prefix = f"{job.source}: "
+    return ImageRecord(job.relative, "failed", error=message[len(prefix):] if message.startswith(prefix) else message)
+
+
+def decode_image(job: ImageJob, max_pixels: int | None) -> np.ndarray:
+    """The image of ``job`` as H×W×3 uint8 RGB; InputError for anything unreadable (memory included)."""
+    try:
+        return read_image(job.source, max_pixels)
+    except MemoryError as exc:
+        raise InputError(f"{job.source}: not enough memory to decode ({exc})") from exc
+
+
+def segment_image(segmenter: Segmenter, job: ImageJob, image: np.ndarray) -> SegmentResult | ImageRecord:
+    """The segmentation of a decoded image, or its failed record; a broken model (ArtifactError) propagates."""
+    try:
+        return segmenter.segment(image)
+    except ArtifactError:
+        raise
+    except (InputError, MemoryError) as exc:
+        return failed_record(job, exc)
+
+
+def write_outputs(job: ImageJob, image: np.ndarray, result: SegmentResult, palette: Any) -> ImageRecord:
+    """Write the mask (and overlay) atomically; the ok record, or a failed one when writing fails."""
+    try:
+        write_mask(job.mask, result.labels, palette)
+        if job.overlay is not None:
+            write_overlay(job.overlay, image, result.labels, palette)
+    except (FcnDeployError, OSError, ValueError) as exc:
+        job.mask.unlink(missing_ok=True)
+        return failed_record(job, exc)
+    return _ok_record(job, image, result)
+
+
+def process_image(segmenter: Segmenter, job: ImageJob, max_pixels: int | None) -> ImageRecord:
+    """Decode, segment and write one image; its status record. One bad image costs only itself."""
+    try:
+        image = decode_image(job, max_pixels)
+    except InputError as exc:
+        return failed_record(job, exc)
+    result = segment_image(segmenter, job, image)
+    if isinstance(result, ImageRecord):
+        return result
+    return write_outputs(job, image, result, segmenter.spec.palette)
 
 
 # --- the pipeline ------------------------------------------------------------------------------
 
 
-class _Reporter:
+class ProgressReporter:
     """Progress bar (images/s) and error lines on stderr; silent when progress is off."""
 
     def __init__(self, total: int, enabled: bool) -> None:
@@ -184,7 +258,7 @@ class _Reporter:
         self._started = time.perf_counter()
         self._segmented = 0
 
-    def __enter__(self) -> _Reporter:
+    def __enter__(self) -> ProgressReporter:
         if self.enabled:
             self._advance = self._bar.enter_context(progress_bar(self.total, "segmenting"))
         return self
@@ -204,6 +278,12 @@ class _Reporter:
         if self.enabled:
             log(f"error: {relative}: {message}")
 
+    def report_planned(self, records: tuple[ImageRecord, ...]) -> None:
+        """Error lines for the images that failed while planning (clashing mask names)."""
+        for record in records:
+            if record.error:
+                self.error(record.path, record.error)
+
 
 def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
     """Put ``item`` unless the run is stopping; False when it was dropped."""
@@ -219,7 +299,7 @@ def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
 class _Pipeline:
     """Reader thread -> segmentation on the calling thread -> writer thread, with bounded queues."""
 
-    def __init__(self, segmenter: Segmenter, config: InferConfig, reporter: _Reporter) -> None:
+    def __init__(self, segmenter: Segmenter, config: InferConfig, reporter: ProgressReporter) -> None:
         self.segmenter = segmenter
         self.config = config
         self.reporter = reporter
@@ -236,23 +316,15 @@ class _Pipeline:
                 self.reporter.error(record.path, record.error)
             self.reporter.advance(record.status == "ok")
 
-    def _fail(self, job: _Job, exc: BaseException) -> None:
-        """Record a failed image; the record's path already names the file, so the message need not."""
-        message = describe(exc)
-        prefix = f"{job.source}: "
-        self._record(ImageRecord(job.relative, "failed", error=message[len(prefix):] if message.startswith(prefix) else message))
-
-    def _read(self, jobs: list[_Job], decoded: queue.Queue) -> None:
+    def _read(self, jobs: list[ImageJob], decoded: queue.Queue) -> None:
         """Decode images ahead of the model; a decoding error travels in place of the image."""
         for job in jobs:
             if self.stop.is_set():
                 return
             try:
-                item: Any = read_image(job.source, self.config.max_pixels)
+                item: Any = decode_image(job, self.config.max_pixels)
             except InputError as exc:
                 item = exc
-            except MemoryError as exc:
-                item = InputError(f"{job.source}: not enough memory to decode ({exc})")
             if not _put(decoded, (job, item), self.stop):
                 return
         _put(decoded, None, self.stop)
@@ -271,20 +343,12 @@ class _Pipeline:
                 if item is None:
                     return
                 job, image, result = item
-                try:
-                    write_mask(job.mask, result.labels, palette)
-                    if job.overlay is not None:
-                        write_overlay(job.overlay, image, result.labels, palette)
-                except (FcnDeployError, OSError, ValueError) as exc:
-                    job.mask.unlink(missing_ok=True)
-                    self._fail(job, exc)
-                    continue
-                self._record(_ok_record(job, image, result))
+                self._record(write_outputs(job, image, result, palette))
         except BaseException as exc:  # anything else stops the run; the main thread re-raises it
             self.fatal = exc
             self.stop.set()
 
-    def run(self, jobs: list[_Job]) -> None:
+    def run(self, jobs: list[ImageJob]) -> None:
         """Push every job through the three stages; re-raise anything fatal after the threads stop."""
         decoded: queue.Queue = queue.Queue(self.config.prefetch)
         finished: queue.Queue = queue.Queue(self.config.prefetch)
@@ -314,19 +378,16 @@ class _Pipeline:
                 return
             job, image = item
             if isinstance(image, BaseException):
-                self._fail(job, image)
+                self._record(failed_record(job, image))
                 continue
-            try:
-                result = self.segmenter.segment(image)
-            except ArtifactError:
-                raise
-            except (InputError, MemoryError) as exc:
-                self._fail(job, exc)
+            result = segment_image(self.segmenter, job, image)
+            if isinstance(result, ImageRecord):
+                self._record(result)
                 continue
             _put(finished, (job, image, result), self.stop)
 
 
-def _ok_record(job: _Job, image: np.ndarray, result: SegmentResult) -> ImageRecord:
+def _ok_record(job: ImageJob, image: np.ndarray, result: SegmentResult) -> ImageRecord:
     """The record of a segmented image."""
     height, width = image.shape[:2]
     return ImageRecord(job.relative, "ok", height, width, result.mode, result.tiles,
@@ -336,7 +397,7 @@ def _ok_record(job: _Job, image: np.ndarray, result: SegmentResult) -> ImageReco
 # --- entry point -------------------------------------------------------------------------------
 
 
-def _check_folders(in_dir: Path, out_dir: Path) -> None:
+def check_folders(in_dir: Path, out_dir: Path) -> None:
     """The input folder exists and differs from the output folder (masks must not replace inputs)."""
     if not in_dir.is_dir():
         raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
@@ -358,32 +419,38 @@ def infer_folder(
     ``model=None`` picks ``default_model``. Raises BatchFailure (after writing the summary) if any image failed.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    _check_folders(in_dir, out_dir)
+    check_folders(in_dir, out_dir)
     model_path = Path(model) if model is not None else default_model(config.device)
-    summary_path = config.summary or out_dir / SUMMARY_NAME
-    jobs, records = _jobs(in_dir, out_dir, find_images(in_dir, config.recursive, out_dir), config.overlay)
-    done = set() if config.overwrite else {job for job in jobs if _done(job)}
-    todo = [job for job in jobs if job not in done]
-    records += [ImageRecord(job.relative, "skipped", output=job.output) for job in jobs if job in done]
+    plan = plan_folder(in_dir, out_dir, config)
     started = time.perf_counter()
     with open_segmenter(model_path, config.device, config.segmenter) as segmenter:
-        with _Reporter(len(todo), config.progress) as reporter:
-            for record in records:
-                if record.error:
-                    reporter.error(record.path, record.error)
+        with ProgressReporter(len(plan.todo), config.progress) as reporter:
+            reporter.report_planned(plan.records)
             pipeline = _Pipeline(segmenter, config, reporter)
-            pipeline.run(todo)
+            pipeline.run([image_job(in_dir, out_dir, relative, config.overlay) for relative in plan.todo])
         backend = segmenter.backend
-        summary = InferSummary(
-            model=str(model_path), backend=backend.name, device=backend.device, in_dir=str(in_dir),
-            out_dir=str(out_dir), summary_path=str(summary_path), config=_config_dict(config),
-            seconds=time.perf_counter() - started,
-            images=tuple(sorted(records + pipeline.records, key=lambda r: r.path)),
-        )
-    write_text_atomic(summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+        summary = make_summary(model_path, backend.name, backend.device, in_dir, out_dir, config,
+                               time.perf_counter() - started, [*plan.records, *pipeline.records])
+    return finish_run(summary)
+
+
+def make_summary(model_path: Path, backend: str, device: str, in_dir: Path, out_dir: Path, config: InferConfig,
+                 seconds: float, records: list[ImageRecord]) -> InferSummary:
+    """The summary of a folder run, records sorted by path."""
+    summary_path = config.summary or out_dir / SUMMARY_NAME
+    return InferSummary(
+        model=str(model_path), backend=backend, device=device, in_dir=str(in_dir), out_dir=str(out_dir),
+        summary_path=str(summary_path), config=_config_dict(config), seconds=seconds,
+        images=tuple(sorted(records, key=lambda r: r.path)),
+    )
+
+
+def finish_run(summary: InferSummary) -> InferSummary:
+    """Write the summary JSON atomically; raise BatchFailure (carrying the summary) if any image failed."""
+    write_text_atomic(summary.summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
     failed = summary.count("failed")
     if failed:
-        raise BatchFailure(f"{failed} of {len(summary.images)} images failed (listed in {summary_path})",
+        raise BatchFailure(f"{failed} of {len(summary.images)} images failed (listed in {summary.summary_path})",
                            "fix or remove those files and run again; finished masks are kept and skipped", summary)
     return summary
 
@@ -395,4 +462,5 @@ def _config_dict(config: InferConfig) -> dict[str, Any]:
     return values
 
 
-__all__ = ["ImageRecord", "InferConfig", "InferSummary", "default_model", "find_images", "infer_folder"]
+__all__ = ["FolderPlan", "ImageJob", "ImageRecord", "InferConfig", "InferSummary", "ProgressReporter", "default_model",
+           "find_images", "finish_run", "image_job", "infer_folder", "make_summary", "plan_folder", "process_image"]
