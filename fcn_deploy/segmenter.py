@@ -179,10 +179,14 @@ class Segmenter:
 
 @contextlib.contextmanager
 def open_segmenter(
-    model_path: str | os.PathLike[str], device: Device = "auto", config: SegmenterConfig = SegmenterConfig()
+    model_path: str | os.PathLike[str], device: Device = "auto", config: SegmenterConfig = SegmenterConfig(),
+    *, threads: int = 0,
 ) -> Iterator[Segmenter]:
-    """Open a checkpoint, ONNX file or TensorRT engine as a Segmenter; the backend is closed on exit."""
-    with open_backend(model_path, device) as backend:
+    """Open a checkpoint, ONNX file or TensorRT engine as a Segmenter; the backend is closed on exit.
+
+    ``threads`` caps the CPU threads of one inference (0: the runtime's default).
+    """
+    with open_backend(model_path, device, threads=threads) as backend:
         yield Segmenter(backend, config)
 
 

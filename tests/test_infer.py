@@ -32,7 +32,7 @@ def standin(monkeypatch):
                      shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (4, 128, 128)))
     opened = []
 
-    def open_backend(path, device="auto"):
+    def open_backend(path, device="auto", threads=0):
         opened.append((Path(path), device))
         return GreenAboveRedBackend(spec)
 

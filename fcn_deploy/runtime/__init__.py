@@ -15,8 +15,13 @@ from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime.base import Backend
 
 
-def open_backend(path: str | os.PathLike[str], device: Device = "auto") -> Backend:
-    """Open a checkpoint (.pt/.pth), ONNX file (.onnx) or TensorRT engine (.engine/.plan)."""
+def open_backend(path: str | os.PathLike[str], device: Device = "auto", *, threads: int = 0) -> Backend:
+    """Open a checkpoint (.pt/.pth), ONNX file (.onnx) or TensorRT engine (.engine/.plan).
+
+    ``threads`` caps the CPU threads of one inference (0: the runtime's default; TensorRT ignores it).
+    """
+    if threads < 0:
+        raise InputError(f"threads must be 0 (the runtime's default) or positive, got {threads}")
     path = Path(path)
     device = check_device(device)
     if not path.exists():
@@ -25,11 +30,11 @@ def open_backend(path: str | os.PathLike[str], device: Device = "auto") -> Backe
     if suffix in CHECKPOINT_SUFFIXES:
         from fcn_deploy.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(path, device)
+        return TorchBackend(path, device, threads=threads)
     if suffix == ONNX_SUFFIX:
         from fcn_deploy.runtime.ort_backend import OrtBackend
 
-        return OrtBackend(path, device)
+        return OrtBackend(path, device, threads=threads)
     if suffix in ENGINE_SUFFIXES:
         from fcn_deploy.runtime.trt_backend import TensorRTBackend
 

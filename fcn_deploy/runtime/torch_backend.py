@@ -18,9 +18,11 @@ class TorchBackend(Backend):
 
     name = "pytorch"
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "auto") -> None:
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto", *, threads: int = 0) -> None:
         self.path = Path(path)
         self._device = torch_device(check_device(device)).type
+        if threads > 0:  # PyTorch's intra-op pool is per process
+            require("torch").set_num_threads(threads)
         model, info = load_model(self.path)
         super().__init__(info.spec)
         self.model = model.to(self._device)

@@ -30,7 +30,7 @@ def workspace(tmp_path, monkeypatch):
                      shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128)))
     opened = []
     monkeypatch.setattr(segmenter_module, "open_backend",
-                        lambda path, device="auto": opened.append((str(path), device)) or BlueBackend(spec))
+                        lambda path, device="auto", threads=0: opened.append((str(path), device)) or BlueBackend(spec))
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "fcn.onnx").write_bytes(b"stand-in")
     (tmp_path / "imgs").mkdir()
