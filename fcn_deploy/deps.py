@@ -21,6 +21,8 @@ _INSTALL_HINTS = {
     "tritonclient": "pip install 'fcn-deploy[serve]' (tritonclient with HTTP and gRPC)",
     "google.protobuf": "pip install 'fcn-deploy[serve]' (protobuf, for Triton model configs)",
     "cffi": "pip install 'fcn-deploy[capi]' (installs cffi, needed by 'fcn-deploy capi build')",
+    "ray": "pip install 'fcn-deploy[ray]' (Ray Data; on the driver and on every node of the cluster)",
+    "pyarrow": "pip install 'fcn-deploy[ray]' (installs Ray Data and pyarrow)",
 }
 
 

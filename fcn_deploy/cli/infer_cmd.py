@@ -33,6 +33,14 @@ def infer(
     blend: str = typer.Option("hann", "--blend", help="How overlapping tiles are blended: hann, gaussian or mean."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse larger images (default: Pillow's 89.5 MP bomb limit)."),
     summary: Optional[Path] = typer.Option(None, "--summary", help="Summary JSON path (default: OUT/summary.json)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Run on Ray: 'local' (a private Ray on 127.0.0.1 for this job) or a running "
+                                           "cluster's address (auto, HOST:PORT). OUT must be storage every node can write."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="With --ray: model workers (actors), each with one session (default 2)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker",
+                                                    help="With --ray: CPUs each worker reserves, fractional allowed (default 0.5); "
+                                                         "its threads are this rounded up."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="With --ray: GPUs each worker reserves (default 0)."),
 ) -> None:
     """Segment every image in DIR (jpg, png, bmp, webp, tif) into VOC palette masks under OUT; resumable."""
     from fcn_deploy.data.transforms import parse_size
@@ -49,7 +57,22 @@ def infer(
         segmenter=segmenter, device=check_device(device), recursive=recursive, overlay=overlay,
         overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
     )
-    result = infer_folder(model, folder, out, config)
+    if ray is None:
+        given = [name for name, value in (("--workers", workers), ("--cpus-per-worker", cpus_per_worker),
+                                          ("--gpus-per-worker", gpus_per_worker)) if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} only apply with --ray", "add --ray local (or a cluster address), or drop them")
+        result = infer_folder(model, folder, out, config)
+    else:
+        from fcn_deploy.cluster import RayConfig, infer_on_ray
+
+        defaults = RayConfig()
+        cluster = RayConfig(
+            address=ray, workers=workers if workers is not None else defaults.workers,
+            cpus_per_worker=cpus_per_worker if cpus_per_worker is not None else defaults.cpus_per_worker,
+            gpus_per_worker=gpus_per_worker if gpus_per_worker is not None else defaults.gpus_per_worker,
+        )
+        result = infer_on_ray(model, folder, out, config, cluster)
     typer.echo(
         f"segmented {result.count('ok')} images ({result.count('skipped')} skipped, already done) in "
         f"{result.seconds:.1f} s, {result.images_per_second:.2f} images/s on {result.backend}/{result.device}; "
