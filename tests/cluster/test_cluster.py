@@ -1,0 +1,260 @@
+"""``fcn-deploy infer --ray``: the same outputs as plain infer, bad files, a killed worker, resume, two nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cluster_support import cli_command, cli_env, write_images
+from fcn_deploy.cli import run
+from fcn_deploy.cluster import RayConfig, model_files, remove_partial_outputs
+from fcn_deploy.errors import InputError
+from fcn_deploy.infer import InferConfig, infer_folder
+
+JOB_TIMEOUT = 240  # seconds; a CLI run that takes longer fails the test instead of hanging it
+
+
+def masks(out: Path) -> dict[str, np.ndarray]:
+    """Every mask under ``out`` by relative path (checked to be a palette PNG)."""
+    found = {}
+    for path in sorted(out.rglob("*.png")):
+        with Image.open(path) as image:
+            assert image.mode == "P"
+            found[path.relative_to(out).as_posix()] = np.asarray(image)
+    return found
+
+
+def rows(out: Path) -> dict[str, dict]:
+    """The summary's records by path, without the timings (which differ between runs)."""
+    images = json.loads((out / "summary.json").read_text())["images"]
+    assert len({r["path"] for r in images}) == len(images), "a path appears twice in the summary"
+    return {r["path"]: {k: v for k, v in r.items() if k != "milliseconds"} for r in images}
+
+
+def leftovers(out: Path) -> list[str]:
+    """Temporary files left in the output tree."""
+    return sorted(p.name for p in out.rglob("*.part"))
+
+
+def run_ray_job(prefix, model: Path, images: Path, out: Path, address: str, *options: str,
+                **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(prefix, "infer", str(model), str(images), "--out", str(out), "--device", "cpu",
+                                      "--ray", address, *options),
+                          env=cli_env(**env), capture_output=True, text=True, timeout=JOB_TIMEOUT)
+
+
+def descendants_named(root_pid: int, marker: str) -> list[int]:
+    """PIDs of the processes below ``root_pid`` whose command line contains ``marker``."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found = []
+    for pid in parents:
+        ancestor = parents.get(pid)
+        while ancestor is not None and ancestor != root_pid:
+            ancestor = parents.get(ancestor)
+        if ancestor == root_pid:
+            try:
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- without Ray ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"workers": 0}, "workers must be a positive integer"), ({"cpus_per_worker": 0}, "cpus per worker must be positive"),
+    ({"gpus_per_worker": -1}, "gpus per worker"), ({"address": " "}, "address is empty"),
+])
+def test_ray_config_rejects_bad_values(changes, message):
+    with pytest.raises(InputError, match=message):
+        RayConfig(**changes)
+
+
+def test_threads_are_the_cpus_rounded_up():
+    assert (RayConfig(cpus_per_worker=0.5).threads, RayConfig(cpus_per_worker=2).threads,
+            RayConfig(cpus_per_worker=2.5).threads) == (1, 2, 3)
+
+
+def test_cli_rejects_worker_options_without_ray_and_cuda_without_gpus(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert run(["infer", str(tmp_path / "m.onnx"), str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+                "--workers", "3"]) == 1
+    assert "--workers only apply with --ray" in capsys.readouterr().err
+    assert run(["infer", str(tmp_path / "m.onnx"), str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+                "--device", "cuda", "--ray", "local"]) == 1
+    assert "--gpus-per-worker" in capsys.readouterr().err
+
+
+def test_model_files_travel_with_the_sidecar(tmp_path):
+    (tmp_path / "fcn.onnx").write_bytes(b"graph")
+    assert model_files(tmp_path / "fcn.onnx") == {"fcn.onnx": b"graph"}
+    (tmp_path / "fcn.onnx.json").write_text("{}")
+    assert sorted(model_files(tmp_path / "fcn.onnx")) == ["fcn.onnx", "fcn.onnx.json"]
+    with pytest.raises(InputError, match="model file not found"):
+        model_files(tmp_path / "missing.onnx")
+
+
+def test_partial_outputs_of_the_job_are_removed(tmp_path):
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".a.png.x1.part", tmp_path / "sub" / ".b.overlay.jpg.x2.part"]
+    kept = [tmp_path / ".other.png.x3.part", tmp_path / "a.png"]
+    for path in stale + kept:
+        path.write_bytes(b"")
+    remove_partial_outputs(tmp_path, ("a.jpg", "sub/b.png"), overlay=True)
+    assert [p.exists() for p in stale + kept] == [False, False, True, True]
+
+
+# --- on Ray (127.0.0.1, in a private network where possible) --------------------------------------
+
+
+@pytest.mark.slow
+def test_masks_and_summary_match_plain_infer(ray_head, netns_prefix, tiny_onnx, tmp_path):
+    images = tmp_path / "in"
+    write_images(images, 6)
+    write_images(images / "nested", 2, size=(96, 64), start=6)
+    plain = infer_folder(tiny_onnx, images, tmp_path / "plain",
+                         InferConfig(device="cpu", recursive=True, overlay=True, progress=False))
+    assert plain.count("ok") == 8
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "ray", ray_head.address, "--recursive",
+                         "--overlay", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "segmented 8 images (0 skipped" in result.stdout
+    assert masks(tmp_path / "ray").keys() == masks(tmp_path / "plain").keys()
+    for name, labels in masks(tmp_path / "plain").items():
+        assert np.array_equal(masks(tmp_path / "ray")[name], labels), name
+    assert sorted(p.name for p in (tmp_path / "ray").rglob("*.overlay.jpg")) == \
+        sorted(p.name for p in (tmp_path / "plain").rglob("*.overlay.jpg"))
+    assert rows(tmp_path / "ray") == rows(tmp_path / "plain")
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert (summary["backend"], summary["device"]) == ("onnxruntime", "cpu")
+
+
+@pytest.mark.slow
+def test_mixed_folder_fails_only_the_bad_files(ray_head, netns_prefix, tiny_onnx, tmp_path):
+    images = tmp_path / "in"
+    good = write_images(images, 5)
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "notes.png").write_text("not an image")
+    data = good[0].read_bytes()
+    (images / "truncated.png").write_bytes(data[: len(data) // 2])
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", ray_head.address)
+    assert result.returncode == 3, result.stderr
+    for name in ("empty.jpg", "notes.png", "truncated.png"):
+        assert f"error: {name}:" in result.stderr
+    records = rows(tmp_path / "out")
+    assert {p for p, r in records.items() if r["status"] == "failed"} == {"empty.jpg", "notes.png", "truncated.png"}
+    assert sorted(masks(tmp_path / "out")) == [p.name for p in good]
+    assert leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_is_replaced_and_nothing_is_lost(ray_head, netns_prefix, tiny_onnx, tmp_path):
+    images, out = tmp_path / "in", tmp_path / "out"
+    count = 160
+    write_images(images, count, size=(128, 160))
+    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
+                          "--ray", ray_head.address, "--workers", "2")
+    job = subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: out.is_dir() and any(out.glob("*.png")) or job.poll() is not None, JOB_TIMEOUT, "a first mask")
+        workers = descendants_named(ray_head.process.pid, "MapWorker")
+        assert job.poll() is None and workers, "the job ended before a worker could be killed"
+        os.kill(workers[0], signal.SIGKILL)
+        killed_at = len(list(out.glob("*.png")))
+        stdout, stderr = job.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 0, stderr
+    assert killed_at < count
+    assert f"segmented {count} images (0 skipped" in stdout
+    records = rows(out)
+    assert len(records) == count and {r["status"] for r in records.values()} == {"ok"}
+    assert len(masks(out)) == count
+    assert leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_an_interrupted_job_resumes(ray_head, netns_prefix, tiny_onnx, tmp_path):
+    images, out = tmp_path / "in", tmp_path / "out"
+    count = 120
+    write_images(images, count, size=(128, 160))
+    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
+                          "--ray", ray_head.address, "--workers", "1")
+    job = subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: out.is_dir() and len(list(out.glob("*.png"))) >= 3 or job.poll() is not None, JOB_TIMEOUT,
+                 "the first masks")
+        assert job.poll() is None, "the job ended before it could be interrupted"
+        job.send_signal(signal.SIGINT)
+        job.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    done = len(masks(out))
+    assert 0 < done < count and not (out / "summary.json").exists()
+    result = run_ray_job(netns_prefix, tiny_onnx, images, out, ray_head.address)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())["totals"]
+    assert summary["skipped"] >= done and summary["skipped"] + summary["segmented"] == count
+    assert len(masks(out)) == count and leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_two_nodes_on_this_machine(ray_head, netns_prefix, short_tmp, tiny_onnx, tmp_path):
+    from fcn_deploy.cluster import short_temp_dir, start_node
+
+    second = start_node(short_temp_dir(short_tmp), head=ray_head.address, num_cpus=1, prefix=netns_prefix)
+    try:
+        images = tmp_path / "in"
+        write_images(images, 12)
+        # three workers of one CPU each need the head's two CPUs and the second node's one
+        result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", ray_head.address,
+                             "--workers", "3", "--cpus-per-worker", "1")
+        worker_logs = list(second.temp_dir.glob("session_*/logs/worker-*"))
+    finally:
+        second.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(masks(tmp_path / "out")) == 12
+    assert worker_logs, "no worker ran on the second node"
+
+
+@pytest.mark.slow
+def test_local_ray_started_and_stopped_for_the_job(netns_prefix, short_tmp, tiny_onnx, tmp_path):
+    images = tmp_path / "in"
+    write_images(images, 4)
+    plain = infer_folder(tiny_onnx, images, tmp_path / "plain", InferConfig(device="cpu", progress=False))
+    temp_root = short_tmp / "local"
+    temp_root.mkdir()
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", "local", TMPDIR=str(temp_root))
+    assert result.returncode == 0, result.stderr
+    assert plain.count("ok") == 4 and rows(tmp_path / "out") == rows(tmp_path / "plain")
+    assert list(temp_root.iterdir()) == []  # Ray's temp folder went with the job
