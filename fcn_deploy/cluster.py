@@ -324,7 +324,8 @@ def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | Non
                prefix: tuple[str, ...] = (), timeout: float = 90.0) -> RayNode:
     """Start a head (``head=None``) or a node joining ``head``, bound to 127.0.0.1, and wait until it runs.
 
-    ``prefix`` is put before the command (e.g. to run it in another network namespace).
+    ``prefix`` is put before the command (e.g. to run it in another network namespace). A joining node binds
+    127.0.0.1 only inside a network that has nothing but loopback: elsewhere Ray swaps in the outward address.
     """
     address = head or f"127.0.0.1:{free_loopback_port()}"
     command = [*prefix, sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start", "--block",
@@ -337,6 +338,8 @@ def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | Non
         command += ["--num-cpus", str(num_cpus)]
     # the node serves this job alone: no 30 s drain on SIGTERM for work that has already finished
     env = {**os.environ, **loopback_environment(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    if head is not None:  # Ray refuses to join a second node in single-machine mode; it finds 127.0.0.1 from
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"  # the head's loopback address (in a loopback-only network)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     node = RayNode(process, temp_dir, address)
