@@ -19,7 +19,7 @@ make_venv() {  # make_venv FOLDER EXTRAS
   fi
 }
 
-make_venv .venv dev
+make_venv .venv dev,ray
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve serve,dev
 fi
