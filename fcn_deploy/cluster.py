@@ -37,7 +37,6 @@ from fcn_deploy.infer import (
     InferSummary,
     ProgressReporter,
     check_folders,
-    default_model,
     finish_run,
     image_job,
     make_summary,
@@ -45,8 +44,9 @@ from fcn_deploy.infer import (
     process_image,
 )
 from fcn_deploy.runtime import open_backend
-from fcn_deploy.segmenter import Segmenter, SegmenterConfig
-from fcn_deploy.spec import sidecar_path
+from fcn_deploy.segmenter import Segmenter
+from fcn_deploy.workspace import default_model
+from fcn_deploy.contract import sidecar_path
 
 LOCAL = "local"
 MAX_PATHS_PER_BLOCK = 256  # image paths per Ray Data block (fewer for small jobs, so every worker gets some)

@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,11 +167,17 @@ def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> Imag
 
 
 def plan_folder(in_dir: Path, out_dir: Path, config: InferConfig) -> FolderPlan:
-    """List the images, fail those whose mask name another image already claims, skip those already done."""
+    """List the images of ``in_dir`` (as ``config`` says) and plan them with ``plan_images``."""
+    return plan_images(in_dir, out_dir, find_images(in_dir, config.recursive, out_dir), config.overwrite,
+                       config.overlay)
+
+
+def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrite: bool, overlay: bool) -> FolderPlan:
+    """Fail images whose mask name another image already claims; skip those already done unless ``overwrite``."""
     todo: list[str] = []
     records: list[ImageRecord] = []
     claimed: dict[str, str] = {}
-    for relative_path in find_images(in_dir, config.recursive, out_dir):
+    for relative_path in relatives:
         relative = relative_path.as_posix()
         mask_relative = relative_path.with_suffix(MASK_SUFFIX).as_posix()
         key = mask_relative.lower()
@@ -180,7 +186,7 @@ def plan_folder(in_dir: Path, out_dir: Path, config: InferConfig) -> FolderPlan:
                 f"its mask {mask_relative} is also the mask of {claimed[key]}; rename one of them")))
             continue
         claimed[key] = relative
-        if not config.overwrite and _done(image_job(in_dir, out_dir, relative, config.overlay)):
+        if not overwrite and _done(image_job(in_dir, out_dir, relative, overlay)):
             records.append(ImageRecord(relative, "skipped", output=mask_relative))
         else:
             todo.append(relative)
@@ -463,4 +469,4 @@ def _config_dict(config: InferConfig) -> dict[str, Any]:
 
 
 __all__ = ["FolderPlan", "ImageJob", "ImageRecord", "InferConfig", "InferSummary", "ProgressReporter", "default_model",
-           "find_images", "finish_run", "image_job", "infer_folder", "make_summary", "plan_folder", "process_image"]
+           "find_images", "finish_run", "image_job", "infer_folder", "make_summary", "plan_folder", "plan_images", "process_image"]

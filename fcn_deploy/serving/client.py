@@ -25,7 +25,7 @@ from fcn_deploy.progress import log
 from fcn_deploy.deps import require
 from fcn_deploy.errors import BatchFailure, InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
-from fcn_deploy.infer import SUMMARY_NAME, ImageRecord, InferSummary, _done, _Job, _jobs, find_images
+from fcn_deploy.infer import SUMMARY_NAME, ImageJob, ImageRecord, InferSummary, find_images, image_job, plan_images
 from fcn_deploy.serving.contract import ERROR_OUTPUT, IMAGE_INPUT, MASK_OUTPUT, SERVED_MODEL_NAME
 
 PROTOCOLS: tuple[str, ...] = ("http", "grpc")
@@ -153,9 +153,9 @@ def segment_remote(
     in_dir, relatives = _resolve_inputs([Path(p) for p in paths], out_dir, config.recursive)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output {out_dir} exists and is not a folder", "pass a folder for --out")
-    jobs, records = _jobs(in_dir, out_dir, relatives, overlay=False)
-    todo = [job for job in jobs if config.overwrite or not _done(job)]
-    records += [ImageRecord(job.relative, "skipped", output=job.output) for job in jobs if job not in todo]
+    plan = plan_images(in_dir, out_dir, relatives, config.overwrite, overlay=False)
+    todo = [image_job(in_dir, out_dir, relative, overlay=False) for relative in plan.todo]
+    records = list(plan.records)
     local = threading.local()
     connections: list[RemoteSegmenter] = []
     lock = threading.Lock()
@@ -167,7 +167,7 @@ def segment_remote(
                 connections.append(local.segmenter)
         return local.segmenter
 
-    def run(job: _Job) -> ImageRecord:
+    def run(job: ImageJob) -> ImageRecord:
         started = time.perf_counter()
         try:
             data = job.source.read_bytes()
