@@ -11,6 +11,7 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import atomic_path
 from fcn_deploy.model import build_model
+from fcn_deploy.program import load_program
 from fcn_deploy.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +53,16 @@ def save_checkpoint(
     return Path(path)
 
 
+def save_program_checkpoint(path: str | os.PathLike[str], program: dict[str, Any], info: Checkpoint) -> Path:
+    """Write an imported model (a ``fcn_deploy.program`` entry instead of a state dict) with its spec, atomically."""
+    torch = require("torch")
+    payload = {"format": CHECKPOINT_FORMAT, "spec": info.spec.to_dict(), "epoch": info.epoch,
+               "metrics": dict(info.metrics), "history": [], "program": program}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Checkpoint, dict[str, Any]]:
     """Read a checkpoint file: its info and the raw payload (state_dict, optimizer)."""
     torch = require("torch")
@@ -79,6 +90,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Checkpoint, dict[str,
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
     """Rebuild the model a checkpoint describes, load its weights, and return it in eval mode."""
     info, payload = read_checkpoint(path)
+    if "program" in payload:  # an imported model, stored as a traced graph (see fcn_deploy.program)
+        return load_program(payload["program"], str(path)).eval(), info
     model = build_model(info.spec.arch, info.spec.num_classes)
     try:
         model.load_state_dict(payload["state_dict"])
