@@ -32,10 +32,10 @@ def program_entry(program: Any) -> dict[str, Any]:
     graph = serde.serialize(program).exported_program
     return {
         "format": PROGRAM_FORMAT,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "graph": torch.frombuffer(bytearray(graph), dtype=torch.uint8),
-        "state_dict": {name: value.detach().clone() for name, value in program.state_dict.items()},
-        "constants": {name: value.detach().clone() for name, value in constants.items()},
+        "state_dict": dict(program.state_dict),  # parameters stay nn.Parameter (the deserialiser checks this)
+        "constants": constants,
     }
 
 

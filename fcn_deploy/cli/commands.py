@@ -9,6 +9,7 @@ import typer
 COMMAND_MODULES = (
     "fcn_deploy.cli.data_cmd",
     "fcn_deploy.cli.train_cmd",
+    "fcn_deploy.cli.import_cmd",
     "fcn_deploy.cli.export_cmd",
     "fcn_deploy.cli.precision_cmd",
     "fcn_deploy.cli.infer_cmd",
