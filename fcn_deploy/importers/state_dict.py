@@ -27,11 +27,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for pickled objects, RuntimeError/EOFError for other files
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        if "Unsupported global:" in text:
             raise InputError(
                 f"{path} holds pickled Python objects (a whole model saved with torch.save(net)?), which only "
                 "unsafe unpickling could read; it was not loaded", SAVE_HINT) from exc
-        raise InputError(f"{path} is not a PyTorch state-dict file ({type(exc).__name__})", SAVE_HINT) from exc
+        raise InputError(f"{path} is not a PyTorch state dict file ({type(exc).__name__})", SAVE_HINT) from exc
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not loaded or not all(
