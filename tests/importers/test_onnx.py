@@ -1,0 +1,101 @@
+"""Foreign ONNX written by plain torch.onnx.export (dynamic and fixed size): checked, imported, segmented."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_deploy.cli import run
+
+
+def _plain_onnx(path: Path, fixed: tuple[int, int] | None) -> Path:
+    """lraspp_mobilenet_v3_large (random weights) through torch.onnx.export alone, not fcn-deploy's exporter."""
+    torch = pytest.importorskip("torch")
+    segmentation = pytest.importorskip("torchvision.models.segmentation")
+    torch.manual_seed(0)
+    model = segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    height, width = fixed or (96, 128)
+    dynamic = None if fixed else {"x": {0: torch.export.Dim("n", max=8), 2: torch.export.Dim("h", min=32, max=1024),
+                                        3: torch.export.Dim("w", min=32, max=1024)}}
+
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x)["out"]
+
+    torch.onnx.export(Plain().eval(), (torch.randn(1, 3, height, width),), str(path), dynamo=True,
+                      dynamic_shapes=dynamic, input_names=["input"], output_names=["out"])
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixed", [None, (96, 128)], ids=["dynamic", "fixed"])
+def test_foreign_onnx_imports_and_segments(fixed, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from fcn_deploy.export import read_onnx_spec
+    from fcn_deploy.segmenter import open_segmenter
+
+    source = _plain_onnx(tmp_path / "plain.onnx", fixed)
+    monkeypatch.chdir(tmp_path)
+    args = ["import", "onnx", "plain.onnx", "--out", "fcn.onnx", "--classes", "voc"]
+    assert run(args + (["--alignment", "16"] if fixed is None else [])) == 0
+    spec = read_onnx_spec(tmp_path / "fcn.onnx")
+    assert json.loads((tmp_path / "fcn.onnx.json").read_text())["spec"] == spec.to_dict()
+    assert spec.input_name == "input" and spec.output_name == "out" and spec.num_classes == 21
+    if fixed:
+        assert spec.shape_range.min[1:] == spec.shape_range.max[1:] == fixed and spec.alignment == 32
+    else:
+        assert spec.alignment == 16 and spec.shape_range.max[1:] == (1024, 1024)
+    image = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    with open_segmenter(tmp_path / "fcn.onnx", device="cpu") as segmenter:
+        result = segmenter.segment(image)
+    assert result.labels.shape == (150, 200)
+    assert result.mode == ("slide" if fixed else "whole")
+    del source
+
+
+def _two_input_onnx(path: Path) -> Path:
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["out"])], "two",
+        [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1, 3, 32, 32]),
+         helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
+    return path
+
+
+def test_two_inputs_are_refused_with_what_was_found(tmp_path: Path, monkeypatch, capsys) -> None:
+    _two_input_onnx(tmp_path / "two.onnx")
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", "onnx", "two.onnx", "--out", "fcn.onnx"]) == 1
+    err = capsys.readouterr().err
+    assert "found inputs ['a' float32 1×3×32×32, 'b' float32 1×3×32×32]" in err and "needs one image input" in err
+    assert "fix:" in err and not (tmp_path / "fcn.onnx").exists()
+
+
+def test_class_count_differing_from_the_output_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["scores"])], "id",
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(tmp_path / "id.onnx"))
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", "onnx", "id.onnx", "--out", "fcn.onnx"]) == 1
+    assert "has 3 classes, the class list 21" in capsys.readouterr().err
+    (tmp_path / "three.json").write_text(json.dumps({"classes": ["a", "b", "c"], "palette": [[0, 0, 0], [1, 1, 1], [2, 2, 2]]}))
+    assert run(["import", "onnx", "id.onnx", "--out", "fcn.onnx", "--classes", "three.json"]) == 0
+    from fcn_deploy.export import read_onnx_spec
+
+    assert read_onnx_spec(tmp_path / "fcn.onnx").class_names == ("a", "b", "c")
