@@ -109,10 +109,10 @@ def _check_output(module: nn.Module, spec: ModelSpec) -> None:
         raise InputError(f"the model returns {type(raw).__name__}", "return an N×C×H×W tensor of logits")
     needed = (2, spec.num_classes, height, width)
     if tuple(raw.shape) != needed:
-        what = "classes" if raw.ndim == 4 and raw.shape[1] != spec.num_classes else "shape"
+        what = "classes" if raw.ndim == 4 and raw.shape[1] != spec.num_classes else "sizes"
         raise InputError(
             f"for a 2×3×{height}×{width} input the model returns {tuple(raw.shape)}, needed {needed} "
-            f"(N×C×H×W logits at the input size with C = {spec.num_classes} classes; the {what} differs)",
+            f"(N×C×H×W logits at the input size with C = {spec.num_classes} classes; the {what} differ)",
             "give the spec the model's class count, or wrap the model so that it upsamples to the input size",
         )
 
