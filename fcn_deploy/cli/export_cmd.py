@@ -30,7 +30,7 @@ def export(
     ),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch after export."),
 ) -> None:
-    """Export a checkpoint to ONNX (dynamic batch, height and width in multiples of 32)."""
+    """Export a checkpoint to ONNX (dynamic batch, height and width in multiples of the model's alignment, 32 for the FCNs)."""
     from fcn_deploy.export import ExportConfig, LabelsDtype, export_onnx
     from fcn_deploy.workspace import newest_checkpoint
 
