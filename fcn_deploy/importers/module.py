@@ -16,7 +16,7 @@ import numpy as np
 from fcn_deploy.checkpoint import Checkpoint, save_program_checkpoint
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
-from fcn_deploy.export import compare_logits
+from fcn_deploy.metrics import compare_logits
 from fcn_deploy.program import load_program, program_entry
 from fcn_deploy.spec import INPUT_FLOAT_NCHW, UPSAMPLER_CONVTRANSPOSE, ModelSpec
 

@@ -46,7 +46,7 @@ def test_readme_python_example_runs_and_exports_without_the_class(tmp_path: Path
     # a fresh process that never saw TinySegmenter exports and segments with it
     exporter = [sys.executable, "-m", "fcn_deploy.cli", "export", "checkpoints/tiny.pt", "--out", "export/tiny.onnx"]
     subprocess.run(exporter, cwd=tmp_path, env=_env(), check=True, timeout=300, capture_output=True)
-    from fcn_deploy.export import read_onnx_spec
+    from fcn_deploy.contract import read_onnx_spec
 
     spec = read_onnx_spec(tmp_path / "export" / "tiny.onnx")
     assert spec.class_names == ("background", "road", "car") and spec.alignment == 2

@@ -38,7 +38,7 @@ def _plain_onnx(path: Path, fixed: tuple[int, int] | None) -> Path:
 @pytest.mark.parametrize("fixed", [None, (96, 128)], ids=["dynamic", "fixed"])
 def test_foreign_onnx_imports_and_segments(fixed, tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("onnxruntime")
-    from fcn_deploy.export import read_onnx_spec
+    from fcn_deploy.contract import read_onnx_spec
     from fcn_deploy.segmenter import open_segmenter
 
     source = _plain_onnx(tmp_path / "plain.onnx", fixed)
@@ -96,6 +96,6 @@ def test_class_count_differing_from_the_output_is_refused(tmp_path: Path, monkey
     assert "has 3 classes, the class list 21" in capsys.readouterr().err
     (tmp_path / "three.json").write_text(json.dumps({"classes": ["a", "b", "c"], "palette": [[0, 0, 0], [1, 1, 1], [2, 2, 2]]}))
     assert run(["import", "onnx", "id.onnx", "--out", "fcn.onnx", "--classes", "three.json"]) == 0
-    from fcn_deploy.export import read_onnx_spec
+    from fcn_deploy.contract import read_onnx_spec
 
     assert read_onnx_spec(tmp_path / "fcn.onnx").class_names == ("a", "b", "c")
