@@ -108,3 +108,14 @@ def random_onnx(tmp_path_factory) -> Path:
     spec = ModelSpec(arch="fcn32s", crop_size=TRAIN_CROP, shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 512, 512)))
     checkpoint = save_checkpoint(folder / "fcn32s.pt", build_model("fcn32s", 21), Checkpoint(spec=spec))
     return export_onnx(checkpoint, folder / "fcn.onnx", ExportConfig(verify=False, progress=False)).onnx_path
+
+
+# --- TensorRT and cuda-python stand-ins (tests/gpu_standins.py) ------------------------------------
+
+
+@pytest.fixture
+def gpu_standins(monkeypatch):
+    """Recording stand-ins for ``tensorrt`` and ``cuda.bindings.runtime``, installed for this test only."""
+    from gpu_standins import StandIns
+
+    return StandIns().install(monkeypatch)

@@ -26,7 +26,7 @@ MODULE_DUNDERS = {"__version__"}
 # variable (or self attribute) -> TensorRT class of the object it holds
 OBJECT_CLASSES = {
     "builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser", "config_trt": "IBuilderConfig",
-    "optimization": "IOptimizationProfile", "cache": "ITimingCache", "timing": "ITimingCache", "plan": "IHostMemory", "error": "ParserError",
+    "optimization": "IOptimizationProfile", "cache": "ITimingCache", "timing": "ITimingCache", "plan": "IHostMemory", "blob": "IHostMemory", "error": "ParserError",
     "self._engine": "ICudaEngine", "self._context": "IExecutionContext", "context": "IExecutionContext",
     "self._runtime": "Runtime", "self._logger": "Logger", "logger": "Logger",
 }
@@ -250,3 +250,42 @@ def test_nested_inherited_and_unmapped_names_are_resolved(listings: dict[str, di
     assert object_assignments(source) == [("shiny", "builder", "create_network"), ("builder", "trt", "Builder"),
                                           (None, "cudart", "cudaMemcpyKind")]
     assert _return_types(listing, "Builder", "create_network") == {"INetworkDefinition"}
+
+
+def test_the_standins_offer_only_listed_names(listings: dict[str, dict]) -> None:
+    """The recording stand-ins (tests/gpu_standins.py) accept no TensorRT or cudart name the real APIs lack."""
+    import enum
+
+    from gpu_standins import StandIns, public_names, tensorrt_classes
+
+    standins = StandIns()
+    module = standins.tensorrt
+    offered: set[tuple[str, ...]] = set()
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        offered.add((name,))
+        if isinstance(value, type) and issubclass(value, enum.Enum):
+            offered |= {(name, member) for member in value.__members__}
+    for listed, cls in tensorrt_classes(module).items():
+        offered |= {(listed, member) for member in public_names(cls)}
+    assert ("IBuilderConfig", "set_timing_cache") in offered and ("Logger", "WARNING") in offered
+    missing = [f"{version}: trt.{'.'.join(path)}" for version, listing in listings.items()
+               for path in sorted(offered) if not _known(listing, path)]
+    assert not missing, "stand-in names not in the TensorRT API listings:\n" + "\n".join(missing)
+
+    cudart = pytest.importorskip("cuda.bindings.runtime")
+    unknown = []
+    for name, value in vars(standins.cudart).items():
+        if name.startswith("_"):
+            continue
+        real = getattr(cudart, name, None)
+        members = value.__members__ if isinstance(value, type) and issubclass(value, enum.Enum) else {}
+        if name == "cudaDeviceProp":  # its fields are instance attributes
+            members, real = vars(value()), real()
+        unknown += [f"cudart.{name}"] if real is None else [f"cudart.{name}.{m}" for m in members
+                                                            if not hasattr(real, m)]
+    unknown += [] if hasattr(cudart.cudaStream_t, "getPtr") else ["cudart.cudaStream_t.getPtr"]
+    utils = pytest.importorskip("cuda.bindings.utils")
+    unknown += [f"utils.{n}" for n in vars(standins.utils) if not n.startswith("_") and not hasattr(utils, n)]
+    assert not unknown, "stand-in names not in cuda.bindings:\n" + "\n".join(unknown)
