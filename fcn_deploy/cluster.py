@@ -44,6 +44,7 @@ from fcn_deploy.infer import (
     process_image,
 )
 from fcn_deploy.runtime import open_backend
+from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import Segmenter
 from fcn_deploy.workspace import default_model
 from fcn_deploy.contract import sidecar_path
@@ -147,7 +148,8 @@ def infer_on_ray(
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     check_folders(in_dir, out_dir)
     _check_devices(config, cluster)
-    model_path = Path(model) if model is not None else default_model(config.device)
+    model_path = Path(model) if model is not None else default_model(config.device,
+                                                                     engine_unavailable=tensorrt_unavailable)
     files = model_files(model_path)
     plan = plan_folder(in_dir, out_dir, config)
     started = time.perf_counter()

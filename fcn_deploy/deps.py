@@ -14,9 +14,10 @@ _INSTALL_HINTS = {
     "onnx": "pip install onnx (a base dependency of fcn-deploy)",
     "onnxscript": "pip install onnxscript (needed by the torch.onnx dynamo exporter)",
     "onnxruntime": "pip install onnxruntime-gpu (Linux x86_64) or onnxruntime (elsewhere); never both",
-    "tensorrt": "pip install 'fcn-deploy[tensorrt]' on a machine with an NVIDIA GPU and driver",
-    "cuda": "pip install 'fcn-deploy[tensorrt]' (installs cuda-python)",
-    "cuda.bindings": "pip install 'fcn-deploy[tensorrt]' (installs cuda-python)",
+    "tensorrt": "pip install 'fcn-deploy[tensorrt]' (CUDA 13) or 'fcn-deploy[tensorrt-cu12]' (CUDA 12) on a machine "
+                "with an NVIDIA GPU and driver",
+    "cuda": "pip install 'fcn-deploy[tensorrt]' or 'fcn-deploy[tensorrt-cu12]' (installs cuda-python)",
+    "cuda.bindings": "pip install 'fcn-deploy[tensorrt]' or 'fcn-deploy[tensorrt-cu12]' (installs cuda-python)",
     "pytriton": "pip install 'fcn-deploy[serve]' (PyTriton with its tritonserver; needs numpy < 2)",
     "tritonclient": "pip install 'fcn-deploy[serve]' (tritonclient with HTTP and gRPC)",
     "google.protobuf": "pip install 'fcn-deploy[serve]' (protobuf, for Triton model configs)",

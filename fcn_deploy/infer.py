@@ -38,6 +38,7 @@ from fcn_deploy.imageio import (
     write_overlay,
 )
 from fcn_deploy.progress import log, progress_bar
+from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import (
     Segmenter,
     SegmenterConfig,
@@ -426,7 +427,8 @@ def infer_folder(
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     check_folders(in_dir, out_dir)
-    model_path = Path(model) if model is not None else default_model(config.device)
+    model_path = Path(model) if model is not None else default_model(config.device,
+                                                                     engine_unavailable=tensorrt_unavailable)
     plan = plan_folder(in_dir, out_dir, config)
     started = time.perf_counter()
     with open_segmenter(model_path, config.device, config.segmenter) as segmenter:

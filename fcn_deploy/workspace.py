@@ -6,15 +6,16 @@ named once here (``checkpoints/``, ``export/fcn.onnx``, ``export/fcn.<precision>
 
 from __future__ import annotations
 
-import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
 from fcn_deploy.contract import ENGINE_SUFFIXES
-from fcn_deploy.devices import Device, cuda_device_count
+from fcn_deploy.devices import Device
 from fcn_deploy.errors import InputError
+from fcn_deploy.progress import log
 
 Precision = Literal["fp32", "fp16", "int8"]
 Int8Target = Literal["tensorrt", "cpu"]
@@ -24,7 +25,11 @@ EXPORT_DIR = Path("export")
 DEFAULT_ONNX = EXPORT_DIR / "fcn.onnx"
 ENGINE_DIR = Path("engines")
 CALIBRATION_DIR = Path("calibration")
-TIMING_CACHE = CALIBRATION_DIR / "timing.cache"
+
+
+def timing_cache_path(tensorrt_version: str, compute_capability: str, calibration_dir: Path = CALIBRATION_DIR) -> Path:
+    """calibration/timing-<TensorRT version>-sm<compute capability>.cache: a cache only fits its version and GPU."""
+    return Path(calibration_dir) / f"timing-{tensorrt_version}-sm{str(compute_capability).replace('.', '')}.cache"
 
 
 def precision_onnx_path(onnx_path: str | os.PathLike[str], precision: Precision, target: Int8Target = "tensorrt") -> Path:
@@ -51,22 +56,27 @@ def newest_checkpoint(folder: str | os.PathLike[str] = CHECKPOINT_DIR) -> Path:
     return max(best or candidates, key=lambda p: p.stat().st_mtime)
 
 
-def _tensorrt_usable() -> bool:
-    """TensorRT is installed and a CUDA driver with at least one device is present."""
-    return importlib.util.find_spec("tensorrt") is not None and bool(cuda_device_count())
+def default_model(device: Device = "auto", workspace: Path = Path("."), *,
+                  engine_unavailable: Callable[[], str | None]) -> Path:
+    """The best artifact in the workspace: the newest TensorRT engine where it can run, else export/fcn.onnx.
 
-
-def default_model(device: Device = "auto", workspace: Path = Path(".")) -> Path:
-    """The best artifact in the workspace: the newest TensorRT engine where it can run, else export/fcn.onnx."""
+    ``engine_unavailable`` says why engines cannot run here (None when they can): pass the TensorRT backend's
+    own check (``fcn_deploy.runtime.tensorrt_support.tensorrt_unavailable``), so an engine is chosen only where
+    opening it will work.
+    """
     engine_dir = workspace / ENGINE_DIR
     engines = [p for p in engine_dir.glob("*") if p.suffix in ENGINE_SUFFIXES] if engine_dir.is_dir() else []
-    if engines and device != "cpu" and _tensorrt_usable():
-        return max(engines, key=lambda p: p.stat().st_mtime)
     onnx_path = workspace / DEFAULT_ONNX
+    reason = engine_unavailable() if engines and device != "cpu" else None
+    if engines and device != "cpu" and reason is None:
+        return max(engines, key=lambda p: p.stat().st_mtime)
     if onnx_path.is_file():
+        if reason:
+            log(f"not using the engine in {engine_dir}/: {reason}; running {onnx_path} instead")
         return onnx_path
+    skipped = f" (the engine in {engine_dir}/ cannot run here: {reason})" if reason else ""
     raise InputError(
-        f"no model given and {onnx_path} does not exist",
+        f"no model given and {onnx_path} does not exist{skipped}",
         "export one with 'fcn-deploy export' (or build an engine), or pass the model path before the folder",
     )
 

@@ -198,10 +198,12 @@ def test_bad_folders(standin, tmp_path):
 
 def test_default_model(tmp_path):
     with pytest.raises(InputError, match="export/fcn.onnx does not exist") as info:
-        default_model(workspace=tmp_path)
+        default_model(workspace=tmp_path, engine_unavailable=lambda: None)
     assert "fcn-deploy export" in info.value.hint
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "fcn.onnx").write_bytes(b"")
     (tmp_path / "engines").mkdir()
     (tmp_path / "engines" / "fcn.fp16.engine").write_bytes(b"")
-    assert default_model("cpu", workspace=tmp_path) == tmp_path / "export" / "fcn.onnx"
+    assert default_model("cpu", workspace=tmp_path, engine_unavailable=lambda: None) == tmp_path / "export" / "fcn.onnx"
+    assert default_model("auto", workspace=tmp_path, engine_unavailable=lambda: None).suffix == ".engine"
+    assert default_model("auto", workspace=tmp_path, engine_unavailable=lambda: "no GPU").name == "fcn.onnx"

@@ -39,6 +39,7 @@ def serve(
     """Serve the segmenter on Triton (PyTriton) as 'fcn_segment': encoded images in, mask PNG and labels out."""
     from fcn_deploy.data.transforms import parse_size
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
+    from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
     from fcn_deploy.workspace import default_model
     from fcn_deploy.segmenter import SegmenterConfig
     from fcn_deploy.serving.server import ServeConfig, serve as run_server
@@ -50,7 +51,8 @@ def serve(
         segmenter=SegmenterConfig(tile=parse_size(tile, "--tile") if tile else None), workspace=workspace,
         token=_read_token(token_file),
     )
-    run_server(model if model is not None else default_model(config.device), config)
+    run_server(model if model is not None else default_model(config.device, engine_unavailable=tensorrt_unavailable),
+               config)
 
 
 def client(
@@ -96,6 +98,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
     ) -> None:
         """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
+        from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
         from fcn_deploy.workspace import default_model
         from fcn_deploy.serving.repository import RepositoryConfig, export_repository
 
@@ -103,7 +106,8 @@ def register(app: typer.Typer) -> None:
                                   max_queue_delay_us=max_queue_delay_us, device=device,  # type: ignore[arg-type]
                                   network_runtime=segment_network.replace("-", "_"),  # type: ignore[arg-type]
                                   max_pixels=max_pixels, overwrite=overwrite)
-        result = export_repository(model if model is not None else default_model(), out, config)
+        chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable)
+        result = export_repository(chosen, out, config)
         typer.echo(f"wrote {result.network} ({result.platform}) and {result.segment} (python); "
                    f"serve with: tritonserver --model-repository {result.repository}")
 

@@ -1,17 +1,24 @@
 """TensorRT and CUDA availability for the engine build and the TensorRT backend.
 
 cuda-python calls return ``(err, *values)``; ``cuda_call`` turns a failure into CudaError naming the call.
-``require_tensorrt`` names everything that is missing at once, so a user fixes the machine in one go.
+``require_tensorrt`` names everything that is missing at once, so a user fixes the machine in one go; automatic
+model choice asks the same question through ``tensorrt_unavailable``.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, MissingComponentError
 
-TRT_INSTALL_HINT = "pip install 'fcn-deploy[tensorrt]' on a machine with an NVIDIA GPU, driver and CUDA 12+"
+TRT_INSTALL_HINT = ("on a machine with an NVIDIA GPU: pip install 'fcn-deploy[tensorrt]' (CUDA 13, NVIDIA driver 580 "
+                    "or newer), or 'fcn-deploy[tensorrt-cu12]' (CUDA 12, driver 525 or newer)")
+CUDA12_PAIR_HINT = ("use the CUDA 12 pair: uninstall the CUDA 13 TensorRT and cuda-python packages ('pip list | grep "
+                    "-i -e tensorrt -e cuda' lists them), then pip install 'fcn-deploy[tensorrt-cu12]'; or update the "
+                    "NVIDIA driver to 580 or newer")
+INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver
 
 
 class CudaError(FcnDeployError):
@@ -30,13 +37,47 @@ def cuda_call(name: str, result: Any) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def native_handle(obj: Any) -> int:
+    """The CUDA handle a cuda-bindings object wraps, as an int (what TensorRT's ``stream_handle`` takes).
+
+    cuda-bindings 12.9.1 and 13 provide ``get_cuda_native_handle`` and deprecate ``int(obj)``; older ones have
+    only ``int(obj)``. (``getPtr()`` is the address of the wrapper's storage, not the handle.)
+    """
+    try:
+        getter = importlib.import_module("cuda.bindings.utils").get_cuda_native_handle
+    except (ImportError, AttributeError):
+        return int(obj)
+    return int(getter(obj))
+
+
+def _cuda_version(number: int) -> str:
+    """CUDA's encoded version (13000) as text ('13.0')."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _no_device(cudart: Any, err: Any) -> MissingComponentError:
+    """Why cudaGetDeviceCount found no usable device, with the fix for that case."""
+    if int(err) != INSUFFICIENT_DRIVER:
+        return MissingComponentError(f"no CUDA GPU is available ({getattr(err, 'name', err)})", TRT_INSTALL_HINT)
+    _, runtime = cudart.cudaRuntimeGetVersion()
+    _, driver = cudart.cudaDriverGetVersion()
+    if not driver:
+        return MissingComponentError("no NVIDIA driver is installed (cudaErrorInsufficientDriver)", TRT_INSTALL_HINT)
+    needed = f"CUDA {_cuda_version(runtime)}" if runtime else "its CUDA version"
+    message = (f"the NVIDIA driver is too old for this CUDA runtime: it supports up to CUDA {_cuda_version(driver)}, "
+               f"the installed cuda-python needs {needed} (cudaErrorInsufficientDriver)")
+    hint = CUDA12_PAIR_HINT if runtime >= 13000 and driver >= 12000 else "update the NVIDIA driver"
+    return MissingComponentError(message, hint)
+
+
 def gpu_info(device: int = 0) -> dict[str, Any]:
-    """Name and compute capability of a CUDA device (MissingComponentError when there is none)."""
+    """Name and compute capability of a CUDA device (MissingComponentError when there is none or it is unusable)."""
     cudart = require("cuda.bindings.runtime")
     err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or not count:
-        reason = getattr(err, "name", str(err)) if err != cudart.cudaError_t.cudaSuccess else "0 devices"
-        raise MissingComponentError(f"no CUDA GPU is available ({reason})", TRT_INSTALL_HINT)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise _no_device(cudart, err)
+    if not count:
+        raise MissingComponentError("no CUDA GPU is available (0 devices)", TRT_INSTALL_HINT)
     props = cuda_call("cudaGetDeviceProperties", cudart.cudaGetDeviceProperties(device))
     name = props.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return {"name": name, "compute_capability": f"{props.major}.{props.minor}", "device": device}
@@ -44,17 +85,28 @@ def gpu_info(device: int = 0) -> dict[str, Any]:
 
 def require_tensorrt() -> tuple[Any, dict[str, Any]]:
     """(tensorrt module, GPU info), or MissingComponentError naming everything that is missing."""
-    missing = []
+    missing: list[str] = []
+    hints: list[str] = []
     trt = gpu = None
     try:
         trt = require("tensorrt")
     except MissingComponentError:
-        missing.append("TensorRT (the 'tensorrt' Python package)")
+        missing.append("TensorRT is not installed (the 'tensorrt' Python package)")
     try:
         gpu = gpu_info()
     except MissingComponentError as exc:
         missing.append(exc.message)
+        hints.append(exc.hint or TRT_INSTALL_HINT)
     if missing:
-        raise MissingComponentError("cannot build or run a TensorRT engine: missing " + "; ".join(missing),
-                                    TRT_INSTALL_HINT)
+        hint = hints[0] if hints and hints[0] != TRT_INSTALL_HINT else TRT_INSTALL_HINT
+        raise MissingComponentError("cannot build or run a TensorRT engine: " + "; ".join(missing), hint)
     return trt, gpu
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why a TensorRT engine cannot run here (the same check as the backend's), None when it can."""
+    try:
+        require_tensorrt()
+    except MissingComponentError as exc:
+        return exc.message
+    return None
