@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcn_deploy.contract import load_onnx, read_sidecar, write_sidecar
+from fcn_deploy.contract import load_onnx, read_sidecar, sidecar_path, write_sidecar
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file, write_bytes_atomic
 from fcn_deploy.parity import ParityConfig
@@ -26,10 +26,10 @@ from fcn_deploy.spec import ModelSpec, ShapeRange
 from fcn_deploy.workspace import (
     CALIBRATION_DIR,
     ENGINE_DIR,
-    TIMING_CACHE,
     Precision,
     engine_path,
     precision_onnx_path,
+    timing_cache_path,
 )
 
 Dims4 = tuple[int, int, int, int]
@@ -49,7 +49,7 @@ class BuildConfig:
     calib_seed: int = 0
     profile: tuple[Dims4, Dims4, Dims4] | None = None  # None: the spec's shape range
     workspace_gib: float = 4.0
-    timing_cache: Path = TIMING_CACHE
+    timing_cache: Path | None = None  # None: calibration_dir/timing-<TensorRT version>-sm<compute capability>.cache
     out: Path | None = None  # default engines/fcn.<precision>.engine
     reference: Path | None = None  # checkpoint for the parity check (default: the export's source checkpoint)
     parity_data: Path | None = None  # VOC folder for parity (default: calib_data)
@@ -212,34 +212,94 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
     config_trt.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
     optimization = builder.create_optimization_profile()
     optimization.set_shape(spec.input_name, trt.Dims(profile[0]), trt.Dims(profile[1]), trt.Dims(profile[2]))
-    config_trt.add_optimization_profile(optimization)
-    cache = _load_timing_cache(config_trt, config.timing_cache)
-    config_trt.set_timing_cache(cache, False)
+    if config_trt.add_optimization_profile(optimization) < 0:
+        raise ArtifactError(f"TensorRT refused the optimisation profile {profile[0]} .. {profile[2]} for "
+                            f"'{spec.input_name}' of {artifact}", "check --min/--opt/--max against the model's input")
+    cache_path = config.timing_cache or timing_cache_path(trt.__version__, gpu["compute_capability"],
+                                                          config.calibration_dir)
+    _use_timing_cache(config_trt, cache_path)
     log(f"building the {config.precision} TensorRT {trt.__version__} engine on {gpu['name']} "
         f"(profile {profile[0]} .. {profile[2]}); this takes minutes...")
     started = time.perf_counter()
     plan = builder.build_serialized_network(network, config_trt)
     if plan is None:
         raise ArtifactError(f"TensorRT could not build an engine from {artifact} (see its messages above)")
-    write_bytes_atomic(out, bytes(plan))
-    timing = config_trt.get_timing_cache()
-    write_bytes_atomic(config.timing_cache, bytes(timing.serialize()))
     engine_spec = spec.replace(shape_range=ShapeRange(*(spec.batch_hw(d) for d in profile)))
-    write_sidecar(out, engine_spec, {
+    _write_plan_and_sidecar(out, bytes(plan), engine_spec, {
         "format": ENGINE_FORMAT, "tensorrt_version": trt.__version__, "gpu": gpu["name"],
         "compute_capability": gpu["compute_capability"], "precision": config.precision,
         "profile": {"min": list(profile[0]), "opt": list(profile[1]), "max": list(profile[2])},
-        "onnx": str(artifact), "onnx_sha256": sha256_file(artifact), "engine_sha256": sha256_file(out),
-        "build_seconds": round(time.perf_counter() - started, 1),
+        "onnx": str(artifact), "onnx_sha256": sha256_file(artifact),
+        "build_seconds": round(time.perf_counter() - started, 1), **_fp32_math(config.precision, gpu),
     })
+    _save_timing_cache(config_trt, cache_path)
     log(f"wrote {out} and {out.name}.json in {time.perf_counter() - started:.0f} s")
     return out
 
 
-def _load_timing_cache(config_trt: Any, path: Path) -> Any:
-    """Create the builder's timing cache from ``path`` when it exists (an empty one otherwise)."""
+def _fp32_math(precision: str, gpu: dict[str, Any]) -> dict[str, str]:
+    """For FP32 engines: the math FP32 layers use (TensorRT allows TF32 by default on compute capability 8.0+)."""
+    if precision != "fp32":
+        return {}
+    major = int(str(gpu["compute_capability"]).split(".")[0])
+    if major >= 8:
+        return {"fp32_math": "TF32 allowed (TensorRT's default on compute capability 8.0 and newer): convolutions "
+                             "and matrix products round their inputs to a 10-bit mantissa"}
+    return {"fp32_math": "FP32 (no TF32 below compute capability 8.0)"}
+
+
+def _write_plan_and_sidecar(out: Path, plan: bytes, spec: ModelSpec, facts: dict[str, Any]) -> None:
+    """Write the plan, then its sidecar (with the plan's hash); the old sidecar goes first.
+
+    An interruption can leave a plan without a sidecar (refused on load), never a plan beside a sidecar that
+    describes another build.
+    """
+    sidecar_path(out).unlink(missing_ok=True)
+    write_bytes_atomic(out, plan)
+    write_sidecar(out, spec, {**facts, "engine_sha256": sha256_file(out)})
+
+
+def _use_timing_cache(config_trt: Any, path: Path) -> None:
+    """Give the builder the timing cache at ``path``, or an empty one when there is none or TensorRT refuses it."""
     data = Path(path).read_bytes() if Path(path).is_file() else b""
-    return config_trt.create_timing_cache(data)
+    cache = _create_timing_cache(config_trt, data, path) if data else None
+    if cache is not None and config_trt.set_timing_cache(cache, False):
+        return
+    if cache is not None:
+        log(f"warning: TensorRT refused the timing cache {path} (made on another GPU?); starting an empty one")
+    empty = _create_timing_cache(config_trt, b"", path)
+    if empty is None or not config_trt.set_timing_cache(empty, False):
+        log("warning: TensorRT refused an empty timing cache; building without one")
+
+
+def _create_timing_cache(config_trt: Any, data: bytes, path: Path) -> Any:
+    """A timing cache from ``data``, or None (with a warning) when TensorRT cannot read it."""
+    try:
+        cache = config_trt.create_timing_cache(data)
+    except Exception as exc:  # TensorRT raises RuntimeError/TypeError on a blob it cannot read
+        cache, reason = None, f"{type(exc).__name__}: {exc}"
+    else:
+        reason = "no cache returned"
+    if cache is None:
+        what = f"the timing cache {path}" if data else "an empty timing cache"
+        log(f"warning: TensorRT could not create {what} ({reason}; from another TensorRT version?)")
+    return cache
+
+
+def _save_timing_cache(config_trt: Any, path: Path) -> None:
+    """Save the builder's timing cache to ``path`` when there is one; the engine is already complete."""
+    try:
+        timing = config_trt.get_timing_cache()  # None when the builder has no cache
+        if timing is None:
+            log(f"warning: no timing cache to save to {path}")
+            return
+        blob = timing.serialize()
+        if blob is None:
+            log(f"warning: TensorRT could not serialise the timing cache; {path} not saved")
+            return
+        write_bytes_atomic(path, bytes(blob))
+    except Exception as exc:  # the engine and its sidecar are written; a cache is only a speed-up
+        log(f"warning: could not save the timing cache {path} ({type(exc).__name__}: {exc})")
 
 
 def _parser_error(error: Any) -> str:

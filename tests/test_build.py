@@ -117,3 +117,157 @@ def test_profile_defaults_to_the_spec_range_and_checks_given_ones() -> None:
     assert parse_dims("1x3x320x480", "--opt") == (1, 3, 320, 480)
     with pytest.raises(InputError, match="NxCxHxW"):
         parse_dims("320x480", "--opt")
+
+
+# --- the engine build against recording TensorRT stand-ins (tests/gpu_standins.py) ---------------------
+
+
+GPU = {"name": "Stand-in GPU", "compute_capability": "8.9", "device": 0}
+PROFILE = ((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 128, 128))
+
+
+def _build(gpu_standins, tmp_path: Path, precision: str = "fp32", **options) -> Path:
+    """build_engine with the stand-ins, in ``tmp_path`` (engines/ and calibration/ below it)."""
+    from fcn_deploy.build import build_engine
+
+    artifact = tmp_path / "fcn.onnx"
+    artifact.write_bytes(b"an onnx model")
+    config = BuildConfig(precision=precision, calibration_dir=tmp_path / "calibration",  # type: ignore[arg-type]
+                         engines_dir=tmp_path / "engines", **options)
+    out = tmp_path / "engines" / f"fcn.{precision}.engine"
+    return build_engine(gpu_standins.tensorrt, artifact, ModelSpec(arch="fcn32s"), PROFILE, GPU, config, out)
+
+
+def _keyed_cache(tmp_path: Path) -> Path:
+    return tmp_path / "calibration" / "timing-10.16.1.11-sm89.cache"
+
+
+def _assert_plan_and_sidecar_agree(engine: Path) -> dict:
+    from gpu_standins import PLAN
+
+    from fcn_deploy.fileio import sha256_file
+
+    assert engine.read_bytes() == PLAN
+    _, document = read_sidecar(engine)
+    assert document["engine_sha256"] == sha256_file(engine) and document["gpu"] == GPU["name"]
+    return document
+
+
+def test_timing_cache_is_keyed_by_tensorrt_version_and_gpu_and_reused(gpu_standins, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpu_standins import CACHE_PREFIX
+
+    monkeypatch.chdir(tmp_path)
+    _assert_plan_and_sidecar_agree(_build(gpu_standins, tmp_path))
+    cache = _keyed_cache(tmp_path)
+    assert cache.is_file() and cache.read_bytes().startswith(CACHE_PREFIX)
+    assert not Path("calibration/timing.cache").exists()
+    saved = cache.read_bytes()
+    gpu_standins.calls.clear()
+    _build(gpu_standins, tmp_path)
+    assert gpu_standins.args_of("IBuilderConfig.create_timing_cache") == [(saved,)]
+    assert gpu_standins.args_of("IBuilderConfig.set_timing_cache")[0][1] is False
+
+
+def test_refused_timing_cache_falls_back_to_an_empty_one(gpu_standins, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """A cache made on another GPU: set_timing_cache returns False; the build goes on with an empty cache."""
+    from gpu_standins import CACHE_PREFIX, PASS
+
+    cache = _keyed_cache(tmp_path)
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(CACHE_PREFIX + b"other GPU")
+    refusals = iter([False])
+    gpu_standins.fail["IBuilderConfig.set_timing_cache"] = lambda args: next(refusals, PASS)
+    engine = _build(gpu_standins, tmp_path)
+    assert "refused the timing cache" in capsys.readouterr().err
+    assert gpu_standins.args_of("IBuilderConfig.create_timing_cache") == [(CACHE_PREFIX + b"other GPU",), (b"",)]
+    names = gpu_standins.names()
+    assert names.count("IBuilderConfig.set_timing_cache") == 2
+    assert names.index("Builder.build_serialized_network") > max(i for i, n in enumerate(names)
+                                                                  if n == "IBuilderConfig.set_timing_cache")
+    _assert_plan_and_sidecar_agree(engine)
+    assert cache.read_bytes() == CACHE_PREFIX + b"+"  # the fresh cache replaces the refused one
+
+
+@pytest.mark.parametrize("failure", ["raises", "None"])
+def test_timing_cache_from_another_tensorrt_version_is_replaced(gpu_standins, tmp_path: Path, failure: str,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """create_timing_cache fails on a blob it cannot read (raising, or giving None); an empty cache is used."""
+    from gpu_standins import CACHE_PREFIX, PASS
+
+    foreign = tmp_path / "given.cache"
+    foreign.write_bytes(b"a blob from TensorRT 8.6")
+    if failure == "None":
+        foreign.write_bytes(CACHE_PREFIX + b"unreadable")
+        gpu_standins.fail["IBuilderConfig.create_timing_cache"] = lambda args: None if args[0] else PASS
+    engine = _build(gpu_standins, tmp_path, timing_cache=foreign)
+    assert "could not create the timing cache" in capsys.readouterr().err
+    assert gpu_standins.args_of("IBuilderConfig.create_timing_cache")[-1] == (b"",)
+    assert all(args[0] is not None for args in gpu_standins.args_of("IBuilderConfig.set_timing_cache"))
+    _assert_plan_and_sidecar_agree(engine)
+    assert foreign.read_bytes() == CACHE_PREFIX + b"+"
+
+
+def test_no_timing_cache_to_save_still_gives_plan_and_sidecar(gpu_standins, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    gpu_standins.fail["IBuilderConfig.get_timing_cache"] = None
+    engine = _build(gpu_standins, tmp_path)
+    _assert_plan_and_sidecar_agree(engine)
+    assert not _keyed_cache(tmp_path).exists()
+    assert "no timing cache to save" in capsys.readouterr().err
+
+
+def test_sidecar_is_written_before_the_timing_cache(gpu_standins, tmp_path: Path) -> None:
+    gpu_standins.fail["ITimingCache.serialize"] = RuntimeError("serialisation failed")
+    _assert_plan_and_sidecar_agree(_build(gpu_standins, tmp_path))
+    assert not _keyed_cache(tmp_path).exists()
+
+
+def test_a_failed_sidecar_write_never_leaves_the_previous_sidecar(gpu_standins, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old sidecar goes before the new plan is written: a plan is never paired with another build's facts."""
+    from fcn_deploy import build as build_module
+    from fcn_deploy.contract import write_sidecar
+
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    (engines / "fcn.fp32.engine").write_bytes(b"the previous plan")
+    write_sidecar(engines / "fcn.fp32.engine", ModelSpec(arch="fcn32s"), {"gpu": "Another GPU"})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build_module, "write_sidecar", disk_full)
+    with pytest.raises(OSError):
+        _build(gpu_standins, tmp_path)
+    assert not (engines / "fcn.fp32.engine.json").exists()
+
+
+def test_a_refused_optimisation_profile_stops_the_build(gpu_standins, tmp_path: Path) -> None:
+    from fcn_deploy.errors import ArtifactError
+
+    gpu_standins.fail["IBuilderConfig.add_optimization_profile"] = -1
+    with pytest.raises(ArtifactError, match="optimisation profile"):
+        _build(gpu_standins, tmp_path)
+    assert "Builder.build_serialized_network" not in gpu_standins.names()
+
+
+def test_fp32_engine_sidecar_says_tf32_is_allowed(gpu_standins, tmp_path: Path) -> None:
+    document = _assert_plan_and_sidecar_agree(_build(gpu_standins, tmp_path))
+    assert "TF32" in document["fp32_math"]
+    fp16 = read_sidecar(_build(gpu_standins, tmp_path, precision="fp16"))[1]
+    assert "fp32_math" not in fp16
+
+
+def test_build_calls_tensorrt_in_order(gpu_standins, tmp_path: Path) -> None:
+    _build(gpu_standins, tmp_path, workspace_gib=0.5)
+    names = [n for n in gpu_standins.names() if n != "Logger"]
+    assert names == ["Builder", "Builder.create_network", "OnnxParser.parse", "Builder.create_builder_config",
+                     "IBuilderConfig.set_memory_pool_limit", "Builder.create_optimization_profile",
+                     "IOptimizationProfile.set_shape", "IBuilderConfig.add_optimization_profile",
+                     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache",
+                     "Builder.build_serialized_network", "IBuilderConfig.get_timing_cache", "ITimingCache.serialize"]
+    assert gpu_standins.args_of("IBuilderConfig.set_memory_pool_limit")[0][1] == 1 << 29
+    assert gpu_standins.args_of("IOptimizationProfile.set_shape") == [("image", *PROFILE)]
+    assert gpu_standins.args_of("IBuilderConfig.create_timing_cache") == [(b"",)]

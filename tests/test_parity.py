@@ -75,3 +75,18 @@ def test_report_paths_take_md_json_or_no_suffix(tmp_path: Path) -> None:
     assert report_paths(tmp_path / "r") == (tmp_path / "r.md", tmp_path / "r.json")
     with pytest.raises(InputError, match="must end in .md or .json"):
         report_paths(tmp_path / "r.txt")
+
+
+@pytest.mark.parametrize(("backend", "precision", "noted"),
+                         [("tensorrt", "fp32", True), ("tensorrt", "fp16", False), ("onnxruntime", "fp32", False)])
+def test_report_of_an_fp32_engine_says_tf32_is_allowed(backend: str, precision: str, noted: bool) -> None:
+    from fcn_deploy.parity.report import render_markdown
+
+    report = ParityReport(
+        model="engines/fcn.engine", reference="fcn32s.pt", model_backend=backend, model_device="cuda",
+        model_precision=precision, reference_backend="pytorch", reference_device="cpu", data_dir="VOC", split="val",
+        num_images=0, num_pixels=0, max_abs_diff=0.0, max_abs_logit=1.0, argmax_agreement=1.0, model_miou=1.0,
+        model_pixel_accuracy=1.0, reference_miou=1.0, reference_pixel_accuracy=1.0, delta_miou=0.0,
+        model_seconds=0.0, reference_seconds=0.0, images=(),
+    )
+    assert ("TF32" in render_markdown(report)) is noted

@@ -8,7 +8,7 @@ from typing import Optional, cast
 import typer
 
 from fcn_deploy.errors import InputError
-from fcn_deploy.workspace import DEFAULT_ONNX, TIMING_CACHE
+from fcn_deploy.workspace import DEFAULT_ONNX
 
 
 def calibrate(
@@ -58,7 +58,8 @@ def build(
     opt_shape: Optional[str] = typer.Option(None, "--opt", help="Profile optimum NxCxHxW."),
     max_shape: Optional[str] = typer.Option(None, "--max", help="Profile maximum NxCxHxW."),
     workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace in GiB."),
-    timing_cache: Path = typer.Option(TIMING_CACHE, "--timing-cache", help="Timing cache."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache (default: calibration/"
+                                                "timing-<TensorRT version>-sm<compute capability>.cache)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Checkpoint for the parity check "
                                              "(default: the export's source checkpoint)."),
     parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="VOC folder for parity "

@@ -99,12 +99,21 @@ def _signed_pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:+.2f} pt"
 
 
+def _math_note(report: ParityReport) -> str:
+    """What FP32 means for a TensorRT engine: TF32 where the GPU has it, unless the build turned it off."""
+    if report.model_backend == "tensorrt" and report.model_precision == "fp32":
+        return ("; FP32 engine: TensorRT allows TF32 for convolutions and matrix products by default on compute "
+                "capability 8.0 and newer (Ampere+), so its logits differ slightly from strict FP32")
+    return ""
+
+
 def render_markdown(report: ParityReport) -> str:
     """The Markdown report: setup, overall figures, one row per image."""
     lines = [
         "# Parity report",
         "",
-        f"- model: `{report.model}` ({report.model_backend} on {report.model_device}, {report.model_precision})",
+        f"- model: `{report.model}` ({report.model_backend} on {report.model_device}, {report.model_precision})"
+        + _math_note(report),
         f"- reference: `{report.reference}` ({report.reference_backend} on {report.reference_device})",
         f"- data: `{report.data_dir}`, split `{report.split}`, {report.num_images} images, {report.num_pixels} pixels",
         "- each image run whole: reflect-padded to a multiple of the alignment, one pass, cropped back",
