@@ -1,9 +1,10 @@
 """TensorRT runtime backend: a serialized engine run with execute_async_v3 on its own CUDA stream.
 
-Memory and streams come from cuda-python (``cuda.bindings.runtime``). Device buffers are reused and
-grown on demand, host staging buffers are pinned; batches go up to the profile's maximum. Before
-deserialising, the engine's sidecar is compared with the running TensorRT version and GPU, so a plan
-built elsewhere gives a clear ArtifactError instead of a failure inside TensorRT.
+Memory and streams come from cuda-python (``cuda.bindings.runtime``). Device buffers (one per I/O tensor)
+are reused and grown on demand; pinned host staging buffers exist only for the input and the outputs
+actually read; batches go up to the profile's maximum. Before deserialising, the engine's sidecar is
+compared with the plan's hash, the running TensorRT version and the GPU, so a plan built elsewhere gives a
+clear ArtifactError instead of a failure inside TensorRT.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 from fcn_deploy.contract import read_sidecar
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.fileio import sha256_file
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.runtime.tensorrt_support import cuda_call, require_tensorrt
+from fcn_deploy.runtime.tensorrt_support import CudaError, cuda_call, native_handle, require_tensorrt
+from fcn_deploy.spec import ModelSpec
 
 
 def engine_mismatches(sidecar: Mapping[str, Any], tensorrt_version: str, gpu_name: str,
@@ -36,6 +39,14 @@ def engine_mismatches(sidecar: Mapping[str, Any], tensorrt_version: str, gpu_nam
     if str(sidecar.get("gpu", "")) != gpu_name:
         problems.append(f"built on GPU '{sidecar.get('gpu', '?')}', this GPU is '{gpu_name}'")
     return problems
+
+
+def check_engine_matches_sidecar(path: Path, sidecar: Mapping[str, Any]) -> None:
+    """ArtifactError when the sidecar records another plan than the one at ``path``."""
+    recorded = sidecar.get("engine_sha256")
+    if recorded and recorded != sha256_file(path):
+        raise ArtifactError(f"the sidecar of {path} describes another plan (its recorded hash differs)",
+                            "rebuild the engine with 'fcn-deploy build'; it writes the plan and its sidecar together")
 
 
 def check_engine_compatible(path: Path, sidecar: Mapping[str, Any], tensorrt_version: str, gpu: Mapping[str, Any]) -> None:
@@ -96,8 +107,19 @@ class TensorRTBackend(Backend):
         super().__init__(spec)
         trt, gpu = require_tensorrt()
         check_engine_compatible(self.path, document, trt.__version__, gpu)
+        check_engine_matches_sidecar(self.path, document)
+        self._trt = trt
         self._cudart = cudart = require("cuda.bindings.runtime")
         cuda_call("cudaSetDevice", cudart.cudaSetDevice(int(gpu.get("device", 0))))
+        try:
+            self._open(spec)
+        except BaseException:
+            self._release_quietly()
+            raise
+
+    def _open(self, spec: ModelSpec) -> None:
+        """Deserialise the engine and create its context, stream and buffers (``__init__`` frees them on failure)."""
+        trt, cudart = self._trt, self._cudart
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -107,11 +129,11 @@ class TensorRTBackend(Backend):
         if self._context is None:
             raise ArtifactError(f"TensorRT could not create an execution context for {self.path}")
         self._stream = cuda_call("cudaStreamCreate", cudart.cudaStreamCreate())
-        self._trt = trt
+        self._stream_handle = native_handle(self._stream)
         self._names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._outputs = [n for n in self._names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._device_buffers = {n: _DeviceBuffer(cudart) for n in self._names}
-        self._host_buffers = {n: _PinnedBuffer(cudart) for n in self._names}
+        self._host_buffers: dict[str, _PinnedBuffer] = {}  # the input and the outputs read back, made on first use
         self._max_batch = int(self._engine.get_tensor_profile_shape(spec.input_name, 0)[2][0])
 
     @property
@@ -130,6 +152,17 @@ class TensorRTBackend(Backend):
     def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
         return self._execute(batch, self.spec.labels_name).astype(np.uint8, copy=True)
 
+    def _host_view(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The pinned host buffer of tensor ``name`` as an array of ``shape`` (allocated on first use)."""
+        if name not in self._host_buffers:
+            self._host_buffers[name] = _PinnedBuffer(self._cudart)
+        return self._host_buffers[name].view(shape, self._dtype(name))
+
+    def _set_address(self, name: str, address: int) -> None:
+        """Bind tensor ``name`` to device memory; ArtifactError when TensorRT refuses."""
+        if not self._context.set_tensor_address(name, address):
+            raise ArtifactError(f"TensorRT refused the device address of tensor '{name}' of {self.path}")
+
     def _execute(self, batch: np.ndarray, wanted: str) -> np.ndarray:
         """Run the engine on ``batch`` and copy back only output ``wanted`` (a view of its pinned buffer)."""
         cudart, context, spec = self._cudart, self._context, self.spec
@@ -137,21 +170,19 @@ class TensorRTBackend(Backend):
             raise InputError(f"batch {batch.shape[0]} exceeds the engine profile's maximum {self._max_batch}")
         if not context.set_input_shape(spec.input_name, tuple(batch.shape)):
             raise InputError(f"the engine does not accept input shape {tuple(batch.shape)}")
-        host_in = self._host_buffers[spec.input_name].view(batch.shape, self._dtype(spec.input_name))
+        host_in = self._host_view(spec.input_name, tuple(batch.shape))
         host_in[...] = batch
         d_in = self._device_buffers[spec.input_name].ensure(host_in.nbytes)
-        context.set_tensor_address(spec.input_name, d_in)
-        outputs = {}
-        for name in self._outputs:
+        self._set_address(spec.input_name, d_in)
+        for name in self._outputs:  # every output needs device memory; only ``wanted`` is copied back
             shape = tuple(context.get_tensor_shape(name))
-            host = self._host_buffers[name].view(shape, self._dtype(name))
-            context.set_tensor_address(name, self._device_buffers[name].ensure(max(host.nbytes, 1)))
-            outputs[name] = host
+            nbytes = int(np.prod(shape)) * self._dtype(name).itemsize
+            self._set_address(name, self._device_buffers[name].ensure(max(nbytes, 1)))
+        host = self._host_view(wanted, tuple(context.get_tensor_shape(wanted)))
         cuda_call("cudaMemcpyAsync(H2D)", cudart.cudaMemcpyAsync(
             d_in, host_in.ctypes.data, host_in.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
-        if not context.execute_async_v3(self._stream):
+        if not context.execute_async_v3(self._stream_handle):
             raise ArtifactError(f"TensorRT execute_async_v3 failed on {self.path} for shape {tuple(batch.shape)}")
-        host = outputs[wanted]
         cuda_call(f"cudaMemcpyAsync(D2H {wanted})", cudart.cudaMemcpyAsync(
             host.ctypes.data, self._device_buffers[wanted].ptr, host.nbytes,
             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
@@ -159,9 +190,27 @@ class TensorRTBackend(Backend):
         return host
 
     def _release(self) -> None:
-        for buffer in (*getattr(self, "_device_buffers", {}).values(), *getattr(self, "_host_buffers", {}).values()):
-            buffer.close()
-        if getattr(self, "_stream", None) is not None:
-            cuda_call("cudaStreamDestroy", self._cudart.cudaStreamDestroy(self._stream))
-            self._stream = None
+        """Free every buffer and the stream, even when one free fails; then raise the first failure."""
+        failures = self._release_quietly()
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise CudaError(failures[0].message + more, failures[0].hint)
+
+    def _release_quietly(self) -> list[CudaError]:
+        """Free what is held, each step whatever the others did; returns the failures."""
+        failures: list[CudaError] = []
+        buffers = (*getattr(self, "_device_buffers", {}).values(), *getattr(self, "_host_buffers", {}).values())
+        for buffer in buffers:
+            try:
+                buffer.close()
+            except CudaError as exc:
+                buffer.ptr, buffer.size = 0, 0  # never freed twice
+                failures.append(exc)
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            try:
+                cuda_call("cudaStreamDestroy", self._cudart.cudaStreamDestroy(stream))
+            except CudaError as exc:
+                failures.append(exc)
         self._context = self._engine = self._runtime = None
+        return failures

@@ -65,6 +65,122 @@ def test_cpu_device_is_refused(random_onnx: Path, tmp_path: Path) -> None:
         TensorRTBackend(_engine_with_sidecar(tmp_path, random_onnx), "cpu")
 
 
+# --- the backend against recording TensorRT and cuda-python stand-ins (tests/gpu_standins.py) ---------
+
+
+def _standin_engine(tmp_path: Path, plan: bytes | None = None) -> Path:
+    """A plan the stand-in runtime deserialises, with the sidecar a build on the stand-in GPU writes."""
+    from gpu_standins import PLAN, TRT_VERSION
+
+    from fcn_deploy.contract import write_sidecar
+    from fcn_deploy.fileio import sha256_file
+    from fcn_deploy.spec import ModelSpec, ShapeRange
+
+    engine = tmp_path / "fcn.fp32.engine"
+    engine.write_bytes(PLAN)
+    shape_range = ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128))
+    spec = ModelSpec(arch="fcn32s", labels_name="labels", shape_range=shape_range)
+    write_sidecar(engine, spec, {"tensorrt_version": TRT_VERSION, "gpu": "Stand-in GPU", "compute_capability": "8.9",
+                                 "engine_sha256": sha256_file(engine)})
+    if plan is not None:
+        engine.write_bytes(plan)
+    return engine
+
+
+def _backend(tmp_path: Path):
+    from fcn_deploy.runtime.trt_backend import TensorRTBackend
+
+    return TensorRTBackend(_standin_engine(tmp_path), "cuda")
+
+
+BATCH = np.zeros((2, 3, 64, 96), dtype=np.float32)
+
+
+def test_labels_mode_pins_host_memory_only_for_the_input_and_the_labels(gpu_standins, tmp_path: Path) -> None:
+    with _backend(tmp_path) as backend:
+        labels = backend.infer_labels(BATCH)
+        assert labels.dtype == np.uint8 and labels.shape == (2, 64, 96) and np.all(labels == gpu_standins.label_value)
+        pinned = [args[0] for args in gpu_standins.args_of("cudaMallocHost")]
+        assert sorted(pinned) == sorted([BATCH.nbytes, 2 * 64 * 96])  # no N×21×H×W float logits buffer
+        device = [args[0] for args in gpu_standins.args_of("cudaMalloc")]
+        assert sorted(device) == sorted([BATCH.nbytes, 2 * 21 * 64 * 96 * 4, 2 * 64 * 96])
+        copies_back = [a for a in gpu_standins.args_of("cudaMemcpyAsync")
+                       if a[3] == gpu_standins.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost]
+        assert [a[2] for a in copies_back] == [2 * 64 * 96]
+        logits = backend.infer(BATCH)
+        assert logits.shape == (2, 21, 64, 96) and len(gpu_standins.args_of("cudaMallocHost")) == 3
+    assert gpu_standins.leaks() == {"device": 0, "host": 0, "streams": 0}
+
+
+def test_execute_gets_the_native_stream_handle(gpu_standins, tmp_path: Path) -> None:
+    with _backend(tmp_path) as backend:
+        backend.infer(BATCH)
+        (handle,) = gpu_standins.args_of("IExecutionContext.execute_async_v3")[0]
+        (stream,) = gpu_standins.args_of("cudaStreamSynchronize")[0]
+        assert type(handle) is int and handle == stream._handle
+    assert "int(cudaStream_t)" not in gpu_standins.names()  # deprecated in cuda-bindings 12.9.1 and 13
+
+
+def test_run_calls_cuda_and_tensorrt_in_order(gpu_standins, tmp_path: Path) -> None:
+    with _backend(tmp_path) as backend:
+        gpu_standins.calls.clear()
+        backend.infer(BATCH)
+    names = [n for n in gpu_standins.names() if n not in ("IExecutionContext.get_tensor_shape",)]
+    run = names[:names.index("cudaStreamSynchronize") + 1]
+    assert run[0] == "IExecutionContext.set_input_shape"
+    assert run.index("IExecutionContext.set_tensor_address") < run.index("cudaMemcpyAsync")
+    assert run[-4:] == ["cudaMemcpyAsync", "IExecutionContext.execute_async_v3", "cudaMemcpyAsync",
+                        "cudaStreamSynchronize"]
+    assert [a[0] for a in gpu_standins.args_of("IExecutionContext.set_tensor_address")] == ["image", "logits", "labels"]
+
+
+def test_a_refused_tensor_address_is_an_error(gpu_standins, tmp_path: Path) -> None:
+    from gpu_standins import PASS
+
+    gpu_standins.fail["IExecutionContext.set_tensor_address"] = lambda args: False if args[0] == "logits" else PASS
+    with _backend(tmp_path) as backend:
+        with pytest.raises(ArtifactError, match="'logits'"):
+            backend.infer(BATCH)
+    assert "IExecutionContext.execute_async_v3" not in gpu_standins.names()
+
+
+@pytest.mark.parametrize("failing", ["ICudaEngine.get_tensor_profile_shape", "cudaStreamCreate"])
+def test_a_constructor_failing_half_way_leaks_nothing(gpu_standins, tmp_path: Path, failing: str) -> None:
+    from fcn_deploy.runtime.tensorrt_support import CudaError
+
+    gpu_standins.fail[failing] = RuntimeError("fails half-way") if failing.startswith("I") else 2
+    with pytest.raises((RuntimeError, CudaError)):
+        _backend(tmp_path)
+    assert gpu_standins.leaks() == {"device": 0, "host": 0, "streams": 0}
+    if failing != "cudaStreamCreate":
+        assert "cudaStreamDestroy" in gpu_standins.names()
+
+
+def test_release_frees_everything_even_when_one_free_fails(gpu_standins, tmp_path: Path) -> None:
+    from gpu_standins import PASS
+
+    from fcn_deploy.runtime.tensorrt_support import CudaError
+
+    backend = _backend(tmp_path)
+    backend.infer(BATCH)
+    failures = iter([1])  # the first cudaFree fails with cudaErrorInvalidValue
+    gpu_standins.fail["cudaFree"] = lambda args: next(failures, PASS)
+    with pytest.raises(CudaError, match="cudaFree"):
+        backend.close()
+    assert len(gpu_standins.args_of("cudaFree")) == 3 and len(gpu_standins.args_of("cudaFreeHost")) == 2
+    assert gpu_standins.leaks() == {"device": 1, "host": 0, "streams": 0}  # only the one whose free failed
+    backend.close()  # closing again frees nothing twice
+    assert len(gpu_standins.args_of("cudaFree")) == 3
+
+
+def test_a_sidecar_of_another_plan_is_refused(gpu_standins, tmp_path: Path) -> None:
+    from fcn_deploy.runtime.trt_backend import TensorRTBackend
+
+    with pytest.raises(ArtifactError, match="describes another plan"):
+        TensorRTBackend(_standin_engine(tmp_path, plan=b"a plan from a later build"), "cuda")
+    assert "Runtime.deserialize_cuda_engine" not in gpu_standins.names()
+
+
 # --- GPU: need TensorRT and a CUDA device -----------------------------------------------------------
 
 
@@ -96,9 +212,10 @@ def engines(gpu_stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.
     for precision in ("fp32", "fp16", "int8"):
         config = BuildConfig(precision=precision, calib_data=precision_voc_dir, calib_num=8, calib_crop=(64, 96),  # type: ignore[arg-type]
                              calib_method="minmax", profile=profile, workspace_gib=1.0, skip_parity=True,
-                             timing_cache=folder / "timing.cache", calibration_dir=folder, engines_dir=folder)
+                             calibration_dir=folder, engines_dir=folder)
         built[precision] = build(onnx_path, config).engine
     built["checkpoint"] = request.getfixturevalue("precision_checkpoint")
+    built["onnx"], built["folder"], built["profile"] = onnx_path, folder, profile
     return built
 
 
@@ -141,3 +258,70 @@ def test_engine_from_another_machine_is_refused(engines, tmp_path: Path) -> None
     Path(str(engine) + ".json").write_text(json.dumps(document))
     with pytest.raises(ArtifactError, match="rebuild"):
         open_backend(engine, "cuda")
+
+
+@pytest.mark.gpu
+def test_build_survives_a_timing_cache_it_cannot_use(engines, gpu_stack, tmp_path: Path) -> None:
+    """A second build whose keyed timing cache is unusable (as one from another GPU or TensorRT version)."""
+    from fcn_deploy.build import BuildConfig, build
+    from fcn_deploy.contract import read_sidecar
+    from fcn_deploy.fileio import sha256_file
+    from fcn_deploy.runtime import open_backend
+    from fcn_deploy.workspace import timing_cache_path
+
+    trt, gpu = gpu_stack
+    cache = timing_cache_path(trt.__version__, gpu["compute_capability"], engines["folder"])
+    assert cache.is_file()  # saved by the fixture's builds
+    real = cache.read_bytes()
+    garbled = real[:16] + bytes(255 - b for b in real[16:])
+    cache.write_bytes(garbled)
+    config = BuildConfig(precision="fp32", profile=engines["profile"], workspace_gib=1.0, skip_parity=True,
+                         calibration_dir=engines["folder"], engines_dir=tmp_path, out=tmp_path / "again.engine")
+    engine = build(engines["onnx"], config).engine
+    _, document = read_sidecar(engine)
+    assert document["engine_sha256"] == sha256_file(engine) and document["gpu"] == gpu["name"]
+    assert cache.is_file() and cache.read_bytes() != garbled
+    with open_backend(engine, "cuda") as backend:
+        assert backend.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 21, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def preprocess_engine(gpu_stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """(ONNX, engine) of a --with-preprocess --with-argmax export: uint8 NHWC in, logits and uint8 labels out."""
+    from fcn_deploy.build import BuildConfig, build
+    from fcn_deploy.export import ExportConfig, export_onnx
+
+    folder = tmp_path_factory.mktemp("preprocess_engine")
+    export = ExportConfig(with_preprocess=True, with_argmax=True, progress=False)
+    onnx_path = export_onnx(request.getfixturevalue("precision_checkpoint"), folder / "fcn.onnx", export).onnx_path
+    profile = ((1, 64, 64, 3), (1, 64, 96, 3), (2, 128, 128, 3))
+    config = BuildConfig(precision="fp32", profile=profile, workspace_gib=1.0, skip_parity=True,
+                         calibration_dir=folder, engines_dir=folder)
+    return onnx_path, build(onnx_path, config).engine
+
+
+@pytest.mark.gpu
+def test_engine_of_a_preprocess_argmax_export_matches_onnxruntime(preprocess_engine) -> None:
+    from fcn_deploy.runtime import open_backend
+
+    onnx_path, engine = preprocess_engine
+    images = np.random.default_rng(11).integers(0, 256, size=(2, 64, 96, 3), dtype=np.uint8)
+    with open_backend(engine, "cuda") as trt_backend, open_backend(onnx_path, "cpu") as reference:
+        labels, expected = trt_backend.infer_labels(images), reference.infer_labels(images)
+        logits = trt_backend.infer(images)
+    assert labels.dtype == np.uint8 and labels.shape == expected.shape == (2, 64, 96)
+    assert np.mean(labels == expected) >= 0.999  # FP32 engine: TF32 allowed on compute capability 8.0+
+    assert np.mean(logits.argmax(1) == labels) >= 0.9999
+
+
+@pytest.mark.gpu
+def test_labels_mode_on_a_gpu_pins_only_the_input_and_the_labels(preprocess_engine) -> None:
+    from fcn_deploy.runtime import open_backend
+
+    _, engine = preprocess_engine
+    images = np.zeros((2, 64, 96, 3), dtype=np.uint8)
+    with open_backend(engine, "cuda") as backend:
+        backend.infer_labels(images)
+        pinned = {name: buffer.size for name, buffer in backend._host_buffers.items()}
+        spec = backend.spec
+    assert pinned == {spec.input_name: images.nbytes, spec.labels_name: 2 * 64 * 96}
