@@ -208,8 +208,8 @@ def _wrapper(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> nn.Modu
             self.register_buffer("shift", torch.tensor(spec.mean).reshape(1, 3, 1, 1) / torch.tensor(spec.std).reshape(1, 3, 1, 1))
 
         def forward(self, x):
-            if config.with_preprocess:
-                x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale - self.shift
+            if config.with_preprocess:  # cast first: TensorRT's shuffle (the permute) does not take uint8
+                x = x.to(torch.float32).permute(0, 3, 1, 2) * self.scale - self.shift
             logits = self.net(x)
             if config.with_argmax:
                 return logits, logits.argmax(dim=1).to(labels_dtype)

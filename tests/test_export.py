@@ -131,6 +131,37 @@ def test_preprocess_and_argmax_variant_agrees_with_plain_export(
     assert np.mean(labels == expected.argmax(1)) >= 0.9999
 
 
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """The element type of every tensor of a graph (after shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {i.name: i.data_type for i in graph.initializer}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        types[info.name] = info.type.tensor_type.elem_type
+    return types
+
+
+@pytest.mark.slow
+def test_preprocessing_casts_the_uint8_input_to_float_before_any_layout_change(variant: ExportResult) -> None:
+    """TensorRT's shuffle layer (Transpose, Reshape) does not take uint8: the Cast must come first."""
+    model = onnx.load(str(variant.onnx_path))
+    types = _elem_types(model)
+    nodes = list(model.graph.node)
+    image = variant.spec.input_name
+    assert types[image] == onnx.TensorProto.UINT8
+    consumers = [n for n in nodes if image in n.input and n.op_type != "Shape"]  # Shape reads no data
+    assert [n.op_type for n in consumers] == ["Cast"]
+    cast = consumers[0]
+    assert onnx.helper.get_attribute_value(next(a for a in cast.attribute if a.name == "to")) == onnx.TensorProto.FLOAT
+    first_transpose = next(i for i, n in enumerate(nodes) if n.op_type == "Transpose")
+    assert nodes.index(cast) < first_transpose and cast.output[0] in nodes[first_transpose].input
+    on_uint8 = [f"{n.op_type} {n.name}" for n in nodes if n.op_type in ("Transpose", "Reshape", "Flatten", "Squeeze",
+                                                                       "Unsqueeze")
+                and types.get(n.input[0]) == onnx.TensorProto.UINT8]
+    assert not on_uint8, f"layout changes on a uint8 tensor: {on_uint8}"
+    assert all(c.max_abs_diff <= 1e-3 * c.max_abs_logit and c.labels_agreement == 1.0 for c in variant.checks)
+
+
 @pytest.mark.slow
 def test_divergence_beyond_tolerance_fails_and_writes_nothing(
     plain: tuple[Path, ExportResult], folder: Path, monkeypatch: pytest.MonkeyPatch
