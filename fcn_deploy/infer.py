@@ -38,6 +38,7 @@ from fcn_deploy.imageio import (
     write_overlay,
 )
 from fcn_deploy.progress import log, progress_bar
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import (
     Segmenter,
@@ -58,6 +59,7 @@ class InferConfig:
 
     segmenter: SegmenterConfig = SegmenterConfig()
     device: Device = "auto"
+    backend: BackendChoice = BackendChoice()
     recursive: bool = False
     overlay: bool = False
     overwrite: bool = False
@@ -427,11 +429,11 @@ def infer_folder(
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     check_folders(in_dir, out_dir)
-    model_path = Path(model) if model is not None else default_model(config.device,
-                                                                     engine_unavailable=tensorrt_unavailable)
+    model_path = Path(model) if model is not None else default_model(
+        config.device, engine_unavailable=tensorrt_unavailable, backend=config.backend.backend)
     plan = plan_folder(in_dir, out_dir, config)
     started = time.perf_counter()
-    with open_segmenter(model_path, config.device, config.segmenter) as segmenter:
+    with open_segmenter(model_path, config.device, config.segmenter, config.backend) as segmenter:
         with ProgressReporter(len(plan.todo), config.progress) as reporter:
             reporter.report_planned(plan.records)
             pipeline = _Pipeline(segmenter, config, reporter)

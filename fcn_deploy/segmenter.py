@@ -24,7 +24,7 @@ import numpy as np
 from fcn_deploy.data.transforms import align_up
 from fcn_deploy.devices import Device
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.runtime import Backend, open_backend
+from fcn_deploy.runtime import Backend, BackendChoice, open_backend
 from fcn_deploy.spec import ModelSpec
 from fcn_deploy.tiling import (
     BLENDS,
@@ -179,14 +179,18 @@ class Segmenter:
 
 @contextlib.contextmanager
 def open_segmenter(
-    model_path: str | os.PathLike[str], device: Device = "auto", config: SegmenterConfig = SegmenterConfig(),
-    *, threads: int = 0,
+    model_path: str | os.PathLike[str],
+    device: Device = "auto",
+    config: SegmenterConfig = SegmenterConfig(),
+    choice: BackendChoice = BackendChoice(),
+    *,
+    threads: int = 0,
 ) -> Iterator[Segmenter]:
-    """Open a checkpoint, ONNX file or TensorRT engine as a Segmenter; the backend is closed on exit.
+    """Open a checkpoint, ONNX file or TensorRT engine (with the chosen runtime) as a Segmenter; closed on exit.
 
     ``threads`` caps the CPU threads of one inference (0: the runtime's default).
     """
-    with open_backend(model_path, device, threads=threads) as backend:
+    with open_backend(model_path, device, choice, threads=threads) as backend:
         yield Segmenter(backend, config)
 
 

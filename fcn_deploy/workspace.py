@@ -57,15 +57,16 @@ def newest_checkpoint(folder: str | os.PathLike[str] = CHECKPOINT_DIR) -> Path:
 
 
 def default_model(device: Device = "auto", workspace: Path = Path("."), *,
-                  engine_unavailable: Callable[[], str | None]) -> Path:
+                  engine_unavailable: Callable[[], str | None], backend: str = "auto") -> Path:
     """The best artifact in the workspace: the newest TensorRT engine where it can run, else export/fcn.onnx.
 
     ``engine_unavailable`` says why engines cannot run here (None when they can): pass the TensorRT backend's
     own check (``fcn_deploy.runtime.tensorrt_support.tensorrt_unavailable``), so an engine is chosen only where
-    opening it will work.
+    opening it will work. An ONNX backend (``backend`` 'onnxruntime' or 'openvino') always gets export/fcn.onnx.
     """
     engine_dir = workspace / ENGINE_DIR
-    engines = [p for p in engine_dir.glob("*") if p.suffix in ENGINE_SUFFIXES] if engine_dir.is_dir() else []
+    wants_engine = engine_dir.is_dir() and backend in ("auto", "tensorrt")
+    engines = [p for p in engine_dir.glob("*") if p.suffix in ENGINE_SUFFIXES] if wants_engine else []
     onnx_path = workspace / DEFAULT_ONNX
     reason = engine_unavailable() if engines and device != "cpu" else None
     if engines and device != "cpu" and reason is None:

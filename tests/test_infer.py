@@ -13,6 +13,7 @@ from PIL import Image
 from fcn_deploy import segmenter as segmenter_module
 from fcn_deploy.errors import BatchFailure, InputError
 from fcn_deploy.infer import InferConfig, default_model, find_images, infer_folder
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
@@ -32,8 +33,8 @@ def standin(monkeypatch):
                      shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (4, 128, 128)))
     opened = []
 
-    def open_backend(path, device="auto", threads=0):
-        opened.append((Path(path), device))
+    def open_backend(path, device="auto", choice=BackendChoice(), threads=0):
+        opened.append((Path(path), device) if choice == BackendChoice() else (Path(path), device, choice))
         return GreenAboveRedBackend(spec)
 
     monkeypatch.setattr(segmenter_module, "open_backend", open_backend)
@@ -128,6 +129,13 @@ def test_clean_folder_succeeds_non_recursively_with_overlays(standin, tmp_path):
     assert standin == [(tmp_path / "m.onnx", "cpu")]
 
 
+def test_the_backend_choice_reaches_the_runtime(standin, tmp_path):
+    write_image(tmp_path / "in" / "a.png")
+    choice = BackendChoice("openvino", "bf16")
+    infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "out", InferConfig(device="cpu", backend=choice, progress=False))
+    assert standin == [(tmp_path / "m.onnx", "cpu", choice)]
+
+
 def test_output_inside_input_is_not_walked(standin, tmp_path):
     images = tmp_path / "in"
     write_image(images / "x.png")
@@ -207,3 +215,13 @@ def test_default_model(tmp_path):
     assert default_model("cpu", workspace=tmp_path, engine_unavailable=lambda: None) == tmp_path / "export" / "fcn.onnx"
     assert default_model("auto", workspace=tmp_path, engine_unavailable=lambda: None).suffix == ".engine"
     assert default_model("auto", workspace=tmp_path, engine_unavailable=lambda: "no GPU").name == "fcn.onnx"
+
+
+def test_default_model_for_an_onnx_backend_is_the_onnx_even_beside_engines(tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "fcn.onnx").write_bytes(b"")
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "fcn.fp16.engine").write_bytes(b"")
+    assert default_model(workspace=tmp_path, engine_unavailable=lambda: None).suffix == ".engine"
+    assert default_model(workspace=tmp_path, engine_unavailable=lambda: None, backend="openvino") == (
+        tmp_path / "export" / "fcn.onnx")

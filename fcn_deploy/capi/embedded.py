@@ -105,12 +105,17 @@ class Registry:
 
 
 def open_entry(model_path: str, device: str) -> _Entry:
-    """Open ``model_path`` with the Python segmenter (same tiling, blending and device choice)."""
+    """Open ``model_path`` with the Python segmenter (same tiling, blending and device choice).
+
+    ``device`` is 'auto', 'cpu', 'cuda', or 'openvino' / 'openvino:f32' / 'openvino:bf16' for an ONNX model.
+    """
+    from fcn_deploy.runtime import parse_device_string
     from fcn_deploy.segmenter import open_segmenter
 
+    where, choice = parse_device_string(device)
     resources = contextlib.ExitStack()
     try:
-        segmenter = resources.enter_context(open_segmenter(model_path, device=device))
+        segmenter = resources.enter_context(open_segmenter(model_path, device=where, choice=choice))
     except BaseException:
         resources.close()
         raise

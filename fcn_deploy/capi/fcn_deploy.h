@@ -92,7 +92,8 @@ FCN_API const char* fcn_status_name(int status);
 
 /* Open a model: an ONNX file (.onnx), a TensorRT engine (.engine/.plan) or a checkpoint (.pt/.pth)
  * written by fcn-deploy. device is "auto" (CUDA when available, else CPU), "cpu" or "cuda"; NULL means
- * "auto". On success *out receives a new handle; on failure *out is set to NULL.
+ * "auto". "openvino", "openvino:f32" and "openvino:bf16" run an ONNX model with OpenVINO on the CPU (bf16:
+ * bfloat16 arithmetic, refused with FCN_E_BACKEND_UNAVAILABLE on a CPU without native BF16). On success *out receives a new handle; on failure *out is set to NULL.
  * The first call in a process starts the embedded Python runtime (this takes a few seconds). */
 FCN_API int fcn_segmenter_create(const char* model_path, const char* device, fcn_segmenter** out);
 

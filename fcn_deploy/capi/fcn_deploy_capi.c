@@ -183,6 +183,14 @@ static void fcn_free_handle(fcn_segmenter* handle) {
     free(handle);
 }
 
+/* 1 when device is one of the device strings fcn_segmenter_create accepts. */
+static int fcn_known_device(const char* device) {
+    static const char* const known[] = {"auto", "cpu", "cuda", "openvino", "openvino:f32", "openvino:bf16"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; ++i)
+        if (strcmp(device, known[i]) == 0) return 1;
+    return 0;
+}
+
 int fcn_segmenter_create(const char* model_path, const char* device, fcn_segmenter** out) {
     fcn_clear_error();
     if (out == NULL)
@@ -191,8 +199,10 @@ int fcn_segmenter_create(const char* model_path, const char* device, fcn_segment
     if (model_path == NULL || model_path[0] == '\0')
         return fcn_fail(FCN_E_INVALID_ARG, "model_path is NULL or empty: pass the path of an .onnx, .engine or .pt file");
     if (device == NULL) device = "auto";
-    if (strcmp(device, "auto") != 0 && strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)
-        return fcn_fail(FCN_E_INVALID_ARG, "unknown device '%s': use \"auto\", \"cpu\" or \"cuda\"", device);
+    if (!fcn_known_device(device))
+        return fcn_fail(FCN_E_INVALID_ARG,
+                        "unknown device '%s': use \"auto\", \"cpu\", \"cuda\", \"openvino\", \"openvino:f32\" "
+                        "or \"openvino:bf16\"", device);
     struct stat info;
     if (stat(model_path, &info) != 0)
         return fcn_fail(FCN_E_NOT_FOUND, "model file not found: %s (%s)", model_path, strerror(errno));

@@ -24,6 +24,8 @@ def infer(
                                        help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks mirror the input tree as <name>.png."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    backend: str = typer.Option("auto", "--backend", help="Runtime: auto (by the model's suffix), pytorch, onnxruntime, openvino or tensorrt."),
+    precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 on CPUs with native BF16."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also segment images in subfolders."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.jpg colour overlays."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist (default: skip them)."),
@@ -47,6 +49,7 @@ def infer(
     from fcn_deploy.devices import check_device
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
     from fcn_deploy.infer import InferConfig, infer_folder
+    from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.segmenter import Blend, SegmenterConfig
 
     model, folder = split_model_and_folder(paths)
@@ -54,7 +57,7 @@ def infer(
         tile=parse_size(tile, "--tile") if tile else None, overlap=overlap, batch=batch, blend=cast(Blend, blend),
     )
     config = InferConfig(
-        segmenter=segmenter, device=check_device(device), recursive=recursive, overlay=overlay,
+        segmenter=segmenter, device=check_device(device), backend=BackendChoice(backend, precision), recursive=recursive, overlay=overlay,
         overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
     )
     if ray is None:

@@ -16,17 +16,21 @@ def parity(
     data: Path = typer.Option(..., "--data", help="VOC2012-layout folder (JPEGImages/, SegmentationClass/, ImageSets/)."),
     split: str = typer.Option("val", "--split", help="Split list in ImageSets/Segmentation/."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (both models)."),
+    backend: str = typer.Option("auto", "--backend", help="Runtime of MODEL: auto (by the model's suffix), pytorch, onnxruntime, openvino or tensorrt."),
+    precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 on CPUs with native BF16."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write parity.md and parity.json here [default: parity/]."),
     report: Optional[Path] = typer.Option(None, "--report", help="Markdown report path; the JSON goes beside it."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images of the split."),
 ) -> None:
     """Max |Δlogit|, argmax agreement and ΔmIoU of MODEL against --reference, per image and overall."""
     from fcn_deploy.parity import ParityConfig, run_parity
+    from fcn_deploy.runtime import BackendChoice
 
     if out_dir is not None and report is not None:
         raise InputError("--out-dir and --report both given", "pass one: --out-dir DIR or --report FILE.md")
     target = report if report is not None else (out_dir or Path("parity")) / "parity.md"
-    config = ParityConfig(split=split, device=device, report=target, limit=limit)
+    config = ParityConfig(split=split, device=device, report=target, limit=limit,
+                          backend=BackendChoice(backend, precision))
     result = run_parity(model, reference, data, config)
     typer.echo(result.summary())
     typer.echo(f"wrote {result.markdown_path} and {result.json_path}")

@@ -25,7 +25,7 @@ from fcn_deploy.metrics import (
 )
 from fcn_deploy.parity.report import ImageParity, ParityReport, render_markdown
 from fcn_deploy.progress import log
-from fcn_deploy.runtime import Backend, open_backend
+from fcn_deploy.runtime import Backend, BackendChoice, open_backend
 from fcn_deploy.tiling import pad_to, whole_size
 
 REPORT_SUFFIXES = ("", ".md", ".json")
@@ -39,6 +39,7 @@ class ParityConfig:
     device: str = "auto"
     report: Path = Path("parity") / "parity.md"
     limit: int | None = None  # only the first N ids of the split
+    backend: BackendChoice = BackendChoice()  # the runtime of the model checked (the reference runs by its suffix)
     progress: bool = True
 
 
@@ -63,7 +64,7 @@ def run_parity(
         raise InputError(f"limit must be positive, got {config.limit}")
     layout = VocLayout(Path(data_dir))
     ids = layout.check_files(config.split)[: config.limit]
-    with open_backend(model, config.device) as candidate, open_backend(reference, config.device) as ref:
+    with open_backend(model, config.device, config.backend) as candidate, open_backend(reference, config.device) as ref:
         _check_compatible(candidate, ref, model, reference)
         if config.progress:
             log(f"parity of {model} ({candidate.name} on {candidate.device}) with {reference} ({ref.name} on "

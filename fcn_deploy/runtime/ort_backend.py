@@ -19,19 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.contract import (
-    TensorSignature,
-    check_sidecar,
-    check_spec_against_signatures,
-    read_onnx_spec,
-    require_artifact,
-    sidecar_path,
-    spec_from_metadata,
-)
+from fcn_deploy.contract import TensorSignature, read_onnx_spec, require_artifact
 from fcn_deploy.deps import require
 from fcn_deploy.devices import check_device, cuda_device_count
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.runtime.base import Backend
+from fcn_deploy.runtime.runtime_spec import checked_runtime_spec
 from fcn_deploy.spec import ModelSpec
 
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -108,14 +101,9 @@ def _signature(node_arg: Any) -> TensorSignature:
 
 def session_spec(session: Any, path: Path) -> ModelSpec:
     """The spec in the session's model metadata, checked against its sidecar and the session's inputs/outputs."""
-    spec = spec_from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-    if sidecar_path(path).is_file():
-        check_sidecar(path, spec)
     inputs = [_signature(arg) for arg in session.get_inputs()]
     outputs = [_signature(arg) for arg in session.get_outputs()]
-    check_spec_against_signatures(inputs, outputs, spec, str(path))
-    return spec
-
+    return checked_runtime_spec(session.get_modelmeta().custom_metadata_map, inputs, outputs, path)
 
 
 def session_options(ort: ModuleType, threads: int = 0, quiet: bool = False) -> Any:

@@ -247,3 +247,26 @@ def test_repeated_cycles_leak_nothing_under_valgrind(capi_build, capi_model, tmp
             frames = re.findall(r"(?:at|by) 0x[0-9A-F]+: (\w+)", record)
             first_caller = next((f for f in frames if f not in ("malloc", "calloc", "realloc")), "")
             assert not first_caller.startswith(("fcn_", "_fcn_")), record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["openvino", "openvino:bf16"])
+def test_openvino_device_strings_match_python(capi_build, capi_model, device, tmp_path, monkeypatch):
+    from fcn_deploy.errors import FcnDeployError
+    from fcn_deploy.runtime import open_backend, parse_device_string
+
+    monkeypatch.chdir(tmp_path)  # the compiled-model cache goes under the working folder
+    status, message = create_status(capi_build, capi_model, device)
+    where, choice = parse_device_string(device)
+    try:
+        open_backend(capi_model, where, choice).close()
+    except FcnDeployError as exc:
+        assert message == str(exc) and status != "FCN_OK"
+    else:
+        assert (status, message) == ("FCN_OK", "")
+
+
+@pytest.mark.slow
+def test_unknown_openvino_precision_is_refused_in_c(capi_build, capi_model):
+    status, message = create_status(capi_build, capi_model, "openvino:fp16")
+    assert status == "FCN_E_INVALID_ARG" and "openvino:bf16" in message

@@ -11,6 +11,7 @@ from PIL import Image
 
 from fcn_deploy import segmenter as segmenter_module
 from fcn_deploy.cli import run
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
@@ -29,8 +30,12 @@ def workspace(tmp_path, monkeypatch):
     spec = ModelSpec(arch="fcn32s", num_classes=2, class_names=("background", "sky"),
                      shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128)))
     opened = []
-    monkeypatch.setattr(segmenter_module, "open_backend",
-                        lambda path, device="auto", threads=0: opened.append((str(path), device)) or BlueBackend(spec))
+
+    def open_backend(path, device="auto", choice=BackendChoice(), threads=0):
+        opened.append((str(path), device) if choice == BackendChoice() else (str(path), device, choice.label()))
+        return BlueBackend(spec)
+
+    monkeypatch.setattr(segmenter_module, "open_backend", open_backend)
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "fcn.onnx").write_bytes(b"stand-in")
     (tmp_path / "imgs").mkdir()
@@ -61,6 +66,13 @@ def test_model_then_folder_with_options(workspace, capsys):
     with Image.open("masks/one.png") as mask:
         assert mask.mode == "P" and np.all(np.asarray(mask) == 1)
     assert open("masks/two.overlay.jpg", "rb").read(2) == b"\xff\xd8"
+
+
+def test_backend_and_precision_reach_the_runtime(workspace, capsys):
+    assert run(["infer", "imgs", "--out", "masks", "--backend", "openvino", "--precision", "bf16"]) == 0
+    assert workspace == [("export/fcn.onnx", "auto", "openvino-bf16")]
+    assert run(["infer", "imgs", "--out", "m2", "--precision", "bf16"]) == 1
+    assert "OpenVINO inference precision" in capsys.readouterr().err
 
 
 def test_bad_images_exit_3_with_error_lines(workspace, capsys):

@@ -1,0 +1,194 @@
+"""The OpenVINO backend: an fcn-deploy ONNX file (FP32, FP16 or INT8 Q/DQ) compiled for the CPU by OpenVINO.
+
+``precision`` is OpenVINO's inference precision hint: 'f32' computes in float32, 'bf16' lets the CPU plugin run
+convolutions and matrix multiplies in bfloat16 (no calibration data needed). BF16 is only accepted on a CPU that
+computes it natively (AVX-512 BF16 or AMX); elsewhere it is refused with the reason instead of being emulated
+slowly. Compiled models go to OpenVINO's cache (``CACHE_DIR``), so the second load of a model skips compilation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcn_deploy.contract import ONNX_METADATA_KEY, TensorSignature, read_onnx_spec, require_artifact
+from fcn_deploy.deps import require
+from fcn_deploy.devices import DEVICES
+from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.runtime.runtime_spec import checked_runtime_spec
+
+OV_PRECISIONS: tuple[str, ...] = ("f32", "bf16")
+DEFAULT_CACHE_DIR = Path("cache") / "openvino"  # under the workspace, beside export/ and engines/
+CPU_DEVICE = "CPU"
+#: CPU flags (as /proc/cpuinfo names them) that mean native BF16 arithmetic
+BF16_CPU_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
+_CPUINFO = Path("/proc/cpuinfo")
+# OpenVINO element type names -> ONNX TensorProto numbers the spec checks use
+_OV_ELEM_TYPES = {"f32": 1, "u8": 2, "i64": 7, "f16": 10}
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions:
+    """How to compile: inference precision hint, cache folder (None: no cache), threads (0: OpenVINO's default)."""
+
+    precision: str = "f32"
+    cache_dir: Path | None = DEFAULT_CACHE_DIR
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in OV_PRECISIONS:
+            raise InputError(f"unknown OpenVINO precision {self.precision!r}", f"use one of: {', '.join(OV_PRECISIONS)}")
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise InputError(f"threads must be 0 (OpenVINO's default) or positive, got {self.threads}")
+
+
+def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str] | None:
+    """The CPU feature flags the kernel reports (Linux), or None where they cannot be read."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return None
+
+
+def bf16_unsupported_reason(capabilities: Collection[str], flags: frozenset[str] | None) -> str | None:
+    """Why BF16 cannot run natively here (None: it can), from OpenVINO's CPU capabilities and the CPU flags."""
+    if "BF16" not in capabilities:
+        return f"OpenVINO's CPU plugin does not offer BF16 here (its OPTIMIZATION_CAPABILITIES: {', '.join(capabilities)})"
+    if flags is not None and not flags.intersection(BF16_CPU_FLAGS):
+        return f"this CPU has none of the native BF16 instructions ({' or '.join(BF16_CPU_FLAGS)}), BF16 would be emulated"
+    return None
+
+
+def _require_openvino() -> Any:
+    """The openvino module, or MissingComponentError naming the extra."""
+    return require("openvino")
+
+
+def _metadata(model: Any) -> dict[str, str]:
+    """The ONNX metadata map OpenVINO keeps in the model's runtime info ('framework')."""
+    info = model.get_rt_info()
+    framework = info["framework"] if "framework" in info else {}
+    items = framework.items() if hasattr(framework, "items") else []
+    return {str(key): value.astype(str) if hasattr(value, "astype") else str(value) for key, value in items}
+
+
+def _port_name(port: Any, metadata: dict[str, str]) -> str:
+    """The port's name as the ONNX graph has it: a tensor may carry several names after OpenVINO's fusions."""
+    names = port.get_names()
+    spec_json = metadata.get(ONNX_METADATA_KEY, "")
+    named = sorted(name for name in names if f'"{name}"' in spec_json)
+    return named[0] if named else port.get_any_name()
+
+
+def _signature(port: Any, metadata: dict[str, str]) -> TensorSignature:
+    """An OpenVINO model input or output as a TensorSignature (dynamic dims as None)."""
+    dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    elem = _OV_ELEM_TYPES.get(port.get_element_type().get_type_name(), 0)
+    return TensorSignature(_port_name(port, metadata), elem, dims)
+
+
+class OpenVinoBackend(Backend):
+    """An fcn-deploy ONNX model compiled by OpenVINO for the CPU (device 'auto' or 'cpu')."""
+
+    name = "openvino"
+    _labels_supported = True
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto", options: OpenVinoOptions = OpenVinoOptions()) -> None:
+        if device not in DEVICES:
+            raise InputError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
+        if device == "cuda":
+            raise InputError("the OpenVINO backend runs on the CPU, device 'cuda' was requested",
+                             "pass --device cpu (or auto), or use --backend onnxruntime/tensorrt on CUDA")
+        self.path = require_artifact(path)
+        self.options = options
+        ov = _require_openvino()
+        core = ov.Core()
+        if options.precision == "bf16":
+            reason = bf16_unsupported_reason(core.get_property(CPU_DEVICE, "OPTIMIZATION_CAPABILITIES"), cpu_flags())
+            if reason is not None:
+                raise MissingComponentError(f"precision 'bf16' refused: {reason}",
+                                            "use --precision f32, or the INT8 model (fcn-deploy calibrate) for speed")
+        model = _read_model(core, self.path)
+        metadata = _metadata(model)
+        super().__init__(checked_runtime_spec(metadata, [_signature(p, metadata) for p in model.inputs],
+                                              [_signature(p, metadata) for p in model.outputs], self.path))
+        self._compiled = core.compile_model(model, CPU_DEVICE, _compile_config(options))
+        self._request = self._compiled.create_infer_request()
+        self._input_dtype = np.float16 if model.inputs[0].get_element_type().get_type_name() == "f16" else None
+        self._outputs = {name: port for port in self._compiled.outputs for name in port.get_names()}
+
+    @property
+    def precision(self) -> str:
+        """The inference precision the compiled model really uses ('f32' or 'bf16')."""
+        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(hint.get_type_name() if hasattr(hint, "get_type_name") else hint)
+
+    @property
+    def loaded_from_cache(self) -> bool:
+        """True when OpenVINO took the compiled model from the cache instead of compiling it."""
+        return bool(self._compiled.get_property("LOADED_FROM_CACHE"))
+
+    def _run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The named outputs (copied out of OpenVINO's buffers) of one inference on a validated batch."""
+        feed = batch.astype(self._input_dtype) if self._input_dtype is not None else np.ascontiguousarray(batch)
+        self._request.infer({0: feed}, share_inputs=True)
+        return {name: np.array(self._request.get_tensor(self._outputs[name]).data) for name in names}
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        name = self.spec.output_name
+        return self._run(batch, [name])[name].astype(np.float32, copy=False)
+
+    def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
+        name = self.spec.labels_name
+        return self._run(batch, [name])[name].astype(np.uint8, copy=False)
+
+    def _release(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+def _read_model(core: Any, path: Path) -> Any:
+    """OpenVINO's model of an ONNX file; a file it cannot read is an ArtifactError saying what is wrong."""
+    try:
+        return core.read_model(str(path))
+    except Exception as exc:  # openvino raises RuntimeError subclasses of its own
+        read_onnx_spec(path)  # names the problem of a foreign or damaged file, where it can
+        raise ArtifactError(f"OpenVINO cannot read {path} ({exc})", "re-export it with 'fcn-deploy export'") from exc
+
+
+def _compile_config(options: OpenVinoOptions) -> dict[str, Any]:
+    """Compile properties: one latency-oriented stream, the precision hint, the cache and the thread count."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": options.precision}
+    if options.threads:
+        config["INFERENCE_NUM_THREADS"] = options.threads
+    if options.cache_dir is not None:
+        try:
+            options.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the OpenVINO cache folder {options.cache_dir} ({exc})",
+                             "run from a writable workspace folder") from exc
+        config["CACHE_DIR"] = str(options.cache_dir)
+    return config
+
+
+def openvino_version() -> str:
+    """The installed OpenVINO version, or why there is none (for reports)."""
+    try:
+        return str(_require_openvino().get_version())
+    except MissingComponentError as exc:
+        return f"not installed ({exc.message})"
+
+
+__all__ = ["BF16_CPU_FLAGS", "DEFAULT_CACHE_DIR", "OV_PRECISIONS", "OpenVinoBackend", "OpenVinoOptions",
+           "bf16_unsupported_reason", "cpu_flags", "openvino_version"]
