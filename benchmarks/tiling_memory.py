@@ -7,6 +7,9 @@ elsewhere), and the peak while segmenting is measured separately after resetting
   blending and streaming;
 - ``onnx``: a random-weight FCN-32s exported to ONNX and run by ONNX Runtime through the same segmenter.
 
+It also reports the pixels the model processed over the image's own and the time per image megapixel against
+a 1024×1024 whole-image pass of the same backend (the default options' targets: at most 1.3× and 1.35×).
+
 Usage: python benchmarks/tiling_memory.py [--size 8192] [--cases standin,onnx] [--model PATH.onnx]
 """
 
@@ -23,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 LIMIT_GIB = 1.5
+PIXEL_RATIO_LIMIT = 1.3  # pixels the model processes over the image's own, at the default options
+TIME_RATIO_LIMIT = 1.35  # time per image megapixel over a 1-MP whole-image pass
+REFERENCE_SIDE = 1024  # the 1-MP whole-image pass the time per megapixel is compared with
 
 
 def reset_peak() -> bool:
@@ -78,18 +84,42 @@ def run_case(case: str, size: int, model: str | None) -> dict:
     from fcn_deploy.segmenter import Segmenter
 
     backend = standin_backend() if case == "standin" else open_backend(model, "cpu")
+    reference_s = whole_pass_seconds(backend, REFERENCE_SIDE)
     opened_peak = peak_rss_mb()
     separate = reset_peak()
     image = random_image(size)
     started = time.perf_counter()
     with backend:
-        result = Segmenter(backend).segment(image)
+        segmenter = Segmenter(backend)
+        result = segmenter.segment(image)
     seconds = time.perf_counter() - started
     segment_peak = peak_rss_mb()
+    plan = segmenter.plan((size, size))
+    processed = plan.count * plan.tile_hw[0] * plan.tile_hw[1] if result.mode == "slide" else size * size
+    per_mp = seconds / (size * size / 1e6)
+    reference_per_mp = reference_s / (REFERENCE_SIDE**2 / 1e6)
     return {"case": case, "size": size, "mode": result.mode, "tiles": result.tiles, "tile": list(result.input_hw),
             "seconds": round(seconds, 2), "peak_rss_mib": round(max(opened_peak, segment_peak), 1),
             "open_peak_mib": round(opened_peak, 1), "segment_peak_mib": round(segment_peak, 1) if separate else None,
-            "classes_seen": int(np.unique(result.labels).size)}
+            "classes_seen": int(np.unique(result.labels).size),
+            "processed_pixel_ratio": round(processed / (size * size), 4),
+            "seconds_per_mp": round(per_mp, 4), "whole_1mp_seconds_per_mp": round(reference_per_mp, 4),
+            "time_per_mp_ratio": round(per_mp / reference_per_mp, 3)}
+
+
+def whole_pass_seconds(backend, side: int, runs: int = 3) -> float:
+    """Median seconds of a whole-image pass over a side×side image (after one warm-up), labels included."""
+    from fcn_deploy.segmenter import Segmenter, SegmenterConfig
+
+    segmenter = Segmenter(backend, SegmenterConfig(mode="whole"))
+    image = random_image(side)
+    segmenter.segment(image)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        segmenter.segment(image)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
 
 
 def main() -> int:
@@ -123,6 +153,13 @@ def main() -> int:
                   f"peak RSS {figures['peak_rss_mib']:.0f} MiB ({'within' if within else 'OVER'} {LIMIT_GIB} GiB; "
                   f"opening the backend {figures['open_peak_mib']:.0f} MiB, "
                   f"segmenting {figures['segment_peak_mib'] or float('nan'):.0f} MiB incl. the image)")
+            print(f"{'':8s} model processed {figures['processed_pixel_ratio']:.3f}x the image's pixels (limit "
+                  f"{PIXEL_RATIO_LIMIT}); {figures['seconds_per_mp']:.3f} s per image MP against "
+                  f"{figures['whole_1mp_seconds_per_mp']:.3f} s for a {REFERENCE_SIDE}x{REFERENCE_SIDE} whole pass: "
+                  f"{figures['time_per_mp_ratio']:.2f}x (limit {TIME_RATIO_LIMIT})")
+            if case == "onnx":
+                failed |= figures["processed_pixel_ratio"] > PIXEL_RATIO_LIMIT
+                failed |= figures["time_per_mp_ratio"] > TIME_RATIO_LIMIT
     return 1 if failed else 0
 
 

@@ -7,6 +7,15 @@ as the whole-image pass; the last tile ends at the aligned image edge, inside th
 Stitching streams over rows of tiles: only one band of rows (about a tile tall, full width, every class) is
 held at a time, and rows that no later tile touches are reduced to labels and released. Peak memory is the
 uint8 image, the uint8 labels and O(width × tile height × classes) floats.
+
+Labels need less: where tiles overlap at most their neighbours (overlap up to half a tile), ``LabelStitcher``
+keeps only the overlaps still open (the strip the next tile row shares, full width, and the columns the next
+tile shares) and turns every finished block straight into labels: O(width × overlap × classes) floats, so
+large tiles stay cheap in memory.
+
+Default tiles come from the model: ``fitted_tile`` picks, per axis, the fewest tiles of at most the model's
+largest size that cover the image with the overlap, then the smallest grid-aligned tile that still does, so
+the model processes few pixels beyond the image's own.
 """
 
 from __future__ import annotations
@@ -47,12 +56,17 @@ def axis_starts(length: int, tile: int, overlap: float, alignment: int = 1) -> t
     The tiles cover ``length`` rounded up to ``alignment`` (the last one ends there); an axis no longer than
     the tile gets one tile at 0. The image is reflect-padded wherever a tile reaches past it.
     """
+    return axis_starts_px(length, tile, int(round(tile * overlap)), alignment)
+
+
+def axis_starts_px(length: int, tile: int, overlap_px: int, alignment: int = 1) -> tuple[int, ...]:
+    """``axis_starts`` with the overlap in pixels: neighbouring tiles share at least ``overlap_px`` pixels."""
     span = max(0, align_up(length, alignment) - tile)
     if span == 0:
         return (0,)
-    stride = (tile - int(round(tile * overlap))) // alignment  # in units of ``alignment``
+    stride = (tile - overlap_px) // alignment  # in units of ``alignment``
     if stride < 1:
-        raise ValueError(f"tile {tile} with overlap {overlap} steps less than the alignment {alignment}")
+        raise ValueError(f"tile {tile} with overlap {overlap_px} px steps less than the alignment {alignment}")
     units = -(-span // alignment)
     count = -(-units // stride) + 1
     # floor of an even spread: consecutive gaps differ by at most one unit and never exceed ``stride``
@@ -112,11 +126,39 @@ def plan_tiles(
         raise ValueError(f"image {image_hw}, tile {tile_hw} and batch {batch} must be positive")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    return plan_tiles_px(image_hw, tile_hw, (int(round(tile_h * overlap)), int(round(tile_w * overlap))), batch,
+                         alignment)
+
+
+def plan_tiles_px(
+    image_hw: Sequence[int], tile_hw: Sequence[int], overlap_px: Sequence[int], batch: int, alignment: int = 1
+) -> TilePlan:
+    """``plan_tiles`` with the overlap in pixels per axis (height, width) instead of a fraction of the tile."""
+    height, width = (int(v) for v in image_hw)
+    tile_h, tile_w = (int(v) for v in tile_hw)
+    over_h, over_w = (int(v) for v in overlap_px)
+    if min(height, width, tile_h, tile_w, batch) < 1:
+        raise ValueError(f"image {image_hw}, tile {tile_hw} and batch {batch} must be positive")
+    if not (0 <= over_h < tile_h and 0 <= over_w < tile_w):
+        raise ValueError(f"overlap {overlap_px} px must be at least 0 and less than the tile {tile_hw}")
     if alignment < 1 or tile_h % alignment or tile_w % alignment:
         raise ValueError(f"tile {tile_hw} must be a multiple of the alignment {alignment}")
-    ys = axis_starts(height, tile_h, overlap, alignment)
-    xs = axis_starts(width, tile_w, overlap, alignment)
+    ys = axis_starts_px(height, tile_h, over_h, alignment)
+    xs = axis_starts_px(width, tile_w, over_w, alignment)
     return TilePlan((height, width), (tile_h, tile_w), ys, xs, int(batch))
+
+
+def fitted_tile(length: int, overlap_px: int, largest: int, smallest: int, alignment: int) -> int:
+    """The tile side for an axis of ``length``: as few tiles of at most ``largest`` as the overlap allows, each
+    as small as still covers the axis (on the ``alignment`` grid, at least ``smallest``)."""
+    aligned = align_up(length, alignment)
+    if aligned <= largest:
+        return max(aligned, smallest)
+    if overlap_px >= largest - alignment:
+        raise ValueError(f"overlap {overlap_px} px leaves no step on a {largest}-pixel tile")
+    count = -(-(aligned - overlap_px) // (largest - overlap_px))
+    side = align_up(-(-(aligned + (count - 1) * overlap_px) // count), alignment)
+    return min(largest, max(smallest, side))
 
 
 def _window_1d(length: int, blend: str) -> np.ndarray:
@@ -228,10 +270,84 @@ def slide(
             band.release(min(next_y, height), width, sink)
 
 
+def neighbours_only(plan: TilePlan) -> bool:
+    """True when every tile overlaps only its direct neighbours on both axes (overlap at most half a tile)."""
+    return all(b >= a + plan.tile_hw[0] for a, b in zip(plan.ys, plan.ys[2:])) and all(
+        b >= a + plan.tile_hw[1] for a, b in zip(plan.xs, plan.xs[2:])
+    )
+
+
+class LabelStitcher:
+    """Blends tiles added in row-major order and writes each block into ``labels`` as soon as no later tile
+    touches it. Only the open overlaps are held: the rows the next tile row shares (full width) and the columns
+    the next tile shares. Needs ``neighbours_only(plan)``. The argmax of the weighted sums is the argmax of the
+    blended logits (the weights are positive per pixel), so no weight sums are kept."""
+
+    def __init__(self, plan: TilePlan, num_classes: int, window: np.ndarray, labels: np.ndarray) -> None:
+        if not neighbours_only(plan):
+            raise ValueError("tiles overlap beyond their neighbours; use the band accumulator (slide)")
+        self.plan, self.num_classes, self.window, self.labels = plan, num_classes, window, labels
+        self.uniform = bool(np.all(window == window.flat[0]))
+        self.rows = {y: r for r, y in enumerate(plan.ys)}
+        self.columns = {x: i for i, x in enumerate(plan.xs)}
+        self.strip: np.ndarray | None = None  # C×rows×canvas width: the previous tile row's share of this row
+        self.next_strip: np.ndarray | None = None
+        self.carry: np.ndarray | None = None  # C×tile height×columns: the previous tile's share of this tile
+
+    def add(self, y: int, x: int, logits: np.ndarray) -> None:
+        """Add one tile's C×h×w logits at (y, x) (the next in row-major order); ``logits`` may be overwritten."""
+        plan, (tile_h, tile_w) = self.plan, self.plan.tile_hw
+        row, column = self.rows[y], self.columns[x]
+        last_row, last_column = row + 1 == len(plan.ys), column + 1 == len(plan.xs)
+        if not self.uniform:
+            np.multiply(logits, self.window, out=logits)
+        left = plan.xs[column - 1] + tile_w - x if column > 0 else 0  # columns the previous tile shares
+        if left > 0:
+            logits[:, :, :left] += self.carry
+        if row > 0:  # rows the previous tile row shares; the carried columns already hold them
+            top = plan.ys[row - 1] + tile_h - y
+            if top > 0:
+                logits[:, :top, left:] += self.strip[:, :top, x + left : x + tile_w]
+        stop_y = tile_h if last_row else plan.ys[row + 1] - y  # rows no later tile touches
+        stop_x = tile_w if last_column else plan.xs[column + 1] - x
+        rows = min(stop_y, plan.image_hw[0] - y)
+        cols = min(stop_x, plan.image_hw[1] - x)
+        if rows > 0 and cols > 0:
+            argmax_classes(logits[:, :rows, :cols], self.labels[y : y + rows, x : x + cols])
+        self.carry = None if last_column else logits[:, :, stop_x:].copy()
+        if not last_row and stop_y < tile_h:
+            if column == 0:
+                self.next_strip = np.empty((self.num_classes, tile_h - stop_y, plan.canvas_hw[1]), np.float32)
+            self.next_strip[:, :, x : x + stop_x] = logits[:, stop_y:, :stop_x]
+        if last_column:
+            self.strip, self.next_strip = self.next_strip, None
+
+
+def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str) -> np.ndarray:
+    """H×W uint8 labels by tiled inference, holding only the open overlaps (needs ``neighbours_only(plan)``)."""
+    height, width = plan.image_hw
+    if image.shape[:2] != (height, width):
+        raise ValueError(f"image is {image.shape[:2]}, the plan is for {plan.image_hw}")
+    labels = np.empty(plan.image_hw, np.uint8)
+    stitcher = LabelStitcher(plan, num_classes, blend_window(plan.tile_hw, blend), labels)
+    for _, tiles in plan.batches():
+        batch = np.stack([extract_tile(image, y, x, plan.tile_hw) for y, x in tiles])
+        logits = _checked_logits(run(batch), (len(tiles), num_classes, *plan.tile_hw))
+        for (y, x), tile_logits in zip(tiles, logits):
+            stitcher.add(y, x, tile_logits)
+    return labels
+
+
 def slide_labels(
     image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str
 ) -> np.ndarray:
-    """H×W uint8 labels of ``image`` by tiled inference (``num_classes`` at most 256)."""
+    """H×W uint8 labels of ``image`` by tiled inference (``num_classes`` at most 256).
+
+    Overlaps up to half a tile stitch with ``LabelStitcher`` (memory of the overlaps only); larger ones blend in
+    the band accumulator.
+    """
+    if neighbours_only(plan):
+        return stitch_labels(image, plan, run, num_classes, blend)
     labels = np.empty(plan.image_hw, np.uint8)
     slide(image, plan, run, num_classes, blend, label_sink(labels))
     return labels

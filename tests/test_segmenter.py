@@ -7,7 +7,7 @@ import pytest
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.segmenter import Segmenter, SegmenterConfig
+from fcn_deploy.segmenter import CONTEXT_CELLS, Segmenter, SegmenterConfig, context_pixels
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
 SMALL_RANGE = ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256))
@@ -144,11 +144,11 @@ def test_float_models_get_normalised_nchw():
 
 def test_batches_respect_the_option_and_the_model_minimum():
     image = noise(300, 300, seed=4)
-    segmenter = make_segmenter(SegmenterConfig(mode="slide", batch=3))
+    segmenter = make_segmenter(SegmenterConfig(mode="slide", tile=(64, 96), batch=3))
     result = segmenter.segment(image)
     sizes = [len(b) for b in segmenter.backend.batches]
     assert max(sizes) == 3 and sum(sizes) == result.tiles
-    padded = make_segmenter(SegmenterConfig(mode="slide", batch=3),
+    padded = make_segmenter(SegmenterConfig(mode="slide", tile=(64, 96), batch=3),
                             shape_range=ShapeRange((2, 32, 32), (2, 64, 96), (4, 256, 256)))
     labels = padded.segment_labels(image)
     assert min(len(b) for b in padded.backend.batches) >= 2  # a lone last tile is padded to the minimum batch
@@ -158,7 +158,25 @@ def test_batches_respect_the_option_and_the_model_minimum():
 def test_default_batch_is_capped_by_the_model():
     segmenter = make_segmenter(shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (2, 256, 256)))
     assert segmenter.batch == 2
-    assert segmenter.tile == (64, 96)
+    assert segmenter.tile is None  # chosen per image
+    assert segmenter.plan((1000, 1000)).batch == 1  # a 256×256 tile is the model's largest pass: one per call
+    assert make_segmenter(SegmenterConfig(tile=(64, 64))).plan((1000, 1000)).batch == 4
+
+
+def test_default_tiles_are_fitted_to_the_image_and_overlap_by_the_models_context():
+    segmenter = make_segmenter(shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 1024, 1024)))
+    assert context_pixels(segmenter.spec) == CONTEXT_CELLS * 32
+    plan = segmenter.plan((8192, 8192))
+    assert plan.tile_hw == (1024, 1024) and len(plan.ys) == len(plan.xs) == 9
+    assert all(a + 1024 - b >= context_pixels(segmenter.spec) for a, b in zip(plan.ys, plan.ys[1:]))
+    assert plan.count * 1024 * 1024 / 8192**2 <= 1.3  # the model processes at most 1.3× the image's pixels
+    narrow = segmenter.plan((3000, 500))
+    assert narrow.tile_hw[1] == 512 and len(narrow.xs) == 1  # the short side needs no seam
+    assert narrow.tile_hw[0] < 1024 and len(narrow.ys) == 4  # four tiles, each as small as still covers
+    small = make_segmenter(SegmenterConfig(tile=(64, 64))).plan((300, 300))
+    assert all(b - a == 32 for a, b in zip(small.ys, small.ys[1:]))  # context capped at half a tile
+    fraction = make_segmenter(SegmenterConfig(tile=(64, 128), overlap=0.5)).plan((300, 300))
+    assert fraction.xs[1] - fraction.xs[0] <= 64  # a given fraction still overrides
 
 
 @pytest.mark.parametrize("config,match", [

@@ -10,11 +10,17 @@ from fcn_deploy.tiling import (
     align_up,
     argmax_classes,
     axis_starts,
+    axis_starts_px,
     blend_window,
+    fitted_tile,
+    label_sink,
+    neighbours_only,
     pad_to,
     plan_tiles,
+    plan_tiles_px,
     slide,
     slide_labels,
+    stitch_labels,
     whole_labels,
     whole_size,
 )
@@ -170,3 +176,72 @@ def test_wrong_logit_shape_is_reported():
         slide_labels(image, plan, lambda t: np.zeros((len(t), 3, 16, 16), np.float32), 3, "mean")
     with pytest.raises(ValueError, match="logits of shape"):
         whole_labels(image, (64, 64), lambda t: np.zeros((1, 3, 32, 32), np.float32), 3)
+
+
+def random_logit_runner(num_classes: int):
+    """Logits that depend on the pixel (a fixed random projection of its RGB), so tiles agree where they overlap."""
+    weights = np.random.default_rng(4).standard_normal((num_classes, 3)).astype(np.float32)
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        return np.einsum("kc,nhwc->nkhw", weights, tiles.astype(np.float32) / 255).astype(np.float32)
+
+    return run
+
+
+def noisy_runner(num_classes: int):
+    """Logits that also depend on where the pixel sits in its tile (like a real model near tile borders)."""
+    base = random_logit_runner(num_classes)
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        logits = base(tiles)
+        h, w = logits.shape[2:]
+        ramp = np.add.outer(np.linspace(-1, 1, h), np.linspace(1, -1, w)).astype(np.float32)
+        logits[:, 0] += 0.3 * ramp
+        return logits
+
+    return run
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("image_hw,tile,overlap,batch", [
+    ((1000, 777), (256, 320), (64, 96), 4),
+    ((1000, 777), (256, 320), (128, 160), 3),  # exactly half a tile
+    ((50, 70), (64, 96), (32, 32), 2),  # smaller than a tile
+    ((300, 40), (64, 64), (0, 0), 8),  # narrow: several tile rows per batch
+    ((2000, 1500), (992, 992), (96, 96), 1),
+])
+def test_label_stitcher_equals_the_band_accumulator(blend, image_hw, tile, overlap, batch):
+    image = np.random.default_rng(5).integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+    plan = plan_tiles_px(image_hw, tile, overlap, batch, 32)
+    assert neighbours_only(plan)
+    run = noisy_runner(5)
+    banded = np.empty(image_hw, np.uint8)
+    slide(image, plan, run, 5, blend, label_sink(banded))
+    stitched = stitch_labels(image, plan, run, 5, blend)
+    assert np.mean(stitched == banded) >= 0.9999  # equal up to float summation order at near-ties
+    assert len(np.unique(stitched)) > 1
+
+
+def test_slide_labels_uses_the_band_beyond_half_a_tile():
+    plan = plan_tiles((700, 500), (128, 128), 0.75, 4)
+    assert not neighbours_only(plan)
+    image = np.random.default_rng(6).integers(0, 256, (700, 500, 3), dtype=np.uint8)
+    assert np.array_equal(slide_labels(image, plan, identity_runner, 3, "hann"), np.argmax(image, axis=2))
+    with pytest.raises(ValueError, match="beyond their neighbours"):
+        stitch_labels(image, plan, identity_runner, 3, "hann")
+
+
+@pytest.mark.parametrize("length,overlap,expected_tile,expected_count", [
+    (8192, 96, 1024, 9),  # 996 rounds up to the grid: nine 1024-pixel tiles
+    (8192, 64, 992, 9),  # nine 992-pixel tiles (8928 pixels for 8192)
+    (1000, 96, 1024, 1),  # fits one tile: no overlap needed
+    (20, 96, 32, 1),
+    (2000, 96, 736, 3),  # three tiles are needed; 736 pixels each suffice
+])
+def test_fitted_tile_uses_the_fewest_and_smallest_tiles(length, overlap, expected_tile, expected_count):
+    tile = fitted_tile(length, overlap, 1024, 32, 32)
+    assert tile == expected_tile and tile % 32 == 0
+    starts = axis_starts_px(length, tile, overlap, 32)
+    assert len(starts) == expected_count
+    assert starts[-1] + tile >= align_up(length, 32)
+    assert all(a + tile - b >= overlap for a, b in zip(starts, starts[1:]))

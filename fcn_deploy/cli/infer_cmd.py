@@ -30,8 +30,12 @@ def infer(
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.jpg colour overlays."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist (default: skip them)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Tiles per model call (default: 4, capped at the model's maximum)."),
-    tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of the model's alignment, 32 for the FCNs)."),
-    overlap: float = typer.Option(0.25, "--overlap", help="Tile overlap as a fraction of the tile, 0 to 0.9."),
+    tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of the "
+                                       "model's alignment, 32 for the FCNs; default: fitted to each image, at most the "
+                                       "model's largest size)."),
+    overlap: Optional[float] = typer.Option(None, "--overlap", help="Tile overlap as a fraction of the tile, 0 to 0.9 "
+                                            "(default: the context the model needs, three cells of its output grid: "
+                                            "96 pixels for the FCNs)."),
     blend: str = typer.Option("hann", "--blend", help="How overlapping tiles are blended: hann, gaussian or mean."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse larger images (default: Pillow's 89.5 MP bomb limit)."),
     summary: Optional[Path] = typer.Option(None, "--summary", help="Summary JSON path (default: OUT/summary.json)."),

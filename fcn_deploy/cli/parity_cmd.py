@@ -29,11 +29,27 @@ def parity(
     if out_dir is not None and report is not None:
         raise InputError("--out-dir and --report both given", "pass one: --out-dir DIR or --report FILE.md")
     target = report if report is not None else (out_dir or Path("parity")) / "parity.md"
-    config = ParityConfig(split=split, device=device, report=target, limit=limit,
-                          backend=BackendChoice(backend, precision))
+    choice = BackendChoice(backend, precision)
+    config = ParityConfig(split=split, device=device, report=target, limit=limit, backend=choice)
+    if choice.precision == "bf16":  # a precision change: held to its gate, like FP16 and INT8 builds
+        _bf16_gate(model, reference, data, config)
+        return
     result = run_parity(model, reference, data, config)
     typer.echo(result.summary())
     typer.echo(f"wrote {result.markdown_path} and {result.json_path}")
+
+
+def _bf16_gate(model: Path, reference: Path, data: Path, config) -> None:
+    """Run the BF16 parity, print its verdict, and fail (exit 1) below the gate."""
+    from fcn_deploy.errors import ArtifactError
+    from fcn_deploy.parity.gate import check_bf16
+
+    gate = check_bf16(model, reference, data, config)
+    typer.echo(gate.summary())
+    typer.echo(f"wrote {gate.report.markdown_path} and {gate.report.json_path}")
+    if not gate.passed:
+        raise ArtifactError(f"{model} in bf16 fails the parity gate: " + "; ".join(gate.problems),
+                            "run it in f32 (--precision f32), or check the model's calibration of ranges")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,8 @@ FP16: ONNX Runtime's CPU provider upcasts an FP16 graph, so the FP16 ONNX on CPU
 rounding and the graph rewrite only; an emulation graph (``fp16.emulate_fp16``: FP16-rounded weights and
 every FP16-region tensor rounded to float16 between layers) is checked as well and is the gate.
 INT8: the Q/DQ ONNX runs in ONNX Runtime with real int8 arithmetic (the QDQ kernels), so it is checked as is.
+BF16: the FP32 ONNX runs in OpenVINO with the bf16 inference precision on a CPU with native BF16 (the real
+arithmetic, no emulation), held to FP16's threshold.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from fcn_deploy.errors import ArtifactError
 from fcn_deploy.parity.report import ParityReport
 from fcn_deploy.parity.run import ParityConfig, run_parity
 from fcn_deploy.precision.fp16 import emulate_fp16
+from fcn_deploy.runtime import BackendChoice
 
 FP16_MIN_AGREEMENT = 0.995
+BF16_MIN_AGREEMENT = 0.995  # bfloat16 keeps 8 mantissa bits (FP16: 11) but FP32's range: held to FP16's gate
 INT8_MIN_AGREEMENT = 0.98
 INT8_MAX_DELTA_MIOU = 0.01  # one mIoU point
 
@@ -72,6 +76,19 @@ def check_precision(
         return PrecisionParity(artifact, "int8", report, None, "none (ONNX Runtime int8 Q/DQ kernels)",
                                not problems, problems)
     raise ArtifactError(f"{artifact} has precision '{spec.precision}', expected fp16 or int8")
+
+
+def check_bf16(
+    onnx_path: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    config: ParityConfig = ParityConfig(device="cpu"),
+) -> PrecisionParity:
+    """Parity of an FP32 ONNX run by OpenVINO in bfloat16 against the FP32 checkpoint, with FP16's threshold."""
+    report = run_parity(onnx_path, reference, data_dir, replace(config, backend=BackendChoice("openvino", "bf16")))
+    problems = _thresholds(report, BF16_MIN_AGREEMENT, None)
+    return PrecisionParity(Path(onnx_path), "bf16", report, None, "none (OpenVINO bf16 inference precision, native)",
+                           not problems, problems)
 
 
 def _with_report(config: ParityConfig, report: Path) -> ParityConfig:

@@ -65,3 +65,28 @@ def test_out_dir_and_report_together_exit_1(tmp_path: Path, capsys) -> None:
     code = run(["parity", "m.onnx", "--reference", "c.pt", "--data", str(tmp_path), "--out-dir", "a", "--report", "b.md"])
     assert code == 1
     assert "--out-dir and --report both given" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("threshold", "code", "verdict"), [(0.0, 0, "PASS"), (1.01, 1, "fails the parity gate")])
+def test_bf16_parity_is_a_gate(checkpoint: Path, tiny_voc: Path, tmp_path: Path, capsys, monkeypatch,
+                               threshold: float, code: int, verdict: str) -> None:
+    openvino = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn-deploy[openvino]')")
+    from fcn_deploy.export import ExportConfig, export_onnx
+    from fcn_deploy.parity import gate as verify
+    from fcn_deploy.runtime.openvino_backend import bf16_unsupported_reason, cpu_flags
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(verify, "BF16_MIN_AGREEMENT", threshold)
+    onnx_path = export_onnx(checkpoint, tmp_path / "fcn.onnx", ExportConfig(verify=False, progress=False)).onnx_path
+    args = ["parity", str(onnx_path), "--reference", str(checkpoint), "--data", str(tiny_voc), "--device", "cpu",
+            "--backend", "openvino", "--precision", "bf16", "--out-dir", str(tmp_path / "reports")]
+    refusal = bf16_unsupported_reason(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"), cpu_flags())
+    if refusal is not None:
+        assert run(args) == 2 and "precision 'bf16' refused" in capsys.readouterr().err
+        return
+    assert run(args) == code
+    captured = capsys.readouterr()
+    assert "bf16 parity (none (OpenVINO bf16" in captured.out
+    assert verdict in captured.out + captured.err
+    assert (tmp_path / "reports" / "parity.json").is_file()
