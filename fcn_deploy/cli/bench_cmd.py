@@ -41,8 +41,16 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
     rss: bool = typer.Option(True, "--rss/--no-rss", help="Measure peak RSS of each artifact in a fresh process."),
     gemm_size: int = typer.Option(2048, "--gemm-size", help="n of the n×n float32 GEMM reference."),
+    peers: bool = typer.Option(False, "--peers", help="Compare with the peers (PyTorch eager NCHW/channels-last, "
+                               "torch.compile, ONNX Runtime and OpenVINO FP32/BF16/INT8) at the first size and batch."),
+    peer_images: Optional[Path] = typer.Option(None, "--peer-images", help="With --peers: a folder of images "
+                                               "for the argmax agreement (default: the random timing input)."),
 ) -> None:
     """Median/p90/p99 latency, images/s, MP/s, GFLOP/s vs GEMM, peak RSS and speed-up over PyTorch eager."""
+    if peers:
+        _run_peers(models or [], parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds, rss,
+                   peer_images, json_out)
+        return
     from fcn_deploy.bench import BenchConfig, run_bench
     from fcn_deploy.workspace import default_bench_models
 
@@ -52,6 +60,35 @@ def bench(
     )
     report = run_bench(models or default_bench_models(), config)
     _print_report(report)
+    if json_out is not None:
+        report.write_json(json_out)
+        typer.echo(f"wrote {json_out}")
+
+
+def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: int, iters: int, rounds: int,
+               rss: bool, images: Optional[Path], json_out: Optional[Path]) -> None:
+    """``bench --peers``: the peer table and the machine's limit."""
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from fcn_deploy.bench_peers import (
+        PEER_COLUMNS, PeerConfig, peer_models, peer_rows, peer_summary_lines, run_peers, workspace_models,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:
+        checkpoint, onnx, int8, note = peer_models(models or workspace_models(), Path(scratch))
+        config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
+                            warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, images=images, note=note)
+        report = run_peers(config)
+    table = Table(*PEER_COLUMNS, show_lines=False)
+    for row in peer_rows(report):
+        table.add_row(*row)
+    console = Console(highlight=False, width=max(180, Console().width))
+    console.print(table)
+    for line in peer_summary_lines(report):
+        console.print(line, markup=False, soft_wrap=True)
     if json_out is not None:
         report.write_json(json_out)
         typer.echo(f"wrote {json_out}")
