@@ -73,7 +73,7 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
     from rich.console import Console
     from rich.table import Table
 
-    from fcn_deploy.bench_peers import (
+    from fcn_deploy.bench.peers import (
         PEER_COLUMNS, PeerConfig, peer_models, peer_rows, peer_summary_lines, run_peers, workspace_models,
     )
 

@@ -29,9 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.data.progress import log
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.bench.probes import machine_info, peak_rss_mb
+from fcn_deploy.bench.run import _arch_gflop, find_source_checkpoint
+from fcn_deploy.progress import log
+from fcn_deploy.workspace import CHECKPOINT_DIR, EXPORT_DIR
 
 PEERS: tuple[str, ...] = (
     "pytorch-eager-nchw", "pytorch-eager-channels-last", "torch-compile-inductor",
@@ -158,23 +161,10 @@ class _Peer:
         self.feed = self.prepare(rgb)
 
 
-def _normalised(rgb: np.ndarray, spec: Any) -> np.ndarray:
-    """uint8 N×H×W×3 -> normalised float32 N×3×H×W."""
-    mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray(((rgb.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - mean) / std)
-
-
-def _backend_feed(backend: Any, rgb: np.ndarray) -> np.ndarray:
-    """The batch in the format the backend's spec declares."""
-    from fcn_deploy.spec import INPUT_UINT8_NHWC
-
-    return np.ascontiguousarray(rgb) if backend.spec.input_format == INPUT_UINT8_NHWC else _normalised(rgb, backend.spec)
-
-
 def _torch_peer(name: str, config: PeerConfig, rgb: np.ndarray) -> _Peer:
     """PyTorch eager (NCHW or channels-last) or torch.compile with inductor, on the CPU."""
     from fcn_deploy.checkpoint import load_model
+    from fcn_deploy.spec import normalize_images
     from fcn_deploy.deps import require
 
     torch = require("torch")
@@ -187,7 +177,7 @@ def _torch_peer(name: str, config: PeerConfig, rgb: np.ndarray) -> _Peer:
         model = torch.compile(model, backend="inductor", dynamic=False)
 
     def prepare(batch: np.ndarray) -> Any:
-        return torch.from_numpy(_normalised(batch, info.spec)).contiguous(memory_format=layout)
+        return torch.from_numpy(normalize_images(batch, info.spec.mean, info.spec.std)).contiguous(memory_format=layout)
 
     def run(inputs: Any) -> np.ndarray:
         with torch.inference_mode():
@@ -212,7 +202,7 @@ def _backend_peer(name: str, config: PeerConfig, rgb: np.ndarray) -> _Peer:
         choice = BackendChoice("onnxruntime")
     started = time.perf_counter()
     backend = open_backend(path, "cpu", choice)
-    return _Peer(name, lambda batch: _backend_feed(backend, batch), backend.infer, time.perf_counter() - started, rgb,
+    return _Peer(name, backend.spec.to_model_input, backend.infer, time.perf_counter() - started, rgb,
                  backend.close)
 
 
@@ -396,7 +386,7 @@ def theoretical_peak() -> tuple[dict[str, float], str]:
 def rss_probe(name: str, config: PeerConfig) -> float:
     """Peak RSS (MiB) of a fresh process that opens one peer and runs it once."""
     request = json.dumps({"name": name, "config": _config_dict(config)})
-    code = "import sys, json; from fcn_deploy.bench_peers import rss_worker; rss_worker(json.loads(sys.argv[1]))"
+    code = "import sys, json; from fcn_deploy.bench.peers import rss_worker; rss_worker(json.loads(sys.argv[1]))"
     done = subprocess.run([sys.executable, "-c", code, request], capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         tail = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
@@ -406,7 +396,6 @@ def rss_probe(name: str, config: PeerConfig) -> float:
 
 def rss_worker(request: dict[str, Any]) -> None:
     """Child process: open one peer, run it once, print the peak RSS."""
-    from fcn_deploy.bench import peak_rss_mb
 
     config = _config_from_dict(request["config"])
     peer = open_peer(request["name"], config, peer_input(config))
@@ -457,7 +446,6 @@ def _spec_of(config: PeerConfig) -> Any:
 
 def run_peers(config: PeerConfig) -> PeerReport:
     """Open every peer (or note why not), time them in interleaved rounds, and measure the machine's limit."""
-    from fcn_deploy.bench import _arch_gflop, machine_info
 
     rgb = peer_input(config)
     shape = (config.batch, *config.size)
@@ -605,9 +593,9 @@ def peer_models(models: Sequence[Path], scratch: Path) -> tuple[Path, Path, Path
     source (matched by SHA-256); with no model at all, a random-weight fcn32s is made there, so the peers run
     on a clean checkout (its agreement figures then say little: random weights have many near-ties).
     """
-    from fcn_deploy.bench import find_source_checkpoint
     from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
-    from fcn_deploy.export import ExportConfig, export_onnx, read_onnx_spec
+    from fcn_deploy.contract import read_onnx_spec
+    from fcn_deploy.export import ExportConfig, export_onnx
 
     checkpoint = next((m for m in models if m.suffix.lower() in CHECKPOINT_SUFFIXES), None)
     onnx = int8 = None
@@ -620,7 +608,7 @@ def peer_models(models: Sequence[Path], scratch: Path) -> tuple[Path, Path, Path
                 int8 = model
     notes = []
     if checkpoint is None and onnx is not None:
-        checkpoint = find_source_checkpoint(read_onnx_spec(onnx), onnx, ("checkpoints",))
+        checkpoint = find_source_checkpoint(read_onnx_spec(onnx), onnx, (str(CHECKPOINT_DIR),))
     if checkpoint is None:
         if models:
             raise InputError("the peers need the PyTorch checkpoint (the reference)",
@@ -647,14 +635,9 @@ def _random_checkpoint(folder: Path) -> Path:
 
 def workspace_models() -> list[Path]:
     """The newest checkpoint in checkpoints/ and every ONNX in export/ (none on a clean checkout)."""
-    from fcn_deploy.checkpoint import newest_checkpoint
+    from fcn_deploy.workspace import default_bench_models
 
-    found: list[Path] = []
     try:
-        found.append(newest_checkpoint("checkpoints"))
-    except FcnDeployError:
-        pass
-    export = Path("export")
-    if export.is_dir():
-        found.extend(sorted(export.glob("*.onnx")))
-    return found
+        return default_bench_models()
+    except FcnDeployError:  # no checkpoint: the peers make a random-weight model
+        return sorted(EXPORT_DIR.glob("*.onnx")) if EXPORT_DIR.is_dir() else []
