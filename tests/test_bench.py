@@ -117,3 +117,25 @@ def test_onnx_without_its_checkpoint_says_the_ratio_is_unavailable(tiny_pair, tm
     report = run_bench([copy], BenchConfig(**{**TINY.__dict__, "checkpoint_search": ()}))
     assert report.baseline is None and "unavailable" in report.baseline_note
     assert report.artifacts[0].shapes[0].speedup_vs_eager is None
+
+
+@pytest.mark.slow
+def test_onnx_files_run_on_the_backend_asked_for(tiny_pair, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn-deploy[openvino]')")
+    monkeypatch.chdir(tmp_path)  # OpenVINO's compiled-model cache goes under the working folder
+    checkpoint, onnx_path = tiny_pair
+    report = run_bench([checkpoint, onnx_path], BenchConfig(**{**TINY.__dict__, "measure_rss": True,
+                                                              "onnx_backend": "openvino"}))
+    data = _check_report(report, tmp_path / "bench.json")
+    entries = {a["label"]: a for a in data["artifacts"]}
+    assert set(entries) == {"pytorch-fp32", "openvino-fp32"}  # the checkpoint keeps PyTorch
+    assert entries["openvino-fp32"]["backend"] == "openvino" and entries["openvino-fp32"]["peak_rss_mb"] > 0
+    assert BenchReport.from_dict(data).config.onnx_backend == "openvino"
+
+
+def test_bench_refuses_a_backend_or_precision_it_cannot_honour():
+    with pytest.raises(InputError, match="cannot run ONNX files"):
+        BenchConfig(onnx_backend="tensorrt")
+    with pytest.raises(InputError, match="OpenVINO inference precision"):
+        BenchConfig(precision="bf16")
+    assert BenchConfig(onnx_backend="openvino", precision="bf16").onnx_choice().label() == "openvino-bf16"

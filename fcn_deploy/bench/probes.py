@@ -22,6 +22,7 @@ import numpy as np
 from fcn_deploy.bench.report import GemmResult
 from fcn_deploy.contract import ENGINE_SUFFIXES
 from fcn_deploy.errors import ArtifactError
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.spec import example_input
 
 # environment variables that pick or tune OpenBLAS kernels; a wrong value slows numpy's GEMM
@@ -40,7 +41,7 @@ def machine_info() -> tuple[tuple[str, str], ...]:
     }
     if hasattr(os, "getloadavg"):  # other work on a shared machine moves absolute times
         info["load_average_1_5_15"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    for dist in ("torch", "onnxruntime-gpu", "onnxruntime", "onnx", "numpy"):
+    for dist in ("torch", "onnxruntime-gpu", "onnxruntime", "openvino", "onnx", "numpy"):
         try:
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -164,14 +165,17 @@ def _blas_description() -> dict[str, str]:
 # --- peak memory per artifact ----------------------------------------------------------------------
 
 
-def rss_probe(path: str | os.PathLike[str], device: str, shapes: Sequence[tuple[int, int, int]]) -> dict[str, float]:
+def rss_probe(
+    path: str | os.PathLike[str], device: str, shapes: Sequence[tuple[int, int, int]], choice: BackendChoice = BackendChoice()
+) -> dict[str, float]:
     """Peak RSS (MiB) of a fresh process that loads one artifact and runs each shape once.
 
     Runs a child process so the figure belongs to this artifact alone; 'before_load' is the peak after
     importing the runtime libraries, so 'peak - before_load' is what the artifact itself costs.
     """
     code = "import sys, json; from fcn_deploy.bench.probes import rss_worker; rss_worker(json.loads(sys.argv[1]))"
-    request = json.dumps({"path": str(path), "device": device, "shapes": [list(s) for s in shapes]})
+    request = json.dumps({"path": str(path), "device": device, "shapes": [list(s) for s in shapes],
+                          "backend": choice.backend, "precision": choice.precision})
     done = subprocess.run([sys.executable, "-c", code, request], capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
@@ -183,10 +187,11 @@ def rss_worker(request: dict[str, Any]) -> None:
     """Child process: import the runtime, load the artifact, run each shape once, print peak RSS."""
     from fcn_deploy.runtime import open_backend
 
-    import_runtime_for(Path(request["path"]))
+    choice = BackendChoice(request.get("backend", "auto"), request.get("precision", "f32"))
+    import_runtime_for(Path(request["path"]), choice.backend)
     before = peak_rss_mb()
     start = time.perf_counter()
-    with open_backend(request["path"], request["device"]) as backend:
+    with open_backend(request["path"], request["device"], choice) as backend:
         load_s = time.perf_counter() - start
         for batch, height, width in request["shapes"]:
             if backend.spec.shape_range.contains(batch, height, width):
@@ -194,12 +199,14 @@ def rss_worker(request: dict[str, Any]) -> None:
     print(json.dumps({"before_load": before, "peak": peak_rss_mb(), "load_s": load_s}), flush=True)
 
 
-def import_runtime_for(path: Path) -> None:
+def import_runtime_for(path: Path, backend: str = "auto") -> None:
     """Import the backend module and its runtime library for ``path`` so load times exclude imports."""
     import importlib
 
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if backend == "openvino":
+        modules = ("openvino", "fcn_deploy.runtime.openvino_backend")
+    elif suffix == ".onnx":
         modules = ("onnxruntime", "fcn_deploy.runtime.ort_backend")
     elif suffix in ENGINE_SUFFIXES:
         modules = ("tensorrt", "fcn_deploy.runtime.trt_backend")

@@ -12,9 +12,11 @@ from typing import Any
 
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.runtime import BackendChoice
 
 Size = tuple[int, int]
 BASELINE_LABEL = "pytorch-fp32"
+ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,14 @@ class BenchConfig:
     gemm_size: int = 2048  # n of the n×n float32 matmul used as the machine's reference rate
     gemm_clean_env: bool = True  # run the GEMM reference without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
     checkpoint_search: tuple[str, ...] = ("checkpoints",)  # where to look for an ONNX's source checkpoint
+    onnx_backend: str = "onnxruntime"  # the runtime of the ONNX files: onnxruntime or openvino
+    precision: str = "f32"  # OpenVINO's inference precision hint for the ONNX files (f32 or bf16)
 
     def __post_init__(self) -> None:
+        if self.onnx_backend not in ONNX_BACKENDS:
+            raise InputError(f"--backend {self.onnx_backend!r} cannot run ONNX files",
+                             f"use one of: {', '.join(ONNX_BACKENDS)} (checkpoints and engines keep their own runtime)")
+        self.onnx_choice()  # refuses a precision the backend does not take
         if not self.sizes or any(len(s) != 2 or min(s) < 1 for s in self.sizes):
             raise InputError(f"sizes must be positive HxW pairs, got {self.sizes}")
         if not self.batches or min(self.batches) < 1:
@@ -48,6 +56,10 @@ class BenchConfig:
             raise InputError(f"gemm size must be >= 16, got {self.gemm_size}")
         object.__setattr__(self, "sizes", tuple((int(h), int(w)) for h, w in self.sizes))
         object.__setattr__(self, "batches", tuple(int(b) for b in self.batches))
+
+    def onnx_choice(self) -> BackendChoice:
+        """The runtime and precision hint the ONNX files run with."""
+        return BackendChoice(self.onnx_backend, self.precision)
 
     def iters_in_round(self, round_index: int) -> int:
         """Timed runs of one artifact in round ``round_index``: ``iters`` spread as evenly as possible."""

@@ -31,11 +31,12 @@ from fcn_deploy.bench.report import (
     ShapeResult,
 )
 from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
-from fcn_deploy.contract import read_sidecar
+from fcn_deploy.contract import ONNX_SUFFIX, read_sidecar
 from fcn_deploy.devices import check_device
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file
 from fcn_deploy.progress import log as _log
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.spec import ModelSpec, example_input
 
 # --- inputs and baseline -----------------------------------------------------------------------------
@@ -64,9 +65,14 @@ def find_source_checkpoint(
     return None
 
 
-def artifact_label(backend_name: str, spec: ModelSpec) -> str:
-    """Short name of an artifact in reports: backend, precision and INT8 target."""
-    label = f"{backend_name}-{spec.precision}"
+def onnx_choice_for(path: Path, config: BenchConfig) -> BackendChoice:
+    """The runtime of one artifact: the configured one for ONNX files, the suffix's for the others."""
+    return config.onnx_choice() if path.suffix.lower() == ONNX_SUFFIX else BackendChoice()
+
+
+def artifact_label(backend_name: str, spec: ModelSpec, inference_precision: str = "f32") -> str:
+    """Short name of an artifact in reports: backend, precision (bf16 where computed so) and INT8 target."""
+    label = f"{backend_name}-{spec.precision if inference_precision == 'f32' else inference_precision}"
     if spec.quantization is not None and spec.quantization.target:
         label += f"-{spec.quantization.target}"
     return label
@@ -150,13 +156,14 @@ def _measure_shape(
 # --- the benchmark -----------------------------------------------------------------------------------
 
 
-def _open(path: Path, role: str, device: str) -> _Loaded:
+def _open(path: Path, role: str, config: BenchConfig) -> _Loaded:
     """Open one artifact, timing only the load (runtime imports happen first)."""
     from fcn_deploy.runtime import open_backend
 
-    import_runtime_for(path)
+    choice = onnx_choice_for(path, config)
+    import_runtime_for(path, choice.backend)
     start = time.perf_counter()
-    backend = open_backend(path, check_device(device))
+    backend = open_backend(path, check_device(config.device), choice)
     return _Loaded(path=path, role=role, backend=backend, load_s=time.perf_counter() - start)
 
 
@@ -215,11 +222,11 @@ def run_bench(models: Sequence[str | os.PathLike[str]], config: BenchConfig) -> 
     try:
         for path in paths:
             _log(f"loading {path}")
-            loaded.append(_open(path, "model", config.device))
+            loaded.append(_open(path, "model", config))
         baseline_path, note = _baseline_for(loaded, config)
         if baseline_path is not None and baseline_path not in paths:
             _log(f"loading baseline {baseline_path}")
-            loaded.insert(0, _open(baseline_path, "baseline", config.device))
+            loaded.insert(0, _open(baseline_path, "baseline", config))
         baseline = next((item for item in loaded if item.path == baseline_path), None)
         per_shape: list[dict[int, ShapeResult]] = []
         for shape in shapes:
@@ -258,10 +265,11 @@ def _artifact_result(
     load_s = item.load_s
     if config.measure_rss:
         _log(f"peak memory and load time of {item.path.name} (fresh process)")
-        probe = rss_probe(item.path, config.device, shapes)
+        probe = rss_probe(item.path, config.device, shapes, onnx_choice_for(item.path, config))
         peak, before, load_s = probe["peak"], probe["before_load"], probe["load_s"]
     return ArtifactResult(
-        path=str(item.path), label=artifact_label(backend.name, backend.spec), backend=backend.name,
+        path=str(item.path), label=artifact_label(backend.name, backend.spec, onnx_choice_for(item.path, config).precision),
+        backend=backend.name,
         device=backend.device, precision=backend.spec.precision, input_format=backend.spec.input_format,
         role=item.role, load_s=load_s, first_run_s=item.first_run_s, peak_rss_mb=peak,
         rss_before_load_mb=before, shapes=tuple(results[index] for results in per_shape),

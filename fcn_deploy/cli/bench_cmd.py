@@ -38,6 +38,10 @@ def bench(
     iters: int = typer.Option(20, "--iters", help="Timed runs per artifact and shape."),
     rounds: int = typer.Option(5, "--rounds", help="Interleaved rounds the timed runs are spread over."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime of the ONNX files: onnxruntime or openvino "
+                                "(checkpoints and engines keep their own)."),
+    precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision of the ONNX files: f32, or "
+                                  "bf16 on CPUs with native BF16."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
     rss: bool = typer.Option(True, "--rss/--no-rss", help="Measure peak RSS of each artifact in a fresh process."),
     gemm_size: int = typer.Option(2048, "--gemm-size", help="n of the n×n float32 GEMM reference."),
@@ -56,7 +60,7 @@ def bench(
 
     config = BenchConfig(
         sizes=parse_sizes(sizes), batches=parse_batches(batch), warmup=warmup, iters=iters, rounds=rounds,
-        device=device, measure_rss=rss, gemm_size=gemm_size,
+        device=device, measure_rss=rss, gemm_size=gemm_size, onnx_backend=backend, precision=precision,
     )
     report = run_bench(models or default_bench_models(), config)
     _print_report(report)
