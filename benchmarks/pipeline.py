@@ -124,7 +124,15 @@ def voc_efficiency(model: Path, count: int, rounds: int, device: str, images_fro
 # --- scaling -------------------------------------------------------------------------------------------
 
 
-def scaling_point(model: Path, side: int, min_megapixels: float, device: str, overlap: float) -> dict:
+MODEL_OVERLAP = "model"  # the segmenter's default: the context the model needs, in pixels
+
+
+def overlap_option(text: str) -> float | None:
+    """An --overlap value: 'model' (the default tiling chosen from the model) or a fraction of the tile."""
+    return None if text == MODEL_OVERLAP else float(text)
+
+
+def scaling_point(model: Path, side: int, min_megapixels: float, device: str, overlap: str) -> dict:
     """Write copies of one synthetic image, run them in a fresh process, return its timing and peak RSS."""
     copies = max(1, math.ceil(min_megapixels * 1e6 / (side * side)))
     work = Path(tempfile.mkdtemp(prefix="fcn-scaling-"))
@@ -152,7 +160,7 @@ def scaling_worker(request: dict) -> None:
     from fcn_deploy.segmenter import SegmenterConfig
 
     side, model, device, copies = int(request["side"]), Path(request["model"]), request["device"], request["copies"]
-    work, overlap = Path(request["work"]), float(request["overlap"])
+    work, overlap = Path(request["work"]), overlap_option(str(request["overlap"]))
     start = time.perf_counter()
     open_backend(model, device).close()
     load_s = time.perf_counter() - start
@@ -168,14 +176,14 @@ def scaling_worker(request: dict) -> None:
     model_mp = copies * record.tiles * tile_hw[0] * tile_hw[1] / 1e6
     print(json.dumps({
         "side": side, "megapixels": side * side / 1e6, "copies": copies, "mode": record.mode, "tiles": record.tiles,
-        "tile_hw": list(tile_hw), "overlap": overlap, "seconds": seconds, "load_s": load_s,
+        "tile_hw": list(tile_hw), "overlap": request["overlap"], "seconds": seconds, "load_s": load_s,
         "s_per_megapixel": (seconds - load_s) / image_mp, "s_per_model_megapixel": (seconds - load_s) / model_mp,
         "segment_ms": [r.milliseconds for r in summary.images], "peak_rss_mb": peak,
         "rss_before_infer_mb": rss_before,
     }), flush=True)
 
 
-def _tile_hw(model: Path, device: str, mode: str, side: int, overlap: float) -> tuple[int, int]:
+def _tile_hw(model: Path, device: str, mode: str, side: int, overlap: float | None) -> tuple[int, int]:
     """The input size each model pass had: the padded image (whole) or the tile (slide)."""
     if mode == "whole":
         from fcn_deploy.data.transforms import aligned_size
@@ -184,10 +192,10 @@ def _tile_hw(model: Path, device: str, mode: str, side: int, overlap: float) -> 
     from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
 
     with open_segmenter(model, device, SegmenterConfig(overlap=overlap)) as segmenter:
-        return segmenter.tile
+        return segmenter.plan((side, side)).tile_hw
 
 
-def scaling(model: Path, sides: tuple[int, ...], min_megapixels: float, device: str, overlaps: tuple[float, ...]) -> list[dict]:
+def scaling(model: Path, sides: tuple[int, ...], min_megapixels: float, device: str, overlaps: tuple[str, ...]) -> list[dict]:
     """Every size at every overlap, each in its own process."""
     points = []
     for overlap in overlaps:
@@ -223,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--images-from", help="copy these JPEGs (cycled) instead of synthesising images")
     parser.add_argument("--min-megapixels", type=float, default=4.0, help="pixels per scaling run (copies)")
-    parser.add_argument("--overlap", type=float, nargs="+", default=[0.25, 0.0], help="slide-mode overlaps")
+    parser.add_argument("--overlap", nargs="+", default=[MODEL_OVERLAP, "0.25"],
+                        help="slide-mode overlaps: 'model' (the default tiling) or fractions of the tile")
     parser.add_argument("--quick", action="store_true", help="scaling up to 4 megapixels only")
     parser.add_argument("--json", help="write the results here")
     return parser

@@ -75,3 +75,26 @@ def line_chart(series: Series, path: Path, title: str, x_label: str, y_label: st
 
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def bar_chart(bars: list[tuple[str, float]], path: Path, title: str, x_label: str,
+              size: tuple[int, int] = (1000, 420)) -> None:
+    """Horizontal bars (label, value) on a linear axis from 0, values printed at the bar ends; saved as a PNG."""
+    width, height = size
+    left, right, top, bottom = 260, 80, 50, 60
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font, small = _font(16), _font(13)
+    high = max(value for _, value in bars) * 1.1
+    pitch = (height - top - bottom) / max(1, len(bars))
+    for index, (label, value) in enumerate(bars):
+        y0 = top + index * pitch + pitch * 0.15
+        y1 = top + (index + 1) * pitch - pitch * 0.15
+        x1 = left + value / high * (width - left - right)
+        draw.rectangle([left, y0, x1, y1], fill=(70, 110, 180))
+        draw.text((left - 8, (y0 + y1) / 2), label, fill="black", font=small, anchor="rm")
+        draw.text((x1 + 6, (y0 + y1) / 2), f"{value:.3g}", fill="black", font=small, anchor="lm")
+    draw.line([(left, top), (left, height - bottom)], fill="black")
+    draw.text((width / 2, 20), title, fill="black", font=font, anchor="mm")
+    draw.text((left + (width - left - right) / 2, height - 25), x_label, fill="black", font=font, anchor="mm")
+    image.save(path)

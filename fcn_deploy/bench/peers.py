@@ -136,6 +136,18 @@ class PeerReport:
         data["theoretical"] = dict(self.theoretical)
         return json.loads(json.dumps(data, default=str))
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeerReport:
+        """Rebuild a report from ``to_dict`` output (to re-render a saved one)."""
+        try:
+            return cls(created=data["created"], machine=tuple(data["machine"].items()), config=dict(data["config"]),
+                       rows=tuple(PeerRow(**row) for row in data["rows"]),
+                       matmul=tuple(MatmulRate(**rate) for rate in data["matmul"]),
+                       theoretical=tuple(data["theoretical"].items()), theoretical_how=data["theoretical_how"],
+                       gflop_per_batch=data["gflop_per_batch"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"not an fcn-deploy peer report ({exc})") from exc
+
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the report atomically as indented JSON."""
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
