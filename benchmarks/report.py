@@ -160,8 +160,10 @@ def markdown(main: BenchReport, sweep: BenchReport, pipe: dict, command: str, pe
         "The machine is shared and noisy: every artifact runs in interleaved rounds (round r times each "
         "artifact in turn, starting at a rotating position), speed ratios are medians of per-round ratios, "
         "and the GEMM reference is sampled once per round in the same run. Absolute times move with the "
-        "machine's load; the ratios move much less. The models have random weights (speed does not depend "
-        "on them).", "",
+        "machine's load; the ratios move much less. " + (
+            "The models are the ones named in the command (speed does not depend on the weights; the agreement "
+            "figures do)." if "--models" in command else
+            "The models have random weights (speed does not depend on them)."), "",
         "## Targets", "",
     ]
     lines += _markdown_table(("target", "measured", "met"),
@@ -267,6 +269,10 @@ def main(argv: list[str] | None = None) -> None:
         ["--model", str(artifacts.fp32), "--device", "cpu"] + (["--quick", "--images", "8", "--rounds", "1"]
                                                                 if args.quick else [])))
     command = ".venv/bin/python benchmarks/report.py" + (" --quick" if args.quick else "")
+    if args.models:  # file names only: no machine paths in the docs
+        command += " --models " + " ".join(Path(m).name for m in args.models)
+    if args.peer_images:
+        command += f" --peer-images {Path(args.peer_images).name}"
     data = portable({"bench": main_report.to_dict(), "sweep": sweep.to_dict(), "pipeline": pipe, "command": command,
                      "peers": peers})
     write_text_atomic(docs / "benchmarks.json", json.dumps(data, indent=2) + "\n")
