@@ -386,9 +386,10 @@ def theoretical_peak() -> tuple[dict[str, float], str]:
         peaks["bf16"] = 2 * peaks["fp32"]
     if "avx512_vnni" in flags or "avx_vnni" in flags:
         peaks["int8"] = 4 * peaks["fp32"]
-    how = (f"{cores} logical CPUs × {mhz / 1e3:.2f} GHz (/proc/cpuinfo) × {fp32} FP32 FLOP/cycle (2 FMA pipes × "
-           f"{bits // 32} lanes of a {bits}-bit datapath × 2); BF16 ×2 (AVX-512 BF16 dot products), INT8 ×4 ops "
-           f"(VNNI); {vendor or 'unknown vendor'} family {family or '?'}; AMX, where present, is not counted")
+    how = (f"{cores} logical CPUs × {mhz / 1e3:.2f} GHz (/proc/cpuinfo; often the base clock, so a measured rate "
+           f"above the peak means the cores run faster) × {fp32} FP32 FLOP/cycle (2 FMA pipes × {bits // 32} lanes "
+           f"of a {bits}-bit datapath × 2); BF16 ×2 (AVX-512 BF16 dot products), INT8 ×4 ops (VNNI); "
+           f"{vendor or 'unknown vendor'} family {family or '?'}; AMX, where present, is not counted")
     return peaks, how
 
 
