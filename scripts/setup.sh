@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install fcn-deploy with its test extras; re-installs only when pyproject.toml changes.
+# Create .venv (once) and install fcn-deploy with its test extras (dev, openvino); re-installs only when pyproject.toml changes.
 # Also creates .venv-serve with the 'serve' extra (PyTriton needs numpy < 2, the main environment runs numpy 2);
 # set FCN_DEPLOY_NO_SERVE=1 to skip it.
 set -euo pipefail
@@ -19,7 +19,7 @@ make_venv() {  # make_venv FOLDER EXTRAS
   fi
 }
 
-make_venv .venv dev,ray
+make_venv .venv dev,ray,openvino  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve serve,dev
 fi
