@@ -286,7 +286,7 @@ def render(docs: Path, main_report: BenchReport, sweep: BenchReport, pipe: dict,
                "Latency per megapixel by image size (lower is better)", "image size (megapixels)", "ms per megapixel (log scale)")
     if peers:
         bars = [(r["name"], r["images_per_s"]) for r in peers["rows"] if r.get("images_per_s")]
-        bar_chart(bars, docs / "benchmarks-peers.png", f"Peers at {MAIN_SIZE[0]}×{MAIN_SIZE[1]}, batch 1 (higher is better)",
+        bar_chart(bars, docs / "benchmarks-peers.png", f"Peers at {MAIN_SIZE[0]}x{MAIN_SIZE[1]}, batch 1 (higher is better)",
                   "images per second (median latency)")
     notes_path = docs / "benchmarks-notes.md"
     text = markdown(main_report, sweep, pipe, command, peers)

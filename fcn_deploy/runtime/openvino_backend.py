@@ -18,7 +18,7 @@ import numpy as np
 
 from fcn_deploy.contract import ONNX_METADATA_KEY, TensorSignature, read_onnx_spec, require_artifact
 from fcn_deploy.deps import require
-from fcn_deploy.devices import DEVICES
+from fcn_deploy.devices import check_device
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.runtime.runtime_spec import checked_runtime_spec
@@ -105,9 +105,7 @@ class OpenVinoBackend(Backend):
     _labels_supported = True
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto", options: OpenVinoOptions = OpenVinoOptions()) -> None:
-        if device not in DEVICES:
-            raise InputError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
-        if device == "cuda":
+        if check_device(device) == "cuda":
             raise InputError("the OpenVINO backend runs on the CPU, device 'cuda' was requested",
                              "pass --device cpu (or auto), or use --backend onnxruntime/tensorrt on CUDA")
         self.path = require_artifact(path)
