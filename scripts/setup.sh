@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install fcn-deploy with its test extras (dev, openvino); re-installs only when pyproject.toml changes.
+# Create .venv (once) and install fcn-deploy with its test extras (dev, ray, openvino); re-installs only when pyproject.toml changes.
 # Also creates .venv-serve with the 'serve' extra (PyTriton needs numpy < 2, the main environment runs numpy 2);
 # set FCN_DEPLOY_NO_SERVE=1 to skip it.
 set -euo pipefail
