@@ -114,7 +114,8 @@ class SegmentWorker:
         with tempfile.TemporaryDirectory(prefix="fcn-deploy-model-") as folder:
             for name, data in files.items():
                 (Path(folder) / name).write_bytes(data)
-            backend = open_backend(Path(folder) / setup.model_name, setup.config.device, threads=setup.threads)
+            backend = open_backend(Path(folder) / setup.model_name, setup.config.device, setup.config.backend,
+                                   threads=setup.threads)
         self.segmenter = Segmenter(backend, setup.config.segmenter)
         self.setup = setup
 
