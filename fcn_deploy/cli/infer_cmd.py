@@ -29,7 +29,7 @@ def infer(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also segment images in subfolders."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write <name>.overlay.jpg colour overlays."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist (default: skip them)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Tiles per model call (default: 4, capped at the model's maximum)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Tiles per model call (default: up to 4, capped at the model's maximum batch and at the pixels of its largest pass)."),
     tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of the "
                                        "model's alignment, 32 for the FCNs; default: fitted to each image, at most the "
                                        "model's largest size)."),
