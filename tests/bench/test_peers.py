@@ -64,8 +64,9 @@ def test_matmul_probes_measure_or_say_why():
 
 
 @pytest.mark.slow
-def test_peers_run_side_by_side_and_a_missing_one_is_a_row_saying_why(small_models, tmp_path):
+def test_peers_run_side_by_side_and_a_missing_one_is_a_row_saying_why(small_models, tmp_path, monkeypatch):
     checkpoint, onnx = small_models
+    monkeypatch.chdir(tmp_path)  # OpenVINO's compiled-model cache goes under the working folder
     config = PeerConfig(checkpoint=checkpoint, onnx=onnx, size=SMALL, warmup=0, iters=2, rounds=2, measure_rss=False,
                         matmul_size=128, peers=("pytorch-eager-nchw", "pytorch-eager-channels-last",
                                                 "onnxruntime-fp32", "openvino-fp32", "onnxruntime-int8"))
