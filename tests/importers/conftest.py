@@ -41,6 +41,12 @@ def _d2l_bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int):
 
 
 @pytest.fixture
+def d2l_net_factory():
+    """``d2l_notebook_net`` itself, for tests that need another class count or seed."""
+    return d2l_notebook_net
+
+
+@pytest.fixture
 def d2l_net():
     return d2l_notebook_net()
 

@@ -27,14 +27,13 @@ def test_d2l_keys_map_onto_fcn32s_exactly(tmp_path: Path, d2l_net, d2l_state_dic
         assert torch.equal(model(x), d2l_net(x))
 
 
-def test_d2l_with_other_class_count_and_class_file(tmp_path: Path) -> None:
+def test_d2l_with_other_class_count_and_class_file(tmp_path: Path, d2l_net_factory) -> None:
     torch = pytest.importorskip("torch")
-    from conftest import d2l_notebook_net
     from fcn_deploy.checkpoint import read_checkpoint
     from fcn_deploy.importers.d2l import import_d2l
 
     weights = tmp_path / "w.pt"
-    torch.save(d2l_notebook_net(num_classes=3).state_dict(), weights)
+    torch.save(d2l_net_factory(num_classes=3).state_dict(), weights)
     (tmp_path / "classes.txt").write_text("sky #0000ff\nroad #808080\ncar #ff0000\n")
     path, _ = import_d2l(weights, tmp_path / "ck.pt", classes=tmp_path / "classes.txt")
     spec = read_checkpoint(path)[0].spec
