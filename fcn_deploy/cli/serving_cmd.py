@@ -32,6 +32,8 @@ def serve(
     max_queue_delay_us: int = typer.Option(2000, "--max-queue-delay-us", help="How long Triton waits to fill a batch."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse larger images (default: Pillow's 89.5 MP bomb limit)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    backend: str = typer.Option("auto", "--backend", help="Runtime: auto (by the model's suffix), pytorch, onnxruntime, openvino or tensorrt."),
+    precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 on CPUs with native BF16."),
     tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of 32)."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="Folder for Triton's model store and sockets (default: a temporary one)."),
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the admin token (default: a random token nobody sees)."),
@@ -39,6 +41,7 @@ def serve(
     """Serve the segmenter on Triton (PyTriton) as 'fcn_segment': encoded images in, mask PNG and labels out."""
     from fcn_deploy.data.transforms import parse_size
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
+    from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
     from fcn_deploy.workspace import default_model
     from fcn_deploy.segmenter import SegmenterConfig
@@ -48,11 +51,13 @@ def serve(
         host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, instances=instances,
         max_batch=max_batch, max_queue_delay_us=max_queue_delay_us,
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, device=device,  # type: ignore[arg-type]
+        backend=BackendChoice(backend, precision),
         segmenter=SegmenterConfig(tile=parse_size(tile, "--tile") if tile else None), workspace=workspace,
         token=_read_token(token_file),
     )
-    run_server(model if model is not None else default_model(config.device, engine_unavailable=tensorrt_unavailable),
-               config)
+    chosen = model if model is not None else default_model(config.device, engine_unavailable=tensorrt_unavailable,
+                                                          backend=config.backend.backend)
+    run_server(chosen, config)
 
 
 def client(
@@ -94,10 +99,15 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu or gpu instances (default: gpu for engines, cpu for ONNX)."),
         segment_network: str = typer.Option("triton", "--segment-network",
                                             help="How <name>_segment runs the network: 'triton' (calls <name>) or 'in_process'."),
+        backend: str = typer.Option("auto", "--backend", help="Runtime of an in-process network: auto (by the model's suffix), "
+                                                              "onnxruntime, openvino or tensorrt."),
+        precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 (the serving CPU "
+                                                                 "must compute BF16 natively)."),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="The segmenter model refuses larger images."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
     ) -> None:
         """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
+        from fcn_deploy.runtime import BackendChoice
         from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
         from fcn_deploy.workspace import default_model
         from fcn_deploy.serving.repository import RepositoryConfig, export_repository
@@ -105,8 +115,9 @@ def register(app: typer.Typer) -> None:
         config = RepositoryConfig(name=name, max_batch=max_batch, instances=instances,
                                   max_queue_delay_us=max_queue_delay_us, device=device,  # type: ignore[arg-type]
                                   network_runtime=segment_network.replace("-", "_"),  # type: ignore[arg-type]
-                                  max_pixels=max_pixels, overwrite=overwrite)
-        chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable)
+                                  backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite)
+        chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable,
+                                                              backend=config.backend.backend)
         result = export_repository(chosen, out, config)
         typer.echo(f"wrote {result.network} ({result.platform}) and {result.segment} (python); "
                    f"serve with: tritonserver --model-repository {result.repository}")

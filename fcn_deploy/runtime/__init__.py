@@ -74,8 +74,11 @@ def suffix_backend(path: Path) -> str:
     )
 
 
-def _chosen_backend(path: Path, choice: BackendChoice) -> str:
-    """The backend to run ``path`` with: the suffix's, or the one asked for when it can read that file."""
+def chosen_backend(path: Path, choice: BackendChoice) -> str:
+    """The backend to run ``path`` with: the suffix's, or the one asked for when it can read that file.
+
+    Reads only the suffix, so a command can refuse a wrong choice before it opens anything.
+    """
     by_suffix = suffix_backend(path)
     wanted = by_suffix if choice.backend == "auto" else choice.backend
     readers = {"onnxruntime": "openvino"} if by_suffix == "onnxruntime" else {}
@@ -98,7 +101,7 @@ def open_backend(
     device = check_device(device)
     if not path.exists():
         raise InputError(f"model file not found: {path}")
-    backend = _chosen_backend(path, choice)
+    backend = chosen_backend(path, choice)
     if backend == "pytorch":
         from fcn_deploy.runtime.torch_backend import TorchBackend
 
@@ -118,4 +121,4 @@ def open_backend(
 
 # DEVICES, Device, ENGINE_SUFFIXES and cuda_device_count stay importable from here (their homes are lower)
 __all__ = ["BACKENDS", "Backend", "BackendChoice", "DEVICES", "Device", "ENGINE_SUFFIXES", "INFERENCE_PRECISIONS",
-           "cuda_device_count", "open_backend", "parse_device_string", "suffix_backend"]
+           "chosen_backend", "cuda_device_count", "open_backend", "parse_device_string", "suffix_backend"]

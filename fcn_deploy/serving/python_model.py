@@ -51,7 +51,7 @@ class TritonPythonModel:
     """Triton's Python-backend interface: ``initialize``, ``execute`` (a list of requests), ``finalize``."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        from fcn_deploy.runtime import open_backend
+        from fcn_deploy.runtime import BackendChoice, open_backend
         from fcn_deploy.serving.repository import SPEC_PARAMETER, VERSION
 
         self._utils = importlib.import_module("triton_python_backend_utils")
@@ -61,7 +61,9 @@ class TritonPythonModel:
         network = parameters["network_model"]
         if runtime == "in_process":
             path = Path(args["model_repository"]).parent / network / VERSION / parameters["network_file"]
-            backend = open_backend(path, parameters.get("device", "cpu"))  # type: ignore[arg-type]
+            choice = BackendChoice(parameters.get("network_backend") or "auto",
+                                   parameters.get("network_precision") or "f32")
+            backend = open_backend(path, parameters.get("device", "cpu"), choice)  # type: ignore[arg-type]
         elif runtime == "triton":
             backend = TritonNetworkBackend(spec, network, self._utils)
         else:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.runtime import BackendChoice, chosen_backend, suffix_backend
 from fcn_deploy.serving.contract import ERROR_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, MASK_OUTPUT
 from fcn_deploy.serving.model_config import Enum, data_type_name, parameters_of, parse_config, string_parameters, to_pbtxt
 from fcn_deploy.contract import read_sidecar, sidecar_path
@@ -58,6 +59,7 @@ class RepositoryConfig:
     max_queue_delay_us: int = 2000
     device: TritonDevice | None = None
     network_runtime: NetworkRuntime = "triton"
+    backend: BackendChoice = BackendChoice()  # the runtime of an in-process network ('auto': by the file's suffix)
     max_pixels: int | None = None
     overwrite: bool = False
 
@@ -248,14 +250,36 @@ def segment_tensors() -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
              TensorInfo(ERROR_OUTPUT, "TYPE_STRING", (1,))))
 
 
+def _checked_backend(config: RepositoryConfig, artifact: Artifact, device: TritonDevice) -> None:
+    """Refuse a backend choice the segmenter model could not honour when Triton loads it.
+
+    Whether the serving machine has OpenVINO and native BF16 is checked when the model loads there (the
+    repository may be served elsewhere); what the files and options alone decide is refused here.
+    """
+    backend = chosen_backend(artifact.path, config.backend)
+    if backend == suffix_backend(artifact.path):
+        return
+    if config.network_runtime != "in_process":
+        raise InputError(f"--backend {backend} runs the network inside the segmenter model, but "
+                         f"--segment-network {config.network_runtime} runs it as the '{config.name}' model "
+                         f"on Triton's {artifact.platform} platform",
+                         "add --segment-network in_process, or drop --backend")
+    if backend == "openvino" and device == "gpu":
+        raise InputError("the OpenVINO backend runs on the CPU, --device gpu was requested",
+                         "use --device cpu (the default for ONNX), or drop --backend openvino")
+
+
 def segment_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, Any]:
     """config.pbtxt values of the Python-backend segmenter model."""
     device = _checked_device(config, artifact)
+    _checked_backend(config, artifact, device)
     inputs, outputs = segment_tensors()
     parameters = {
         "network_model": config.name,
         "network_file": artifact.file_name,
         "network_runtime": config.network_runtime,
+        "network_backend": config.backend.backend,
+        "network_precision": config.backend.precision,
         "network_max_batch": str(_checked_max_batch(config, artifact.spec)),
         "device": "cuda" if device == "gpu" else "cpu",
         "max_pixels": str(config.max_pixels) if config.max_pixels is not None else "",

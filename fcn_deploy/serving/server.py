@@ -26,6 +26,7 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
 from fcn_deploy.devices import DEVICES, Device
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.segmenter import Segmenter, SegmenterConfig, open_segmenter
 from fcn_deploy.serving.contract import (
     ERROR_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, MASK_OUTPUT, SERVED_MODEL_NAME, answer,
@@ -58,6 +59,7 @@ class ServeConfig:
     max_queue_delay_us: int = 2000
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     device: Device = "auto"
+    backend: BackendChoice = BackendChoice()  # the runtime and precision hint, as ``infer --backend/--precision``
     segmenter: SegmenterConfig = SegmenterConfig()
     workspace: Path | None = None  # PyTriton's model store and sockets; None: a temporary folder
     token: str | None = field(default=None, repr=False)
@@ -141,21 +143,26 @@ def _stop_on_signals(stop: threading.Event) -> Any:
 
 def serve(model: str | os.PathLike[str], config: ServeConfig = ServeConfig(),
           on_ready: Callable[[], None] | None = None, stop: threading.Event | None = None) -> None:
-    """Serve ``model`` as ``fcn_segment`` until SIGINT/SIGTERM (or ``stop``); returns after a graceful stop."""
-    require("pytriton.triton")
+    """Serve ``model`` as ``fcn_segment`` until SIGINT/SIGTERM (or ``stop``); returns after a graceful stop.
+
+    The model is opened first, exactly as ``infer`` opens it: a backend that cannot run here (a missing runtime,
+    BF16 without native support, a file the backend cannot read) is refused before anything of the server starts.
+    """
     stop = stop or threading.Event()
     died = False
-    os.environ.update(python_backend_env())  # Triton and its Python stubs inherit this environment
     with contextlib.ExitStack() as stack:
-        segmenters = [stack.enter_context(open_segmenter(model, config.device, config.segmenter))
+        segmenters = [stack.enter_context(open_segmenter(model, config.device, config.segmenter, config.backend))
                       for _ in range(config.instances)]
+        require("pytriton.triton")
+        os.environ.update(python_backend_env())  # Triton and its Python stubs inherit this environment
         triton = _triton(config)
         with _stop_on_signals(stop):
             try:
                 _bind(triton, [SegmentCallable(s, config.max_pixels) for s in segmenters], config)
                 triton.run()
                 backend = segmenters[0].backend
-                log(f"serving {model} as '{SERVED_MODEL_NAME}' ({backend.name}/{backend.device}, "
+                hint = "" if config.backend.precision == "f32" else f"-{config.backend.precision}"
+                log(f"serving {model} as '{SERVED_MODEL_NAME}' ({backend.name}{hint}/{backend.device}, "
                     f"{config.instances} instance(s), batches up to {config.max_batch}): "
                     f"HTTP {config.host}:{config.http_port}, gRPC {config.host}:{config.grpc_port}, "
                     f"metrics {config.host}:{config.metrics_port}; stop with Ctrl-C or SIGTERM")

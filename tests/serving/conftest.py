@@ -38,6 +38,12 @@ def serve_stack() -> None:
 
 
 @pytest.fixture(scope="session")
+def openvino_runtime() -> None:
+    """OpenVINO is importable (the ``openvino`` extra, in both environments); skip with the reason otherwise."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn-deploy[openvino]')")
+
+
+@pytest.fixture(scope="session")
 def config_schema() -> None:
     """tritonclient's model_config_pb2 and protobuf's text format are importable; skip with the reason otherwise."""
     for module in ("tritonclient.grpc.model_config_pb2", "google.protobuf.text_format"):
@@ -158,7 +164,8 @@ def server_env(tmp: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
-    """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports, ready; stopped (by PID) whatever happens."""
+    """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports, run in ``tmp`` (OpenVINO's cache goes there),
+    ready; stopped (by PID) whatever happens."""
     import tritonclient.http as http
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,7 @@ def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
                "--workspace", str(tmp / "workspace"), "--token-file", str(token_file), "--device", "cpu", *extra]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp),
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp), cwd=tmp,
                                    start_new_session=True)
     server = Server(process, *ports, token, log_path)
     try:

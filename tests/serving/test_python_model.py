@@ -112,3 +112,34 @@ def test_network_calls_through_triton_give_the_in_process_labels(random_onnx) ->
         assert result.mode == "slide" and result.tiles > 1
         assert np.array_equal(result.labels, local.segment(image).labels)
     assert {name for name, _ in utils.calls} == {"fcn"} and all(shape[0] <= 2 for _, shape in utils.calls)
+
+
+def test_in_process_network_opens_with_the_backend_of_the_export(config_schema, openvino_runtime, random_onnx,
+                                                                   image_dir, tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    from google.protobuf import json_format
+
+    from fcn_deploy.runtime import BackendChoice
+    from fcn_deploy.serving.model_config import parse_config
+    from fcn_deploy.serving.python_model import TritonPythonModel
+
+    monkeypatch.chdir(tmp_path)  # OpenVINO's cache (cache/openvino under the working folder) stays in tmp_path
+    repository = tmp_path / "repo"
+    export_repository(random_onnx, repository, RepositoryConfig(network_runtime="in_process",
+                                                                backend=BackendChoice("openvino")))
+    segment = repository / "fcn_segment"
+    parsed = parse_config((segment / "config.pbtxt").read_text(), "segment")
+    model_config = json_format.MessageToJson(parsed, preserving_proto_field_name=True)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    model = TritonPythonModel()
+    model.initialize({"model_config": model_config, "model_repository": str(segment)})
+    try:
+        assert model._segmenter.backend.name == "openvino"
+        image = read_image(sorted(image_dir.glob("*.jpg"))[0])
+        with open_segmenter(random_onnx, "cpu", SegmenterConfig(), BackendChoice("openvino")) as segmenter:
+            expected = segmenter.segment(image).labels
+        assert np.array_equal(model._segmenter.segment(image).labels, expected)
+    finally:
+        model.finalize()

@@ -15,6 +15,7 @@ from fcn_deploy.serving.repository import (
     CONFIG_NAME, RepositoryConfig, check_repository_model, export_repository, read_artifact,
 )
 from fcn_deploy.contract import read_sidecar
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.spec import ModelSpec
 
 pytestmark = pytest.mark.usefixtures("config_schema")
@@ -108,6 +109,31 @@ def test_bad_requests_are_refused_and_nothing_is_written(random_onnx, trained_ch
         export_repository(random_onnx, tmp_path / "repo")
     export_repository(random_onnx, tmp_path / "repo", RepositoryConfig(overwrite=True, max_batch=1))
     assert parse_config((tmp_path / "repo" / "fcn" / CONFIG_NAME).read_text(), "c").max_batch_size == 1
+
+
+def test_the_segment_model_carries_the_backend_choice(random_onnx, tmp_path) -> None:
+    config = RepositoryConfig(network_runtime="in_process", backend=BackendChoice("openvino", "bf16"))
+    result = export_repository(random_onnx, tmp_path / "repo", config)
+    parameters = parameters_of(parse_config((result.segment / CONFIG_NAME).read_text(), "segment"))
+    assert (parameters["network_backend"], parameters["network_precision"]) == ("openvino", "bf16")
+    result = export_repository(random_onnx, tmp_path / "plain", RepositoryConfig(backend=BackendChoice("onnxruntime")))
+    assert parameters_of(parse_config((result.segment / CONFIG_NAME).read_text(), "s"))["network_backend"] == "onnxruntime"
+
+
+@pytest.mark.parametrize(("model", "config", "words"), [
+    ("onnx", RepositoryConfig(backend=BackendChoice("openvino")), "add --segment-network in_process"),
+    ("onnx", RepositoryConfig(network_runtime="in_process", device="gpu", backend=BackendChoice("openvino")),
+     "OpenVINO backend runs on the CPU"),
+    ("onnx", RepositoryConfig(network_runtime="in_process", backend=BackendChoice("tensorrt")),
+     "--backend tensorrt cannot run"),
+    ("engine", RepositoryConfig(network_runtime="in_process", backend=BackendChoice("openvino")),
+     "--backend openvino cannot run"),
+])
+def test_a_backend_the_segment_model_cannot_honour_is_refused(random_onnx, fake_engine, tmp_path, model, config,
+                                                              words) -> None:
+    with pytest.raises(InputError, match=words):
+        export_repository(random_onnx if model == "onnx" else fake_engine, tmp_path / "repo", config)
+    assert not (tmp_path / "repo").exists()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from PIL import Image
 from fcn_deploy.cli import run
 from fcn_deploy.errors import InputError
 from fcn_deploy.infer import InferConfig, infer_folder
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving.client import ClientConfig, parse_url, segment_remote
 from fcn_deploy.serving.server import ServeConfig
 
@@ -38,6 +39,24 @@ def test_served_masks_equal_infer_over_http_and_grpc(server, random_onnx, image_
             assert np.array_equal(served[name], labels), name
             assert (out / name).read_bytes() == (tmp_path / "infer" / name).read_bytes()
         assert (out / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_served_masks_with_openvino_equal_infer_with_openvino(serve_stack, openvino_runtime, random_onnx, image_dir,
+                                                               tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # OpenVINO's cache (cache/openvino under the working folder) stays in tmp_path
+    openvino = BackendChoice("openvino")
+    infer_folder(random_onnx, image_dir, tmp_path / "infer", InferConfig(device="cpu", backend=openvino, progress=False))
+    expected = _masks(tmp_path / "infer")
+    assert len(expected) >= 6
+    with running_server(random_onnx, tmp_path / "srv", "--backend", "openvino", "--precision", "f32") as server:
+        summary = segment_remote(server.http_url, [image_dir], tmp_path / "served", ClientConfig(progress=False))
+        assert "(openvino/cpu," in server.log()
+    assert summary.count("ok") == len(expected) and summary.count("failed") == 0
+    served = _masks(tmp_path / "served")
+    assert served.keys() == expected.keys()
+    for name, labels in expected.items():
+        assert np.array_equal(served[name], labels), name
 
 
 @pytest.mark.slow
