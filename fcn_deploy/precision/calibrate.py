@@ -229,13 +229,21 @@ def _collect_ranges(onnx_path: Path, plan: CropPlan, spec: ModelSpec, method: Me
         extra_options=_calibrator_options(method, bins),
     )
     layout = VocLayout(Path(plan.data_dir))
-    with progress_bar(len(plan.crops), f"calibrating ({method})") as advance:
-        for start in range(0, len(plan.crops), COLLECT_CHUNK):
-            chunk = plan.crops[start: start + COLLECT_CHUNK]
-            with _quiet_quantizer():
-                calibrator.collect_data(crop_reader(layout, chunk, plan.crop, spec, advance))
-    with _quiet_quantizer():
-        return calibrator.compute_data()
+    try:
+        with progress_bar(len(plan.crops), f"calibrating ({method})") as advance:
+            for start in range(0, len(plan.crops), COLLECT_CHUNK):
+                chunk = plan.crops[start: start + COLLECT_CHUNK]
+                with _quiet_quantizer():
+                    calibrator.collect_data(crop_reader(layout, chunk, plan.crop, spec, advance))
+        with _quiet_quantizer():
+            return calibrator.compute_data()
+    except ValueError as exc:  # numpy's histogram refuses a tensor whose value range is too narrow for its bins
+        if "bins" not in str(exc):
+            raise
+        raise ArtifactError(
+            f"{method} calibration cannot histogram every tensor of {onnx_path.name} with {bins} bins ({exc})",
+            "calibrate with --method minmax (no histogram), or on more varied crops (--num, --crop)",
+        ) from exc
 
 
 @contextlib.contextmanager

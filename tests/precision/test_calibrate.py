@@ -150,3 +150,19 @@ def test_int8_of_an_int8_model_is_refused(random_onnx: Path, tmp_path: Path, pre
     with pytest.raises(ArtifactError, match="precision 'int8'"):
         calibrate_int8(fake, CalibrationConfig(data_dir=precision_voc_dir, num=2, crop=(64, 96),
                                                calibration_dir=tmp_path))
+
+
+def test_a_range_too_narrow_for_the_histogram_is_our_error(random_onnx: Path, precision_voc_dir: Path,
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's 'Too many bins for data range' inside ONNX Runtime's calibrator becomes an error with a fix."""
+    calibrate_module = pytest.importorskip("onnxruntime.quantization.calibrate")
+
+    class NarrowRange:
+        def collect_data(self, reader) -> None:
+            raise ValueError("Too many bins for data range. Cannot create 2048 finite-sized bins.")
+
+    monkeypatch.setattr(calibrate_module, "create_calibrator", lambda *args, **kwargs: NarrowRange())
+    with pytest.raises(ArtifactError, match="cannot histogram") as info:
+        _calibrate(random_onnx, precision_voc_dir, tmp_path, method="percentile", num=2)
+    assert "--method minmax" in (info.value.hint or "")
+    assert not (tmp_path / "tensorrt-percentile.onnx").exists()
