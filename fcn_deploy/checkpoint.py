@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CHECKPOINT_FORMAT = "fcn-deploy-checkpoint-1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+CHECKPOINT_HINT = ("pass a checkpoint written by 'fcn-deploy train'; for weights of your own, write one with "
+                   "fcn_deploy.checkpoint.save_checkpoint(path, model, Checkpoint(spec=ModelSpec(arch=...)))")
 
 
 @dataclass(frozen=True)
@@ -69,22 +73,44 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Checkpoint, dict[str,
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}", "train one with 'fcn-deploy train' or pass its path")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise ArtifactError(f"{path} is not a readable PyTorch checkpoint ({exc})") from exc
+    payload = _safe_load(torch, path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ArtifactError(
-            f"{path} is not an fcn-deploy checkpoint", "pass a checkpoint written by 'fcn-deploy train'"
-        )
+        raise ArtifactError(f"{path} is not an fcn-deploy checkpoint", CHECKPOINT_HINT)
     spec = ModelSpec.from_dict(payload.get("spec", {}), source=str(path))
-    info = Checkpoint(
-        spec=spec,
-        epoch=int(payload.get("epoch", 0)),
-        metrics={k: float(v) for k, v in (payload.get("metrics") or {}).items()},
-        history=tuple(payload.get("history") or ()),
-    )
+    try:
+        info = Checkpoint(
+            spec=spec,
+            epoch=int(payload.get("epoch", 0)),
+            metrics={str(k): float(v) for k, v in (payload.get("metrics") or {}).items()},
+            history=tuple(payload.get("history") or ()),
+        )
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ArtifactError(f"{path} holds a damaged fcn-deploy checkpoint ({exc})",
+                            "pass another checkpoint, or train again") from exc
     return info, payload
+
+
+def _safe_load(torch: Any, path: Path) -> Any:
+    """``torch.load`` with weights only (no pickled code ever runs), its failures in our words, its warnings muted.
+
+    PyTorch's own message for a file holding Python objects suggests ``weights_only=False``, which would run
+    whatever the file contains: that advice is never passed on.
+    """
+    try:
+        with warnings.catch_warnings():  # e.g. the pickle-protocol warning printed before the error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Unpickler" in text:
+            raise ArtifactError(
+                f"{path} is not an fcn-deploy checkpoint: it holds Python objects that a safe load does not run",
+                CHECKPOINT_HINT,
+            ) from None
+        state = "empty" if path.stat().st_size == 0 else "truncated or corrupt"
+        raise ArtifactError(f"{path} cannot be read as a PyTorch checkpoint: the file is {state}",
+                            "copy the checkpoint again, or pass another one (training writes <arch>-last.pt "
+                            "every epoch)") from exc
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
@@ -95,6 +121,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
     model = build_model(info.spec.arch, info.spec.num_classes)
     try:
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise ArtifactError(f"{path}: weights do not match arch {info.spec.arch!r} ({exc})") from exc
+    except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: weights do not match arch {info.spec.arch!r} ({exc})",
+                            "pass the checkpoint training wrote for this architecture") from exc
     return model.eval(), info

@@ -56,6 +56,16 @@ class BatchFailure(FcnDeployError):
         self.summary = summary
 
 
+class Interrupted(FcnDeployError):
+    """A run stopped by Ctrl-C (exit 130) or SIGTERM (exit 143) after saving what it had done."""
+
+    def __init__(self, message: str, hint: str | None = None, summary: Any = None, signal_name: str = "SIGINT") -> None:
+        super().__init__(message, hint)
+        self.summary = summary
+        self.signal_name = signal_name
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+
+
 def describe(exc: BaseException, one_line: bool = True) -> str:
     """The text of any exception: ours with their fix (in brackets, or on a second line), others with their type."""
     if isinstance(exc, FcnDeployError):

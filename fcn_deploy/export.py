@@ -21,12 +21,13 @@ from fcn_deploy.checkpoint import load_model
 from fcn_deploy.contract import (  # read_onnx_spec and check_spec_against_graph stay importable from here
     check_spec_against_graph,
     read_onnx_spec,
+    sidecar_path,
     store_in_onnx,
     write_sidecar,
 )
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import atomic_path, sha256_file
+from fcn_deploy.fileio import atomic_path, check_output_file, sha256_file
 from fcn_deploy.metrics import compare_logits
 from fcn_deploy.progress import log
 from fcn_deploy.spec import (  # example_input stays importable from here
@@ -120,6 +121,8 @@ def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig
     onnx = require("onnx")
     require("onnxscript")
     checkpoint, out = Path(checkpoint), Path(out)
+    check_output_file(out, "--out")
+    check_output_file(sidecar_path(out), "the sidecar of --out")
     started = time.perf_counter()
     if config.upsampler not in UPSAMPLERS:
         raise InputError(f"unknown upsampler {config.upsampler!r}", f"use one of: {', '.join(UPSAMPLERS)}")

@@ -1,33 +1,64 @@
-"""File helpers shared by every stage: atomic writes (temp name, then rename) and content hashes."""
+"""File helpers shared by every stage: durable atomic writes, output-location checks, folder locks, hashes.
+
+Every output is written under a temporary name beside its target (``.<name>.<8 random chars>.part``), flushed
+to disk, renamed onto the target, and the folder flushed after the rename: a crash or a power loss leaves the
+old file or the new one, never an empty or half-written one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from fcn_deploy.errors import InputError
+
+TEMP_SUFFIX = ".part"
+# mkstemp's random part: 8 characters of [a-z0-9_]; together with the leading dot this is our naming only
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")
+LOCK_NAME = ".fcn-deploy.lock"
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+    """Yield a temporary path beside ``target``; flush it and rename it onto ``target`` only if the block succeeds.
 
-    A crash, an exception or Ctrl-C leaves no half-written ``target`` behind.
+    A crash, an exception or Ctrl-C leaves no half-written ``target`` behind; the file is fsync'd before the
+    rename and its folder after it, so the rename survives a power loss.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a normal file respects the umask
     try:
         yield tmp
+        fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_path(target.parent)
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a folder's contents to disk (folders: their entries, i.e. renames)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a folder; the file itself was flushed
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _current_umask() -> int:
@@ -38,14 +69,136 @@ def _current_umask() -> int:
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file and a rename."""
+    """Write ``data`` to ``target`` through a temporary file, an fsync and a rename."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``target`` through a temporary file and a rename."""
+    """Write ``text`` (UTF-8) to ``target`` through a temporary file, an fsync and a rename."""
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of a temporary file ``atomic_path`` makes (``.mask.png.k3j_x9q2.part``)."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = True, target_name: str | None = None) -> int:
+    """Delete temporary files of our own naming left in ``folder`` by a killed run; returns how many.
+
+    ``target_name`` limits it to the temporaries of one target (``summary.json``). Links are never followed.
+    """
+    removed = 0
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            if is_temp_name(name) and (target_name is None or name.startswith(f".{target_name}.")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+        if not recursive:
+            break
+    return removed
+
+
+# --- output locations -------------------------------------------------------------------------------
+
+
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` that is not a folder (so nothing can be created under it)."""
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_file(path: str | os.PathLike[str], option: str) -> Path:
+    """InputError unless ``path`` can be written as a file: not a folder, and no regular file above it."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder, not a file",
+                         f"pass a file path for {option} (a file name inside {path}, for instance)")
+    blocker = _blocking_ancestor(path)
+    if blocker is not None:
+        raise InputError(f"{option} {path} cannot be written: {blocker} is a file, not a folder",
+                         f"pass a path whose folders are folders, or move {blocker} away")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike[str], option: str) -> Path:
+    """InputError unless ``path`` is or can become a folder: not a file, and no regular file above it."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise InputError(f"{option} {path} exists and is not a folder", f"pass a folder for {option}")
+    blocker = _blocking_ancestor(path)
+    if blocker is not None:
+        raise InputError(f"{option} {path} cannot be created: {blocker} is a file, not a folder",
+                         f"pass a folder path whose parents are folders, or move {blocker} away")
+    return path
+
+
+# --- folder locks --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], wait: bool = False, poll_seconds: float = 0.2) -> Iterator[Path]:
+    """Hold an advisory lock on ``folder`` (its file ``.fcn-deploy.lock``) for one run writing into it.
+
+    Another holder makes this raise InputError, or with ``wait`` block until it is gone. The lock file is
+    removed on release; a waiter that locked a removed file tries again.
+    """
+    import fcntl  # POSIX only; imported here so that the module loads anywhere
+
+    path = Path(folder) / LOCK_NAME
+    announced = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if not wait:
+                raise InputError(
+                    f"another fcn-deploy run{holder} is writing into {folder}",
+                    "wait for it to finish, or pass --wait to start when it is done; two runs would duplicate the work",
+                ) from None
+            if not announced:
+                from fcn_deploy.progress import log
+
+                log(f"waiting for another fcn-deploy run{holder} writing into {folder}...")
+                announced = True
+            time.sleep(poll_seconds)
+            continue
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # we locked a lock file that its holder removed on release: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    """' (pid N)' from a lock file, or '' when it holds no pid."""
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0).decode().strip()
+        if text:
+            return f" (pid {int(text)})"
+    return ""
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True when ``path`` still names the file open as ``fd``."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

@@ -7,8 +7,10 @@ naming the file. Masks are VOC-style palette PNGs (mode 'P') that VOC tooling re
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +24,14 @@ from fcn_deploy.palette import VOC_COLORMAP, VOC_PNG_PALETTE, png_palette_bytes
 
 #: Pillow's own default limit (about 89.5 megapixels)
 DEFAULT_MAX_PIXELS = 89_478_485
+MAX_PIXELS_HINT = f"give the largest pixel count to accept, e.g. --max-pixels {DEFAULT_MAX_PIXELS}"
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 OVERLAY_ALPHA = 0.5
 _MAX_IMAGE_PIXELS_LOCK = threading.Lock()  # Pillow's limit is a module global; we swap it while opening
+_EXIF_ORIENTATION = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk with its CRC
+_PNG_PALETTE = 3  # IHDR colour type of palette images
 _OVERLAY_ROWS = 256  # rows blended at a time, to keep overlays of huge images small in memory
 
 Palette = Sequence[Sequence[int]]
@@ -108,7 +115,7 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, name:
 def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> np.ndarray:
     """Decode a file or an in-memory file to upright uint8 RGB; every failure is an InputError naming ``name``."""
     if max_pixels is not None and max_pixels < 1:
-        raise InputError(f"max_pixels must be positive, got {max_pixels}")
+        raise InputError(f"max_pixels must be positive, got {max_pixels}", MAX_PIXELS_HINT)
     try:
         with _open_checked(source, max_pixels, name) as image:
             image.load()
@@ -125,9 +132,49 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
         raise InputError(f"{name}: is a directory, not an image file", "rename or move it") from None
     except PermissionError as exc:
         raise InputError(f"{name}: permission denied ({exc.strerror})", "make the file readable") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{name}: a loop of symbolic links (it never reaches a file)",
+                             "point the link at a real file, or remove it") from None
         raise InputError(f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
                          "replace or remove it") from exc
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
+                         "replace or remove it") from exc
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(height, width) of an image file as ``read_image`` returns it (EXIF orientation applied), from its header;
+    None when the header cannot be read."""
+    try:
+        with _open_checked(Path(path), None) as image:
+            width, height = image.size
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # any unreadable header: the caller treats the image as not done
+        return None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def is_mask_of_size(path: str | os.PathLike[str], height: int, width: int) -> bool:
+    """True when ``path`` is a complete palette PNG of ``height``×``width``, judged by its header and its end.
+
+    Enough to tell a mask we wrote from a truncated file, another image's mask or a foreign file, without
+    decoding the pixels.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_PNG_SIGNATURE) + 8 + 13)
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() < len(head) + len(_PNG_END):
+                return False
+            handle.seek(-len(_PNG_END), os.SEEK_END)
+            tail = handle.read()
+    except OSError:
+        return False
+    if len(head) < len(_PNG_SIGNATURE) + 21 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR" or tail != _PNG_END:
+        return False
+    png_width, png_height, bit_depth, color_type = struct.unpack(">IIBB", head[16:26])
+    return (png_height, png_width, bit_depth, color_type) == (height, width, 8, _PNG_PALETTE)
 
 
 # --- writing -------------------------------------------------------------------------------------

@@ -2,8 +2,13 @@
 
 A reader thread decodes the next images while the model runs, and a writer thread encodes and writes
 finished masks, each through bounded queues. Every output is written to a temporary name and renamed, so an
-interrupted run leaves no half-written file and the next run skips what is done. A bad image is reported
-(stderr and summary) and the run goes on; if any image failed, BatchFailure is raised at the end.
+interrupted run leaves no half-written file and the next run skips what is done (a mask counts as done when its
+PNG header says it is a palette image of the image's size). A bad image, or an output that cannot be written,
+is reported (stderr and summary) and the run goes on; if any image failed, BatchFailure is raised at the end.
+
+Output locations are checked before any work; one run at a time writes into a folder (an advisory lock);
+Ctrl-C and SIGTERM stop the run after the images already segmented are written, and the summary then marks
+what is done.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +33,23 @@ from fcn_deploy.errors import (
     BatchFailure,
     FcnDeployError,
     InputError,
+    Interrupted,
     describe,
 )
-from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.fileio import (
+    LOCK_NAME,
+    check_output_dir,
+    check_output_file,
+    folder_lock,
+    remove_stale_temps,
+    write_text_atomic,
+)
 from fcn_deploy.imageio import (
     DEFAULT_MAX_PIXELS,
+    MAX_PIXELS_HINT,
+    image_size,
     is_image_path,
+    is_mask_of_size,
     read_image,
     write_mask,
     write_overlay,
@@ -67,12 +84,13 @@ class InferConfig:
     summary: Path | None = None
     progress: bool = True
     prefetch: int = 2  # decoded images / finished masks waiting in each queue
+    wait: bool = False  # another run holds the output folder: wait for it (True) or refuse (False)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise InputError(f"unknown device {self.device!r}", f"use one of: {', '.join(DEVICES)}")
         if self.max_pixels is not None and self.max_pixels < 1:
-            raise InputError(f"max_pixels must be positive, got {self.max_pixels}")
+            raise InputError(f"max_pixels must be positive, got {self.max_pixels}", MAX_PIXELS_HINT)
         if self.prefetch < 1:
             raise InputError(f"prefetch must be positive, got {self.prefetch}")
 
@@ -82,7 +100,7 @@ class ImageRecord:
     """What happened to one input image."""
 
     path: str  # relative to the input folder, '/'-separated
-    status: str  # 'ok', 'skipped' (outputs exist) or 'failed'
+    status: str  # 'ok', 'skipped' (outputs exist), 'failed' or 'pending' (the run was interrupted first)
     height: int | None = None
     width: int | None = None
     mode: str | None = None  # 'whole' or 'slide'
@@ -105,6 +123,12 @@ class InferSummary:
     config: dict[str, Any]
     seconds: float
     images: tuple[ImageRecord, ...] = field(default_factory=tuple)
+    interrupted: str | None = None  # 'SIGINT' or 'SIGTERM' when the run stopped early
+
+    @property
+    def done(self) -> int:
+        """Images whose mask exists (segmented now or skipped as done)."""
+        return self.count("ok") + self.count("skipped")
 
     def count(self, status: str) -> int:
         """How many images ended with ``status``."""
@@ -118,7 +142,7 @@ class InferSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary with totals first."""
         totals = {"images": len(self.images), "segmented": self.count("ok"), "skipped": self.count("skipped"),
-                  "failed": self.count("failed"), "seconds": round(self.seconds, 3),
+                  "failed": self.count("failed"), "pending": self.count("pending"), "seconds": round(self.seconds, 3),
                   "images_per_second": round(self.images_per_second, 3)}
         head = {k: v for k, v in asdict(self).items() if k != "images"}
         return {**head, "totals": totals, "images": [asdict(r) for r in self.images]}
@@ -151,15 +175,32 @@ class FolderPlan:
 
 def find_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
     """Image files under ``in_dir`` (relative, sorted), skipping the ``exclude`` subtree (the output folder)."""
+    return scan_images(in_dir, recursive, exclude)[0]
+
+
+def scan_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> tuple[list[Path], list[ImageRecord]]:
+    """``find_images`` plus a failed record for every subfolder that cannot be read (its images are unknown).
+
+    InputError when ``in_dir`` itself cannot be read.
+    """
     excluded = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
-    for root, dirs, files in os.walk(in_dir):
+    unreadable: list[ImageRecord] = []
+
+    def on_error(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else in_dir
+        if folder == in_dir:
+            raise InputError(f"cannot read the input folder {in_dir} ({exc.strerror})", "make it readable")
+        unreadable.append(ImageRecord(folder.relative_to(in_dir).as_posix() + "/", "failed", error=(
+            f"cannot read this folder ({exc.strerror}); its images were not segmented")))
+
+    for root, dirs, files in os.walk(in_dir, onerror=on_error):
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if excluded is None or (root_path / d).resolve() != excluded)
         found.extend((root_path / name).relative_to(in_dir) for name in files if is_image_path(name))
         if not recursive:
             break
-    return sorted(found, key=lambda p: p.as_posix())
+    return sorted(found, key=lambda p: p.as_posix()), unreadable
 
 
 def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> ImageJob:
@@ -170,16 +211,20 @@ def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> Imag
 
 
 def plan_folder(in_dir: Path, out_dir: Path, config: InferConfig) -> FolderPlan:
-    """List the images of ``in_dir`` (as ``config`` says) and plan them with ``plan_images``."""
-    return plan_images(in_dir, out_dir, find_images(in_dir, config.recursive, out_dir), config.overwrite,
-                       config.overlay)
+    """List the images of ``in_dir`` (as ``config`` says) and plan them with ``plan_images``; subfolders that
+    cannot be read are failed records."""
+    relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
+    plan = plan_images(in_dir, out_dir, relatives, config.overwrite, config.overlay)
+    return FolderPlan(plan.todo, (*unreadable, *plan.records))
 
 
 def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrite: bool, overlay: bool) -> FolderPlan:
-    """Fail images whose mask name another image already claims; skip those already done unless ``overwrite``."""
+    """Fail images whose mask name another image already claims or whose outputs cannot be written inside
+    ``out_dir``; skip those already done unless ``overwrite``."""
     todo: list[str] = []
     records: list[ImageRecord] = []
     claimed: dict[str, str] = {}
+    out_real = out_dir.resolve()
     for relative_path in relatives:
         relative = relative_path.as_posix()
         mask_relative = relative_path.with_suffix(MASK_SUFFIX).as_posix()
@@ -189,7 +234,12 @@ def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrit
                 f"its mask {mask_relative} is also the mask of {claimed[key]}; rename one of them")))
             continue
         claimed[key] = relative
-        if not overwrite and _done(image_job(in_dir, out_dir, relative, overlay)):
+        job = image_job(in_dir, out_dir, relative, overlay)
+        outputs = [job.mask] + ([job.overlay] if job.overlay is not None else [])
+        problem = next((p for p in (_output_problem(o, out_dir, out_real) for o in outputs) if p), None)
+        if problem:
+            records.append(ImageRecord(relative, "failed", error=f"cannot write its output: {problem}"))
+        elif not overwrite and _done(job):
             records.append(ImageRecord(relative, "skipped", output=mask_relative))
         else:
             todo.append(relative)
@@ -197,8 +247,31 @@ def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrit
 
 
 def _done(job: ImageJob) -> bool:
-    """Every output of ``job`` already exists."""
-    return job.mask.is_file() and (job.overlay is None or job.overlay.is_file())
+    """Every output of ``job`` exists, and the mask is a complete palette PNG of the image's size."""
+    if not job.mask.is_file() or (job.overlay is not None and not job.overlay.is_file()):
+        return False
+    size = image_size(job.source)
+    return size is not None and is_mask_of_size(job.mask, *size)
+
+
+def _output_problem(path: Path, out_dir: Path, out_real: Path) -> str | None:
+    """Why ``path`` (under ``out_dir``) cannot be written: a file where a folder must be, or a link out of it."""
+    relative = path.relative_to(out_dir)
+    for depth in range(1, len(relative.parts) + 1):
+        here = out_dir.joinpath(*relative.parts[:depth])
+        is_last = depth == len(relative.parts)
+        if here.is_symlink():
+            target = here.resolve()
+            if target != out_real and out_real not in target.parents:
+                return (f"{here} is a link to {target}, outside the output folder; fcn-deploy never writes "
+                        "outside --out (remove the link)")
+        if not is_last and here.exists() and not here.is_dir():
+            return f"{here} is a file where a folder must be (move it away)"
+        if is_last and here.is_dir():
+            return f"{here} is a folder where the output file must be (move it away)"
+        if not here.exists():
+            return None
+    return None
 
 
 # --- the per-image steps (shared by the threaded pipeline below and by cluster workers) ------------
@@ -236,9 +309,18 @@ def write_outputs(job: ImageJob, image: np.ndarray, result: SegmentResult, palet
         if job.overlay is not None:
             write_overlay(job.overlay, image, result.labels, palette)
     except (FcnDeployError, OSError, ValueError) as exc:
-        job.mask.unlink(missing_ok=True)
-        return failed_record(job, exc)
+        with contextlib.suppress(OSError):  # both outputs or none
+            job.mask.unlink(missing_ok=True)
+        return failed_record(job, _write_error(exc))
     return _ok_record(job, image, result)
+
+
+def _write_error(exc: BaseException) -> BaseException:
+    """An output failure in words: an OSError (a full disk, a read-only folder) with its cause and a fix."""
+    if isinstance(exc, OSError):
+        return InputError(f"cannot write its output ({exc.strerror or exc})",
+                          "free disk space or fix the output folder's permissions, then run again")
+    return exc
 
 
 def process_image(segmenter: Segmenter, job: ImageJob, max_pixels: int | None) -> ImageRecord:
@@ -371,8 +453,8 @@ class _Pipeline:
             writer.join()
         finally:
             self.stop.set()
-            reader.join(timeout=5)
-            writer.join(timeout=5)
+            reader.join(timeout=5)  # a reader still decoding a huge image writes nothing; let it go
+            writer.join()  # writes the images already segmented (at most ``prefetch`` of them), then ends
         if self.fatal is not None:
             raise self.fatal
 
@@ -410,11 +492,52 @@ def check_folders(in_dir: Path, out_dir: Path) -> None:
     """The input folder exists and differs from the output folder (masks must not replace inputs)."""
     if not in_dir.is_dir():
         raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output {out_dir} exists and is not a folder", "pass a folder for --out")
+    check_output_dir(out_dir, "--out")
     if out_dir.resolve() == in_dir.resolve():
         raise InputError(f"the output folder is the input folder ({in_dir})",
                          "write masks elsewhere, e.g. --out masks")
+
+
+def check_summary_path(summary: Path, model: Path, in_dir: Path, out_dir: Path, relatives: Iterable[Path],
+                       overlay: bool) -> None:
+    """The summary is a writable file that is nothing else the run reads or writes (an image, a mask, the model)."""
+    check_output_file(summary, "--summary")
+    target = summary.resolve()
+    used: dict[Path, str] = {}
+    for relative in relatives:
+        job = image_job(in_dir, out_dir, relative.as_posix(), overlay)
+        used[job.source.resolve()] = "an input image"
+        used[job.mask.resolve()] = "an output mask"
+        if job.overlay is not None:
+            used[job.overlay.resolve()] = "an output overlay"
+    used[model.resolve()] = "the model"
+    used[model.resolve().with_name(model.name + ".json")] = "the model's sidecar"
+    used[(out_dir / LOCK_NAME).resolve()] = "the output folder's lock file"
+    if target in used:
+        raise InputError(f"--summary {summary} is {used[target]} of this run; writing the summary would replace it",
+                         "pass another path, e.g. the default OUT/summary.json")
+    if is_image_path(summary):
+        raise InputError(f"--summary {summary} has an image suffix; the summary is JSON",
+                         "name it e.g. summary.json (an image name could be an input or a mask)")
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[dict[str, str]]:
+    """Within the block SIGTERM interrupts like Ctrl-C; the dict gets the name of the signal that stopped the run."""
+    received: dict[str, str] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        received["signal"] = "SIGTERM"
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def infer_folder(
@@ -425,40 +548,81 @@ def infer_folder(
 ) -> InferSummary:
     """Segment the images of ``in_dir`` into masks mirrored under ``out_dir``; write the summary JSON.
 
-    ``model=None`` picks ``default_model``. Raises BatchFailure (after writing the summary) if any image failed.
+    ``model=None`` picks ``default_model``. Every output location is checked before any work. Raises
+    BatchFailure (after writing the summary) if any image failed or the summary cannot be written, and
+    Interrupted (after writing the summary, which marks the images not reached as 'pending') on Ctrl-C or SIGTERM.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     check_folders(in_dir, out_dir)
     model_path = Path(model) if model is not None else default_model(
         config.device, engine_unavailable=tensorrt_unavailable, backend=config.backend.backend)
-    plan = plan_folder(in_dir, out_dir, config)
+    summary_path = Path(config.summary) if config.summary is not None else out_dir / SUMMARY_NAME
+    relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
+    check_summary_path(summary_path, model_path, in_dir, out_dir, relatives, config.overlay)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, config.wait):
+        remove_stale_temps(out_dir)
+        remove_stale_temps(summary_path.parent, recursive=False, target_name=summary_path.name)
+        plan = plan_images(in_dir, out_dir, relatives, config.overwrite, config.overlay)  # after the lock: a run
+        plan = FolderPlan(plan.todo, (*unreadable, *plan.records))                      # waited for is skipped
+        return _run(model_path, in_dir, out_dir, config, plan)
+
+
+def _run(model_path: Path, in_dir: Path, out_dir: Path, config: InferConfig, plan: FolderPlan) -> InferSummary:
+    """Segment the plan's images, write the summary (also when interrupted), raise for failures or a stop."""
     started = time.perf_counter()
-    with open_segmenter(model_path, config.device, config.segmenter, config.backend) as segmenter:
-        with ProgressReporter(len(plan.todo), config.progress) as reporter:
-            reporter.report_planned(plan.records)
-            pipeline = _Pipeline(segmenter, config, reporter)
-            pipeline.run([image_job(in_dir, out_dir, relative, config.overlay) for relative in plan.todo])
-        backend = segmenter.backend
-        summary = make_summary(model_path, backend.name, backend.device, in_dir, out_dir, config,
-                               time.perf_counter() - started, [*plan.records, *pipeline.records])
-    return finish_run(summary)
+    backend, device, interrupted = "", str(config.device), None
+    pipeline: _Pipeline | None = None
+    with stop_signals() as received:
+        try:
+            with open_segmenter(model_path, config.device, config.segmenter, config.backend) as segmenter:
+                backend, device = segmenter.backend.name, segmenter.backend.device
+                with ProgressReporter(len(plan.todo), config.progress) as reporter:
+                    reporter.report_planned(plan.records)
+                    pipeline = _Pipeline(segmenter, config, reporter)
+                    pipeline.run([image_job(in_dir, out_dir, relative, config.overlay) for relative in plan.todo])
+        except KeyboardInterrupt:
+            interrupted = received.get("signal", "SIGINT")
+        finished = list(pipeline.records) if pipeline is not None else []
+        reached = {record.path for record in finished}
+        pending = [ImageRecord(relative, "pending", output=Path(relative).with_suffix(MASK_SUFFIX).as_posix())
+                   for relative in plan.todo if relative not in reached]
+        summary = make_summary(model_path, backend, device, in_dir, out_dir, config, time.perf_counter() - started,
+                               [*plan.records, *finished, *pending], interrupted)
+        return finish_run(summary)
 
 
 def make_summary(model_path: Path, backend: str, device: str, in_dir: Path, out_dir: Path, config: InferConfig,
-                 seconds: float, records: list[ImageRecord]) -> InferSummary:
+                 seconds: float, records: list[ImageRecord], interrupted: str | None = None) -> InferSummary:
     """The summary of a folder run, records sorted by path."""
     summary_path = config.summary or out_dir / SUMMARY_NAME
     return InferSummary(
         model=str(model_path), backend=backend, device=device, in_dir=str(in_dir), out_dir=str(out_dir),
         summary_path=str(summary_path), config=_config_dict(config), seconds=seconds,
-        images=tuple(sorted(records, key=lambda r: r.path)),
+        images=tuple(sorted(records, key=lambda r: r.path)), interrupted=interrupted,
     )
 
 
 def finish_run(summary: InferSummary) -> InferSummary:
-    """Write the summary JSON atomically; raise BatchFailure (carrying the summary) if any image failed."""
-    write_text_atomic(summary.summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    """Write the summary JSON atomically, then raise what the run ended in: Interrupted (exit 130/143) when it was
+    stopped, BatchFailure (exit 3, carrying the summary) when the summary could not be written or an image failed."""
+    unsaved = None
+    try:
+        write_text_atomic(summary.summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        unsaved = f"could not write the summary {summary.summary_path} ({exc.strerror or exc})"
     failed = summary.count("failed")
+    if summary.interrupted:
+        raise Interrupted(
+            f"interrupted: {summary.done} of {len(summary.images)} images done; run the same command again to resume",
+            None if unsaved is None else f"{unsaved}; free disk space before resuming",
+            summary, summary.interrupted,
+        )
+    if unsaved is not None:
+        counts = f"; {failed} of {len(summary.images)} images failed" if failed else ""
+        raise BatchFailure(f"{unsaved}{counts}",
+                           "free disk space (or pass --summary elsewhere) and run again; finished masks are kept "
+                           "and skipped", summary)
     if failed:
         raise BatchFailure(f"{failed} of {len(summary.images)} images failed (listed in {summary.summary_path})",
                            "fix or remove those files and run again; finished masks are kept and skipped", summary)
@@ -473,4 +637,5 @@ def _config_dict(config: InferConfig) -> dict[str, Any]:
 
 
 __all__ = ["FolderPlan", "ImageJob", "ImageRecord", "InferConfig", "InferSummary", "ProgressReporter", "default_model",
-           "find_images", "finish_run", "image_job", "infer_folder", "make_summary", "plan_folder", "plan_images", "process_image"]
+           "find_images", "finish_run", "image_job", "infer_folder", "make_summary", "plan_folder", "plan_images",
+           "process_image", "scan_images"]

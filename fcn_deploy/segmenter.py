@@ -81,11 +81,13 @@ class SegmenterConfig:
                              "use a fraction of the tile size, e.g. 0.25")
         if self.batch is not None:
             if not _is_int(self.batch) or self.batch < 1:
-                raise InputError(f"batch must be a positive integer, got {self.batch}")
+                raise InputError(f"batch must be a positive integer, got {self.batch}",
+                                 "use a batch of 1 or more tiles per model call (default 4)")
             object.__setattr__(self, "batch", int(self.batch))
         if self.tile is not None:
             if len(self.tile) != 2 or any(not _is_int(v) or v < 1 for v in self.tile):
-                raise InputError(f"tile must be two positive integers (height, width), got {self.tile}")
+                raise InputError(f"tile must be two positive integers (height, width), got {self.tile}",
+                                 "use multiples of 32, e.g. 320x480")
             object.__setattr__(self, "tile", (int(self.tile[0]), int(self.tile[1])))
             if self.mode == "whole":
                 raise InputError("a tile size was given with mode 'whole'", "drop the tile size, or use mode 'slide'")

@@ -17,6 +17,7 @@ from fcn_deploy.errors import ArtifactError
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP
 
 SPEC_FORMAT_VERSION = 1
+SPEC_HINT = "the file's model spec is missing or damaged: re-run the stage that wrote it (e.g. 'fcn-deploy export')"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -43,11 +44,12 @@ class ShapeRange:
         for name in ("min", "opt", "max"):
             value = getattr(self, name)
             if len(value) != 3 or any(int(v) < 1 for v in value):
-                raise ArtifactError(f"shape range '{name}' must be three positive integers, got {value}")
+                raise ArtifactError(f"shape range '{name}' must be three positive integers, got {value}", SPEC_HINT)
             object.__setattr__(self, name, tuple(int(v) for v in value))
         for axis in range(3):
             if not self.min[axis] <= self.opt[axis] <= self.max[axis]:
-                raise ArtifactError(f"shape range is not ordered min <= opt <= max: {self.min} {self.opt} {self.max}")
+                raise ArtifactError(f"shape range is not ordered min <= opt <= max: {self.min} {self.opt} {self.max}",
+                                    SPEC_HINT)
 
     def contains(self, batch: int, height: int, width: int) -> bool:
         """True when (batch, height, width) lies inside [min, max] on every axis."""
@@ -122,7 +124,7 @@ class ModelSpec:
         if self.format_version > SPEC_FORMAT_VERSION:
             problems.append(f"spec format {self.format_version} is newer than this fcn-deploy understands")
         if problems:
-            raise ArtifactError("invalid model spec: " + "; ".join(problems))
+            raise ArtifactError("invalid model spec: " + "; ".join(problems), SPEC_HINT)
 
     # --- the input layout ------------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ class ModelSpec:
     def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> ModelSpec:
         """Rebuild a spec, raising ArtifactError (naming ``source``) on anything malformed."""
         if not isinstance(data, Mapping) or "arch" not in data:
-            raise ArtifactError(f"{source} holds no fcn-deploy model spec")
+            raise ArtifactError(f"{source} holds no fcn-deploy model spec", SPEC_HINT)
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             values = {k: v for k, v in data.items() if k in known}
@@ -188,16 +190,16 @@ class ModelSpec:
                 values["quantization"] = QuantizationInfo(**q)
             return cls(**values)
         except ArtifactError as exc:
-            raise ArtifactError(f"{source}: {exc.message}") from exc
-        except (TypeError, KeyError, ValueError) as exc:
-            raise ArtifactError(f"{source} holds a malformed fcn-deploy model spec ({exc})") from exc
+            raise ArtifactError(f"{source}: {exc.message}", exc.hint or SPEC_HINT) from exc
+        except (TypeError, KeyError, ValueError, OverflowError) as exc:
+            raise ArtifactError(f"{source} holds a malformed fcn-deploy model spec ({exc})", SPEC_HINT) from exc
 
     @classmethod
     def from_json(cls, text: str, source: str = "spec") -> ModelSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{source} is not valid JSON ({exc})") from exc
+            raise ArtifactError(f"{source} is not valid JSON ({exc})", SPEC_HINT) from exc
         return cls.from_dict(data, source)
 
 

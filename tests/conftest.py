@@ -119,3 +119,59 @@ def gpu_standins(monkeypatch):
     from gpu_standins import StandIns
 
     return StandIns().install(monkeypatch)
+
+
+# --- a tiny fcn-deploy ONNX (one 1×1 convolution) and a tiny VOC folder, for tests of files and rules -------
+
+
+def _tiny_onnx(path: Path, spec=None) -> Path:
+    """A 1×1 convolution to 21 classes with dynamic N, H, W and ``spec`` in its metadata."""
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import ONNX_METADATA_KEY
+    from fcn_deploy.spec import ModelSpec, ShapeRange
+
+    spec = spec or ModelSpec(arch="fcn32s", shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128)))
+    helper, tensor = onnx.helper, onnx.TensorProto
+    weight = helper.make_tensor("w", tensor.FLOAT, [21, 3, 1, 1], np.linspace(-1, 1, 63, dtype=np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["logits"])], "tiny",
+        [helper.make_tensor_value_info("image", tensor.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", tensor.FLOAT, ["n", 21, "h", "w"])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    model.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _tiny_voc(root: Path) -> Path:
+    """A two-image VOC2012-layout folder (splits 'train' and 'val')."""
+    import numpy as np
+    from PIL import Image
+
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        Image.fromarray(rng.integers(0, 3, (64, 64), dtype=np.uint8), mode="L").save(
+            root / "SegmentationClass" / f"{name}.png")
+    for split in ("train", "val"):
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("a\nb\n")
+    return root
+
+
+@pytest.fixture
+def tiny_onnx():
+    """Writes a tiny fcn-deploy ONNX (a 1×1 convolution to 21 classes, the spec in its metadata) to a path."""
+    return _tiny_onnx
+
+
+@pytest.fixture
+def tiny_voc():
+    """Writes a two-image VOC2012-layout folder (splits 'train' and 'val') under a path."""
+    return _tiny_voc

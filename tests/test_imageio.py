@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -173,3 +174,24 @@ def test_bad_labels_are_rejected(tmp_path):
     with pytest.raises(InputError, match="H×W uint8"):
         write_mask(tmp_path / "m.png", np.zeros((4, 4), np.int64))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_symlink_loop_is_named_as_such(tmp_path):
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")
+    with pytest.raises(InputError, match="a loop of symbolic links") as info:
+        read_image(tmp_path / "a.png")
+    assert "corrupt" not in str(info.value) and info.value.hint
+
+
+def test_mask_check_reads_the_png_header_and_end(tmp_path):
+    from fcn_deploy.imageio import image_size, is_mask_of_size
+
+    path = write_mask(tmp_path / "m.png", np.zeros((30, 40), np.uint8))
+    assert is_mask_of_size(path, 30, 40) and not is_mask_of_size(path, 40, 30)
+    data = path.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:-6])
+    assert not is_mask_of_size(tmp_path / "cut.png", 30, 40)
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "gray.png")
+    assert not is_mask_of_size(tmp_path / "gray.png", 30, 40) and not is_mask_of_size(tmp_path / "none.png", 1, 1)
+    assert image_size(path) == (30, 40) and image_size(tmp_path / "none.png") is None

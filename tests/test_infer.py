@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 
 from fcn_deploy import segmenter as segmenter_module
-from fcn_deploy.errors import BatchFailure, InputError
+from fcn_deploy.errors import BatchFailure, InputError, Interrupted
 from fcn_deploy.infer import InferConfig, default_model, find_images, infer_folder
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.base import Backend
@@ -169,10 +171,15 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(standin, tmp_path, m
         return real_segment(self, image)
 
     monkeypatch.setattr(segmenter_module.Segmenter, "segment", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="interrupted: 2 of 4 images done; run the same command again") as info:
         infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
+    assert info.value.exit_code == 130
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert left == ["0.png", "1.png"]  # finished masks only: no temporary files, no summary
+    assert left == ["0.png", "1.png", "summary.json"]  # finished masks and the summary: no temporary files
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGINT"
+    assert {r["path"]: r["status"] for r in summary["images"]} == {"0.png": "ok", "1.png": "ok", "2.png": "pending",
+                                                                   "3.png": "pending"}
     monkeypatch.setattr(segmenter_module.Segmenter, "segment", real_segment)
     summary = infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
     assert (summary.count("skipped"), summary.count("ok")) == (2, 2)
@@ -225,3 +232,184 @@ def test_default_model_for_an_onnx_backend_is_the_onnx_even_beside_engines(tmp_p
     assert default_model(workspace=tmp_path, engine_unavailable=lambda: None).suffix == ".engine"
     assert default_model(workspace=tmp_path, engine_unavailable=lambda: None, backend="openvino") == (
         tmp_path / "export" / "fcn.onnx")
+
+
+# --- output locations, interruption, durability (hardening) -----------------------------------------------
+
+
+def two_images(tmp_path: Path) -> Path:
+    images = tmp_path / "in"
+    write_image(images / "a.png")
+    write_image(images / "sub" / "b.png", seed=1)
+    return images
+
+
+def test_out_under_a_file_is_refused_before_the_model_opens(standin, tmp_path):
+    images = two_images(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="file is a file, not a folder") as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "file" / "masks")
+    assert info.value.hint and standin == []
+
+
+@pytest.mark.parametrize("where", ["folder", "under_file"])
+def test_bad_summary_location_is_refused_before_any_work(standin, tmp_path, where):
+    images = two_images(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    summary = tmp_path / "folder" if where == "folder" else tmp_path / "file" / "s.json"
+    with pytest.raises(InputError, match="--summary") as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig(summary=summary))
+    assert info.value.hint and standin == [] and not (tmp_path / "out" / "a.png").exists()
+
+
+@pytest.mark.parametrize("victim", ["in/a.png", "out/a.png", "m.onnx"])
+def test_summary_that_is_an_input_a_mask_or_the_model_is_refused(standin, tmp_path, victim):
+    images = two_images(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"model")
+    infer_folder(tmp_path / "m.onnx", images, tmp_path / "out")
+    before = (tmp_path / victim).read_bytes()
+    with pytest.raises(InputError, match="--summary .* (an input image|an output mask|the model)"):
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig(summary=tmp_path / victim))
+    assert (tmp_path / victim).read_bytes() == before
+
+
+def test_a_file_where_an_output_folder_must_be_fails_only_that_image(standin, tmp_path):
+    images = two_images(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").write_text("in the way")
+    with pytest.raises(BatchFailure, match="1 of 2 images failed") as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig(recursive=True))
+    records = {r.path: r for r in info.value.summary.images}
+    assert records["a.png"].status == "ok"
+    assert "is a file where a folder must be" in records["sub/b.png"].error
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_full_disk_fails_each_image_and_reports_the_summary(standin, tmp_path, monkeypatch):
+    from fcn_deploy import infer as infer_module
+
+    images = two_images(tmp_path)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(infer_module, "write_mask", no_space)
+    monkeypatch.setattr(infer_module, "write_text_atomic", no_space)
+    with pytest.raises(BatchFailure, match=r"could not write the summary .*summary.json \(No space left on device\); 2 of 2 images failed") as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig(recursive=True))
+    assert info.value.exit_code == 3 and "free disk space" in info.value.hint
+    assert {r.error for r in info.value.summary.images} == {
+        "cannot write its output (No space left on device) (fix: free disk space or fix the output folder's "
+        "permissions, then run again)"}
+
+
+def test_unreadable_subfolder_is_a_failed_entry(standin, tmp_path, monkeypatch):
+    images = two_images(tmp_path)
+    real_scandir = os.scandir
+
+    def guarded(path="."):
+        if Path(path).name == "sub":
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+    with pytest.raises(BatchFailure, match="1 of 2 images failed") as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig(recursive=True))
+    records = {r.path: r for r in info.value.summary.images}
+    assert records["sub/"].status == "failed" and "cannot read this folder (Permission denied)" in records["sub/"].error
+
+
+def test_sigterm_stops_after_the_image_in_flight_and_writes_the_summary(standin, tmp_path, monkeypatch):
+    images = tmp_path / "in"
+    for index in range(4):
+        write_image(images / f"{index}.png", seed=index)
+    real_segment = segmenter_module.Segmenter.segment
+    calls = []
+
+    def terminated(self, image):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_segment(self, image)
+
+    monkeypatch.setattr(segmenter_module.Segmenter, "segment", terminated)
+    with pytest.raises(Interrupted, match="interrupted: 1 of 4 images done") as info:
+        infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
+    assert info.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone after the run
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGTERM" and summary["totals"]["pending"] == 3
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".part")]
+
+
+def test_stale_temp_files_of_ours_are_removed_at_start(standin, tmp_path):
+    images = two_images(tmp_path)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    ours = [out / ".a.png.k3j_x9q2.part", out / "sub" / ".b.png.abcdefgh.part", out / ".summary.json.12345678.part"]
+    theirs = [out / ".notes.part", out / "draft.part"]
+    for path in ours + theirs:
+        path.write_bytes(b"left by a killed run")
+    infer_folder(tmp_path / "m.onnx", images, out, InferConfig(recursive=True))
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+
+
+def test_resume_redoes_a_truncated_or_foreign_mask(standin, tmp_path):
+    images = tmp_path / "in"
+    for name in ("ok.png", "cut.png", "other.png", "fake.png"):
+        write_image(images / name)
+    out = tmp_path / "out"
+    infer_folder(tmp_path / "m.onnx", images, out)
+    cut = (out / "cut.png").read_bytes()
+    (out / "cut.png").write_bytes(cut[: len(cut) // 2])
+    write_image(out / "other.png", 20, 20)  # an RGB PNG of another size
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(out / "fake.png")  # grayscale, right size
+    summary = infer_folder(tmp_path / "m.onnx", images, out)
+    statuses = {r.path: r.status for r in summary.images}
+    assert statuses == {"ok.png": "skipped", "cut.png": "ok", "other.png": "ok", "fake.png": "ok"}
+    with Image.open(out / "cut.png") as mask:
+        assert mask.mode == "P" and mask.size == (50, 40)
+
+
+@pytest.mark.parametrize("link", ["folder", "mask"])
+def test_links_out_of_the_output_folder_are_refused(standin, tmp_path, link):
+    images = two_images(tmp_path)
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    if link == "folder":
+        os.symlink(elsewhere, out / "sub")
+        victim = "sub/b.png"
+    else:
+        os.symlink(elsewhere / "a.png", out / "a.png")
+        victim = "a.png"
+    with pytest.raises(BatchFailure, match="1 of 2 images failed") as info:
+        infer_folder(tmp_path / "m.onnx", images, out, InferConfig(recursive=True, overwrite=True))
+    records = {r.path: r for r in info.value.summary.images}
+    assert "outside the output folder" in records[victim].error
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_second_run_into_the_same_folder_refuses_or_waits(standin, tmp_path):
+    import threading
+
+    from fcn_deploy.fileio import folder_lock
+
+    images = two_images(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out):
+        with pytest.raises(InputError, match=f"another fcn-deploy run \\(pid {os.getpid()}\\) is writing into") as info:
+            infer_folder(tmp_path / "m.onnx", images, out)
+        assert "--wait" in info.value.hint and not (out / "a.png").exists()
+        holder_done = threading.Event()
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            summary=infer_folder(tmp_path / "m.onnx", images, out, InferConfig(wait=True, progress=False))))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not (out / "a.png").exists()  # it waits for the holder
+        holder_done.set()
+    waiter.join(30)
+    assert result["summary"].count("ok") == 1 and not (out / ".fcn-deploy.lock").exists()

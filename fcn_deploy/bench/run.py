@@ -213,7 +213,8 @@ def run_bench(models: Sequence[str | os.PathLike[str]], config: BenchConfig) -> 
         raise InputError("no model to benchmark", "pass checkpoints (.pt), ONNX files or engines")
     for path in paths:
         if not path.is_file():
-            raise InputError(f"model file not found: {path}")
+            raise InputError(f"model file not found: {path}",
+                             "pass the paths of checkpoints (.pt), ONNX files (.onnx) or engines (.engine)")
     if len(set(paths)) != len(paths):
         raise InputError("a model is listed twice", "list each model file once")
     shapes = [(b, h, w) for h, w in config.sizes for b in config.batches]

@@ -56,7 +56,11 @@ def bench(
                    peer_images, json_out)
         return
     from fcn_deploy.bench import BenchConfig, run_bench
+    from fcn_deploy.fileio import check_output_file
     from fcn_deploy.workspace import default_bench_models
+
+    if json_out is not None:
+        check_output_file(json_out, "--json")
 
     config = BenchConfig(
         sizes=parse_sizes(sizes), batches=parse_batches(batch), warmup=warmup, iters=iters, rounds=rounds,

@@ -47,6 +47,7 @@ def infer(
                                                     help="With --ray: CPUs each worker reserves, fractional allowed (default 0.5); "
                                                          "its threads are this rounded up."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="With --ray: GPUs each worker reserves (default 0)."),
+    wait: bool = typer.Option(False, "--wait", help="If another run is writing into OUT, wait for it (default: refuse)."),
 ) -> None:
     """Segment every image in DIR (jpg, png, bmp, webp, tif) into VOC palette masks under OUT; resumable."""
     from fcn_deploy.data.transforms import parse_size
@@ -63,6 +64,7 @@ def infer(
     config = InferConfig(
         segmenter=segmenter, device=check_device(device), backend=BackendChoice(backend, precision), recursive=recursive, overlay=overlay,
         overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
+        wait=wait,
     )
     if ray is None:
         given = [name for name, value in (("--workers", workers), ("--cpus-per-worker", cpus_per_worker),

@@ -22,9 +22,11 @@ def parse_size(text: str, option: str = "--size") -> Size:
     try:
         height, width = (int(p) for p in parts)
     except ValueError:
-        raise InputError(f"{option} must look like HEIGHTxWIDTH (e.g. 320x480), got {text!r}") from None
+        raise InputError(f"{option} must look like HEIGHTxWIDTH (e.g. 320x480), got {text!r}",
+                         f"write it as two numbers joined by x, e.g. {option} 320x480") from None
     if height < 1 or width < 1:
-        raise InputError(f"{option} needs a positive height and width, got {text!r}")
+        raise InputError(f"{option} needs a positive height and width, got {text!r}",
+                         f"use multiples of 32, e.g. {option} 320x480")
     return height, width
 
 

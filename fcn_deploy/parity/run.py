@@ -17,7 +17,7 @@ import numpy as np
 
 from fcn_deploy.data.voc import VocLayout, read_pair
 from fcn_deploy.errors import InputError
-from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.fileio import check_output_file, write_text_atomic
 from fcn_deploy.metrics import (
     confusion_matrix,
     max_logit_difference,
@@ -60,6 +60,8 @@ def run_parity(
 ) -> ParityReport:
     """Compare ``model`` with ``reference`` (any artifacts open_backend opens) on a VOC split; write both reports."""
     markdown_path, json_path = report_paths(config.report)
+    check_output_file(markdown_path, "the parity report")
+    check_output_file(json_path, "the parity report")
     if config.limit is not None and config.limit < 1:
         raise InputError(f"limit must be positive, got {config.limit}")
     layout = VocLayout(Path(data_dir))

@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fcn_deploy.contract import load_onnx, save_onnx
+from fcn_deploy.contract import load_onnx, save_onnx, sidecar_path
 from fcn_deploy.data.transforms import Size, check_aligned
 from fcn_deploy.data.voc import VocLayout
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import sha256_file, write_text_atomic
+from fcn_deploy.fileio import check_output_file, sha256_file, write_text_atomic
 from fcn_deploy.precision.crops import (
     CropBox,
     CropPlan,
@@ -158,9 +158,13 @@ def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig)
         raise ArtifactError(f"{onnx_path} has precision '{spec.precision}'", "calibrate the FP32 export")
     validate_config(config, spec)
     out = Path(config.out) if config.out else default_int8_path(onnx_path, config.target)
+    plan_path = Path(config.calibration_dir) / f"{out.stem}.crops.json"
+    ranges_path = Path(config.calibration_dir) / f"{out.stem}.ranges.json"
+    for path, option in ((out, "--out"), (sidecar_path(out), "the sidecar of --out"), (plan_path, "the crop plan"),
+                         (ranges_path, "the range table")):
+        check_output_file(path, option)
     plan = plan_crops(config.data_dir, config.split, config.num, config.crop, config.seed, config.small)
     log(f"calibration: {plan.describe()}")
-    plan_path = save_plan(plan, Path(config.calibration_dir) / f"{out.stem}.crops.json")
     excluded = tuple(head_nodes(model))
     with tempfile.TemporaryDirectory(prefix="fcn-calib-") as workdir:
         tensors = _collect_ranges(Path(onnx_path), plan, spec, config.method, config.histogram_bins,
@@ -185,9 +189,17 @@ def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig)
         notes=f"ORT quantize_static QDQ, per-channel weights; float upsampling head and logits ({len(excluded)} nodes)",
     )
     int8_spec = spec.replace(precision="int8", quantization=info)
-    ranges_path = write_range_table(tensors, int8_model, Path(config.calibration_dir) / f"{out.stem}.ranges.json", config)
-    save_onnx(int8_model, out, int8_spec, {"source_onnx": str(onnx_path), "source_onnx_sha256": sha256_file(onnx_path),
-                                           "crop_plan": str(plan_path), "ranges": str(ranges_path)})
+    written: list[Path] = []
+    try:  # the crop plan and the range table describe the model: written with it, or not at all
+        written.append(save_plan(plan, plan_path))
+        written.append(write_range_table(tensors, int8_model, ranges_path, config))
+        save_onnx(int8_model, out, int8_spec, {"source_onnx": str(onnx_path),
+                                               "source_onnx_sha256": sha256_file(onnx_path),
+                                               "crop_plan": str(plan_path), "ranges": str(ranges_path)})
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     if config.target == "tensorrt":
         check_qdq(out)
     count = sum(1 for n in int8_model.graph.node if n.op_type == "QuantizeLinear")

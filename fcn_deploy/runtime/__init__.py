@@ -22,6 +22,9 @@ INFERENCE_PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 _SUFFIX_BACKENDS = {"pytorch": "a checkpoint (.pt)", "onnxruntime": "an ONNX file (.onnx)",
                     "openvino": "an ONNX file (.onnx)", "tensorrt": "a TensorRT engine (.engine)"}
 
+MODEL_HINT = ("pass the path of a checkpoint (.pt), ONNX file (.onnx) or engine (.engine); 'fcn-deploy export' "
+              "writes export/fcn.onnx")
+
 
 @dataclass(frozen=True)
 class BackendChoice:
@@ -100,7 +103,7 @@ def open_backend(
     path = Path(path)
     device = check_device(device)
     if not path.exists():
-        raise InputError(f"model file not found: {path}")
+        raise InputError(f"model file not found: {path}", MODEL_HINT)
     backend = chosen_backend(path, choice)
     if backend == "pytorch":
         from fcn_deploy.runtime.torch_backend import TorchBackend

@@ -44,3 +44,13 @@ def test_parsers():
     assert parse_batches("1,4") == (1, 4)
     with pytest.raises(InputError):
         parse_batches("1,-4")
+
+
+def test_json_naming_a_folder_exits_1_before_any_work(checkpoint, tmp_path, capsys, monkeypatch):
+    from fcn_deploy import bench
+
+    monkeypatch.setattr(bench, "run_bench", lambda *args: pytest.fail("benchmarked before checking --json"))
+    (tmp_path / "folder").mkdir()
+    assert run(["bench", str(checkpoint), *FAST, "--no-rss", "--json", str(tmp_path / "folder")]) == 1
+    err = capsys.readouterr().err
+    assert "error: --json" in err and "is a folder, not a file" in err

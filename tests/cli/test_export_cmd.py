@@ -42,3 +42,10 @@ def test_export_without_checkpoint_exits_1(tmp_path: Path, monkeypatch: pytest.M
 def test_bad_labels_dtype_exits_1(tmp_path: Path, capsys) -> None:
     assert run(["export", str(tmp_path / "x.pt"), "--with-argmax", "--labels-dtype", "int32"]) == 1
     assert "--labels-dtype 'int32' is not supported" in capsys.readouterr().err
+
+
+def test_out_naming_a_folder_exits_1_before_any_work(tmp_path: Path, capsys) -> None:
+    (tmp_path / "folder").mkdir()
+    assert run(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "folder")]) == 1
+    err = capsys.readouterr().err
+    assert "error: --out" in err and "is a folder, not a file" in err and "  fix: " in err

@@ -108,3 +108,43 @@ def test_missing_model_says_to_export(workspace, capsys):
 def test_out_is_required(workspace, capsys):
     assert run(["infer", "imgs"]) == 1
     assert "--out" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_how_far_it_got_and_keeps_the_summary(workspace, capsys, monkeypatch):
+    import signal
+
+    real_segment = segmenter_module.Segmenter.segment
+
+    def interrupted(self, image):
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to the main thread
+        return real_segment(self, image)
+
+    monkeypatch.setattr(segmenter_module.Segmenter, "segment", interrupted)
+    assert run(["infer", "imgs", "--out", "masks"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 0 of 2 images done; run the same command again to resume" in err
+    assert json.loads(open("masks/summary.json").read())["interrupted"] == "SIGINT"
+
+
+def test_full_disk_summary_exits_3_with_error_and_fix(workspace, capsys, monkeypatch):
+    import errno
+
+    from fcn_deploy import infer as infer_module
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(infer_module, "write_text_atomic", no_space)
+    assert run(["infer", "imgs", "--out", "masks"]) == 3
+    err = capsys.readouterr().err
+    assert "error: could not write the summary masks/summary.json (No space left on device)" in err
+    assert "  fix: free disk space" in err
+
+
+@pytest.mark.parametrize("args", [["--batch", "0"], ["--max-pixels", "0"], ["--tile", "0x0"],
+                                  ["--out", "imgs/one.png/x"], ["--summary", "imgs"]])
+def test_refusals_come_with_a_fix(workspace, capsys, args):
+    assert run(["infer", "imgs", "--out", "masks", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "\n  fix: " in err
+    assert not os.path.exists("masks/one.png")

@@ -90,3 +90,11 @@ def test_bf16_parity_is_a_gate(checkpoint: Path, tiny_voc: Path, tmp_path: Path,
     assert "bf16 parity (none (OpenVINO bf16" in captured.out
     assert verdict in captured.out + captured.err
     assert (tmp_path / "reports" / "parity.json").is_file()
+
+
+def test_out_dir_naming_a_file_exits_1_before_any_work(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    code = run(["parity", "m.onnx", "--reference", "c.pt", "--data", str(tmp_path), "--out-dir", str(tmp_path / "file")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "  fix: " in err

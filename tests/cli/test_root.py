@@ -47,3 +47,14 @@ def test_library_errors_print_one_error_line_and_verbose_adds_the_traceback(tmp_
 def test_version() -> None:
     result = subprocess.run([sys.executable, "-m", "fcn_deploy.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("fcn-deploy ")
+
+
+def test_ctrl_c_in_any_command_is_not_silent(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from fcn_deploy.data import synth
+
+    monkeypatch.setattr(synth, "synthesize", lambda config: os.kill(os.getpid(), signal.SIGINT))
+    assert run(["data", "synth", "--out", str(tmp_path / "d"), "--num", "1"]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -166,3 +166,27 @@ def test_a_range_too_narrow_for_the_histogram_is_our_error(random_onnx: Path, pr
         _calibrate(random_onnx, precision_voc_dir, tmp_path, method="percentile", num=2)
     assert "--method minmax" in (info.value.hint or "")
     assert not (tmp_path / "tensorrt-percentile.onnx").exists()
+
+
+def test_out_naming_a_folder_is_refused_before_calibrating(tmp_path: Path, tiny_onnx, tiny_voc) -> None:
+    model = tiny_onnx(tmp_path / "fcn.onnx")
+    (tmp_path / "folder").mkdir()
+    config = CalibrationConfig(data_dir=tiny_voc(tmp_path / "VOC2012"), num=2, crop=(32, 32),
+                               out=tmp_path / "folder", calibration_dir=tmp_path / "calibration")
+    with pytest.raises(InputError, match="--out .* is a folder, not a file"):
+        calibrate_int8(model, config)
+    assert not (tmp_path / "calibration").exists()
+
+
+def test_a_failed_write_leaves_no_crop_plan_or_range_table(tmp_path: Path, monkeypatch, tiny_onnx, tiny_voc) -> None:
+    from fcn_deploy.precision import calibrate as calibrate_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(calibrate_module, "save_onnx", full_disk)
+    config = CalibrationConfig(data_dir=tiny_voc(tmp_path / "VOC2012"), num=2, crop=(32, 32), method="minmax",
+                               histogram_bins=FAST_BINS, out=tmp_path / "int8.onnx", calibration_dir=tmp_path / "cal")
+    with pytest.raises(OSError, match="No space left"):
+        calibrate_int8(tiny_onnx(tmp_path / "fcn.onnx"), config)
+    assert list((tmp_path / "cal").glob("*.json")) == [] and not (tmp_path / "int8.onnx").exists()

@@ -79,3 +79,12 @@ def test_a_closed_backend_refuses_inference_and_releases_once(float_backend: Rec
     with pytest.raises(InputError, match="was closed"):
         float_backend.infer(np.zeros((1, 3, 64, 64), np.float32))
     assert float_backend.seen == []
+
+
+def test_a_missing_model_file_comes_with_a_fix(tmp_path):
+    from fcn_deploy.errors import InputError
+    from fcn_deploy.runtime import open_backend
+
+    with pytest.raises(InputError, match="model file not found") as info:
+        open_backend(tmp_path / "nope.onnx", "cpu")
+    assert "fcn-deploy export" in info.value.hint

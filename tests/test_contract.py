@@ -1,0 +1,63 @@
+"""One reader, one rule: every command that reads an ONNX artifact refuses a damaged or contradicting sidecar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcn_deploy.cli import run
+from fcn_deploy.contract import read_onnx_spec, write_sidecar
+from fcn_deploy.errors import ArtifactError
+
+@pytest.fixture
+def list_sidecar(tmp_path: Path, tiny_onnx, tiny_voc) -> Path:
+    model = tiny_onnx(tmp_path / "fcn.onnx")
+    (tmp_path / "fcn.onnx.json").write_text("[1, 2, 3]")
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    tiny_voc(tmp_path / "VOC2012")
+    return model
+
+
+@pytest.mark.parametrize("command", ["infer", "parity", "bench"])
+def test_a_sidecar_holding_a_list_is_refused(list_sidecar: Path, tmp_path: Path, capsys, command: str) -> None:
+    args = {
+        "infer": ["infer", str(list_sidecar), str(tmp_path / "imgs"), "--out", str(tmp_path / "masks"), "--device", "cpu"],
+        "parity": ["parity", str(list_sidecar), "--reference", str(list_sidecar), "--data", str(tmp_path / "VOC2012"),
+                   "--device", "cpu", "--out-dir", str(tmp_path / "parity")],
+        "bench": ["bench", str(list_sidecar), "--sizes", "64x64", "--iters", "1", "--warmup", "0", "--rounds", "1",
+                  "--no-rss", "--gemm-size", "64", "--device", "cpu"],
+    }[command]
+    assert run(args) == 1
+    err = capsys.readouterr().err
+    assert "holds a JSON list, not an object" in err and "  fix: delete the damaged sidecar" in err
+
+
+@pytest.mark.parametrize("text", ["", "{", "{}", '{"spec": {"arch": "fcn32s", "shape_range": '
+                                  '{"min": [1, -32, 32], "opt": [1, 64, 64], "max": [2, 128, 128]}}}'])
+def test_damaged_sidecars_are_refused_with_a_fix(tmp_path: Path, capsys, text: str, tiny_onnx) -> None:
+    model = tiny_onnx(tmp_path / "fcn.onnx")
+    (tmp_path / "fcn.onnx.json").write_text(text)
+    (tmp_path / "imgs").mkdir()
+    assert run(["infer", str(model), str(tmp_path / "imgs"), "--out", str(tmp_path / "masks"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "\n  fix: " in err
+
+
+def test_contradicting_sidecar_is_refused_by_build_fp16_and_calibrate(tmp_path: Path, tiny_onnx, tiny_voc) -> None:
+    from fcn_deploy.build import BuildConfig, build
+    from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8
+
+    model = tiny_onnx(tmp_path / "export" / "fcn.onnx")
+    write_sidecar(model, read_onnx_spec(model).replace(arch="fcn8s"))
+    with pytest.raises(ArtifactError, match="disagree on arch"):
+        build(model, BuildConfig(precision="fp16", skip_parity=True, engines_dir=tmp_path / "engines"))
+    assert not (tmp_path / "export" / "fcn.fp16.onnx").exists()
+    with pytest.raises(ArtifactError, match="disagree on arch"):
+        calibrate_int8(model, CalibrationConfig(data_dir=tiny_voc(tmp_path / "VOC2012"), num=2, crop=(32, 32),
+                                                calibration_dir=tmp_path / "calibration"))
+    assert not (tmp_path / "calibration").exists()
