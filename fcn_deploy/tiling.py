@@ -4,10 +4,6 @@ Whole mode reflect-pads an image to the model's alignment, runs it once and crop
 cuts overlapping tiles, runs them in batches and blends their logits with per-pixel window weights. Tiles
 start on multiples of the alignment (the model's output stride), so they sample the image on the same grid
 as the whole-image pass; the last tile ends at the aligned image edge, inside the same reflect padding.
-Stitching streams over rows of tiles: only one band of rows (about a tile tall, full width, every class) is
-held at a time, and rows that no later tile touches are reduced to labels and released. Peak memory is the
-uint8 image, the uint8 labels and O(width × tile height × classes) floats.
-
 Labels need less: where tiles overlap at most their neighbours (overlap up to half a tile), ``LabelStitcher``
 keeps only the overlaps still open (the strip the next tile row shares, full width, and the columns the next
 tile shares) and turns every finished block straight into labels: O(width × overlap × classes) floats, so
@@ -16,6 +12,14 @@ large tiles stay cheap in memory.
 Default tiles come from the model: ``fitted_tile`` picks, per axis, the fewest tiles of at most the model's
 largest size that cover the image with the overlap, then the smallest grid-aligned tile that still does, so
 the model processes few pixels beyond the image's own.
+
+Memory bound of slide mode (``stitch_bytes``): both stitchers take the tiles in row-major order and hold, beyond
+the uint8 image (3 bytes a pixel, never copied) and the uint8 labels (1 byte a pixel), only the sums still
+open: the seam, the rows the next tile row shares (classes × seam rows × width floats, the one term that grows
+with the image, with its width alone), and a tile-sized part of the current row. ``LabelStitcher`` (overlaps up
+to half a tile) keeps the columns the next tile shares; ``SeamAccumulator`` (larger overlaps, and any other
+sink) keeps one tile-sized window of sums and their weights. Everything else is a constant independent of the
+image: one batch of tiles, their logits and the model's working memory. There is no image-sized float array.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ HW = tuple[int, int]  # (height, width)
 
 #: maps uint8 N×h×w×3 RGB tiles to float32 N×C×h×w logits
 TileRunner = Callable[[np.ndarray], np.ndarray]
-#: receives finished rows: (first row, weighted logit sums C×rows×W, weight sums rows×W)
-RowSink = Callable[[int, np.ndarray, np.ndarray], None]
+#: receives a finished block: (first row, first column, weighted logit sums C×rows×cols, weight sums rows×cols)
+BlockSink = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 _WINDOW_FLOOR = 1e-3  # hann weights never reach 0, so tile borders still count
 _GAUSSIAN_SIGMA = 0.25  # standard deviation as a fraction of the tile side
@@ -99,9 +103,9 @@ class TilePlan:
         indices = range(len(self.ys))
         return tuple(tuple(indices[i : i + rows_per_group]) for i in range(0, len(self.ys), rows_per_group))
 
-    def band_height(self) -> int:
-        """Rows the stitching band must hold: a tile height plus the spread of the rows in one group."""
-        return max(self.ys[g[-1]] - self.ys[g[0]] for g in self.row_groups()) + self.tile_hw[0]
+    def seam_rows(self) -> int:
+        """Rows of one tile row that the next tile row overlaps: the most a stitch carries from row to row."""
+        return max((a + self.tile_hw[0] - b for a, b in zip(self.ys, self.ys[1:])), default=0)
 
     def batches(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
         """(last tile-row index completed after this batch or -1, [(y, x), ...]) in row-major order."""
@@ -185,38 +189,99 @@ def extract_tile(image: np.ndarray, y: int, x: int, tile_hw: HW) -> np.ndarray:
     return pad_to(tile, *tile_hw)
 
 
-class BandAccumulator:
-    """Weighted logit sums of one band of rows (full width); finished rows are handed out, then dropped."""
+class SeamAccumulator:
+    """Blended logit sums of a slide pass, fed tile by tile in row-major order, in bounded memory.
 
-    def __init__(self, num_classes: int, band_height: int, width: int, window: np.ndarray) -> None:
-        self.top = 0  # image row held at band row 0
+    It holds one tile-sized window of the current tile row (the window starts at the latest tile) and the seam:
+    the sums of the rows the next tile row overlaps, for the full width. Columns left of the latest tile are
+    final for the row: their rows above the next tile row go to the sink, the rest into the seam.
+    """
+
+    def __init__(self, num_classes: int, plan: TilePlan, window: np.ndarray) -> None:
+        tile_h, tile_w = plan.tile_hw
+        self.plan = plan
         self.window = window
         self.uniform = bool(np.all(window == window.flat[0]))
-        self.scores = np.zeros((num_classes, band_height, width), np.float32)
-        self.weights = np.zeros((band_height, width), np.float32)
+        self.rows = {y: index for index, y in enumerate(plan.ys)}
+        seam, canvas_w = plan.seam_rows(), plan.canvas_hw[1]
+        self.seam_scores = np.zeros((num_classes, seam, canvas_w), np.float32)
+        self.seam_weights = np.zeros((seam, canvas_w), np.float32)
+        self.scores = np.zeros((num_classes, tile_h, tile_w), np.float32)
+        self.weights = np.zeros((tile_h, tile_w), np.float32)
+        self.row = -1  # index of the current tile row
+        self.left = 0  # image column at window column 0
+        self.loaded = 0  # window columns [left, loaded) hold this row's sums
+        self.carried = 0  # rows at the top of the current tile row that the seam holds sums for
 
-    def add(self, y: int, x: int, logits: np.ndarray) -> None:
-        """Add one tile's C×h×w logits at image position (y, x); ``logits`` may be overwritten."""
-        tile_h, tile_w = logits.shape[1:]
-        row = y - self.top
-        if row < 0 or row + tile_h > self.weights.shape[0]:
-            raise ValueError(f"tile row {y} falls outside the band [{self.top}, {self.top + self.weights.shape[0]})")
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the sums held (the window and the seam)."""
+        return sum(a.nbytes for a in (self.seam_scores, self.seam_weights, self.scores, self.weights))
+
+    def add(self, y: int, x: int, logits: np.ndarray, sink: BlockSink) -> None:
+        """Add one tile's C×h×w logits at (y, x) (tiles in row-major order); ``logits`` may be overwritten."""
+        row = self.rows.get(y)
+        if row is None or row < self.row or (row == self.row and x < self.left):
+            raise ValueError(f"tile ({y}, {x}) is not on the plan or out of row-major order")
+        if row != self.row:
+            self.finish(sink)
+            self.row, self.left, self.loaded = row, 0, 0
+        self._release(x, sink)
+        self._load(x + self.plan.tile_hw[1])
         if not self.uniform:
             np.multiply(logits, self.window, out=logits)
-        target = self.scores[:, row : row + tile_h, x : x + tile_w]
-        np.add(target, logits, out=target)
-        self.weights[row : row + tile_h, x : x + tile_w] += self.window
+        np.add(self.scores, logits, out=self.scores)
+        self.weights += self.window
 
-    def release(self, stop: int, width: int, sink: RowSink) -> None:
-        """Hand rows [top, stop) (cropped to ``width``) to ``sink``, then shift the band up past them."""
-        count = stop - self.top
+    def finish(self, sink: BlockSink) -> None:
+        """Release every column of the current tile row and carry its overlap with the next row."""
+        if self.row < 0:
+            return
+        self._release(self.loaded, sink)
+        ys, tile_h = self.plan.ys, self.plan.tile_hw[0]
+        self.carried = ys[self.row] + tile_h - ys[self.row + 1] if self.row + 1 < len(ys) else 0
+
+    def _release(self, stop: int, sink: BlockSink) -> None:
+        """Columns [left, stop) are final for this row: rows above the next tile row to ``sink``, the rest to the seam."""
+        count = min(stop, self.loaded) - self.left
         if count <= 0:
             return
-        sink(self.top, self.scores[:, :count, :width], self.weights[:count, :width])
-        for plane in (*self.scores, self.weights):  # per plane: a shift never copies the whole band at once
-            plane[: plane.shape[0] - count] = plane[count:]
-            plane[plane.shape[0] - count :] = 0.0
-        self.top = stop
+        ys, (tile_h, tile_w), (height, width) = self.plan.ys, self.plan.tile_hw, self.plan.image_hw
+        top = ys[self.row]
+        final = ys[self.row + 1] - top if self.row + 1 < len(ys) else tile_h
+        rows, cols = min(final, height - top), min(self.left + count, width) - self.left
+        if rows > 0 and cols > 0:
+            sink(top, self.left, self.scores[:, :rows, :cols], self.weights[:rows, :cols])
+        if final < tile_h:
+            columns = slice(self.left, self.left + count)
+            self.seam_scores[:, : tile_h - final, columns] = self.scores[:, final:, :count]
+            self.seam_weights[: tile_h - final, columns] = self.weights[final:, :count]
+        for plane in (*self.scores, self.weights):  # per plane: a shift never copies the whole window at once
+            plane[:, : tile_w - count] = plane[:, count:]
+            plane[:, tile_w - count :] = 0.0
+        self.left += count
+
+    def _load(self, end: int) -> None:
+        """Extend the window to image column ``end``, starting those columns from the sums carried in the seam."""
+        if end <= self.loaded:
+            return
+        start, carried = self.loaded, self.carried
+        if carried:
+            self.scores[:, :carried, start - self.left : end - self.left] = self.seam_scores[:, :carried, start:end]
+            self.weights[:carried, start - self.left : end - self.left] = self.seam_weights[:carried, start:end]
+        self.loaded = end
+
+
+def stitch_bytes(plan: TilePlan, num_classes: int, labels_only: bool = False) -> int:
+    """Bytes a slide pass holds for blending, beyond the image and the labels (see the module's memory bound).
+
+    ``labels_only``: as ``slide_labels`` stitches (``LabelStitcher`` where tiles overlap only their neighbours).
+    """
+    tile_h, tile_w = plan.tile_hw
+    if labels_only and neighbours_only(plan):
+        seam_columns = max((a + tile_w - b for a, b in zip(plan.xs, plan.xs[1:])), default=0)
+        return 4 * num_classes * (plan.seam_rows() * plan.canvas_hw[1] + tile_h * seam_columns)
+    return 4 * (num_classes + 1) * (plan.seam_rows() * plan.canvas_hw[1] + tile_h * tile_w)
 
 
 def argmax_classes(scores: np.ndarray, out: np.ndarray) -> None:
@@ -230,11 +295,11 @@ def argmax_classes(scores: np.ndarray, out: np.ndarray) -> None:
         np.maximum(best, scores[index], out=best)
 
 
-def label_sink(labels: np.ndarray) -> RowSink:
-    """A sink writing the argmax of finished rows into ``labels`` (H×W uint8)."""
+def label_sink(labels: np.ndarray) -> BlockSink:
+    """A sink writing the argmax of finished blocks into ``labels`` (H×W uint8)."""
 
-    def sink(start: int, scores: np.ndarray, weights: np.ndarray) -> None:
-        argmax_classes(scores, labels[start : start + scores.shape[1]])
+    def sink(row: int, col: int, scores: np.ndarray, weights: np.ndarray) -> None:
+        argmax_classes(scores, labels[row : row + scores.shape[1], col : col + scores.shape[2]])
 
     return sink
 
@@ -252,22 +317,21 @@ def slide(
     run: TileRunner,
     num_classes: int,
     blend: str,
-    sink: RowSink,
+    sink: BlockSink,
 ) -> None:
-    """Run every tile of ``plan`` through ``run`` and stream blended rows, top to bottom, into ``sink``."""
-    height, width = plan.image_hw
-    if image.shape[:2] != (height, width):
+    """Run every tile of ``plan`` through ``run`` and stream finished blocks of blended sums into ``sink``.
+
+    Every image pixel is in exactly one block; blocks come in row-major order of their tile rows.
+    """
+    if image.shape[:2] != plan.image_hw:
         raise ValueError(f"image is {image.shape[:2]}, the plan is for {plan.image_hw}")
-    window = blend_window(plan.tile_hw, blend)
-    band = BandAccumulator(num_classes, plan.band_height(), plan.canvas_hw[1], window)
-    for done_row, tiles in plan.batches():
+    stitch = SeamAccumulator(num_classes, plan, blend_window(plan.tile_hw, blend))
+    for _, tiles in plan.batches():
         batch = np.stack([extract_tile(image, y, x, plan.tile_hw) for y, x in tiles])
         logits = _checked_logits(run(batch), (len(tiles), num_classes, *plan.tile_hw))
         for (y, x), tile_logits in zip(tiles, logits):
-            band.add(y, x, tile_logits)
-        if done_row >= 0:
-            next_y = plan.ys[done_row + 1] if done_row + 1 < len(plan.ys) else height
-            band.release(min(next_y, height), width, sink)
+            stitch.add(y, x, tile_logits, sink)
+    stitch.finish(sink)
 
 
 def neighbours_only(plan: TilePlan) -> bool:
