@@ -29,6 +29,8 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".t
 OVERLAY_ALPHA = 0.5
 _MAX_IMAGE_PIXELS_LOCK = threading.Lock()  # Pillow's limit is a module global; we swap it while opening
 _EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = (2, 3, 4, 5, 6, 7, 8)  # 1 is upright
+_CONVERT_BAND_BYTES = 16 << 20  # rows of Pillow's image (4 bytes a pixel) converted to numpy at a time
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk with its CRC
 _PNG_PALETTE = 3  # IHDR colour type of palette images
@@ -83,15 +85,25 @@ def _gray_to_uint8(image: Image.Image) -> np.ndarray:
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Any Pillow image as a uint8 H×W×3 RGB array (alpha dropped, palette expanded, 16-bit scaled)."""
-    if image.mode.startswith("I") or image.mode == "F":
+    """Any Pillow image as a uint8 H×W×3 RGB array (alpha dropped, palette expanded, 16-bit scaled).
+
+    Converted in bands of rows straight into the result, so besides Pillow's decoded image only the result and
+    one band (about 16 MB) exist: never a second full-size copy of the image.
+    """
+    if image.mode.startswith("I") or image.mode == "F":  # scaled by whole-image statistics
         gray = _gray_to_uint8(image)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if image.mode == "P":  # palette transparency is expanded through RGBA (Pillow warns otherwise)
-        image = image.convert("RGBA")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8)  # may be read-only; avoids a second full-size copy
+    width, height = image.size
+    result = np.empty((height, width, 3), np.uint8)
+    rows = max(1, _CONVERT_BAND_BYTES // max(1, 4 * width))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        if band.mode == "P":  # palette transparency is expanded through RGBA (Pillow warns otherwise)
+            band = band.convert("RGBA")
+        if band.mode != "RGB":
+            band = band.convert("RGB")
+        result[top : top + rows] = np.asarray(band, dtype=np.uint8)
+    return result
 
 
 def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -119,8 +131,9 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
     try:
         with _open_checked(source, max_pixels, name) as image:
             image.load()
-            upright = ImageOps.exif_transpose(image)
-            return to_rgb_array(upright if upright is not None else image)
+            if image.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
+                ImageOps.exif_transpose(image, in_place=True)  # otherwise it returns a full copy
+            return to_rgb_array(image)
     except InputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -138,9 +151,11 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
                              "point the link at a real file, or remove it") from None
         raise InputError(f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
                          "replace or remove it") from exc
-    except (ValueError, SyntaxError, EOFError) as exc:
-        raise InputError(f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
-                         "replace or remove it") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # a decoder fed a damaged file raises anything (ValueError, struct.error, ...)
+        raise InputError(f"{name}: cannot decode the image ({type(exc).__name__}: {exc})",
+                         "the file is corrupt or truncated; replace or remove it") from exc
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -152,7 +167,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # any unreadable header: the caller treats the image as not done
         return None
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # these turn by 90 degrees
 
 
 def is_mask_of_size(path: str | os.PathLike[str], height: int, width: int) -> bool:

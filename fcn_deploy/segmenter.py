@@ -8,6 +8,14 @@ This is the stable library entry point (the C API calls it too)::
         labels = segmenter.segment_labels(rgb)  # H×W×3 uint8 RGB -> H×W uint8 class indices
 
 A Segmenter is not thread-safe: run one ``segment`` call at a time per instance.
+
+Memory: ``segment`` holds the caller's uint8 image (not copied), the uint8 labels it returns, and beyond them
+only bounded working memory. Whole mode runs only images inside the model's shape range (at most its ``max``
+size, so its padded copy and logits are bounded by the model, not by the image). Slide mode holds one batch of
+tiles and their logits, one tile-sized window of blended sums and the seam between tile rows (see
+``fcn_deploy.tiling``: classes × seam rows × width floats, about a third of a 320-row band): never a second
+copy of the image nor an image-sized float array. ``fcn_deploy.imageio.read_image`` decodes into the one
+uint8 array (Pillow's own decoded image, 4 bytes a pixel, exists only while reading).
 """
 
 from __future__ import annotations
