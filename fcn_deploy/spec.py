@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ class ShapeRange:
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):
             value = getattr(self, name)
-            if len(value) != 3 or any(int(v) < 1 for v in value):
+            if len(value) != 3 or any(not _is_int(v) or v < 1 for v in value):
                 raise ArtifactError(f"shape range '{name}' must be three positive integers, got {value}", SPEC_HINT)
             object.__setattr__(self, name, tuple(int(v) for v in value))
         for axis in range(3):
@@ -111,8 +112,13 @@ class ModelSpec:
             problems.append(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if len(self.palette) < self.num_classes or any(len(c) != 3 for c in self.palette):
             problems.append(f"palette needs {self.num_classes} RGB colours, has {len(self.palette)}")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            problems.append("mean and std need three values each, std positive")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(v) for v in self.mean + self.std) or any(
+                s <= 0 for s in self.std):
+            problems.append("mean and std need three finite values each, std positive")
+        if any(not 0 <= c <= 255 for color in self.palette for c in color):
+            problems.append("palette colours must be RGB values in 0 .. 255")
+        if len(self.crop_size) != 2 or min(self.crop_size) < 1:
+            problems.append(f"crop_size must be two positive integers, got {self.crop_size}")
         if self.alignment < 1:
             problems.append(f"alignment must be positive, got {self.alignment}")
         if self.input_format not in INPUT_FORMATS:
@@ -180,6 +186,11 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             values = {k: v for k, v in data.items() if k in known}
+            _check_json_types(values, _SPEC_TYPES)
+            if isinstance(values.get("shape_range"), Mapping):
+                _check_json_types(values["shape_range"], _RANGE_TYPES)
+            if isinstance(values.get("quantization"), Mapping):
+                _check_json_types(values["quantization"], _QUANTIZATION_TYPES)
             if "shape_range" in values:
                 sr = values["shape_range"]
                 values["shape_range"] = ShapeRange(tuple(sr["min"]), tuple(sr["opt"]), tuple(sr["max"]))
@@ -198,9 +209,54 @@ class ModelSpec:
     def from_json(cls, text: str, source: str = "spec") -> ModelSpec:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError) as exc:
             raise ArtifactError(f"{source} is not valid JSON ({exc})", SPEC_HINT) from exc
         return cls.from_dict(data, source)
+
+
+# --- JSON types of a spec (checked before building it, so nothing is silently converted) ----------------
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _list_of(check: Any, length: int | None = None) -> Any:
+    def test(value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and (length is None or len(value) == length) and all(
+            check(v) for v in value)
+    return test
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: value is None or check(value)
+
+
+_is_str = (lambda value: isinstance(value, str))  # noqa: E731
+_SPEC_TYPES = {
+    "arch": _is_str, "num_classes": _is_int, "class_names": _list_of(_is_str), "palette": _list_of(_list_of(_is_int, 3)),
+    "mean": _list_of(_is_number, 3), "std": _list_of(_is_number, 3), "alignment": _is_int,
+    "crop_size": _list_of(_is_int, 2), "input_name": _is_str, "output_name": _is_str, "labels_name": _optional(_is_str),
+    "input_format": _is_str, "upsampler": _is_str, "shape_range": lambda v: isinstance(v, Mapping),
+    "precision": _is_str, "quantization": _optional(lambda v: isinstance(v, Mapping)),
+    "source_checkpoint_sha256": _optional(_is_str), "format_version": _is_int,
+}
+_RANGE_TYPES = {name: _list_of(_is_int, 3) for name in ("min", "opt", "max")}
+_QUANTIZATION_TYPES = {"target": _is_str, "method": _is_str, "num_crops": _is_int, "crop_size": _list_of(_is_int, 2),
+                       "data_fingerprint": _is_str, "notes": _is_str}
+
+
+def _check_json_types(values: Mapping[str, Any], types: Mapping[str, Any]) -> None:
+    """TypeError naming the first field whose JSON value has the wrong type."""
+    for name, value in values.items():
+        check = types.get(name)
+        if check is not None and not check(value):
+            raise TypeError(f"field {name!r} has the wrong type ({type(value).__name__}: {str(value)[:40]})")
 
 
 # --- inputs ----------------------------------------------------------------------------------------

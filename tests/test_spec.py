@@ -79,3 +79,21 @@ def test_onnx_metadata_round_trip_replaces_an_older_spec() -> None:
     store_in_onnx(proto, ModelSpec(arch="fcn8s"))
     assert [p.key for p in proto.metadata_props] == [ONNX_METADATA_KEY]
     assert spec_from_onnx(proto, "m.onnx") == ModelSpec(arch="fcn8s")
+
+
+def test_metadata_that_is_not_utf8_text_is_our_error():
+    from fcn_deploy.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        ModelSpec.from_json(b'\xff{"arch": "fcn32s"}', "fuzz")  # found by fuzzing an ONNX file's metadata
+
+
+@pytest.mark.parametrize("field,value", [("std", [float("nan"), 1, 1]), ("mean", [float("inf"), 0, 0]),
+                                         ("alignment", 32.5), ("num_classes", True), ("palette", [[256, 0, 0]] * 21)])
+def test_spec_fields_of_the_wrong_kind_are_refused(field, value):
+    from fcn_deploy.errors import ArtifactError
+
+    data = {**ModelSpec(arch="fcn32s").to_dict(), field: value}
+    with pytest.raises(ArtifactError) as info:
+        ModelSpec.from_dict(data, "fuzz")
+    assert info.value.hint

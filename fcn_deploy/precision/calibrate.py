@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -269,6 +270,38 @@ def _quiet_quantizer() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
+
+
+def read_range_table(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a range table written by ``write_range_table``; InputError for anything else (every entry is checked)."""
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(table, dict) or set(table) != {"method", "target", "tensors"}:
+            raise ValueError("not a range table (keys method, target, tensors)")
+        if table["method"] not in METHODS or table["target"] not in TARGETS:
+            raise ValueError(f"unknown method {table['method']!r} or target {table['target']!r}")
+        if not isinstance(table["tensors"], dict):
+            raise ValueError("tensors is not an object")
+        for name, row in table["tensors"].items():
+            _check_range_row(name, row)
+        return table
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
+        raise InputError(f"cannot read range table {path} ({exc})",
+                         "pass a range table written by 'fcn-deploy calibrate' (calibration/<name>.ranges.json)") from exc
+
+
+def _check_range_row(name: str, row: Any) -> None:
+    """One tensor's entry: finite min <= max, and a positive scale with an integer zero point where quantised."""
+    if not isinstance(row, dict) or not {"min", "max"} <= set(row) <= {"min", "max", "scale", "zero_point"}:
+        raise ValueError(f"tensor {name!r}: not an entry with min and max")
+    numbers = [row[k] for k in ("min", "max", "scale") if k in row]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
+        raise ValueError(f"tensor {name!r}: min, max and scale must be finite numbers")
+    if row["min"] > row["max"] or row.get("scale", 1.0) <= 0:
+        raise ValueError(f"tensor {name!r}: min above max, or a scale that is not positive")
+    zero = row.get("zero_point", 0)
+    if isinstance(zero, bool) or not isinstance(zero, int) or not -128 <= zero <= 255:
+        raise ValueError(f"tensor {name!r}: zero_point must be an integer in -128 .. 255")
 
 
 def write_range_table(tensors: Any, int8_model: Any, path: Path, config: CalibrationConfig) -> Path:

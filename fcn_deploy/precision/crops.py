@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -119,16 +119,51 @@ def save_plan(plan: CropPlan, path: str | os.PathLike[str]) -> Path:
 
 
 def load_plan(path: str | os.PathLike[str]) -> CropPlan:
-    """Read a plan written by ``save_plan``."""
+    """Read a plan written by ``save_plan``; InputError for anything else (every field is checked)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.pop("format", None) != PLAN_FORMAT:
+        if not isinstance(data, dict) or data.pop("format", None) != PLAN_FORMAT:
             raise ValueError("not a crop plan")
-        data["crop"] = tuple(data["crop"])
-        data["crops"] = tuple(CropBox(**c) for c in data["crops"])
+        if set(data) != {f.name for f in fields(CropPlan)}:
+            raise ValueError(f"fields {sorted(data)} are not those of a crop plan")
+        data["crop"] = _checked_size(data["crop"])
+        data["crops"] = tuple(_checked_box(c) for c in _checked(data["crops"], list, "crops"))
+        for name in ("data_dir", "split", "small", "fingerprint"):
+            _checked(data[name], str, name)
+        for name in ("seed", "listed", "eligible", "skipped", "padded"):
+            if _checked(data[name], int, name) < 0:
+                raise ValueError(f"{name} is negative")
         return CropPlan(**data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read crop plan {path} ({exc})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise InputError(f"cannot read crop plan {path} ({exc})",
+                         "pass a crop plan written by 'fcn-deploy calibrate' (calibration/<name>.crops.json)") from exc
+
+
+def _checked(value: Any, kind: type, name: str) -> Any:
+    """``value`` when it is of ``kind`` (a bool is not an int), else ValueError naming the field."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _checked_size(value: Any) -> Size:
+    """[height, width] as a tuple of two positive integers."""
+    height, width = (_checked(v, int, "crop") for v in _checked(value, list, "crop"))
+    if height < 1 or width < 1:
+        raise ValueError(f"crop {value} is not positive")
+    return height, width
+
+
+def _checked_box(value: Any) -> CropBox:
+    """One crop box of a plan, its fields checked."""
+    box = _checked(value, dict, "a crop")
+    if set(box) - {"padded"} != {"image_id", "top", "left"}:
+        raise ValueError(f"a crop has fields {sorted(box)}")
+    top, left = _checked(box["top"], int, "top"), _checked(box["left"], int, "left")
+    if top < 0 or left < 0:
+        raise ValueError(f"a crop starts at a negative position ({top}, {left})")
+    return CropBox(_checked(box["image_id"], str, "image_id"), top, left, _checked(box.get("padded", False), bool,
+                                                                                  "padded"))
 
 
 def crop_input(layout: VocLayout, box: CropBox, crop: Size, spec: ModelSpec) -> np.ndarray:

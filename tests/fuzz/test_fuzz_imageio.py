@@ -1,0 +1,67 @@
+"""Fuzzing image decoding and preparation: any file ends in our InputError or an image the model can take."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from hypothesis import example, given, settings
+from mutations import budget, mutated
+from PIL import Image
+
+from fcn_deploy.errors import InputError
+from fcn_deploy.imageio import read_image
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
+from fcn_deploy.tiling import pad_to, whole_size
+
+MAX_PIXELS = 1 << 16  # mutated headers claiming huge sizes are refused before decoding
+SPECS = (ModelSpec(arch="fcn32s"), ModelSpec(arch="fcn32s", input_format=INPUT_UINT8_NHWC))
+
+
+def _encoded(image: Image.Image, format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def _seeds() -> list[bytes]:
+    """Small valid files of every format and mode the reader meets (EXIF orientation included)."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    palette = rgb.convert("P")
+    palette.info["transparency"] = 0
+    return [
+        _encoded(rgb, "PNG"), _encoded(rgb, "JPEG"), _encoded(rgb, "JPEG", exif=exif.tobytes()),
+        _encoded(rgb.convert("CMYK"), "JPEG"), _encoded(rgb, "BMP"), _encoded(rgb, "TIFF"),
+        _encoded(rgb, "TIFF", compression="tiff_lzw"), _encoded(rgb, "WEBP"), _encoded(rgb, "GIF"),
+        _encoded(palette, "PNG"), _encoded(rgb.convert("RGBA"), "PNG"), _encoded(rgb.convert("LA"), "PNG"),
+        _encoded(Image.fromarray(rng.integers(0, 65536, (6, 8), dtype=np.uint16)), "PNG"),
+        _encoded(Image.fromarray(rng.random((6, 8), dtype=np.float32)), "TIFF"),
+        _encoded(rgb.convert("1"), "PNG"),
+    ]
+
+
+SEEDS = _seeds()
+
+
+@settings(max_examples=budget(1500))
+@given(data=mutated(SEEDS))
+@example(data=SEEDS[0][:40])  # a PNG cut inside its header
+def test_any_file_decodes_to_a_model_input_or_our_error(fuzz_dir, data: bytes) -> None:
+    path = fuzz_dir / "image.png"
+    path.write_bytes(data)
+    try:
+        image = read_image(path, MAX_PIXELS)
+    except InputError as exc:
+        assert str(path) in exc.message
+        return
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 1
+    padded_hw = whole_size(image.shape[:2], 32, (32, 32))
+    batch = pad_to(image, *padded_hw)[None]
+    for spec in SPECS:
+        model_input = spec.to_model_input(batch)
+        assert model_input.shape == spec.input_shape(1, *padded_hw)
+        assert model_input.dtype == (np.uint8 if spec.takes_uint8 else np.float32)
+        assert np.isfinite(model_input).all()
