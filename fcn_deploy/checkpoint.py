@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,12 +101,12 @@ def _safe_load(torch: Any, path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         text = str(exc)
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Unpickler" in text:
+        if "weights_only" in text or "WeightsUnpickler" in text:  # the safe loader refused what it found
             raise ArtifactError(
-                f"{path} is not an fcn-deploy checkpoint: it holds Python objects that a safe load does not run",
-                CHECKPOINT_HINT,
+                f"{path} is not an fcn-deploy checkpoint: it is not a file of weights that loads safely (a checkpoint "
+                "never runs code)", CHECKPOINT_HINT,
             ) from None
-        state = "empty" if path.stat().st_size == 0 else "truncated or corrupt"
+        state = "empty" if path.stat().st_size == 0 else "truncated, corrupt or not a checkpoint at all"
         raise ArtifactError(f"{path} cannot be read as a PyTorch checkpoint: the file is {state}",
                             "copy the checkpoint again, or pass another one (training writes <arch>-last.pt "
                             "every epoch)") from exc

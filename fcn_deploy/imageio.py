@@ -186,7 +186,8 @@ def is_mask_of_size(path: str | os.PathLike[str], height: int, width: int) -> bo
             tail = handle.read()
     except OSError:
         return False
-    if len(head) < len(_PNG_SIGNATURE) + 21 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR" or tail != _PNG_END:
+    complete = len(head) == len(_PNG_SIGNATURE) + 21 and tail == _PNG_END
+    if not complete or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return False
     png_width, png_height, bit_depth, color_type = struct.unpack(">IIBB", head[16:26])
     return (png_height, png_width, bit_depth, color_type) == (height, width, 8, _PNG_PALETTE)

@@ -239,7 +239,8 @@ def _optional(check: Any) -> Any:
 
 _is_str = (lambda value: isinstance(value, str))  # noqa: E731
 _SPEC_TYPES = {
-    "arch": _is_str, "num_classes": _is_int, "class_names": _list_of(_is_str), "palette": _list_of(_list_of(_is_int, 3)),
+    "arch": _is_str, "num_classes": _is_int, "class_names": _list_of(_is_str),
+    "palette": _list_of(_list_of(_is_int, 3)),
     "mean": _list_of(_is_number, 3), "std": _list_of(_is_number, 3), "alignment": _is_int,
     "crop_size": _list_of(_is_int, 2), "input_name": _is_str, "output_name": _is_str, "labels_name": _optional(_is_str),
     "input_format": _is_str, "upsampler": _is_str, "shape_range": lambda v: isinstance(v, Mapping),

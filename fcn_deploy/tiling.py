@@ -242,7 +242,8 @@ class SeamAccumulator:
         self.carried = ys[self.row] + tile_h - ys[self.row + 1] if self.row + 1 < len(ys) else 0
 
     def _release(self, stop: int, sink: BlockSink) -> None:
-        """Columns [left, stop) are final for this row: rows above the next tile row to ``sink``, the rest to the seam."""
+        """Columns [left, stop) are final for this row: rows above the next tile row to ``sink``, the rest to the
+        seam."""
         count = min(stop, self.loaded) - self.left
         if count <= 0:
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 from fcn_deploy.cli import run
 from fcn_deploy.contract import read_onnx_spec, write_sidecar
 from fcn_deploy.errors import ArtifactError
+
 
 @pytest.fixture
 def list_sidecar(tmp_path: Path, tiny_onnx, tiny_voc) -> Path:

@@ -296,7 +296,8 @@ def test_full_disk_fails_each_image_and_reports_the_summary(standin, tmp_path, m
 
     monkeypatch.setattr(infer_module, "write_mask", no_space)
     monkeypatch.setattr(infer_module, "write_text_atomic", no_space)
-    with pytest.raises(BatchFailure, match=r"could not write the summary .*summary.json \(No space left on device\); 2 of 2 images failed") as info:
+    expected = r"could not write the summary .*summary.json \(No space left on device\); 2 of 2 images failed"
+    with pytest.raises(BatchFailure, match=expected) as info:
         infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig(recursive=True))
     assert info.value.exit_code == 3 and "free disk space" in info.value.hint
     assert {r.error for r in info.value.summary.images} == {

@@ -23,8 +23,8 @@ from fcn_deploy.tiling import (
     slide,
     slide_labels,
     stitch_labels,
-    whole_labels,
     stitch_bytes,
+    whole_labels,
     whole_size,
 )
 

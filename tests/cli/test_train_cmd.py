@@ -79,7 +79,7 @@ def _missing_weights(data):
 
 
 def _bad_resume(data):
-    return ["--resume", str(data / "JPEGImages/synth_00000.jpg")], "is not a readable PyTorch checkpoint"
+    return ["--resume", str(data / "JPEGImages/synth_00000.jpg")], "is not an fcn-deploy checkpoint"
 
 
 @pytest.mark.parametrize(
