@@ -11,7 +11,9 @@ from PIL import Image
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.imageio import read_image
-from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
+from fcn_deploy.runtime.base import Backend
+from fcn_deploy.segmenter import Segmenter
+from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 from fcn_deploy.tiling import pad_to, whole_size
 
 MAX_PIXELS = 1 << 16  # mutated headers claiming huge sizes are refused before decoding
@@ -65,3 +67,46 @@ def test_any_file_decodes_to_a_model_input_or_our_error(fuzz_dir, data: bytes) -
         assert model_input.shape == spec.input_shape(1, *padded_hw)
         assert model_input.dtype == (np.uint8 if spec.takes_uint8 else np.float32)
         assert np.isfinite(model_input).all()
+
+
+# --- the same decoding behind the served request and the Ray per-file worker -------------------------------
+
+
+class _HalfAndHalf(Backend):
+    """Two classes: the normalised red channel against zero."""
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([np.zeros_like(batch[:, 0]), batch[:, 0]], axis=1)
+
+
+def _segmenter() -> Segmenter:
+    spec = ModelSpec(arch="fcn32s", num_classes=2, class_names=("background", "thing"),
+                     shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 96, 96)))
+    return Segmenter(_HalfAndHalf(spec))
+
+
+@settings(max_examples=budget(300))
+@given(data=mutated(SEEDS))
+def test_a_served_request_is_answered_or_refused_never_an_internal_error(data: bytes) -> None:
+    from fcn_deploy.serving.contract import answer
+
+    (outcome,) = answer(_segmenter(), [np.array([[data]], dtype=object)], MAX_PIXELS)
+    assert "internal error" not in outcome.error
+    if outcome.ok:
+        assert outcome.labels is not None and outcome.png.startswith(b"\x89PNG")
+    else:
+        assert outcome.error.startswith("request 1 of 1")
+
+
+@settings(max_examples=budget(300))
+@given(data=mutated(SEEDS))
+def test_the_per_file_worker_step_ends_in_a_record(fuzz_dir, data: bytes) -> None:
+    from fcn_deploy.infer import image_job, process_image
+
+    (fuzz_dir / "in").mkdir(exist_ok=True)
+    (fuzz_dir / "in" / "x.png").write_bytes(data)
+    job = image_job(fuzz_dir / "in", fuzz_dir / "out", "x.png", overlay=True)
+    record = process_image(_segmenter(), job, MAX_PIXELS)
+    assert record.status in ("ok", "failed") and (record.status == "ok") == job.mask.is_file()
+    assert (record.error is None) == (record.status == "ok")
+    job.mask.unlink(missing_ok=True)
