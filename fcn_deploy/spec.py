@@ -19,6 +19,7 @@ from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP
 
 SPEC_FORMAT_VERSION = 1
 SPEC_HINT = "the file's model spec is missing or damaged: re-run the stage that wrote it (e.g. 'fcn-deploy export')"
+MIN_STD = 1e-4  # a smaller std would scale pixels past what float32 inputs can hold usefully
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -112,9 +113,10 @@ class ModelSpec:
             problems.append(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if len(self.palette) < self.num_classes or any(len(c) != 3 for c in self.palette):
             problems.append(f"palette needs {self.num_classes} RGB colours, has {len(self.palette)}")
-        if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(v) for v in self.mean + self.std) or any(
-                s <= 0 for s in self.std):
-            problems.append("mean and std need three finite values each, std positive")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(0.0 <= m <= 1.0 for m in self.mean) or not all(
+                MIN_STD <= s <= 1.0 for s in self.std):  # NaN fails every comparison
+            problems.append(f"mean and std need three values each, as fractions of 255: mean in 0 .. 1, std in "
+                            f"{MIN_STD} .. 1")
         if any(not 0 <= c <= 255 for color in self.palette for c in color):
             problems.append("palette colours must be RGB values in 0 .. 255")
         if len(self.crop_size) != 2 or min(self.crop_size) < 1:

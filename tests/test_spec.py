@@ -89,6 +89,7 @@ def test_metadata_that_is_not_utf8_text_is_our_error():
 
 
 @pytest.mark.parametrize("field,value", [("std", [float("nan"), 1, 1]), ("mean", [float("inf"), 0, 0]),
+                                         ("mean", [0, 0, 7.7e37]), ("std", [1e-300, 1, 1]),
                                          ("alignment", 32.5), ("num_classes", True), ("palette", [[256, 0, 0]] * 21)])
 def test_spec_fields_of_the_wrong_kind_are_refused(field, value):
     from fcn_deploy.errors import ArtifactError

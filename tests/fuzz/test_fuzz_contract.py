@@ -32,6 +32,7 @@ def _check_usable(spec: ModelSpec) -> None:
 @example(text='{"arch": "fcn32s", "std": [NaN, 1, 1]}')  # found: NaN passed the std > 0 check
 @example(text='{"arch": "fcn32s", "shape_range": {"min": [1, 32.5, 32], "opt": [1, 64, 64], "max": [2, 96, 96]}}')
 @example(text='{"arch": "fcn32s", "alignment": 0.5}')
+@example(text='{"arch": "fcn32s", "mean": [0, 0, 7.656353027544008e+37]}')  # found: normalised to -inf in float32
 @example(text='{"arch": "fcn32s", "num_classes": true, "class_names": ["a"]}')
 def test_spec_reader(text: str) -> None:
     for reader in (lambda: ModelSpec.from_json(text, "fuzz"), lambda: spec_from_metadata({ONNX_METADATA_KEY: text}, "f")):
