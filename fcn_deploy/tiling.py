@@ -355,8 +355,9 @@ class LabelStitcher:
         self.uniform = bool(np.all(window == window.flat[0]))
         self.rows = {y: r for r, y in enumerate(plan.ys)}
         self.columns = {x: i for i, x in enumerate(plan.xs)}
-        self.strip: np.ndarray | None = None  # C×rows×canvas width: the previous tile row's share of this row
-        self.next_strip: np.ndarray | None = None
+        # C×seam rows×canvas width: the previous tile row's share of this row. One buffer serves both rows: each
+        # tile reads its columns before it writes the columns left of the next tile, which no later read needs.
+        self.strip = np.empty((num_classes, plan.seam_rows(), plan.canvas_hw[1]), np.float32)
         self.carry: np.ndarray | None = None  # C×tile height×columns: the previous tile's share of this tile
 
     def add(self, y: int, x: int, logits: np.ndarray) -> None:
@@ -381,11 +382,7 @@ class LabelStitcher:
             argmax_classes(logits[:, :rows, :cols], self.labels[y : y + rows, x : x + cols])
         self.carry = None if last_column else logits[:, :, stop_x:].copy()
         if not last_row and stop_y < tile_h:
-            if column == 0:
-                self.next_strip = np.empty((self.num_classes, tile_h - stop_y, plan.canvas_hw[1]), np.float32)
-            self.next_strip[:, :, x : x + stop_x] = logits[:, stop_y:, :stop_x]
-        if last_column:
-            self.strip, self.next_strip = self.next_strip, None
+            self.strip[:, : tile_h - stop_y, x : x + stop_x] = logits[:, stop_y:, :stop_x]
 
 
 def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str) -> np.ndarray:

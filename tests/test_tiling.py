@@ -271,3 +271,20 @@ def test_fitted_tile_uses_the_fewest_and_smallest_tiles(length, overlap, expecte
     assert len(starts) == expected_count
     assert starts[-1] + tile >= align_up(length, 32)
     assert all(a + tile - b >= overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_label_stitcher_holds_one_strip_of_the_open_overlap():
+    """Row to row, the rows the next tile row shares live in one buffer, never two (a wide image shows it)."""
+    import tracemalloc
+
+    image = np.random.default_rng(7).integers(0, 256, (320, 20000, 3), dtype=np.uint8)
+    plan = plan_tiles_px(image.shape[:2], (128, 128), (32, 32), 4, 32)
+    strip_bytes = 3 * plan.seam_rows() * plan.canvas_hw[1] * 4
+    tracemalloc.start()
+    try:
+        labels = stitch_labels(image, plan, identity_runner, 3, "hann")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(labels, np.argmax(image, axis=2))
+    assert peak - labels.nbytes < 1.5 * strip_bytes

@@ -107,10 +107,15 @@ def session_spec(session: Any, path: Path) -> ModelSpec:
 
 
 def session_options(ort: ModuleType, threads: int = 0, quiet: bool = False) -> Any:
-    """CPU-tuned options: all graph optimisations, sequential execution, ONNX Runtime's thread default."""
+    """CPU-tuned options: all graph optimisations, sequential execution, ONNX Runtime's thread default.
+
+    The memory pattern is off: it reserves a second plan-sized block per input shape (87 MiB more peak for a
+    1024×1024 fcn32s pass, measured) and saved no time on these graphs.
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = False
     options.intra_op_num_threads = threads
     if quiet:
         options.log_severity_level = _ORT_SILENT_SEVERITY

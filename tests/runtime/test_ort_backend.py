@@ -180,3 +180,11 @@ def test_stale_sidecar_is_refused(exported: tuple[Path, Path], tmp_path: Path, e
     Path(f"{copy}.json").write_text(json.dumps(document))
     with pytest.raises(ArtifactError, match=message):
         open_backend(copy, "cpu")
+
+
+def test_session_options_leave_the_memory_pattern_off():
+    """The memory pattern reserves a second plan-sized block per input shape: off, for bounded memory."""
+    ort = pytest.importorskip("onnxruntime")
+    from fcn_deploy.runtime.ort_backend import session_options
+
+    assert session_options(ort).enable_mem_pattern is False
