@@ -195,3 +195,18 @@ def test_mask_check_reads_the_png_header_and_end(tmp_path):
     Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "gray.png")
     assert not is_mask_of_size(tmp_path / "gray.png", 30, 40) and not is_mask_of_size(tmp_path / "none.png", 1, 1)
     assert image_size(path) == (30, 40) and image_size(tmp_path / "none.png") is None
+
+
+def test_an_upright_image_is_not_copied_for_exif(tmp_path, monkeypatch):
+    """exif_transpose returns a full copy even when there is nothing to turn: it runs only for turned images."""
+    from PIL import ImageOps
+
+    calls = []
+    real = ImageOps.exif_transpose
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda image, **kw: calls.append(1) or real(image, **kw))
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "upright.jpg")
+    assert read_image(tmp_path / "upright.jpg").shape == (20, 30, 3) and calls == []
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned by 90 degrees
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "turned.jpg").shape == (30, 20, 3) and calls == [1]
