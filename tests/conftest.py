@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012"
+
+
+@pytest.fixture
+def own_process(request) -> bool:
+    """True in the test session's process, after the test has passed once more in a fresh pytest process.
+
+    Tests that send real signals (Ctrl-C, SIGTERM) to their own process ask for it first and return at once when
+    it is True: the signal then meets a process like a user's, not a session that has loaded every runtime.
+    """
+    marker = "FCN_DEPLOY_TEST_IN_OWN_PROCESS"
+    if os.environ.get(marker) == request.node.nodeid:
+        return False
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+        cwd=REPO_ROOT, env={**os.environ, marker: request.node.nodeid}, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"in its own process (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+    return True
 
 
 @pytest.fixture
