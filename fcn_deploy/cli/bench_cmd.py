@@ -82,7 +82,13 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
     from rich.table import Table
 
     from fcn_deploy.bench.peers import (
-        PEER_COLUMNS, PeerConfig, peer_models, peer_rows, peer_summary_lines, run_peers, workspace_models,
+        PEER_COLUMNS,
+        PeerConfig,
+        peer_models,
+        peer_rows,
+        peer_summary_lines,
+        run_peers,
+        workspace_models,
     )
 
     with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:

@@ -24,7 +24,7 @@ def _triple(text: Optional[str], option: str, default: tuple[float, float, float
         values = ()
     if len(values) != 3:
         raise InputError(f"{option} {text!r} is not three comma-separated numbers", f"e.g. {option} 0.485,0.456,0.406")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 @import_app.command("d2l")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import typer
 
@@ -40,17 +40,19 @@ def serve(
 ) -> None:
     """Serve the segmenter on Triton (PyTriton) as 'fcn_segment': encoded images in, mask PNG and labels out."""
     from fcn_deploy.data.transforms import parse_size
+    from fcn_deploy.devices import check_device
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
     from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
-    from fcn_deploy.workspace import default_model
     from fcn_deploy.segmenter import SegmenterConfig
-    from fcn_deploy.serving.server import ServeConfig, serve as run_server
+    from fcn_deploy.serving.server import ServeConfig
+    from fcn_deploy.serving.server import serve as run_server
+    from fcn_deploy.workspace import default_model
 
     config = ServeConfig(
         host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, instances=instances,
         max_batch=max_batch, max_queue_delay_us=max_queue_delay_us,
-        max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, device=device,  # type: ignore[arg-type]
+        max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, device=check_device(device),
         backend=BackendChoice(backend, precision),
         segmenter=SegmenterConfig(tile=parse_size(tile, "--tile") if tile else None), workspace=workspace,
         token=_read_token(token_file),
@@ -84,44 +86,49 @@ def client(
     )
 
 
+def triton_export(
+    model: Optional[Path] = typer.Argument(None, help="ONNX file or TensorRT engine (default: the best artifact present)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The model repository folder."),
+    name: str = typer.Option("fcn", "--name", help="Model name; the segmenter model is <name>_segment."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size (default: the model's maximum batch)."),
+    instances: int = typer.Option(1, "--instances", help="Instances of each model."),
+    max_queue_delay_us: int = typer.Option(2000, "--max-queue-delay-us", help="Dynamic batching queue delay."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or gpu instances (default: gpu for engines, cpu for ONNX)."),
+    segment_network: str = typer.Option("triton", "--segment-network",
+                                        help="How <name>_segment runs the network: 'triton' (calls <name>) or 'in_process'."),
+    backend: str = typer.Option("auto", "--backend", help="Runtime of an in-process network: auto (by the model's suffix), "
+                                                          "onnxruntime, openvino or tensorrt."),
+    precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 (the serving CPU "
+                                                             "must compute BF16 natively)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="The segmenter model refuses larger images."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
+) -> None:
+    """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
+    from fcn_deploy.runtime import BackendChoice
+    from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
+    from fcn_deploy.serving.repository import (
+        NetworkRuntime,
+        RepositoryConfig,
+        TritonDevice,
+        export_repository,
+    )
+    from fcn_deploy.workspace import default_model
+
+    config = RepositoryConfig(name=name, max_batch=max_batch, instances=instances,
+                              max_queue_delay_us=max_queue_delay_us, device=cast(Optional[TritonDevice], device),
+                              network_runtime=cast(NetworkRuntime, segment_network),  # the config checks both names
+                              backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite)
+    chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable,
+                                                          backend=config.backend.backend)
+    result = export_repository(chosen, out, config)
+    typer.echo(f"wrote {result.network} ({result.platform}) and {result.segment} (python); "
+               f"serve with: tritonserver --model-repository {result.repository}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``triton`` group (``triton export``) and the ``serve`` and ``client`` commands."""
     triton_app = typer.Typer(help="Triton Inference Server model repositories.", no_args_is_help=True)
-
-    @triton_app.command("export")
-    def export(
-        model: Optional[Path] = typer.Argument(None, help="ONNX file or TensorRT engine (default: the best artifact present)."),
-        out: Path = typer.Option(..., "--out", "-o", help="The model repository folder."),
-        name: str = typer.Option("fcn", "--name", help="Model name; the segmenter model is <name>_segment."),
-        max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size (default: the model's maximum batch)."),
-        instances: int = typer.Option(1, "--instances", help="Instances of each model."),
-        max_queue_delay_us: int = typer.Option(2000, "--max-queue-delay-us", help="Dynamic batching queue delay."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or gpu instances (default: gpu for engines, cpu for ONNX)."),
-        segment_network: str = typer.Option("triton", "--segment-network",
-                                            help="How <name>_segment runs the network: 'triton' (calls <name>) or 'in_process'."),
-        backend: str = typer.Option("auto", "--backend", help="Runtime of an in-process network: auto (by the model's suffix), "
-                                                              "onnxruntime, openvino or tensorrt."),
-        precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 (the serving CPU "
-                                                                 "must compute BF16 natively)."),
-        max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="The segmenter model refuses larger images."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
-    ) -> None:
-        """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
-        from fcn_deploy.runtime import BackendChoice
-        from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
-        from fcn_deploy.workspace import default_model
-        from fcn_deploy.serving.repository import RepositoryConfig, export_repository
-
-        config = RepositoryConfig(name=name, max_batch=max_batch, instances=instances,
-                                  max_queue_delay_us=max_queue_delay_us, device=device,  # type: ignore[arg-type]
-                                  network_runtime=segment_network.replace("-", "_"),  # type: ignore[arg-type]
-                                  backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite)
-        chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable,
-                                                              backend=config.backend.backend)
-        result = export_repository(chosen, out, config)
-        typer.echo(f"wrote {result.network} ({result.platform}) and {result.segment} (python); "
-                   f"serve with: tritonserver --model-repository {result.repository}")
-
+    triton_app.command("export")(triton_export)
     app.add_typer(triton_app, name="triton")
     app.command("serve")(serve)
     app.command("client")(client)
