@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from fcn_deploy.contract import sidecar_path
 from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, InputError, MissingComponentError
 from fcn_deploy.infer import (
@@ -47,7 +48,6 @@ from fcn_deploy.runtime import open_backend
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import Segmenter
 from fcn_deploy.workspace import default_model
-from fcn_deploy.contract import sidecar_path
 
 LOCAL = "local"
 MAX_PATHS_PER_BLOCK = 256  # image paths per Ray Data block (fewer for small jobs, so every worker gets some)

@@ -20,7 +20,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from fcn_deploy.imageio import (
     write_mask,
     write_overlay,
 )
+from fcn_deploy.interrupts import signals_interrupt
 from fcn_deploy.progress import log, progress_bar
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
@@ -521,25 +522,6 @@ def check_summary_path(summary: Path, model: Path, in_dir: Path, out_dir: Path, 
                          "name it e.g. summary.json (an image name could be an input or a mask)")
 
 
-@contextlib.contextmanager
-def stop_signals() -> Iterator[dict[str, str]]:
-    """Within the block SIGTERM interrupts like Ctrl-C; the dict gets the name of the signal that stopped the run."""
-    received: dict[str, str] = {}
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def on_term(signum: int, frame: object) -> None:
-        received["signal"] = "SIGTERM"
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def infer_folder(
     model: str | os.PathLike[str] | None,
     in_dir: str | os.PathLike[str],
@@ -573,7 +555,7 @@ def _run(model_path: Path, in_dir: Path, out_dir: Path, config: InferConfig, pla
     started = time.perf_counter()
     backend, device, interrupted = "", str(config.device), None
     pipeline: _Pipeline | None = None
-    with stop_signals() as received:
+    with signals_interrupt(signal.SIGTERM) as received:  # SIGTERM stops like Ctrl-C
         try:
             with open_segmenter(model_path, config.device, config.segmenter, config.backend) as segmenter:
                 backend, device = segmenter.backend.name, segmenter.backend.device
@@ -582,7 +564,7 @@ def _run(model_path: Path, in_dir: Path, out_dir: Path, config: InferConfig, pla
                     pipeline = _Pipeline(segmenter, config, reporter)
                     pipeline.run([image_job(in_dir, out_dir, relative, config.overlay) for relative in plan.todo])
         except KeyboardInterrupt:
-            interrupted = received.get("signal", "SIGINT")
+            interrupted = received[-1] if received else "SIGINT"
         finished = list(pipeline.records) if pipeline is not None else []
         reached = {record.path for record in finished}
         pending = [ImageRecord(relative, "pending", output=Path(relative).with_suffix(MASK_SUFFIX).as_posix())

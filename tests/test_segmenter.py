@@ -7,7 +7,12 @@ import pytest
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.segmenter import CONTEXT_CELLS, Segmenter, SegmenterConfig, context_pixels
+from fcn_deploy.segmenter import (
+    CONTEXT_CELLS,
+    Segmenter,
+    SegmenterConfig,
+    context_pixels,
+)
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
 SMALL_RANGE = ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256))

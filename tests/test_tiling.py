@@ -22,8 +22,8 @@ from fcn_deploy.tiling import (
     plan_tiles_px,
     slide,
     slide_labels,
-    stitch_labels,
     stitch_bytes,
+    stitch_labels,
     whole_labels,
     whole_size,
 )

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.errors import FcnDeployError, InputError
-from fcn_deploy.fileio import write_text_atomic
 from fcn_deploy.bench.probes import machine_info, peak_rss_mb
 from fcn_deploy.bench.run import _arch_gflop, find_source_checkpoint
+from fcn_deploy.errors import FcnDeployError, InputError
+from fcn_deploy.fileio import write_text_atomic
 from fcn_deploy.progress import log
 from fcn_deploy.workspace import CHECKPOINT_DIR, EXPORT_DIR
 
@@ -176,8 +176,8 @@ class _Peer:
 def _torch_peer(name: str, config: PeerConfig, rgb: np.ndarray) -> _Peer:
     """PyTorch eager (NCHW or channels-last) or torch.compile with inductor, on the CPU."""
     from fcn_deploy.checkpoint import load_model
-    from fcn_deploy.spec import normalize_images
     from fcn_deploy.deps import require
+    from fcn_deploy.spec import normalize_images
 
     torch = require("torch")
     started = time.perf_counter()

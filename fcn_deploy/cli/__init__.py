@@ -6,12 +6,9 @@ error's code (1 bad usage or input, 2 missing component, 3 some inputs of a batc
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import typer
@@ -19,6 +16,7 @@ import typer
 from fcn_deploy import __version__
 from fcn_deploy.cli.commands import register_all
 from fcn_deploy.errors import FcnDeployError, Interrupted
+from fcn_deploy.interrupts import signals_interrupt
 
 
 @dataclass
@@ -64,30 +62,11 @@ def _is_usage_error(exc: Exception) -> bool:
     return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
 
 
-@contextlib.contextmanager
-def _ctrl_c_noticed() -> Iterator[list[bool]]:
-    """Ctrl-C still raises KeyboardInterrupt, and the yielded list records that it happened."""
-    noticed: list[bool] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield noticed
-        return
-
-    def on_sigint(signum: int, frame: object) -> None:
-        noticed.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield noticed
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by tests)."""
     command = typer.main.get_command(app)
     try:
-        with _ctrl_c_noticed() as noticed:
+        with signals_interrupt(signal.SIGINT) as noticed:
             result = command.main(args=argv, prog_name="fcn-deploy", standalone_mode=False)
         if noticed and result == 130:  # typer turned a Ctrl-C into a silent exit code
             typer.echo("interrupted", err=True)

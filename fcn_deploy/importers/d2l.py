@@ -14,7 +14,12 @@ from pathlib import Path
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
 from fcn_deploy.errors import InputError
 from fcn_deploy.importers.classes import resolve_classes
-from fcn_deploy.importers.state_dict import Layout, classes_in, load_matching, read_state_dict
+from fcn_deploy.importers.state_dict import (
+    Layout,
+    classes_in,
+    load_matching,
+    read_state_dict,
+)
 from fcn_deploy.model import MODEL_ALIGNMENT, build_model
 from fcn_deploy.spec import ModelSpec
 

@@ -15,9 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from fcn_deploy.contract import (
+    TensorSignature,
+    _signature,
+    check_spec_against_graph,
+    store_in_onnx,
+    write_sidecar,
+)
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
-from fcn_deploy.contract import TensorSignature, _signature, check_spec_against_graph, store_in_onnx, write_sidecar
 from fcn_deploy.fileio import atomic_path, sha256_file
 from fcn_deploy.importers.classes import read_classes
 from fcn_deploy.spec import (

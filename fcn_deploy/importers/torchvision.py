@@ -16,7 +16,12 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
 from fcn_deploy.importers.classes import resolve_classes
 from fcn_deploy.importers.module import default_checkpoint_path, import_module
-from fcn_deploy.importers.state_dict import Layout, classes_in, load_matching, read_state_dict
+from fcn_deploy.importers.state_dict import (
+    Layout,
+    classes_in,
+    load_matching,
+    read_state_dict,
+)
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
 

@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.contract import ONNX_METADATA_KEY, TensorSignature, read_onnx_spec, require_artifact
+from fcn_deploy.contract import (
+    ONNX_METADATA_KEY,
+    TensorSignature,
+    read_onnx_spec,
+    require_artifact,
+)
 from fcn_deploy.deps import require
 from fcn_deploy.devices import check_device
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError

@@ -11,7 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fcn_deploy.contract import (
-    TensorSignature, check_sidecar, check_spec_against_signatures, sidecar_path, spec_from_metadata,
+    TensorSignature,
+    check_sidecar,
+    check_spec_against_signatures,
+    sidecar_path,
+    spec_from_metadata,
 )
 from fcn_deploy.spec import ModelSpec
 

@@ -22,7 +22,12 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file
 from fcn_deploy.runtime.base import Backend
-from fcn_deploy.runtime.tensorrt_support import CudaError, cuda_call, native_handle, require_tensorrt
+from fcn_deploy.runtime.tensorrt_support import (
+    CudaError,
+    cuda_call,
+    native_handle,
+    require_tensorrt,
+)
 from fcn_deploy.spec import ModelSpec
 
 

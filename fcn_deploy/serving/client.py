@@ -21,12 +21,25 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fcn_deploy.progress import log
 from fcn_deploy.deps import require
 from fcn_deploy.errors import BatchFailure, InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
-from fcn_deploy.infer import SUMMARY_NAME, ImageJob, ImageRecord, InferSummary, find_images, image_job, plan_images
-from fcn_deploy.serving.contract import ERROR_OUTPUT, IMAGE_INPUT, MASK_OUTPUT, SERVED_MODEL_NAME
+from fcn_deploy.infer import (
+    SUMMARY_NAME,
+    ImageJob,
+    ImageRecord,
+    InferSummary,
+    find_images,
+    image_job,
+    plan_images,
+)
+from fcn_deploy.progress import log
+from fcn_deploy.serving.contract import (
+    ERROR_OUTPUT,
+    IMAGE_INPUT,
+    MASK_OUTPUT,
+    SERVED_MODEL_NAME,
+)
 
 PROTOCOLS: tuple[str, ...] = ("http", "grpc")
 _DEFAULT_PORTS = {"http": 8000, "grpc": 8001}

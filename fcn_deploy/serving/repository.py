@@ -23,11 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from fcn_deploy.contract import read_sidecar, sidecar_path
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime import BackendChoice, chosen_backend, suffix_backend
-from fcn_deploy.serving.contract import ERROR_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, MASK_OUTPUT
-from fcn_deploy.serving.model_config import Enum, data_type_name, parameters_of, parse_config, string_parameters, to_pbtxt
-from fcn_deploy.contract import read_sidecar, sidecar_path
+from fcn_deploy.serving.contract import (
+    ERROR_OUTPUT,
+    IMAGE_INPUT,
+    LABELS_OUTPUT,
+    MASK_OUTPUT,
+)
+from fcn_deploy.serving.model_config import (
+    Enum,
+    data_type_name,
+    parameters_of,
+    parse_config,
+    string_parameters,
+    to_pbtxt,
+)
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
 
 TritonDevice = Literal["cpu", "gpu"]

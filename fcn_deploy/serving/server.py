@@ -21,15 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcn_deploy.progress import log
 from fcn_deploy.deps import require
+from fcn_deploy.devices import DEVICES, Device
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
-from fcn_deploy.devices import DEVICES, Device
+from fcn_deploy.progress import log
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.segmenter import Segmenter, SegmenterConfig, open_segmenter
 from fcn_deploy.serving.contract import (
-    ERROR_OUTPUT, IMAGE_INPUT, LABELS_OUTPUT, MASK_OUTPUT, SERVED_MODEL_NAME, answer,
+    ERROR_OUTPUT,
+    IMAGE_INPUT,
+    LABELS_OUTPUT,
+    MASK_OUTPUT,
+    SERVED_MODEL_NAME,
+    answer,
 )
 from fcn_deploy.serving.tritonserver import python_backend_env
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from fcn_deploy.bench import peers
-from fcn_deploy.bench.peers import MatmulProbes, PeerConfig, peer_models, peer_rows, run_peers, theoretical_peak
+from fcn_deploy.bench.peers import (
+    MatmulProbes,
+    PeerConfig,
+    peer_models,
+    peer_rows,
+    run_peers,
+    theoretical_peak,
+)
 from fcn_deploy.errors import InputError
 
 SMALL = (64, 96)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cluster_support import cli_command, cli_env, write_images
 from PIL import Image
 
-from cluster_support import cli_command, cli_env, write_images
 from fcn_deploy.cli import run
 from fcn_deploy.cluster import RayConfig, model_files, remove_partial_outputs
 from fcn_deploy.errors import InputError

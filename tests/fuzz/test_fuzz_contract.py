@@ -10,7 +10,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mutations import budget, json_documents, mutated
 
-from fcn_deploy.contract import ONNX_METADATA_KEY, load_onnx, read_sidecar, spec_from_metadata
+from fcn_deploy.contract import (
+    ONNX_METADATA_KEY,
+    load_onnx,
+    read_sidecar,
+    spec_from_metadata,
+)
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.spec import ModelSpec, QuantizationInfo, ShapeRange
 

@@ -41,8 +41,8 @@ def test_import_export_matches_pytorch_and_tiles(name: str, tmp_path: Path) -> N
     pytest.importorskip("onnxruntime")
     from fcn_deploy.checkpoint import load_model
     from fcn_deploy.export import ExportConfig, export_onnx
-    from fcn_deploy.metrics import compare_logits
     from fcn_deploy.importers.torchvision import MODELS, build
+    from fcn_deploy.metrics import compare_logits
     from fcn_deploy.runtime.ort_backend import OrtBackend
     from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
 

@@ -10,11 +10,21 @@ import numpy as np
 import onnx
 import pytest
 
-from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError, ShapeError
+from fcn_deploy.contract import ONNX_METADATA_KEY
+from fcn_deploy.errors import (
+    ArtifactError,
+    InputError,
+    MissingComponentError,
+    ShapeError,
+)
 from fcn_deploy.runtime import BackendChoice, open_backend, parse_device_string
 from fcn_deploy.runtime import openvino_backend as ovb
-from fcn_deploy.runtime.openvino_backend import OpenVinoBackend, OpenVinoOptions, bf16_unsupported_reason, cpu_flags
-from fcn_deploy.contract import ONNX_METADATA_KEY
+from fcn_deploy.runtime.openvino_backend import (
+    OpenVinoBackend,
+    OpenVinoOptions,
+    bf16_unsupported_reason,
+    cpu_flags,
+)
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
 RANGE = ShapeRange((1, 32, 32), (1, 64, 64), (4, 256, 256))

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 90.0

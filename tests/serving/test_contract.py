@@ -7,15 +7,20 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from serving.conftest import encode
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.imageio import encode_mask
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.segmenter import Segmenter
-from fcn_deploy.serving.contract import ERROR_OUTPUT, LABELS_OUTPUT, MASK_OUTPUT, answer, request_image_bytes
+from fcn_deploy.serving.contract import (
+    ERROR_OUTPUT,
+    LABELS_OUTPUT,
+    MASK_OUTPUT,
+    answer,
+    request_image_bytes,
+)
 from fcn_deploy.spec import ModelSpec, ShapeRange
-
-from serving.conftest import encode
 
 
 class _Stripes(Backend):

@@ -8,12 +8,11 @@ import subprocess
 
 import numpy as np
 import pytest
+from serving.conftest import encode, free_port, server_env, stop_process, wait_ready
 
 from fcn_deploy.imageio import read_image
 from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
 from fcn_deploy.serving.repository import RepositoryConfig, export_repository
-
-from serving.conftest import encode, free_port, server_env, stop_process, wait_ready
 
 
 @pytest.mark.slow
@@ -21,7 +20,11 @@ def test_segment_model_loads_in_the_bundled_server_and_answers(serve_stack, rand
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
 
-    from fcn_deploy.serving.tritonserver import bundled_server_command, bundled_server_env, prepare_bundled_server
+    from fcn_deploy.serving.tritonserver import (
+        bundled_server_command,
+        bundled_server_env,
+        prepare_bundled_server,
+    )
 
     repository = tmp_path / "repo"
     export_repository(random_onnx, repository, RepositoryConfig(network_runtime="in_process", max_pixels=200_000))

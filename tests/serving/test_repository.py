@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 
 from fcn_deploy.cli import run
+from fcn_deploy.contract import read_sidecar
 from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving.model_config import Enum, parameters_of, parse_config, to_pbtxt
 from fcn_deploy.serving.repository import (
-    CONFIG_NAME, RepositoryConfig, check_repository_model, export_repository, read_artifact,
+    CONFIG_NAME,
+    RepositoryConfig,
+    check_repository_model,
+    export_repository,
+    read_artifact,
 )
-from fcn_deploy.contract import read_sidecar
-from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.spec import ModelSpec
 
 pytestmark = pytest.mark.usefixtures("config_schema")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from serving.conftest import alive, descendants, encode, running_server, stop_process
 
 from fcn_deploy.cli import run
 from fcn_deploy.errors import InputError
@@ -18,7 +19,6 @@ from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving.client import ClientConfig, parse_url, segment_remote
 from fcn_deploy.serving.server import ServeConfig
 
-from serving.conftest import alive, descendants, encode, running_server, stop_process
 
 def _masks(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
