@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -51,35 +52,36 @@ def bench(
                                                "for the argmax agreement (default: the random timing input)."),
 ) -> None:
     """Median/p90/p99 latency, images/s, MP/s, GFLOP/s vs GEMM, peak RSS and speed-up over PyTorch eager."""
+    from fcn_deploy.fileio import check_output_file
+
+    if json_out is not None:  # before any measurement, for the peers too
+        check_output_file(json_out, "--json")
     if peers:
         _run_peers(models or [], parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds, rss,
                    peer_images, json_out)
         return
-    from fcn_deploy.bench import BenchConfig, run_bench
-    from fcn_deploy.fileio import check_output_file
+    from fcn_deploy.bench import (
+        TABLE_COLUMNS,
+        BenchConfig,
+        run_bench,
+        summary_lines,
+        table_rows,
+    )
     from fcn_deploy.workspace import default_bench_models
-
-    if json_out is not None:
-        check_output_file(json_out, "--json")
 
     config = BenchConfig(
         sizes=parse_sizes(sizes), batches=parse_batches(batch), warmup=warmup, iters=iters, rounds=rounds,
         device=device, measure_rss=rss, gemm_size=gemm_size, onnx_backend=backend, precision=precision,
     )
     report = run_bench(models or default_bench_models(), config)
-    _print_report(report)
-    if json_out is not None:
-        report.write_json(json_out)
-        typer.echo(f"wrote {json_out}")
+    _print_table(TABLE_COLUMNS, table_rows(report), summary_lines(report), width=160)
+    _write_json(report, json_out)
 
 
 def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: int, iters: int, rounds: int,
                rss: bool, images: Optional[Path], json_out: Optional[Path]) -> None:
     """``bench --peers``: the peer table and the machine's limit."""
     import tempfile
-
-    from rich.console import Console
-    from rich.table import Table
 
     from fcn_deploy.bench.peers import (
         PEER_COLUMNS,
@@ -96,32 +98,29 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
         config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
                             warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, images=images, note=note)
         report = run_peers(config)
-    table = Table(*PEER_COLUMNS, show_lines=False)
-    for row in peer_rows(report):
-        table.add_row(*row)
-    console = Console(highlight=False, width=max(180, Console().width))
-    console.print(table)
-    for line in peer_summary_lines(report):
-        console.print(line, markup=False, soft_wrap=True)
-    if json_out is not None:
-        report.write_json(json_out)
-        typer.echo(f"wrote {json_out}")
+    _print_table(PEER_COLUMNS, peer_rows(report), peer_summary_lines(report), width=180)
+    _write_json(report, json_out)
 
 
-def _print_report(report) -> None:
-    """The results table on stdout, then the GEMM / baseline / machine lines."""
+def _print_table(columns: Sequence[str], rows: Iterable[Sequence[str]], lines: Iterable[str], width: int) -> None:
+    """A results table on stdout (at least ``width`` columns wide), then the lines that explain it."""
     from rich.console import Console
     from rich.table import Table
 
-    from fcn_deploy.bench import TABLE_COLUMNS, summary_lines, table_rows
-
-    table = Table(*TABLE_COLUMNS, show_lines=False)
-    for row in table_rows(report):
+    table = Table(*columns, show_lines=False)
+    for row in rows:
         table.add_row(*row)
-    console = Console(highlight=False, width=max(160, Console().width))
+    console = Console(highlight=False, width=max(width, Console().width))
     console.print(table)
-    for line in summary_lines(report):
+    for line in lines:
         console.print(line, markup=False, soft_wrap=True)
+
+
+def _write_json(report: Any, json_out: Optional[Path]) -> None:
+    """Write the report's JSON where ``--json`` asked (nothing without it)."""
+    if json_out is not None:
+        report.write_json(json_out)
+        typer.echo(f"wrote {json_out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -54,3 +54,12 @@ def test_json_naming_a_folder_exits_1_before_any_work(checkpoint, tmp_path, caps
     assert run(["bench", str(checkpoint), *FAST, "--no-rss", "--json", str(tmp_path / "folder")]) == 1
     err = capsys.readouterr().err
     assert "error: --json" in err and "is a folder, not a file" in err
+
+
+def test_peers_json_naming_a_folder_exits_1_before_any_work(checkpoint, tmp_path, capsys, monkeypatch):
+    from fcn_deploy.bench import peers
+
+    monkeypatch.setattr(peers, "run_peers", lambda *args: pytest.fail("measured the peers before checking --json"))
+    (tmp_path / "folder").mkdir()
+    assert run(["bench", str(checkpoint), "--peers", "--json", str(tmp_path / "folder")]) == 1
+    assert "is a folder, not a file" in capsys.readouterr().err
