@@ -54,6 +54,9 @@ MAX_PATHS_PER_BLOCK = 256  # image paths per Ray Data block (fewer for small job
 # Ray puts Unix sockets inside its temp folder (<temp>/session_<date>_<pid>/sockets/plasma_store); Linux caps a
 # socket path at 107 bytes, so the folder itself may take at most this many
 MAX_LOCAL_TEMP_CHARS = 45
+# a worker's copy of the model: <temp>/fcn-deploy-model-<worker PID>-<random>, removed once the model is open;
+# Ray kills a worker that is still starting when the job ends, so a copy whose PID is gone is swept later
+MODEL_COPY_PREFIX = "fcn-deploy-model-"
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,9 @@ class SegmentWorker:
     def __init__(self, setup: WorkerSetup) -> None:
         ray = require("ray")
         files: dict[str, bytes] = ray.get(setup.model_files[0])
+        remove_orphaned_model_copies()
         # every backend reads the whole model when it opens it, so the copy on this node's disk can go at once
-        with tempfile.TemporaryDirectory(prefix="fcn-deploy-model-") as folder:
+        with tempfile.TemporaryDirectory(prefix=f"{MODEL_COPY_PREFIX}{os.getpid()}-") as folder:
             for name, data in files.items():
                 (Path(folder) / name).write_bytes(data)
             backend = open_backend(Path(folder) / setup.model_name, setup.config.device, setup.config.backend,
@@ -183,6 +187,41 @@ def model_files(model_path: Path) -> dict[str, bytes]:
     if sidecar.is_file():
         files[sidecar.name] = sidecar.read_bytes()
     return files
+
+
+def remove_orphaned_model_copies(temp_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Delete the model copies in ``temp_dir`` (default: this process's temp folder) whose worker is gone."""
+    removed = []
+    folder = Path(temp_dir) if temp_dir is not None else Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            owner = _model_copy_owner(entry.name)
+            if owner is not None and not _process_alive(owner) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
+def _model_copy_owner(name: str) -> int | None:
+    """The PID in a model copy's folder name, or None for any other name."""
+    if not name.startswith(MODEL_COPY_PREFIX):
+        return None
+    pid = name[len(MODEL_COPY_PREFIX):].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this PID runs (one owned by another user counts; a killed one not yet reaped not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # Linux: a zombie is dead, though its PID still answers
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    return True
 
 
 def _run_pool(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluster: RayConfig,
@@ -383,6 +422,7 @@ def ray_session(address: str) -> Iterator[ModuleType]:
         if address == LOCAL:
             temp_dir = short_temp_dir()
             stack.callback(shutil.rmtree, temp_dir, True)
+            stack.callback(remove_orphaned_model_copies)  # after the node stopped: its workers are gone
             stack.enter_context(_environment(loopback_environment()))
             ray = require_ray()
             _reload_ray_settings(ray)
@@ -415,4 +455,5 @@ def require_ray() -> ModuleType:
 
 
 __all__ = ["LOCAL", "RayConfig", "RayNode", "SegmentWorker", "WorkerSetup", "infer_on_ray", "loopback_environment",
-           "model_files", "ray_session", "remove_partial_outputs", "short_temp_dir", "start_node"]
+           "model_files", "ray_session", "remove_orphaned_model_copies", "remove_partial_outputs", "short_temp_dir",
+           "start_node"]

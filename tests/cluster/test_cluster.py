@@ -15,7 +15,13 @@ from cluster_support import cli_command, cli_env, write_images
 from PIL import Image
 
 from fcn_deploy.cli import run
-from fcn_deploy.cluster import RayConfig, model_files, remove_partial_outputs
+from fcn_deploy.cluster import (
+    MODEL_COPY_PREFIX,
+    RayConfig,
+    model_files,
+    remove_orphaned_model_copies,
+    remove_partial_outputs,
+)
 from fcn_deploy.errors import InputError
 from fcn_deploy.infer import InferConfig, infer_folder
 
@@ -117,6 +123,26 @@ def test_model_files_travel_with_the_sidecar(tmp_path):
     assert sorted(model_files(tmp_path / "fcn.onnx")) == ["fcn.onnx", "fcn.onnx.json"]
     with pytest.raises(InputError, match="model file not found"):
         model_files(tmp_path / "missing.onnx")
+
+
+def test_model_copies_of_gone_workers_are_swept_and_live_ones_kept(tmp_path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    zombie = subprocess.Popen(["true"])  # exited but not reaped: its PID still answers signal 0
+    wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 10,
+             "the child to exit")
+    try:
+        gone = tmp_path / f"{MODEL_COPY_PREFIX}{finished.pid}-abc"
+        unreaped = tmp_path / f"{MODEL_COPY_PREFIX}{zombie.pid}-def"
+        live = tmp_path / f"{MODEL_COPY_PREFIX}{os.getpid()}-ghi"
+        unrelated = tmp_path / f"{MODEL_COPY_PREFIX}notapid"
+        for folder in (gone, unreaped, live, unrelated):
+            folder.mkdir()
+            (folder / "model.onnx").write_bytes(b"x")
+        assert sorted(remove_orphaned_model_copies(tmp_path)) == sorted([gone, unreaped])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
+    finally:
+        zombie.wait()
 
 
 def test_partial_outputs_of_the_job_are_removed(tmp_path):
@@ -255,7 +281,11 @@ def test_local_ray_started_and_stopped_for_the_job(netns_prefix, tmp_path_factor
     write_images(images, 4)
     plain = infer_folder(tiny_onnx, images, tmp_path / "plain", InferConfig(device="cpu", progress=False))
     temp_root = tmp_path_factory.mktemp("l")  # short: Ray's socket paths live inside its temp folder
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    (temp_root / f"{MODEL_COPY_PREFIX}{finished.pid}-x").mkdir()  # left by a worker Ray killed while it started
     result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", "local", TMPDIR=str(temp_root))
     assert result.returncode == 0, result.stderr
     assert plain.count("ok") == 4 and rows(tmp_path / "out") == rows(tmp_path / "plain")
-    assert [p.name for p in temp_root.iterdir() if p.is_dir()] == []  # Ray's temp folder went with the job
+    # Ray's temp folder and every worker's model copy went with the job
+    assert [p.name for p in temp_root.iterdir() if p.is_dir()] == []
