@@ -288,3 +288,26 @@ def test_label_stitcher_holds_one_strip_of_the_open_overlap():
         tracemalloc.stop()
     assert np.array_equal(labels, np.argmax(image, axis=2))
     assert peak - labels.nbytes < 1.5 * strip_bytes
+
+
+@pytest.mark.parametrize("stitch", ["labels", "band"])
+def test_a_batch_runs_after_the_previous_batch_logits_are_freed(stitch):
+    """Holding one batch's logits while the next runs would double the largest array of a tiled pass."""
+    import weakref
+
+    returned: list[weakref.ref] = []
+
+    def runner(tiles: np.ndarray) -> np.ndarray:
+        alive = [ref for ref in returned if ref() is not None]
+        assert not alive, "the previous batch's logits are still alive while the next batch runs"
+        logits = identity_runner(tiles)
+        returned.append(weakref.ref(logits))
+        return logits
+
+    image = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    overlap = (16, 16) if stitch == "labels" else (48, 48)  # beyond half a tile: the band accumulator
+    plan = plan_tiles_px(image.shape[:2], (64, 64), overlap, 2)
+    assert neighbours_only(plan) == (stitch == "labels")
+    labels = slide_labels(image, plan, runner, 3, "hann")
+    assert len(returned) == len(list(plan.batches())) > 2
+    assert np.array_equal(labels, np.argmax(image, axis=2))

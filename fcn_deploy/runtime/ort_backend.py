@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import os
 import sys
@@ -31,6 +32,7 @@ CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _ORT_DEFAULT_SEVERITY = 2  # warning
 _ORT_SILENT_SEVERITY = 4  # fatal only
+_ARENA_SAME_AS_REQUESTED = 1  # ONNX Runtime's ArenaExtendStrategy kSameAsRequested (the default doubles)
 
 
 class OrtBackend(Backend):
@@ -107,7 +109,8 @@ def session_spec(session: Any, path: Path) -> ModelSpec:
 
 
 def session_options(ort: ModuleType, threads: int = 0, quiet: bool = False) -> Any:
-    """CPU-tuned options: all graph optimisations, sequential execution, ONNX Runtime's thread default.
+    """CPU-tuned options: all graph optimisations, sequential execution, ONNX Runtime's thread default, and the
+    process's shared CPU arena.
 
     The memory pattern is off: it reserves a second plan-sized block per input shape (87 MiB more peak for a
     1024×1024 fcn32s pass, measured) and saved no time on these graphs.
@@ -117,9 +120,38 @@ def session_options(ort: ModuleType, threads: int = 0, quiet: bool = False) -> A
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.enable_mem_pattern = False
     options.intra_op_num_threads = threads
+    if shared_cpu_arena(ort):
+        options.add_session_config_entry("session.use_env_allocators", "1")
     if quiet:
         options.log_severity_level = _ORT_SILENT_SEVERITY
     return options
+
+
+@functools.cache
+def shared_cpu_arena(ort: ModuleType) -> bool:
+    """Register, once per process, a CPU arena that grows by what is asked for, for every session to share.
+
+    Each session's own arena grows to the next power of two: 57 MiB more peak for a 1024×1024 fcn32s pass
+    (measured, same speed), and one arena per open session. False where ONNX Runtime refuses the registration
+    (then each session keeps its own).
+    """
+    try:
+        memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(memory, ort.OrtArenaCfg({"arena_extend_strategy": _ARENA_SAME_AS_REQUESTED}))
+    except Exception:  # an older onnxruntime without these, or an allocator already registered by the host
+        return False
+    return True
+
+
+def return_freed_heap() -> None:
+    """Hand memory freed inside the process back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    ONNX Runtime frees its parsed copy of the model once the session is built, but glibc keeps those pages
+    resident: about 90 MiB for a 53 MB fcn32s, measured.
+    """
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform.startswith("linux") else None
+    if trim is not None:
+        trim(0)
 
 
 @contextlib.contextmanager
@@ -135,9 +167,12 @@ def _quiet_ort(ort: ModuleType) -> Iterator[None]:
 def _new_session(ort: ModuleType, path: Path, providers: list[str], options: Any) -> Any:
     """InferenceSession, with ONNX Runtime's load failures turned into ArtifactError."""
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ArtifactError(f"ONNX Runtime cannot load {path} ({exc})", "re-export it with 'fcn-deploy export'") from exc
+    finally:
+        return_freed_heap()
+    return session
 
 
 def open_session(path: Path, device: str, threads: int = 0) -> tuple[Any, str]:
