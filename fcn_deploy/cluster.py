@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,21 +32,20 @@ from fcn_deploy.contract import sidecar_path
 from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, InputError, MissingComponentError
 from fcn_deploy.infer import (
+    FolderJob,
+    FolderRunner,
     ImageRecord,
     InferConfig,
     InferSummary,
     ProgressReporter,
-    check_folders,
-    finish_run,
+    RunProgress,
     image_job,
-    make_summary,
-    plan_folder,
+    planned_folder,
     process_image,
+    run_folder_job,
 )
 from fcn_deploy.runtime import open_backend
-from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import Segmenter
-from fcn_deploy.workspace import default_model
 
 LOCAL = "local"
 MAX_PATHS_PER_BLOCK = 256  # image paths per Ray Data block (fewer for small jobs, so every worker gets some)
@@ -146,29 +144,33 @@ def infer_on_ray(
     config: InferConfig = InferConfig(),
     cluster: RayConfig = RayConfig(),
 ) -> InferSummary:
-    """``infer_folder`` on a Ray cluster: the same masks, overlays and summary; OUT must be writable by every node.
+    """``infer_folder`` on a Ray cluster: the same checks, lock, masks, overlays and summary, and the same stop on
+    Ctrl-C or SIGTERM; OUT must be writable by every node.
 
-    Raises BatchFailure (after writing the summary) if any image failed.
+    Raises BatchFailure (after writing the summary) if any image failed, Interrupted (after writing it) when stopped.
     """
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    check_folders(in_dir, out_dir)
     _check_devices(config, cluster)
-    model_path = Path(model) if model is not None else default_model(config.device,
-                                                                     engine_unavailable=tensorrt_unavailable)
-    files = model_files(model_path)
-    plan = plan_folder(in_dir, out_dir, config)
-    started = time.perf_counter()
-    with ray_session(cluster.address) as ray:
-        setup = WorkerSetup([ray.put(files)], model_path.name, str(in_dir.resolve()), str(out_dir.resolve()),
-                            config, cluster.threads)
-        del files
-        with ProgressReporter(len(plan.todo), config.progress) as reporter:
-            reporter.report_planned(plan.records)
-            records, backend, device = _run_pool(ray, plan.todo, setup, cluster, reporter)
-    remove_partial_outputs(out_dir, plan.todo, config.overlay)
-    summary = make_summary(model_path, backend, device, in_dir, out_dir, config, time.perf_counter() - started,
-                           [*plan.records, *records.values()])
-    return finish_run(summary)
+    with planned_folder(model, in_dir, out_dir, config) as job:
+        return run_folder_job(job, config, _segment_on_ray(config, cluster))
+
+
+def _segment_on_ray(config: InferConfig, cluster: RayConfig) -> FolderRunner:
+    """The runner of a cluster run: the model to the object store once, the image paths through the actor pool."""
+
+    def run(job: FolderJob, reporter: ProgressReporter, progress: RunProgress) -> None:
+        if not job.plan.todo:
+            return
+        files = model_files(job.model)
+        try:
+            with ray_session(cluster.address) as ray:
+                setup = WorkerSetup([ray.put(files)], job.model.name, str(job.in_dir.resolve()),
+                                    str(job.out_dir.resolve()), config, cluster.threads)
+                del files
+                _run_pool(ray, job.plan.todo, setup, cluster, reporter, progress)
+        finally:  # also when stopped: workers killed mid-write leave temporaries
+            remove_partial_outputs(job.out_dir, job.plan.todo, config.overlay)
+
+    return run
 
 
 def _check_devices(config: InferConfig, cluster: RayConfig) -> None:
@@ -225,12 +227,8 @@ def _process_alive(pid: int) -> bool:
 
 
 def _run_pool(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluster: RayConfig,
-              reporter: ProgressReporter) -> tuple[dict[str, ImageRecord], str, str]:
-    """Stream ``todo`` through the actor pool; the records by path (first one kept), backend and device names."""
-    records: dict[str, ImageRecord] = {}
-    backend, device = "none", "none"
-    if not todo:
-        return records, backend, device
+              reporter: ProgressReporter, progress: RunProgress) -> None:
+    """Stream ``todo`` through the actor pool, adding each image's first record and the backend to ``progress``."""
     pyarrow = require("pyarrow")
     per_block = max(1, min(MAX_PATHS_PER_BLOCK, len(todo) // (4 * cluster.workers)))
     blocks = [pyarrow.table({"path": list(todo[start:start + per_block])}) for start in range(0, len(todo), per_block)]
@@ -243,19 +241,20 @@ def _run_pool(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluste
         num_cpus=cluster.cpus_per_worker,
         num_gpus=cluster.gpus_per_worker or None,
     )  # Ray Data's actor pool restarts a lost actor and retries its calls by default (max_restarts=-1)
+    seen: set[str] = set()
     try:
         for row in dataset.iter_rows():
             record = ImageRecord(**json.loads(row["record"]))
-            backend, device = str(row["backend"]), str(row["device"])
-            if record.path in records:  # a retried call can return an image twice: it was written once either way
+            progress.backend, progress.device = str(row["backend"]), str(row["device"])
+            if record.path in seen:  # a retried call can return an image twice: it was written once either way
                 continue
-            records[record.path] = record
+            seen.add(record.path)
+            progress.records.append(record)
             if record.error:
                 reporter.error(record.path, record.error)
             reporter.advance(record.status == "ok")
     except Exception as exc:
         raise _our_error(exc) from exc
-    return records, backend, device
 
 
 def _our_error(exc: BaseException) -> BaseException:
@@ -431,7 +430,8 @@ def ray_session(address: str) -> Iterator[ModuleType]:
             address = node.address
         else:
             ray = require_ray()
-        _connect(ray, address)
+        with _stop_handlers_kept():
+            _connect(ray, address)
         stack.callback(ray.shutdown)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job has its own bar
@@ -440,6 +440,25 @@ def ray_session(address: str) -> Iterator[ModuleType]:
         stack.callback(data_logger.setLevel, data_logger.level)
         data_logger.setLevel(logging.ERROR)  # Ray Data's per-run notices would interleave with the bar
         yield ray
+
+
+@contextlib.contextmanager
+def _stop_handlers_kept() -> Iterator[None]:
+    """Put back the SIGINT and SIGTERM handlers the block replaced.
+
+    ``ray.init`` installs a handler that ends the driver at once on SIGTERM; infer's handler stops the run and
+    writes the summary first. Handlers live on the main thread only; elsewhere nothing is changed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _reload_ray_settings(ray: ModuleType) -> None:

@@ -20,7 +20,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,14 +211,6 @@ def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> Imag
     return ImageJob(relative, in_dir / relative, out_dir / mask_relative, mask_relative, overlay_path)
 
 
-def plan_folder(in_dir: Path, out_dir: Path, config: InferConfig) -> FolderPlan:
-    """List the images of ``in_dir`` (as ``config`` says) and plan them with ``plan_images``; subfolders that
-    cannot be read are failed records."""
-    relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
-    plan = plan_images(in_dir, out_dir, relatives, config.overwrite, config.overlay)
-    return FolderPlan(plan.todo, (*unreadable, *plan.records))
-
-
 def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrite: bool, overlay: bool) -> FolderPlan:
     """Fail images whose mask name another image already claims or whose outputs cannot be written inside
     ``out_dir``; skip those already done unless ``overwrite``."""
@@ -391,11 +383,12 @@ def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
 class _Pipeline:
     """Reader thread -> segmentation on the calling thread -> writer thread, with bounded queues."""
 
-    def __init__(self, segmenter: Segmenter, config: InferConfig, reporter: ProgressReporter) -> None:
+    def __init__(self, segmenter: Segmenter, config: InferConfig, reporter: ProgressReporter,
+                 records: list[ImageRecord]) -> None:
         self.segmenter = segmenter
         self.config = config
         self.reporter = reporter
-        self.records: list[ImageRecord] = []
+        self.records = records  # the caller's list: what was done survives an interruption
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
         self._lock = threading.Lock()
@@ -522,6 +515,29 @@ def check_summary_path(summary: Path, model: Path, in_dir: Path, out_dir: Path, 
                          "name it e.g. summary.json (an image name could be an input or a mask)")
 
 
+@dataclass(frozen=True)
+class FolderJob:
+    """A checked, locked and planned folder run: the model, the folders and the plan of images."""
+
+    model: Path
+    in_dir: Path
+    out_dir: Path
+    plan: FolderPlan
+
+
+@dataclass
+class RunProgress:
+    """What a run has done so far, kept by the caller so that an interrupted run still reports it."""
+
+    records: list[ImageRecord]
+    backend: str
+    device: str
+
+
+#: segments a job's planned images, appending a record per image reached to the progress it is given
+FolderRunner = Callable[[FolderJob, ProgressReporter, RunProgress], None]
+
+
 def infer_folder(
     model: str | os.PathLike[str] | None,
     in_dir: str | os.PathLike[str],
@@ -533,6 +549,17 @@ def infer_folder(
     ``model=None`` picks ``default_model``. Every output location is checked before any work. Raises
     BatchFailure (after writing the summary) if any image failed or the summary cannot be written, and
     Interrupted (after writing the summary, which marks the images not reached as 'pending') on Ctrl-C or SIGTERM.
+    """
+    with planned_folder(model, in_dir, out_dir, config) as job:
+        return run_folder_job(job, config, _segment_here(config))
+
+
+@contextlib.contextmanager
+def planned_folder(model: str | os.PathLike[str] | None, in_dir: str | os.PathLike[str],
+                   out_dir: str | os.PathLike[str], config: InferConfig) -> Iterator[FolderJob]:
+    """Check every location, lock ``out_dir``, clear temporaries a killed run left and plan the images.
+
+    The same preparation for a run on this machine and one on a cluster; the lock is held for the block.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     check_folders(in_dir, out_dir)
@@ -546,32 +573,44 @@ def infer_folder(
         remove_stale_temps(out_dir)
         remove_stale_temps(summary_path.parent, recursive=False, target_name=summary_path.name)
         plan = plan_images(in_dir, out_dir, relatives, config.overwrite, config.overlay)  # after the lock: a run
-        plan = FolderPlan(plan.todo, (*unreadable, *plan.records))                      # waited for is skipped
-        return _run(model_path, in_dir, out_dir, config, plan)
+        yield FolderJob(model_path, in_dir, out_dir,                                       # waited for is skipped
+                        FolderPlan(plan.todo, (*unreadable, *plan.records)))
 
 
-def _run(model_path: Path, in_dir: Path, out_dir: Path, config: InferConfig, plan: FolderPlan) -> InferSummary:
-    """Segment the plan's images, write the summary (also when interrupted), raise for failures or a stop."""
+def run_folder_job(job: FolderJob, config: InferConfig, runner: FolderRunner) -> InferSummary:
+    """Run ``runner`` over the job's plan, write the summary (also when interrupted), raise for failures or a stop.
+
+    SIGTERM stops the run like Ctrl-C; the summary then marks the images not reached as 'pending'.
+    """
     started = time.perf_counter()
-    backend, device, interrupted = "", str(config.device), None
-    pipeline: _Pipeline | None = None
-    with signals_interrupt(signal.SIGTERM) as received:  # SIGTERM stops like Ctrl-C
+    progress = RunProgress([], "", str(config.device))
+    interrupted = None
+    with signals_interrupt(signal.SIGTERM) as received:
         try:
-            with open_segmenter(model_path, config.device, config.segmenter, config.backend) as segmenter:
-                backend, device = segmenter.backend.name, segmenter.backend.device
-                with ProgressReporter(len(plan.todo), config.progress) as reporter:
-                    reporter.report_planned(plan.records)
-                    pipeline = _Pipeline(segmenter, config, reporter)
-                    pipeline.run([image_job(in_dir, out_dir, relative, config.overlay) for relative in plan.todo])
+            with ProgressReporter(len(job.plan.todo), config.progress) as reporter:
+                reporter.report_planned(job.plan.records)
+                runner(job, reporter, progress)
         except KeyboardInterrupt:
             interrupted = received[-1] if received else "SIGINT"
-        finished = list(pipeline.records) if pipeline is not None else []
+        finished = list(progress.records)
         reached = {record.path for record in finished}
         pending = [ImageRecord(relative, "pending", output=Path(relative).with_suffix(MASK_SUFFIX).as_posix())
-                   for relative in plan.todo if relative not in reached]
-        summary = make_summary(model_path, backend, device, in_dir, out_dir, config, time.perf_counter() - started,
-                               [*plan.records, *finished, *pending], interrupted)
+                   for relative in job.plan.todo if relative not in reached]
+        summary = make_summary(job.model, progress.backend, progress.device, job.in_dir, job.out_dir, config,
+                               time.perf_counter() - started, [*job.plan.records, *finished, *pending], interrupted)
         return finish_run(summary)
+
+
+def _segment_here(config: InferConfig) -> FolderRunner:
+    """The runner of a run on this machine: one segmenter, the reader -> model -> writer pipeline."""
+
+    def run(job: FolderJob, reporter: ProgressReporter, progress: RunProgress) -> None:
+        with open_segmenter(job.model, config.device, config.segmenter, config.backend) as segmenter:
+            progress.backend, progress.device = segmenter.backend.name, segmenter.backend.device
+            pipeline = _Pipeline(segmenter, config, reporter, progress.records)
+            pipeline.run([image_job(job.in_dir, job.out_dir, relative, config.overlay) for relative in job.plan.todo])
+
+    return run
 
 
 def make_summary(model_path: Path, backend: str, device: str, in_dir: Path, out_dir: Path, config: InferConfig,
@@ -618,6 +657,6 @@ def _config_dict(config: InferConfig) -> dict[str, Any]:
     return values
 
 
-__all__ = ["FolderPlan", "ImageJob", "ImageRecord", "InferConfig", "InferSummary", "ProgressReporter", "default_model",
-           "find_images", "finish_run", "image_job", "infer_folder", "make_summary", "plan_folder", "plan_images",
-           "process_image", "scan_images"]
+__all__ = ["FolderJob", "FolderPlan", "FolderRunner", "ImageJob", "ImageRecord", "InferConfig", "InferSummary",
+           "ProgressReporter", "RunProgress", "default_model", "find_images", "finish_run", "image_job", "infer_folder",
+           "make_summary", "plan_images", "planned_folder", "process_image", "run_folder_job", "scan_images"]

@@ -145,6 +145,28 @@ def test_model_copies_of_gone_workers_are_swept_and_live_ones_kept(tmp_path):
         zombie.wait()
 
 
+def test_a_second_run_into_a_locked_out_is_refused_before_ray_starts(tiny_onnx, tmp_path):
+    from fcn_deploy.cluster import infer_on_ray
+    from fcn_deploy.fileio import folder_lock
+
+    images, out = tmp_path / "in", tmp_path / "out"
+    write_images(images, 2)
+    out.mkdir()
+    with folder_lock(out), pytest.raises(InputError, match="another fcn-deploy run"):
+        infer_on_ray(tiny_onnx, images, out, InferConfig(device="cpu", progress=False), RayConfig())
+
+
+def test_a_summary_that_would_replace_an_input_is_refused_before_ray_starts(tiny_onnx, tmp_path):
+    from fcn_deploy.cluster import infer_on_ray
+
+    images = tmp_path / "in"
+    first = write_images(images, 2)[0]
+    config = InferConfig(device="cpu", progress=False, summary=first)
+    with pytest.raises(InputError, match="an input image"):
+        infer_on_ray(tiny_onnx, images, tmp_path / "out", config, RayConfig())
+    assert first.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the image is untouched
+
+
 def test_partial_outputs_of_the_job_are_removed(tmp_path):
     (tmp_path / "sub").mkdir()
     stale = [tmp_path / ".a.png.x1.part", tmp_path / "sub" / ".b.overlay.jpg.x2.part"]
@@ -166,9 +188,13 @@ def test_masks_and_summary_match_plain_infer(ray_head, netns_prefix, tiny_onnx, 
     plain = infer_folder(tiny_onnx, images, tmp_path / "plain",
                          InferConfig(device="cpu", recursive=True, overlay=True, progress=False))
     assert plain.count("ok") == 8
+    stale = tmp_path / "ray" / "elsewhere" / ".old.png.k3j_x9q2.part"  # left by a killed run, not of this plan
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
     result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "ray", ray_head.address, "--recursive",
                          "--overlay", "--workers", "2")
     assert result.returncode == 0, result.stderr
+    assert not stale.exists()
     assert "segmented 8 images (0 skipped" in result.stdout
     assert masks(tmp_path / "ray").keys() == masks(tmp_path / "plain").keys()
     for name, labels in masks(tmp_path / "plain").items():
@@ -227,7 +253,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_nothing_is_lost(ray_head, netns
 
 
 @pytest.mark.slow
-def test_an_interrupted_job_resumes(ray_head, netns_prefix, tiny_onnx, tmp_path):
+def test_a_job_stopped_by_sigterm_saves_its_summary_and_resumes(ray_head, netns_prefix, tiny_onnx, tmp_path):
     images, out = tmp_path / "in", tmp_path / "out"
     count = 120
     write_images(images, count, size=(128, 160))
@@ -237,16 +263,21 @@ def test_an_interrupted_job_resumes(ray_head, netns_prefix, tiny_onnx, tmp_path)
     try:
         wait_for(lambda: out.is_dir() and len(list(out.glob("*.png"))) >= 3 or job.poll() is not None, JOB_TIMEOUT,
                  "the first masks")
-        assert job.poll() is None, "the job ended before it could be interrupted"
-        job.send_signal(signal.SIGINT)
-        job.communicate(timeout=JOB_TIMEOUT)
+        assert job.poll() is None, "the job ended before it could be stopped"
+        job.send_signal(signal.SIGTERM)  # what a scheduler sends to end a job
+        _, stderr = job.communicate(timeout=JOB_TIMEOUT)
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
-    assert job.returncode != 0
+    assert job.returncode == 143, stderr
+    assert "interrupted: " in stderr and "run the same command again to resume" in stderr
+    # images whose records had not reached the driver are pending, though a worker may have written their mask
+    statuses = [r["status"] for r in rows(out).values()]
+    assert len(statuses) == count and set(statuses) <= {"ok", "pending"} and "pending" in statuses
     done = len(masks(out))
-    assert 0 < done < count and not (out / "summary.json").exists()
+    assert statuses.count("ok") <= done < count
+    assert json.loads((out / "summary.json").read_text())["interrupted"] == "SIGTERM"
     result = run_ray_job(netns_prefix, tiny_onnx, images, out, ray_head.address)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())["totals"]
