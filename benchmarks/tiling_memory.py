@@ -7,7 +7,8 @@ elsewhere), and the peak while segmenting is measured separately after resetting
   blending and streaming;
 - ``onnx``: a random-weight FCN-32s exported to ONNX and run by ONNX Runtime through the same segmenter;
 - ``infer``: the whole ``infer`` path on a JPEG file of that size (decode, segment with the ONNX model, write
-  the palette PNG), as ``fcn-deploy infer MODEL DIR --out OUT --max-pixels N`` runs it.
+  the palette PNG), as ``fcn-deploy infer MODEL DIR --out OUT --max-pixels N`` runs it;
+- ``folder``: the same on a folder of three such JPEGs (the pipeline's pixel budget against one image's peak).
 
 It also reports the pixels the model processed over the image's own and the time per image megapixel against
 a 1024×1024 whole-image pass of the same backend (the default options' targets: at most 1.3× and 1.35×).
@@ -15,8 +16,8 @@ a 1024×1024 whole-image pass of the same backend (the default options' targets:
 Each line also gives the terms of the memory bound: image bytes (3 a pixel), label bytes (1 a pixel) and the
 stitching sums of the plan used (``fcn_deploy.tiling.stitch_bytes``), on top of the process before the image.
 
-Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000] [--cases standin,onnx,infer] [--model PATH.onnx]
-       [--json results.json]
+Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000] [--cases standin,onnx,infer,folder]
+       [--model PATH.onnx] [--json results.json]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 LIMIT_GIB = 1.2  # the target for a 12000×12000 image; smaller images must stay within it too
+FOLDER_IMAGES = 3  # JPEGs in the folder case
 PIXEL_RATIO_LIMIT = 1.3  # pixels the model processes over the image's own, at the default options
 TIME_RATIO_LIMIT = 1.35  # time per image megapixel over a 1-MP whole-image pass
 REFERENCE_SIDE = 1024  # the 1-MP whole-image pass the time per megapixel is compared with
@@ -84,14 +86,14 @@ def export_random_fcn32s(folder: Path) -> Path:
     return export_onnx(checkpoint, folder / "fcn32s-random.onnx", ExportConfig(verify=False, progress=False)).onnx_path
 
 
-def write_jpeg(size: int, folder: Path) -> Path:
-    """A size×size noise JPEG in ``folder`` (the input of the ``infer`` case)."""
+def write_jpegs(size: int, folder: Path, count: int = 1) -> None:
+    """``count`` size×size noise JPEGs in ``folder`` (the input of the ``infer`` and ``folder`` cases)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"noise-{size}.jpg"
-    Image.fromarray(random_image(size)).save(path, quality=90)
-    return path
+    image = Image.fromarray(random_image(size))
+    for index in range(count):
+        image.save(folder / f"noise-{size}-{index}.jpg", quality=90)
 
 
 def bound_terms(segmenter, size: int) -> dict:
@@ -104,8 +106,9 @@ def bound_terms(segmenter, size: int) -> dict:
             "plan_tile": list(plan.tile_hw)}
 
 
-def run_infer(size: int, model: str, images: str) -> dict:
-    """The ``infer`` path on one JPEG in this process: decode, segment, write the mask; time and peak RSS."""
+def run_infer(case: str, size: int, model: str, images: str) -> dict:
+    """The ``infer`` path on the folder of JPEGs in this process: decode, segment, write the masks; time and peak
+    RSS."""
     from fcn_deploy.bench import peak_rss_mb
     from fcn_deploy.infer import InferConfig, infer_folder
     from fcn_deploy.runtime import open_backend
@@ -119,8 +122,8 @@ def run_infer(size: int, model: str, images: str) -> dict:
     peak = peak_rss_mb()
     with open_backend(model, "cpu") as backend:
         terms = bound_terms(Segmenter(backend), size)
-    return {"case": "infer", "size": size, "mode": record.mode, "tiles": record.tiles, "tile": terms["plan_tile"],
-            "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1), **terms}
+    return {"case": case, "size": size, "images": len(summary.images), "mode": record.mode, "tiles": record.tiles,
+            "tile": terms["plan_tile"], "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1), **terms}
 
 
 def run_case(case: str, size: int, model: str | None, images: str | None = None) -> dict:
@@ -129,9 +132,9 @@ def run_case(case: str, size: int, model: str | None, images: str | None = None)
     from fcn_deploy.runtime import open_backend
     from fcn_deploy.segmenter import Segmenter
 
-    if case == "infer":
+    if case in ("infer", "folder"):
         assert model is not None and images is not None
-        return run_infer(size, model, images)
+        return run_infer(case, size, model, images)
     backend = standin_backend() if case == "standin" else open_backend(model, "cpu")
     reference_s = whole_pass_seconds(backend, REFERENCE_SIDE)
     opened_peak = peak_rss_mb()
@@ -189,7 +192,7 @@ def main() -> int:
     results, failed = [], False
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
-        if ("onnx" in cases or "infer" in cases) and model is None:
+        if {"onnx", "infer", "folder"} & set(cases) and model is None:
             print("exporting a random-weight fcn32s to ONNX ...", file=sys.stderr, flush=True)
             model = str(export_random_fcn32s(Path(tmp)))
         for size in sizes:  # one case at a time: the figures are peaks of a whole process
@@ -203,15 +206,16 @@ def main() -> int:
 
 
 def run_child(case: str, size: int, model: str | None, tmp: Path) -> dict:
-    """One case in a fresh process (the ``infer`` case on a JPEG written for it); its figures."""
+    """One case in a fresh process (``infer`` and ``folder`` on JPEGs written for them); its figures."""
     command = [sys.executable, __file__, "--child", case, "--size", str(size)]
     if model:
         command += ["--model", model]
     images = tmp / f"images-{size}"
-    if case == "infer":
-        write_jpeg(size, images)
+    if case in ("infer", "folder"):
+        write_jpegs(size, images, FOLDER_IMAGES if case == "folder" else 1)
         command += ["--images", str(images)]
-    print(f"running {case} on a {size}x{size} image ...", file=sys.stderr, flush=True)
+    print(f"running {case} on {FOLDER_IMAGES if case == 'folder' else 'a'} {size}x{size} image(s) ...", file=sys.stderr,
+          flush=True)
     try:
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     finally:
@@ -222,8 +226,9 @@ def run_child(case: str, size: int, model: str | None, tmp: Path) -> dict:
 def report(figures: dict) -> bool:
     """Print one case's lines; True when it meets its limits (peak RSS; pixels and time for the onnx case)."""
     within = figures["peak_rss_mib"] <= LIMIT_GIB * 1024
-    print(f"{figures['case']:8s} {figures['size']}x{figures['size']}  mode {figures['mode']}  {figures['tiles']} tiles "
-          f"of {figures['tile'][0]}x{figures['tile'][1]}  {figures['seconds']:.1f} s  peak RSS "
+    count = f"{figures['images']} x " if figures.get("images", 1) > 1 else ""
+    print(f"{figures['case']:8s} {count}{figures['size']}x{figures['size']}  mode {figures['mode']}  "
+          f"{figures['tiles']} tiles of {figures['tile'][0]}x{figures['tile'][1]}  {figures['seconds']:.1f} s  peak RSS "
           f"{figures['peak_rss_mib']:.0f} MiB ({'within' if within else 'OVER'} {LIMIT_GIB} GiB); bound terms: image "
           f"{figures['image_mib']:.0f} + labels {figures['labels_mib']:.0f} + stitch {figures['stitch_mib']:.0f} MiB",
           flush=True)

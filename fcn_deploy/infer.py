@@ -86,6 +86,9 @@ class InferConfig:
     progress: bool = True
     prefetch: int = 2  # decoded images / finished masks waiting in each queue
     wait: bool = False  # another run holds the output folder: wait for it (True) or refuse (False)
+    # images in flight (decoded, segmented or being written) hold at most this many pixels in all; a larger
+    # image runs alone, so a folder of huge images costs one image's memory, not one per pipeline stage
+    inflight_pixels: int = 32_000_000
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -94,6 +97,8 @@ class InferConfig:
             raise InputError(f"max_pixels must be positive, got {self.max_pixels}", MAX_PIXELS_HINT)
         if self.prefetch < 1:
             raise InputError(f"prefetch must be positive, got {self.prefetch}")
+        if self.inflight_pixels < 1:
+            raise InputError(f"inflight_pixels must be positive, got {self.inflight_pixels}")
 
 
 @dataclass(frozen=True)
@@ -295,17 +300,21 @@ def segment_image(segmenter: Segmenter, job: ImageJob, image: np.ndarray) -> Seg
         return failed_record(job, exc)
 
 
-def write_outputs(job: ImageJob, image: np.ndarray, result: SegmentResult, palette: Any) -> ImageRecord:
-    """Write the mask (and overlay) atomically; the ok record, or a failed one when writing fails."""
+def write_outputs(job: ImageJob, image: np.ndarray | None, result: SegmentResult, palette: Any) -> ImageRecord:
+    """Write the mask (and overlay) atomically; the ok record, or a failed one when writing fails.
+
+    ``image`` is needed only when the job has an overlay."""
     try:
         write_mask(job.mask, result.labels, palette)
         if job.overlay is not None:
+            if image is None:
+                raise ValueError("an overlay needs the image")
             write_overlay(job.overlay, image, result.labels, palette)
     except (FcnDeployError, OSError, ValueError) as exc:
         with contextlib.suppress(OSError):  # both outputs or none
             job.mask.unlink(missing_ok=True)
         return failed_record(job, _write_error(exc))
-    return _ok_record(job, image, result)
+    return _ok_record(job, result)
 
 
 def _write_error(exc: BaseException) -> BaseException:
@@ -380,8 +389,41 @@ def _put(target: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
+class PixelBudget:
+    """Admits images into a pipeline by their pixel count: one waits while those in flight and it would exceed
+    ``limit``; an image larger than the limit is admitted once nothing else is in flight, and then runs alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, pixels: int, stop: threading.Event) -> bool:
+        """Wait until ``pixels`` fit (or nothing is in flight) and take them; False if ``stop`` was set first."""
+        with self._changed:
+            while self.in_flight and self.in_flight + pixels > self.limit:
+                if stop.is_set():
+                    return False
+                self._changed.wait(0.1)
+            self.in_flight += pixels
+            return True
+
+    def release(self, pixels: int) -> None:
+        """An image left the pipeline (written, or failed)."""
+        with self._changed:
+            self.in_flight -= pixels
+            self._changed.notify_all()
+
+
+def _pixels(job: ImageJob) -> int:
+    """The pixel count of a job's image from its header; 0 when unreadable (decoding then fails at once)."""
+    size = image_size(job.source)
+    return size[0] * size[1] if size is not None else 0
+
+
 class _Pipeline:
-    """Reader thread -> segmentation on the calling thread -> writer thread, with bounded queues."""
+    """Reader thread -> segmentation on the calling thread -> writer thread, with bounded queues and the images
+    in flight held to ``config.inflight_pixels``."""
 
     def __init__(self, segmenter: Segmenter, config: InferConfig, reporter: ProgressReporter,
                  records: list[ImageRecord]) -> None:
@@ -389,6 +431,7 @@ class _Pipeline:
         self.config = config
         self.reporter = reporter
         self.records = records  # the caller's list: what was done survives an interruption
+        self.budget = PixelBudget(config.inflight_pixels)
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
         self._lock = threading.Lock()
@@ -402,15 +445,18 @@ class _Pipeline:
             self.reporter.advance(record.status == "ok")
 
     def _read(self, jobs: list[ImageJob], decoded: queue.Queue) -> None:
-        """Decode images ahead of the model; a decoding error travels in place of the image."""
+        """Decode images ahead of the model, within the pixel budget; a decoding error travels in place of the
+        image (and gives its pixels back at once)."""
         for job in jobs:
-            if self.stop.is_set():
+            pixels = _pixels(job)
+            if self.stop.is_set() or not self.budget.acquire(pixels, self.stop):
                 return
             try:
                 item: Any = decode_image(job, self.config.max_pixels)
             except InputError as exc:
                 item = exc
-            if not _put(decoded, (job, item), self.stop):
+                self.budget.release(pixels)
+            if not _put(decoded, (job, item, pixels), self.stop):
                 return
         _put(decoded, None, self.stop)
 
@@ -427,8 +473,10 @@ class _Pipeline:
                     continue
                 if item is None:
                     return
-                job, image, result = item
+                job, image, result, pixels = item
                 self._record(write_outputs(job, image, result, palette))
+                del item, image, result  # the image leaves the pipeline here
+                self.budget.release(pixels)
         except BaseException as exc:  # anything else stops the run; the main thread re-raises it
             self.fatal = exc
             self.stop.set()
@@ -461,20 +509,24 @@ class _Pipeline:
                 continue
             if item is None:
                 return
-            job, image = item
+            job, image, pixels = item
+            del item
             if isinstance(image, BaseException):
                 self._record(failed_record(job, image))
                 continue
             result = segment_image(self.segmenter, job, image)
             if isinstance(result, ImageRecord):
                 self._record(result)
+                self.budget.release(pixels)
                 continue
-            _put(finished, (job, image, result), self.stop)
+            # the writer needs the image only for an overlay; the labels alone are a third of its size
+            _put(finished, (job, image if job.overlay is not None else None, result, pixels), self.stop)
+            del image, result
 
 
-def _ok_record(job: ImageJob, image: np.ndarray, result: SegmentResult) -> ImageRecord:
-    """The record of a segmented image."""
-    height, width = image.shape[:2]
+def _ok_record(job: ImageJob, result: SegmentResult) -> ImageRecord:
+    """The record of a segmented image (its labels have the image's size)."""
+    height, width = result.labels.shape[:2]
     return ImageRecord(job.relative, "ok", height, width, result.mode, result.tiles,
                        round(result.seconds * 1000.0, 2), job.output)
 

@@ -416,3 +416,64 @@ def test_a_second_run_into_the_same_folder_refuses_or_waits(standin, tmp_path):
         holder_done.set()
     waiter.join(30)
     assert result["summary"].count("ok") == 1 and not (out / ".fcn-deploy.lock").exists()
+
+
+@pytest.mark.parametrize("budget, overlay", [(1, False), (1, True), (3 * 40 * 50, False)])
+def test_images_in_flight_stay_within_the_pixel_budget(standin, tmp_path, monkeypatch, budget, overlay):
+    """A folder of large images holds one of them at a time, not one per pipeline stage (and queue slot)."""
+    from fcn_deploy import infer as infer_module
+
+    images = tmp_path / "in"
+    for index in range(6):
+        write_image(images / f"{index}.png", seed=index)
+    events: list[str] = []
+    decode, write = infer_module.decode_image, infer_module.write_outputs
+
+    def logged_decode(job, max_pixels):
+        events.append("decode")
+        return decode(job, max_pixels)
+
+    def logged_write(job, image, result, palette):
+        assert (image is not None) == overlay  # the image travels to the writer only for an overlay
+        record = write(job, image, result, palette)
+        events.append("write")
+        return record
+
+    monkeypatch.setattr(infer_module, "decode_image", logged_decode)
+    monkeypatch.setattr(infer_module, "write_outputs", logged_write)
+    config = InferConfig(device="cpu", progress=False, overlay=overlay, prefetch=4, inflight_pixels=budget)
+    summary = infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", config)
+    assert summary.count("ok") == 6
+    in_flight, most = 0, 0
+    for event in events:
+        in_flight += 1 if event == "decode" else -1
+        most = max(most, in_flight)
+    assert most <= max(1, budget // (40 * 50))  # prefetch alone would allow up to 4 + 1 + 4 + 1
+    if budget == 1:  # each image larger than the budget: decoded only after the previous one was written
+        assert events == ["decode", "write"] * 6
+
+
+def test_a_pixel_budget_admits_what_fits_and_one_oversized_image_alone():
+    import threading
+
+    from fcn_deploy.infer import PixelBudget
+
+    budget, stop = PixelBudget(100), threading.Event()
+    assert budget.acquire(60, stop) and budget.acquire(40, stop)
+    admitted = threading.Event()
+    waiter = threading.Thread(target=lambda: budget.acquire(500, stop) and admitted.set())
+    waiter.start()
+    assert not admitted.wait(0.3)  # 500 waits until nothing is in flight
+    budget.release(60)
+    assert not admitted.wait(0.3)
+    budget.release(40)
+    assert admitted.wait(5)
+    waiter.join()
+    assert budget.in_flight == 500
+    stop.set()
+    assert budget.acquire(1, stop) is False  # a stopping run does not wait
+
+
+def test_inflight_pixels_must_be_positive():
+    with pytest.raises(InputError, match="inflight_pixels must be positive"):
+        InferConfig(inflight_pixels=0)
