@@ -44,6 +44,7 @@ from fcn_deploy.fileio import (
     remove_stale_temps,
     write_text_atomic,
 )
+from fcn_deploy.heap import return_freed_heap
 from fcn_deploy.imageio import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_HINT,
@@ -456,6 +457,8 @@ class _Pipeline:
             except InputError as exc:
                 item = exc
                 self.budget.release(pixels)
+            if pixels > self.budget.limit:  # the decoder's freed buffer (4 bytes a pixel) would stay resident
+                return_freed_heap()
             if not _put(decoded, (job, item, pixels), self.stop):
                 return
         _put(decoded, None, self.stop)
@@ -515,6 +518,8 @@ class _Pipeline:
                 self._record(failed_record(job, image))
                 continue
             result = segment_image(self.segmenter, job, image)
+            if pixels > self.budget.limit:  # it ran alone: the runtime's working memory need not wait for the next
+                self.segmenter.backend.release_working_memory()  # one while it is decoded
             if isinstance(result, ImageRecord):
                 self._record(result)
                 self.budget.release(pixels)

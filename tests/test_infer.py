@@ -441,9 +441,14 @@ def test_images_in_flight_stay_within_the_pixel_budget(standin, tmp_path, monkey
 
     monkeypatch.setattr(infer_module, "decode_image", logged_decode)
     monkeypatch.setattr(infer_module, "write_outputs", logged_write)
+    released = []
+    monkeypatch.setattr(GreenAboveRedBackend, "_release_working_memory", lambda self: released.append(1),
+                        raising=False)
     config = InferConfig(device="cpu", progress=False, overlay=overlay, prefetch=4, inflight_pixels=budget)
     summary = infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", config)
     assert summary.count("ok") == 6
+    # an image that ran alone hands the runtime's working memory back before the next one is decoded
+    assert len(released) == (6 if budget == 1 else 0)
     in_flight, most = 0, 0
     for event in events:
         in_flight += 1 if event == "decode" else -1

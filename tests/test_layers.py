@@ -15,7 +15,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "fcn_deploy"
 # Lowest first. A module may import modules of its own layer or of lower layers, never of a higher one. A name
 # stands for the module and everything below it (``runtime`` covers ``runtime.base``); the longest name wins.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fcn_deploy", "errors", "fileio", "palette", "progress", "interrupts"),  # ground floor
+    ("fcn_deploy", "errors", "fileio", "palette", "progress", "interrupts", "heap"),  # ground floor
     ("deps",),
     ("spec", "devices", "imageio", "metrics", "flops"),
     ("contract",),  # an artifact and its spec: ONNX metadata, sidecars, spec-vs-graph checks

@@ -66,6 +66,15 @@ class Backend(abc.ABC):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Run an already-validated batch."""
 
+    def release_working_memory(self) -> None:
+        """Hand the memory the runtime keeps between runs back to the system (after a large image, before the
+        next is decoded); the next run allocates it again. A no-op for runtimes that keep none."""
+        self.require_open()
+        self._release_working_memory()
+
+    def _release_working_memory(self) -> None:
+        """Free the runtime's cached working memory (backends with an allocation cache override this)."""
+
     def close(self) -> None:
         """Release sessions, engines and device memory; later ``infer`` calls fail with a clear error."""
         if not self._closed:

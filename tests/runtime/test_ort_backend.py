@@ -13,7 +13,12 @@ import torch
 
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
 from fcn_deploy.contract import ONNX_METADATA_KEY
-from fcn_deploy.errors import ArtifactError, MissingComponentError, ShapeError
+from fcn_deploy.errors import (
+    ArtifactError,
+    InputError,
+    MissingComponentError,
+    ShapeError,
+)
 from fcn_deploy.export import ExportConfig, export_onnx
 from fcn_deploy.model import build_model
 from fcn_deploy.runtime import open_backend
@@ -205,7 +210,6 @@ def test_freed_heap_is_returned_after_every_session_load(exported, tmp_path, mon
     """ONNX Runtime frees its parsed model after loading; the pages go back to the system, also when loading fails."""
     from fcn_deploy.runtime import ort_backend
 
-    ort_backend.return_freed_heap()  # the real one runs here (glibc's malloc_trim on Linux, else nothing)
     calls = []
     monkeypatch.setattr(ort_backend, "return_freed_heap", lambda: calls.append(1))
     ort_backend.OrtBackend(exported[1], "cpu")
@@ -215,3 +219,14 @@ def test_freed_heap_is_returned_after_every_session_load(exported, tmp_path, mon
     with pytest.raises(ArtifactError):
         ort_backend.OrtBackend(broken, "cpu")
     assert calls == [1, 1]
+
+
+def test_released_working_memory_is_allocated_again_by_the_next_run(exported):
+    """The arena shrinks at the end of a small run with ONNX Runtime's shrink option; later runs are unchanged."""
+    batch = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    with OrtBackend(exported[1], "cpu") as backend:
+        before = backend.infer(batch)
+        backend.release_working_memory()
+        assert np.array_equal(backend.infer(batch), before)
+    with pytest.raises(InputError, match="was closed"):
+        backend.release_working_memory()
