@@ -126,8 +126,7 @@ class SegmentWorker:
         setup, backend = self.setup, self.segmenter.backend
         in_dir, out_dir = Path(setup.in_dir), Path(setup.out_dir)
         records = [
-            process_image(self.segmenter, image_job(in_dir, out_dir, str(relative), setup.config.overlay),
-                          setup.config.max_pixels)
+            process_image(self.segmenter, image_job(in_dir, out_dir, str(relative), setup.config.overlay), setup.config)
             for relative in batch["path"]
         ]
         return {"record": [json.dumps(asdict(record)) for record in records],

@@ -326,16 +326,27 @@ def _write_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def process_image(segmenter: Segmenter, job: ImageJob, max_pixels: int | None) -> ImageRecord:
-    """Decode, segment and write one image; its status record. One bad image costs only itself."""
+def process_image(segmenter: Segmenter, job: ImageJob, config: InferConfig) -> ImageRecord:
+    """Decode, segment and write one image; its status record. One bad image costs only itself.
+
+    An image over ``config.inflight_pixels`` hands back the memory each step leaves behind, as the pipeline does."""
     try:
-        image = decode_image(job, max_pixels)
+        image = decode_image(job, config.max_pixels)
     except InputError as exc:
         return failed_record(job, exc)
+    large = image.shape[0] * image.shape[1] > config.inflight_pixels
+    if large:
+        return_freed_heap()
     result = segment_image(segmenter, job, image)
+    if large:
+        segmenter.backend.release_working_memory()
     if isinstance(result, ImageRecord):
         return result
-    return write_outputs(job, image, result, segmenter.spec.palette)
+    record = write_outputs(job, image, result, segmenter.spec.palette)
+    if large:
+        del image, result
+        return_freed_heap()
+    return record
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -445,7 +456,20 @@ class _Pipeline:
                 self.reporter.error(record.path, record.error)
             self.reporter.advance(record.status == "ok")
 
+    def _fail(self, exc: BaseException) -> None:
+        """Stop the run for an unexpected error in a stage thread; the main thread re-raises the first one."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.stop.set()
+
     def _read(self, jobs: list[ImageJob], decoded: queue.Queue) -> None:
+        """The reader thread: decode the jobs' images; anything but a bad image stops the run."""
+        try:
+            self._decode_all(jobs, decoded)
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _decode_all(self, jobs: list[ImageJob], decoded: queue.Queue) -> None:
         """Decode images ahead of the model, within the pixel budget; a decoding error travels in place of the
         image (and gives its pixels back at once)."""
         for job in jobs:
@@ -461,6 +485,7 @@ class _Pipeline:
                 return_freed_heap()
             if not _put(decoded, (job, item, pixels), self.stop):
                 return
+            del item  # held while waiting for the next image's turn, it would outlive its trip through the pipeline
         _put(decoded, None, self.stop)
 
     def _write(self, finished: queue.Queue) -> None:
@@ -479,10 +504,11 @@ class _Pipeline:
                 job, image, result, pixels = item
                 self._record(write_outputs(job, image, result, palette))
                 del item, image, result  # the image leaves the pipeline here
+                if pixels > self.budget.limit:  # the encoder's freed buffers would stay resident
+                    return_freed_heap()
                 self.budget.release(pixels)
         except BaseException as exc:  # anything else stops the run; the main thread re-raises it
-            self.fatal = exc
-            self.stop.set()
+            self._fail(exc)
 
     def run(self, jobs: list[ImageJob]) -> None:
         """Push every job through the three stages; re-raise anything fatal after the threads stop."""

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import signal
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -427,11 +428,16 @@ def test_images_in_flight_stay_within_the_pixel_budget(standin, tmp_path, monkey
     for index in range(6):
         write_image(images / f"{index}.png", seed=index)
     events: list[str] = []
+    decoded: list[weakref.ref] = []
     decode, write = infer_module.decode_image, infer_module.write_outputs
 
     def logged_decode(job, max_pixels):
+        if budget == 1:  # the images before are gone, not merely out of the pipeline's queues
+            assert all(ref() is None for ref in decoded), "an earlier image is still referenced"
         events.append("decode")
-        return decode(job, max_pixels)
+        image = decode(job, max_pixels)
+        decoded.append(weakref.ref(image))
+        return image
 
     def logged_write(job, image, result, palette):
         assert (image is not None) == overlay  # the image travels to the writer only for an overlay
@@ -442,8 +448,7 @@ def test_images_in_flight_stay_within_the_pixel_budget(standin, tmp_path, monkey
     monkeypatch.setattr(infer_module, "decode_image", logged_decode)
     monkeypatch.setattr(infer_module, "write_outputs", logged_write)
     released = []
-    monkeypatch.setattr(GreenAboveRedBackend, "_release_working_memory", lambda self: released.append(1),
-                        raising=False)
+    monkeypatch.setattr(GreenAboveRedBackend, "_release_working_memory", lambda self: released.append(1))
     config = InferConfig(device="cpu", progress=False, overlay=overlay, prefetch=4, inflight_pixels=budget)
     summary = infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", config)
     assert summary.count("ok") == 6
@@ -482,3 +487,45 @@ def test_a_pixel_budget_admits_what_fits_and_one_oversized_image_alone():
 def test_inflight_pixels_must_be_positive():
     with pytest.raises(InputError, match="inflight_pixels must be positive"):
         InferConfig(inflight_pixels=0)
+
+
+@pytest.mark.parametrize("budget, releases", [(1, 1), (40 * 50, 0)])
+def test_the_per_image_step_hands_memory_back_after_a_large_image(standin, tmp_path, monkeypatch, budget, releases):
+    """Ray's workers run one image at a time: a large one leaves the runtime's working memory free for the next."""
+    from fcn_deploy.infer import image_job, process_image
+    from fcn_deploy.segmenter import open_segmenter
+
+    write_image(tmp_path / "in" / "a.png")
+    released = []
+    monkeypatch.setattr(GreenAboveRedBackend, "_release_working_memory", lambda self: released.append(1))
+    config = InferConfig(device="cpu", inflight_pixels=budget)
+    with open_segmenter(tmp_path / "m.onnx", "cpu") as segmenter:
+        record = process_image(segmenter, image_job(tmp_path / "in", tmp_path / "out", "a.png", False), config)
+    assert record.status == "ok" and len(released) == releases
+
+
+def test_an_unexpected_error_in_the_reader_stops_the_run_instead_of_hanging_it(standin, tmp_path, monkeypatch):
+    import threading
+
+    from fcn_deploy import infer as infer_module
+
+    write_image(tmp_path / "in" / "a.png")
+    write_image(tmp_path / "in" / "b.png", seed=1)
+
+    def broken_decode(job, max_pixels):
+        raise RuntimeError("a bug in the reader")
+
+    monkeypatch.setattr(infer_module, "decode_image", broken_decode)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "out", InferConfig(device="cpu", progress=False))
+        except BaseException as exc:  # the test checks which
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "the run hung after its reader thread failed"
+    assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError) and "a bug in the reader" in str(outcome[0])

@@ -101,12 +101,12 @@ def test_a_served_request_is_answered_or_refused_never_an_internal_error(data: b
 @settings(max_examples=budget(300))
 @given(data=mutated(SEEDS))
 def test_the_per_file_worker_step_ends_in_a_record(fuzz_dir, data: bytes) -> None:
-    from fcn_deploy.infer import image_job, process_image
+    from fcn_deploy.infer import InferConfig, image_job, process_image
 
     (fuzz_dir / "in").mkdir(exist_ok=True)
     (fuzz_dir / "in" / "x.png").write_bytes(data)
     job = image_job(fuzz_dir / "in", fuzz_dir / "out", "x.png", overlay=True)
-    record = process_image(_segmenter(), job, MAX_PIXELS)
+    record = process_image(_segmenter(), job, InferConfig(max_pixels=MAX_PIXELS))
     assert record.status in ("ok", "failed") and (record.status == "ok") == job.mask.is_file()
     assert (record.error is None) == (record.status == "ok")
     job.mask.unlink(missing_ok=True)
