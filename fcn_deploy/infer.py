@@ -305,11 +305,11 @@ def write_outputs(job: ImageJob, image: np.ndarray | None, result: SegmentResult
     """Write the mask (and overlay) atomically; the ok record, or a failed one when writing fails.
 
     ``image`` is needed only when the job has an overlay."""
+    if job.overlay is not None and image is None:
+        raise TypeError("write_outputs: a job with an overlay needs its image")  # a caller's bug, not the image's
     try:
         write_mask(job.mask, result.labels, palette)
-        if job.overlay is not None:
-            if image is None:
-                raise ValueError("an overlay needs the image")
+        if job.overlay is not None and image is not None:
             write_overlay(job.overlay, image, result.labels, palette)
     except (FcnDeployError, OSError, ValueError) as exc:
         with contextlib.suppress(OSError):  # both outputs or none
