@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,24 @@ def run_ray_job(prefix, model: Path, images: Path, out: Path, address: str, *opt
     return subprocess.run(cli_command(prefix, "infer", str(model), str(images), "--out", str(out), "--device", "cpu",
                                       "--ray", address, *options),
                           env=cli_env(**env), capture_output=True, text=True, timeout=JOB_TIMEOUT)
+
+
+@contextlib.contextmanager
+def started_job(prefix, model: Path, images: Path, out: Path, address: str, *, workers: int,
+                first_masks: int) -> Iterator[subprocess.Popen]:
+    """``infer --ray`` running in the background once it has written ``first_masks`` masks (or ended); killed on
+    exit if still running."""
+    command = cli_command(prefix, "infer", str(model), str(images), "--out", str(out), "--device", "cpu",
+                          "--ray", address, "--workers", str(workers))
+    job = subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: out.is_dir() and len(list(out.glob("*.png"))) >= first_masks or job.poll() is not None,
+                 JOB_TIMEOUT, f"{first_masks} mask(s)")
+        yield job
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
 
 
 def descendants_named(root_pid: int, marker: str) -> list[int]:
@@ -229,20 +249,12 @@ def test_a_worker_killed_mid_job_is_replaced_and_nothing_is_lost(ray_head, netns
     images, out = tmp_path / "in", tmp_path / "out"
     count = 160
     write_images(images, count, size=(128, 160))
-    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
-                          "--ray", ray_head.address, "--workers", "2")
-    job = subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: out.is_dir() and any(out.glob("*.png")) or job.poll() is not None, JOB_TIMEOUT, "a first mask")
+    with started_job(netns_prefix, tiny_onnx, images, out, ray_head.address, workers=2, first_masks=1) as job:
         workers = descendants_named(ray_head.process.pid, "MapWorker")
         assert job.poll() is None and workers, "the job ended before a worker could be killed"
         os.kill(workers[0], signal.SIGKILL)
         killed_at = len(list(out.glob("*.png")))
         stdout, stderr = job.communicate(timeout=JOB_TIMEOUT)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
     assert job.returncode == 0, stderr
     assert killed_at < count
     assert f"segmented {count} images (0 skipped" in stdout
@@ -257,19 +269,10 @@ def test_a_job_stopped_by_sigterm_saves_its_summary_and_resumes(ray_head, netns_
     images, out = tmp_path / "in", tmp_path / "out"
     count = 120
     write_images(images, count, size=(128, 160))
-    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
-                          "--ray", ray_head.address, "--workers", "1")
-    job = subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: out.is_dir() and len(list(out.glob("*.png"))) >= 3 or job.poll() is not None, JOB_TIMEOUT,
-                 "the first masks")
+    with started_job(netns_prefix, tiny_onnx, images, out, ray_head.address, workers=1, first_masks=3) as job:
         assert job.poll() is None, "the job ended before it could be stopped"
         job.send_signal(signal.SIGTERM)  # what a scheduler sends to end a job
         _, stderr = job.communicate(timeout=JOB_TIMEOUT)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
     assert job.returncode == 143, stderr
     assert "interrupted: " in stderr and "run the same command again to resume" in stderr
     # images whose records had not reached the driver are pending, though a worker may have written their mask
