@@ -196,3 +196,18 @@ def tiny_onnx():
 def tiny_voc():
     """Writes a two-image VOC2012-layout folder (splits 'train' and 'val') under a path."""
     return _tiny_voc
+
+
+@pytest.fixture
+def openvino_missing(monkeypatch) -> None:
+    """``openvino`` cannot be imported through fcn_deploy.deps (as on a machine without the extra)."""
+    import fcn_deploy.deps as deps
+
+    real_import = deps.importlib.import_module
+
+    def without_openvino(name: str, *args, **kwargs):
+        if name.split(".")[0] == "openvino":
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(deps.importlib, "import_module", without_openvino)

@@ -70,17 +70,7 @@ def test_a_checkpoint_with_backend_openvino_is_refused(server_starts, tmp_path, 
     assert server_starts == []
 
 
-def test_missing_openvino_is_refused_naming_the_extra(server_starts, monkeypatch, tmp_path, capsys) -> None:
-    import fcn_deploy.deps as deps
-
-    real_import = deps.importlib.import_module
-
-    def no_openvino(name: str, *args):
-        if name.split(".")[0] == "openvino":
-            raise ImportError("No module named 'openvino'")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(deps.importlib, "import_module", no_openvino)
+def test_missing_openvino_is_refused_naming_the_extra(server_starts, openvino_missing, tmp_path, capsys) -> None:
     (tmp_path / "fcn.onnx").write_bytes(b"stand-in")
     assert run(["serve", "fcn.onnx", "--backend", "openvino"]) == 2
     err = capsys.readouterr().err

@@ -250,17 +250,7 @@ def test_device_strings_of_the_c_api() -> None:
         parse_device_string("openvino:fp16")
 
 
-def test_missing_openvino_names_the_extra(monkeypatch, tmp_path: Path) -> None:
-    import fcn_deploy.deps as deps
-
-    real_import = deps.importlib.import_module
-
-    def no_openvino(name: str, *args):
-        if name.split(".")[0] == "openvino":
-            raise ImportError("No module named 'openvino'")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(deps.importlib, "import_module", no_openvino)
+def test_missing_openvino_names_the_extra(openvino_missing, tmp_path: Path) -> None:
     path = tmp_path / "fcn.onnx"
     path.write_bytes(b"")
     with pytest.raises(MissingComponentError, match="openvino") as info:
