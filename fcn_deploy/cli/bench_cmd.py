@@ -57,8 +57,9 @@ def bench(
     if json_out is not None:  # before any measurement, for the peers too
         check_output_file(json_out, "--json")
     if peers:
+        _check_peer_options(device, backend, precision)
         _run_peers(models or [], parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds, rss,
-                   peer_images, json_out)
+                   gemm_size, peer_images, json_out)
         return
     from fcn_deploy.bench import (
         TABLE_COLUMNS,
@@ -78,8 +79,21 @@ def bench(
     _write_json(report, json_out)
 
 
+def _check_peer_options(device: str, backend: str, precision: str) -> None:
+    """--peers runs every runtime and precision itself, on the CPU: the options that pick one are refused."""
+    from fcn_deploy.errors import InputError
+
+    given = [f"{name} {value}" for name, value, default in (("--device", device, ("auto", "cpu")),
+                                                              ("--backend", backend, ("onnxruntime",)),
+                                                              ("--precision", precision, ("f32",)))
+             if value not in default]
+    if given:
+        raise InputError(f"--peers runs every runtime and precision on the CPU; {', '.join(given)} does not apply",
+                         "drop those options, or drop --peers to bench one runtime")
+
+
 def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: int, iters: int, rounds: int,
-               rss: bool, images: Optional[Path], json_out: Optional[Path]) -> None:
+               rss: bool, gemm_size: int, images: Optional[Path], json_out: Optional[Path]) -> None:
     """``bench --peers``: the peer table and the machine's limit."""
     import tempfile
 
@@ -96,7 +110,8 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
     with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:
         checkpoint, onnx, int8, note = peer_models(models or workspace_models(), Path(scratch))
         config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
-                            warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, images=images, note=note)
+                            warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, matmul_size=gemm_size,
+                            images=images, note=note)
         report = run_peers(config)
     _print_table(PEER_COLUMNS, peer_rows(report), peer_summary_lines(report), width=180)
     _write_json(report, json_out)

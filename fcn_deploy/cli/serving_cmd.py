@@ -116,7 +116,7 @@ def triton_export(
 
     config = RepositoryConfig(name=name, max_batch=max_batch, instances=instances,
                               max_queue_delay_us=max_queue_delay_us, device=cast(Optional[TritonDevice], device),
-                              network_runtime=cast(NetworkRuntime, segment_network),  # the config checks both names
+                              network_runtime=cast(NetworkRuntime, segment_network),  # as written; the config refuses others
                               backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite)
     chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable,
                                                           backend=config.backend.backend)

@@ -63,3 +63,27 @@ def test_peers_json_naming_a_folder_exits_1_before_any_work(checkpoint, tmp_path
     (tmp_path / "folder").mkdir()
     assert run(["bench", str(checkpoint), "--peers", "--json", str(tmp_path / "folder")]) == 1
     assert "is a folder, not a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--device", "cuda"], ["--backend", "openvino"], ["--precision", "bf16"]])
+def test_peers_refuse_the_options_that_pick_one_runtime(checkpoint, capsys, monkeypatch, option):
+    from fcn_deploy.bench import peers
+
+    monkeypatch.setattr(peers, "run_peers", lambda *args: pytest.fail("ran the peers with an option they ignore"))
+    assert run(["bench", str(checkpoint), "--peers", *option]) == 1
+    err = capsys.readouterr().err
+    assert f"{option[0]} {option[1]} does not apply" in err and "fix:" in err
+
+
+def test_peers_take_the_gemm_size(checkpoint, monkeypatch):
+    from fcn_deploy.bench import peers
+
+    seen = []
+
+    def record(config):
+        seen.append(config.matmul_size)
+        raise KeyboardInterrupt  # stop before measuring anything
+
+    monkeypatch.setattr(peers, "run_peers", record)
+    run(["bench", str(checkpoint), "--peers", "--gemm-size", "256"])
+    assert seen == [256]
