@@ -190,15 +190,15 @@ def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig)
         notes=f"ORT quantize_static QDQ, per-channel weights; float upsampling head and logits ({len(excluded)} nodes)",
     )
     int8_spec = spec.replace(precision="int8", quantization=info)
-    written: list[Path] = []
+    new_files = [path for path in (plan_path, ranges_path) if not path.exists()]
     try:  # the crop plan and the range table describe the model: written with it, or not at all
-        written.append(save_plan(plan, plan_path))
-        written.append(write_range_table(tensors, int8_model, ranges_path, config))
+        save_plan(plan, plan_path)
+        write_range_table(tensors, int8_model, ranges_path, config)
         save_onnx(int8_model, out, int8_spec, {"source_onnx": str(onnx_path),
                                                "source_onnx_sha256": sha256_file(onnx_path),
                                                "crop_plan": str(plan_path), "ranges": str(ranges_path)})
     except BaseException:
-        for path in written:
+        for path in new_files:  # an earlier run's files, which its model names, are never removed
             path.unlink(missing_ok=True)
         raise
     if config.target == "tensorrt":

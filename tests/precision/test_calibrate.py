@@ -190,3 +190,21 @@ def test_a_failed_write_leaves_no_crop_plan_or_range_table(tmp_path: Path, monke
     with pytest.raises(OSError, match="No space left"):
         calibrate_int8(tiny_onnx(tmp_path / "fcn.onnx"), config)
     assert list((tmp_path / "cal").glob("*.json")) == [] and not (tmp_path / "int8.onnx").exists()
+
+
+def test_a_failed_write_keeps_the_files_of_an_earlier_run(tmp_path: Path, monkeypatch, tiny_onnx, tiny_voc) -> None:
+    from fcn_deploy.precision import calibrate as calibrate_module
+
+    config = CalibrationConfig(data_dir=tiny_voc(tmp_path / "VOC2012"), num=2, crop=(32, 32), method="minmax",
+                               histogram_bins=FAST_BINS, out=tmp_path / "int8.onnx", calibration_dir=tmp_path / "cal",
+                               target="cpu")
+    model = tiny_onnx(tmp_path / "fcn.onnx")
+    first = calibrate_int8(model, config)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(calibrate_module, "save_onnx", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        calibrate_int8(model, config)
+    assert first.plan_path.is_file() and first.ranges_path.is_file() and (tmp_path / "int8.onnx").is_file()
