@@ -160,11 +160,15 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(height, width) of an image file as ``read_image`` returns it (EXIF orientation applied), from its header;
-    None when the header cannot be read."""
+    None when the header cannot be read.
+
+    Never decodes the pixels: a PNG whose EXIF chunk follows the image data counts as upright, because Pillow
+    would decode the whole image to find that chunk (such an image is at worst segmented again on resume)."""
     try:
         with _open_checked(Path(path), None) as image:
             width, height = image.size
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            cheap_exif = image.format != "PNG" or "exif" in image.info
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1) if cheap_exif else 1
     except Exception:  # any unreadable header: the caller treats the image as not done
         return None
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # these turn by 90 degrees

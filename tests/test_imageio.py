@@ -210,3 +210,20 @@ def test_an_upright_image_is_not_copied_for_exif(tmp_path, monkeypatch):
     exif[0x0112] = 6  # turned by 90 degrees
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif.tobytes())
     assert read_image(tmp_path / "turned.jpg").shape == (30, 20, 3) and calls == [1]
+
+
+def test_image_size_reads_the_header_without_decoding_the_pixels(tmp_path, monkeypatch):
+    """Sizing runs before the pixel budget and on resume: a decode there would cost as much as the image."""
+    from PIL import ImageFile
+
+    from fcn_deploy.imageio import image_size
+
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.jpg")
+
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert image_size(tmp_path / "a.png") == (30, 40)
+    assert image_size(tmp_path / "a.jpg") == (30, 40)
