@@ -123,8 +123,8 @@ class Segmenter:
             raise ArtifactError(f"{self.spec.num_classes} classes do not fit uint8 labels (at most 256)")
         self.batch = _checked_batch(config.batch, self.spec)
         self.tile = _checked_tile(config.tile, self.spec)
-        if config.mode != "whole" and self.tile is not None and config.overlap is not None:
-            _check_step(self.tile, config.overlap, self.spec.alignment)
+        if config.mode != "whole" and config.overlap is not None:  # default tiles are at most the largest size
+            _check_step(self.tile or tuple(self.spec.shape_range.max[1:]), config.overlap, self.spec.alignment)
 
     # --- public API ----------------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ def fitted_tile(length: int, overlap_px: int, largest: int, smallest: int, align
     aligned = align_up(length, alignment)
     if aligned <= largest:
         return max(aligned, smallest)
-    if overlap_px >= largest - alignment:
+    if overlap_px > largest - alignment:  # one grid cell is the smallest step
         raise ValueError(f"overlap {overlap_px} px leaves no step on a {largest}-pixel tile")
     count = -(-(aligned - overlap_px) // (largest - overlap_px))
     side = align_up(-(-(aligned + (count - 1) * overlap_px) // count), alignment)

@@ -189,6 +189,7 @@ def test_default_tiles_are_fitted_to_the_image_and_overlap_by_the_models_context
     (dict(tile=(512, 96)), "outside the model's size range"),
     (dict(batch=5), "exceeds the model's maximum batch of 4"),
     (dict(tile=(64, 64), overlap=0.6), "steps 26 pixels, less than the model's 32-pixel grid"),
+    (dict(overlap=0.9), "less than the model's 32-pixel grid"),  # default tiles: refused at once, not mid-run
 ])
 def test_options_the_model_cannot_honour_are_rejected(config, match):
     with pytest.raises(InputError, match=match):
