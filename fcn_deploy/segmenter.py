@@ -33,7 +33,7 @@ from fcn_deploy.data.transforms import align_up
 from fcn_deploy.devices import Device
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime import Backend, BackendChoice, open_backend
-from fcn_deploy.spec import ModelSpec
+from fcn_deploy.spec import ModelSpec, is_int
 from fcn_deploy.tiling import (
     BLENDS,
     TilePlan,
@@ -54,11 +54,6 @@ DEFAULT_BATCH = 4
 #: an FCN output pixel reads 2×2 cells of the stride-32 features (the upsampler), whose last 3×3 convolutions
 #: read one cell further; three cells held slide-vs-whole agreement above 99.5% on the VOC samples
 CONTEXT_CELLS = 3
-
-
-def _is_int(value: object) -> bool:
-    """An integer (Python or numpy), not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -88,12 +83,12 @@ class SegmenterConfig:
             raise InputError(f"overlap must be between 0 and {MAX_OVERLAP}, got {self.overlap}",
                              "use a fraction of the tile size, e.g. 0.25")
         if self.batch is not None:
-            if not _is_int(self.batch) or self.batch < 1:
+            if not is_int(self.batch) or self.batch < 1:
                 raise InputError(f"batch must be a positive integer, got {self.batch}",
                                  "use a batch of 1 or more tiles per model call (default 4)")
             object.__setattr__(self, "batch", int(self.batch))
         if self.tile is not None:
-            if len(self.tile) != 2 or any(not _is_int(v) or v < 1 for v in self.tile):
+            if len(self.tile) != 2 or any(not is_int(v) or v < 1 for v in self.tile):
                 raise InputError(f"tile must be two positive integers (height, width), got {self.tile}",
                                  "use multiples of 32, e.g. 320x480")
             object.__setattr__(self, "tile", (int(self.tile[0]), int(self.tile[1])))

@@ -44,7 +44,7 @@ class ShapeRange:
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):
             value = getattr(self, name)
-            if len(value) != 3 or any(not _is_int(v) or v < 1 for v in value):
+            if len(value) != 3 or any(not is_int(v) or v < 1 for v in value):
                 raise ArtifactError(f"shape range '{name}' must be three positive integers, got {value}", SPEC_HINT)
             object.__setattr__(self, name, tuple(int(v) for v in value))
         for axis in range(3):
@@ -218,13 +218,13 @@ class ModelSpec:
 # --- JSON types of a spec (checked before building it, so nothing is silently converted) ----------------
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     """An integer (Python or numpy), not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, (float, np.floating))
+    return is_int(value) or isinstance(value, (float, np.floating))
 
 
 def _list_of(check: Any, length: int | None = None) -> Any:
@@ -240,16 +240,16 @@ def _optional(check: Any) -> Any:
 
 _is_str = (lambda value: isinstance(value, str))  # noqa: E731
 _SPEC_TYPES = {
-    "arch": _is_str, "num_classes": _is_int, "class_names": _list_of(_is_str),
-    "palette": _list_of(_list_of(_is_int, 3)),
-    "mean": _list_of(_is_number, 3), "std": _list_of(_is_number, 3), "alignment": _is_int,
-    "crop_size": _list_of(_is_int, 2), "input_name": _is_str, "output_name": _is_str, "labels_name": _optional(_is_str),
+    "arch": _is_str, "num_classes": is_int, "class_names": _list_of(_is_str),
+    "palette": _list_of(_list_of(is_int, 3)),
+    "mean": _list_of(_is_number, 3), "std": _list_of(_is_number, 3), "alignment": is_int,
+    "crop_size": _list_of(is_int, 2), "input_name": _is_str, "output_name": _is_str, "labels_name": _optional(_is_str),
     "input_format": _is_str, "upsampler": _is_str, "shape_range": lambda v: isinstance(v, Mapping),
     "precision": _is_str, "quantization": _optional(lambda v: isinstance(v, Mapping)),
-    "source_checkpoint_sha256": _optional(_is_str), "format_version": _is_int,
+    "source_checkpoint_sha256": _optional(_is_str), "format_version": is_int,
 }
-_RANGE_TYPES = {name: _list_of(_is_int, 3) for name in ("min", "opt", "max")}
-_QUANTIZATION_TYPES = {"target": _is_str, "method": _is_str, "num_crops": _is_int, "crop_size": _list_of(_is_int, 2),
+_RANGE_TYPES = {name: _list_of(is_int, 3) for name in ("min", "opt", "max")}
+_QUANTIZATION_TYPES = {"target": _is_str, "method": _is_str, "num_crops": is_int, "crop_size": _list_of(is_int, 2),
                        "data_fingerprint": _is_str, "notes": _is_str}
 
 
