@@ -13,6 +13,7 @@ def signals_interrupt(*signums: int) -> Iterator[list[str]]:
     """Within the block each of ``signums`` raises KeyboardInterrupt; the yielded list gets their names as they come.
 
     Handlers can only be set on the main thread; elsewhere the block runs with the process's handlers unchanged.
+    A signal the process was told to ignore (``nohup``, a supervisor) stays ignored.
     """
     received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
@@ -23,7 +24,8 @@ def signals_interrupt(*signums: int) -> Iterator[list[str]]:
         received.append(signal.Signals(signum).name)
         raise KeyboardInterrupt
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in signums}
+    previous = {signum: signal.signal(signum, interrupt) for signum in signums
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield received
     finally:

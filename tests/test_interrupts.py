@@ -31,3 +31,13 @@ def test_off_the_main_thread_nothing_is_installed() -> None:
     worker.start()
     worker.join()
     assert seen == [([], signal.getsignal(signal.SIGUSR2))]
+
+
+def test_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        with signals_interrupt(signal.SIGUSR2):
+            assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
