@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fcn_deploy.bench.probes import machine_info, peak_rss_mb
+from fcn_deploy.bench.report import iters_in_round
 from fcn_deploy.bench.run import _arch_gflop, find_source_checkpoint
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.fileio import write_text_atomic
@@ -478,8 +479,7 @@ def run_peers(config: PeerConfig) -> PeerReport:
                 _timed(peer)
         log(f"timing {len(opened)} peers at batch {config.batch}, {config.size[0]}x{config.size[1]}: "
             f"{config.iters} runs each in {config.rounds} interleaved rounds, matmul probes between rounds")
-        per_round = [config.iters // config.rounds + (1 if r < config.iters % config.rounds else 0)
-                     for r in range(config.rounds)]
+        per_round = [iters_in_round(config.iters, config.rounds, r) for r in range(config.rounds)]
         for round_index, count in enumerate(per_round):
             probes.sample()
             shift = round_index % max(1, len(opened))

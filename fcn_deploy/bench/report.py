@@ -63,7 +63,12 @@ class BenchConfig:
 
     def iters_in_round(self, round_index: int) -> int:
         """Timed runs of one artifact in round ``round_index``: ``iters`` spread as evenly as possible."""
-        return self.iters // self.rounds + (1 if round_index < self.iters % self.rounds else 0)
+        return iters_in_round(self.iters, self.rounds, round_index)
+
+
+def iters_in_round(iters: int, rounds: int, round_index: int) -> int:
+    """``iters`` timed runs spread over ``rounds`` interleaved rounds as evenly as possible: those of one round."""
+    return iters // rounds + (1 if round_index < iters % rounds else 0)
 
 
 @dataclass(frozen=True)
