@@ -68,6 +68,11 @@ from fcn_deploy.segmenter import (
 from fcn_deploy.workspace import default_model  # importable from here too
 
 SUMMARY_NAME = "summary.json"
+
+
+def summary_location(summary: Path | None, out_dir: Path) -> Path:
+    """Where a folder run's summary goes: ``summary`` as given, else ``<out_dir>/summary.json``."""
+    return Path(summary) if summary is not None else out_dir / SUMMARY_NAME
 MASK_SUFFIX = ".png"
 OVERLAY_SUFFIX = ".overlay.jpg"
 
@@ -648,7 +653,7 @@ def planned_folder(model: str | os.PathLike[str] | None, in_dir: str | os.PathLi
     check_folders(in_dir, out_dir)
     model_path = Path(model) if model is not None else default_model(
         config.device, engine_unavailable=tensorrt_unavailable, backend=config.backend.backend)
-    summary_path = Path(config.summary) if config.summary is not None else out_dir / SUMMARY_NAME
+    summary_path = summary_location(config.summary, out_dir)
     relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
     check_summary_path(summary_path, model_path, in_dir, out_dir, relatives, config.overlay)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -677,7 +682,7 @@ def run_folder_job(job: FolderJob, config: InferConfig, runner: FolderRunner) ->
             interrupted = received[-1] if received else "SIGINT"
         finished = list(progress.records)
         reached = {record.path for record in finished}
-        pending = [ImageRecord(relative, "pending", output=Path(relative).with_suffix(MASK_SUFFIX).as_posix())
+        pending = [ImageRecord(relative, "pending", output=image_job(job.in_dir, job.out_dir, relative, False).output)
                    for relative in job.plan.todo if relative not in reached]
         summary = make_summary(job.model, progress.backend, progress.device, job.in_dir, job.out_dir, config,
                                time.perf_counter() - started, [*job.plan.records, *finished, *pending], interrupted)
@@ -699,7 +704,7 @@ def _segment_here(config: InferConfig) -> FolderRunner:
 def make_summary(model_path: Path, backend: str, device: str, in_dir: Path, out_dir: Path, config: InferConfig,
                  seconds: float, records: list[ImageRecord], interrupted: str | None = None) -> InferSummary:
     """The summary of a folder run, records sorted by path."""
-    summary_path = config.summary or out_dir / SUMMARY_NAME
+    summary_path = summary_location(config.summary, out_dir)
     return InferSummary(
         model=str(model_path), backend=backend, device=device, in_dir=str(in_dir), out_dir=str(out_dir),
         summary_path=str(summary_path), config=_config_dict(config), seconds=seconds,
@@ -742,4 +747,5 @@ def _config_dict(config: InferConfig) -> dict[str, Any]:
 
 __all__ = ["FolderJob", "FolderPlan", "FolderRunner", "ImageJob", "ImageRecord", "InferConfig", "InferSummary",
            "ProgressReporter", "RunProgress", "default_model", "find_images", "finish_run", "image_job", "infer_folder",
-           "make_summary", "plan_images", "planned_folder", "process_image", "run_folder_job", "scan_images"]
+           "make_summary", "plan_images", "planned_folder", "process_image", "run_folder_job", "scan_images",
+           "summary_location"]

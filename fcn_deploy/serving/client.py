@@ -25,13 +25,13 @@ from fcn_deploy.deps import require
 from fcn_deploy.errors import BatchFailure, InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
 from fcn_deploy.infer import (
-    SUMMARY_NAME,
     ImageJob,
     ImageRecord,
     InferSummary,
     find_images,
     image_job,
     plan_images,
+    summary_location,
 )
 from fcn_deploy.progress import log
 from fcn_deploy.serving.contract import (
@@ -202,7 +202,7 @@ def segment_remote(
     finally:
         for segmenter in connections:
             segmenter.close()
-    summary_path = config.summary or out_dir / SUMMARY_NAME
+    summary_path = summary_location(config.summary, out_dir)
     summary = InferSummary(
         model=f"{endpoint}/{config.model_name}", backend="triton", device="remote", in_dir=str(in_dir),
         out_dir=str(out_dir), summary_path=str(summary_path),
