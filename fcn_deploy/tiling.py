@@ -97,23 +97,15 @@ class TilePlan:
         """The area the tiles cover: the image, grown to where the last tile along each axis ends."""
         return self.ys[-1] + self.tile_hw[0], self.xs[-1] + self.tile_hw[1]
 
-    def row_groups(self) -> tuple[tuple[int, ...], ...]:
-        """Tile-row indices run together: one row per group, or several narrow rows filling one batch."""
-        rows_per_group = max(1, self.batch // len(self.xs))
-        indices = range(len(self.ys))
-        return tuple(tuple(indices[i : i + rows_per_group]) for i in range(0, len(self.ys), rows_per_group))
-
     def seam_rows(self) -> int:
         """Rows of one tile row that the next tile row overlaps: the most a stitch carries from row to row."""
         return max((a + self.tile_hw[0] - b for a, b in zip(self.ys, self.ys[1:])), default=0)
 
-    def batches(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
-        """(last tile-row index completed after this batch or -1, [(y, x), ...]) in row-major order."""
-        for group in self.row_groups():
-            tiles = [(self.ys[r], x) for r in group for x in self.xs]
-            for start in range(0, len(tiles), self.batch):
-                done = group[-1] if start + self.batch >= len(tiles) else -1
-                yield done, tiles[start : start + self.batch]
+    def batches(self) -> Iterator[list[tuple[int, int]]]:
+        """The tiles' (y, x) in row-major order (the order the stitchers take them), ``batch`` at a time."""
+        tiles = [(y, x) for y in self.ys for x in self.xs]
+        for start in range(0, len(tiles), self.batch):
+            yield tiles[start : start + self.batch]
 
 
 def plan_tiles(
@@ -327,7 +319,7 @@ def slide(
     if image.shape[:2] != plan.image_hw:
         raise ValueError(f"image is {image.shape[:2]}, the plan is for {plan.image_hw}")
     stitch = SeamAccumulator(num_classes, plan, blend_window(plan.tile_hw, blend))
-    for _, tiles in plan.batches():
+    for tiles in plan.batches():
         _run_batch(image, plan, tiles, run, num_classes, lambda y, x, logits: stitch.add(y, x, logits, sink))
     stitch.finish(sink)
 
@@ -403,7 +395,7 @@ def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classe
         raise ValueError(f"image is {image.shape[:2]}, the plan is for {plan.image_hw}")
     labels = np.empty(plan.image_hw, np.uint8)
     stitcher = LabelStitcher(plan, num_classes, blend_window(plan.tile_hw, blend), labels)
-    for _, tiles in plan.batches():
+    for tiles in plan.batches():
         _run_batch(image, plan, tiles, run, num_classes, stitcher.add)
     return labels
 
