@@ -211,3 +211,20 @@ def openvino_missing(monkeypatch) -> None:
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(deps.importlib, "import_module", without_openvino)
+
+
+@pytest.fixture
+def parity_report():
+    """Builds a parity report with passing figures, changed by keyword (for gates fed a stub report)."""
+    from dataclasses import replace
+
+    from fcn_deploy.parity.report import ParityReport
+
+    passing = ParityReport(
+        model="m.onnx", reference="r.pt", model_backend="onnxruntime", model_device="cpu", model_precision="int8",
+        reference_backend="pytorch", reference_device="cpu", data_dir="d", split="val", num_images=1,
+        num_pixels=100, max_abs_diff=0.1, max_abs_logit=10.0, argmax_agreement=0.999, model_miou=0.5,
+        model_pixel_accuracy=0.9, reference_miou=0.5, reference_pixel_accuracy=0.9, delta_miou=0.0,
+        model_seconds=1.0, reference_seconds=1.0, images=(),
+    )
+    return lambda **changes: replace(passing, **changes)
