@@ -316,7 +316,8 @@ def checkpoint_paths(config: TrainConfig, arch: str) -> tuple[Path, Path]:
     last, best = out / f"{arch}-last.pt", out / f"{arch}-best.pt"
     resume = Path(config.resume) if config.resume is not None else None
     continued = [p for p in (last, best) if resume is not None and p.exists() and os.path.samefile(p, resume)]
-    outputs = [Place("--out-dir", out), *(Place(f"the checkpoint {p.name}", p) for p in (last, best) if p not in continued)]
+    outputs = [Place("--out-dir", out)]
+    outputs += [Place(f"the checkpoint {p.name}", p) for p in (last, best) if p not in continued]
     inputs = dataset_places(config.data)
     for option, path in (("--backbone-weights", config.backbone_weights), ("--resume", resume)):
         if path is not None:

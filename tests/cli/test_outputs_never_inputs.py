@@ -186,3 +186,30 @@ def test_every_output_option_is_pointed_at_an_input() -> None:
     for item in CASES:
         options.setdefault(item.command, set()).add(item.option)
     assert options == OUTPUT_OPTIONS
+
+
+def test_import_d2l_refuses_weights_at_its_default_output(tmp_path: Path, monkeypatch, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    from fcn_deploy.model import build_model
+
+    monkeypatch.chdir(tmp_path)
+    weights = Path("checkpoints/d2l-fcn32s.pt")  # where the import of an fcn32s state dict writes by default
+    weights.parent.mkdir()
+    torch.save(build_model("fcn32s", 21).state_dict(), weights)
+    before = snapshot(tmp_path)
+    assert run(["import", "d2l", str(weights)]) == 1
+    assert f"the checkpoint {weights} is the weights" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+
+
+def test_client_refuses_an_out_under_a_file_before_any_request(workspace: Path, capsys) -> None:
+    before = snapshot(workspace)
+    assert run(["client", "127.0.0.1:1", "images", "--out", "ckpt.pt/masks"]) == 1
+    assert "ckpt.pt is a file, not a folder" in capsys.readouterr().err
+    assert snapshot(workspace) == before
+
+
+def test_serve_refuses_a_workspace_that_exists(workspace: Path, capsys) -> None:
+    Path("busy").mkdir()
+    assert run(["serve", "model.onnx", "--workspace", "busy"]) == 1
+    assert "--workspace busy already exists" in capsys.readouterr().err
