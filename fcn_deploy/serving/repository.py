@@ -383,9 +383,10 @@ def export_repository(
         try:
             _stage_and_rename(artifact, out, targets, network_text, segment_text)
         except KeyboardInterrupt:
-            raise Interrupted(f"triton export stopped by {received[-1] if received else 'SIGINT'}; its temporary "
-                              "files were removed", "run it again (add --overwrite if a model folder was replaced)",
-                              signal_name=received[-1] if received else "SIGINT") from None
+            stopped_by = received[-1] if received else "SIGINT"
+            raise Interrupted(f"triton export stopped by {stopped_by}; its temporary files were removed",
+                              "run it again (add --overwrite if a model folder was replaced)",
+                              signal_name=stopped_by) from None
     return RepositoryResult(out, targets[0], targets[1], artifact.platform)
 
 
