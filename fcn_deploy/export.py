@@ -120,7 +120,9 @@ def _say(config: ExportConfig, message: str) -> None:
 def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig()) -> ExportResult:
     """Export a checkpoint to ``out`` (+ sidecar), check the graph and compare it with PyTorch."""
     checkpoint, out = Path(checkpoint), Path(out)
-    check_outputs_apart(with_sidecar("--out", out), [Place("the checkpoint", checkpoint)])
+    stale = out.with_name(out.name + ".data")  # an older export's external data, removed after this one
+    check_outputs_apart([*with_sidecar("--out", out), Place("the external data file of --out", stale)],
+                        [Place("the checkpoint", checkpoint)])
     onnx = require("onnx")
     require("onnxscript")
     check_output_file(out, "--out")
@@ -139,7 +141,6 @@ def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig
     proto.producer_name = "fcn-deploy"
     _say(config, "checking the graph (onnx checker, shape inference)...")
     check_graph(proto, spec, str(out))
-    stale = out.with_name(out.name + ".data")
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp), save_as_external_data=False)
         checks: tuple[ExportCheck, ...] = ()

@@ -56,6 +56,7 @@ CASES = [
     case("export ckpt.pt --out ckpt.pt", "--out", "ckpt.pt"),
     case("export ckpt.pt --out link-to-ckpt.pt", "--out", "ckpt.pt"),
     case("export ckpt.pt --out hardlink-to-ckpt.pt", "--out", "ckpt.pt"),
+    case("export old.onnx.data --out old.onnx", "--out", "old.onnx.data"),  # an older export's data is removed
     # calibrate: --out against the model, its sidecar and the dataset
     case("calibrate model.onnx --data data --out model.onnx", "--out", "model.onnx"),
     case("calibrate model.onnx --data data --out model.onnx.json", "--out", "model.onnx.json"),
@@ -121,8 +122,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx, tiny_v
     Path("model.onnx.json").write_text('{"stand-in": "sidecar"}\n')
     tiny_onnx(Path("models/fcn/1/model.onnx"))
     tiny_voc(Path("data"))
-    for name, data in (("ckpt.pt", b"checkpoint"), ("weights.pt", b"weights"), ("runs/fcn32s-last.pt", b"weights"),
-                       ("classes.txt", b"background\ncat\n"), ("token.txt", b"a-long-enough-admin-token\n")):
+    for name, data in (("ckpt.pt", b"checkpoint"), ("old.onnx.data", b"checkpoint"), ("weights.pt", b"weights"),
+                       ("runs/fcn32s-last.pt", b"weights"), ("classes.txt", b"background\ncat\n"),
+                       ("token.txt", b"a-long-enough-admin-token\n")):
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         Path(name).write_bytes(data)
     Path("images").mkdir()
