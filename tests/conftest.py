@@ -198,19 +198,30 @@ def tiny_voc():
     return _tiny_voc
 
 
-@pytest.fixture
-def openvino_missing(monkeypatch) -> None:
-    """``openvino`` cannot be imported through fcn_deploy.deps (as on a machine without the extra)."""
+def _hide_package(monkeypatch, package: str) -> None:
+    """``package`` and its submodules cannot be imported through fcn_deploy.deps (as without its extra)."""
     import fcn_deploy.deps as deps
 
     real_import = deps.importlib.import_module
 
-    def without_openvino(name: str, *args, **kwargs):
-        if name.split(".")[0] == "openvino":
-            raise ImportError("No module named 'openvino'")
+    def without(name: str, *args, **kwargs):
+        if name.split(".")[0] == package:
+            raise ImportError(f"No module named '{package}'")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(deps.importlib, "import_module", without_openvino)
+    monkeypatch.setattr(deps.importlib, "import_module", without)
+
+
+@pytest.fixture
+def openvino_missing(monkeypatch) -> None:
+    """``openvino`` cannot be imported through fcn_deploy.deps (as on a machine without the extra)."""
+    _hide_package(monkeypatch, "openvino")
+
+
+@pytest.fixture
+def tritonclient_missing(monkeypatch) -> None:
+    """``tritonclient`` cannot be imported through fcn_deploy.deps (as on a machine without the serve extra)."""
+    _hide_package(monkeypatch, "tritonclient")
 
 
 @pytest.fixture
