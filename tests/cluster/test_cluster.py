@@ -8,18 +8,21 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cluster_support import cli_command, cli_env, write_images
+from cluster_support import cli_command, cli_env, hooked_env, processes_with, write_images
 from PIL import Image
 
 from fcn_deploy.cli import run
 from fcn_deploy.cluster import (
     MODEL_COPY_PREFIX,
     RayConfig,
+    check_worker_fits,
+    free_loopback_port,
     model_files,
     remove_orphaned_model_copies,
     remove_partial_outputs,
@@ -52,11 +55,11 @@ def leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.rglob("*.part"))
 
 
-def run_ray_job(prefix, model: Path, images: Path, out: Path, address: str, *options: str,
+def run_ray_job(prefix, model: Path, images: Path, out: Path, address: str, *options: str, timeout: float = JOB_TIMEOUT,
                 **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(cli_command(prefix, "infer", str(model), str(images), "--out", str(out), "--device", "cpu",
                                       "--ray", address, *options),
-                          env=cli_env(**env), capture_output=True, text=True, timeout=JOB_TIMEOUT)
+                          env=hooked_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -114,6 +117,8 @@ def wait_for(condition, timeout: float, what: str) -> None:
 @pytest.mark.parametrize("changes, message", [
     ({"workers": 0}, "workers must be a positive integer"), ({"cpus_per_worker": 0}, "cpus per worker must be positive"),
     ({"gpus_per_worker": -1}, "gpus per worker"), ({"address": " "}, "address is empty"),
+    ({"address": "127.0.0.1:70000"}, "port from 1 to 65535"), ({"address": "ray://head:0"}, "port from 1 to 65535"),
+    ({"address": "head"}, "not HOST:PORT"), ({"address": ":6379"}, "not HOST:PORT"),
 ])
 def test_ray_config_rejects_bad_values(changes, message):
     with pytest.raises(InputError, match=message):
@@ -134,6 +139,37 @@ def test_cli_rejects_worker_options_without_ray_and_cuda_without_gpus(tmp_path, 
     assert run(["infer", str(tmp_path / "m.onnx"), str(tmp_path / "in"), "--out", str(tmp_path / "o"),
                 "--device", "cuda", "--ray", "local"]) == 1
     assert "--gpus-per-worker" in capsys.readouterr().err
+
+
+def test_an_address_where_nothing_answers_fails_at_once_with_the_address(netns_prefix, tiny_onnx, tmp_path):
+    """Ray retries a dead head for ever; the job names the address and the fix instead (bounded: no head here)."""
+    images = tmp_path / "in"
+    write_images(images, 1)
+    address = f"127.0.0.1:{free_loopback_port()}"  # free a moment ago: nothing listens there
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", address, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"could not connect to the Ray cluster at {address}" in result.stderr and "does not answer" in result.stderr
+    assert "fix: check the head's address" in result.stderr
+
+
+def test_a_worker_larger_than_the_local_node_is_refused_before_ray_starts(netns_prefix, tiny_onnx, tmp_path_factory,
+                                                                          tmp_path):
+    images = tmp_path / "in"
+    write_images(images, 1)
+    temp_root = tmp_path_factory.mktemp("w")
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", "local", "--cpus-per-worker", "4096",
+                         timeout=120, TMPDIR=str(temp_root))
+    assert result.returncode == 1, result.stderr
+    assert "--cpus-per-worker 4096: one worker needs 4096 CPUs but the local Ray node has" in result.stderr
+    assert "fix: use at most --cpus-per-worker" in result.stderr
+    assert list(temp_root.iterdir()) == [] and not (tmp_path / "out").exists()  # no Ray, no output folder
+
+
+def test_a_worker_shape_is_checked_for_gpus_too():
+    with pytest.raises(InputError, match="needs 1 GPUs but the local Ray node has 0") as info:
+        check_worker_fits(RayConfig(gpus_per_worker=1), {"CPU": 2.0, "GPU": 0.0})
+    assert "leave --gpus-per-worker at 0" in info.value.hint
+    check_worker_fits(RayConfig(cpus_per_worker=2, gpus_per_worker=0.5), {"CPU": 2.0, "GPU": 1.0})
 
 
 def test_model_files_travel_with_the_sidecar(tmp_path):
@@ -227,19 +263,22 @@ def test_masks_and_summary_match_plain_infer(ray_head, netns_prefix, tiny_onnx, 
 
 
 @pytest.mark.slow
-def test_mixed_folder_fails_only_the_bad_files(ray_head, netns_prefix, tiny_onnx, tmp_path):
+def test_mixed_folder_fails_only_the_bad_files(ray_head, netns_prefix, tiny_onnx, tmp_path, special_files):
     images = tmp_path / "in"
     good = write_images(images, 5)
     (images / "empty.jpg").write_bytes(b"")
     (images / "notes.png").write_text("not an image")
     data = good[0].read_bytes()
     (images / "truncated.png").write_bytes(data[: len(data) // 2])
+    special_files.pipe(images / "pipe.png")  # a worker reading it would wait for a writer for ever
     result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", ray_head.address)
     assert result.returncode == 3, result.stderr
     for name in ("empty.jpg", "notes.png", "truncated.png"):
         assert f"error: {name}:" in result.stderr
+    assert "error: pipe.png: is a named pipe" in result.stderr and special_files.opened_pipes == []
     records = rows(tmp_path / "out")
-    assert {p for p, r in records.items() if r["status"] == "failed"} == {"empty.jpg", "notes.png", "truncated.png"}
+    assert {p for p, r in records.items() if r["status"] == "failed"} == {"empty.jpg", "notes.png", "truncated.png",
+                                                                          "pipe.png"}
     assert sorted(masks(tmp_path / "out")) == [p.name for p in good]
     assert leftovers(tmp_path / "out") == []
 
@@ -323,3 +362,49 @@ def test_local_ray_started_and_stopped_for_the_job(netns_prefix, tmp_path_factor
     assert plain.count("ok") == 4 and rows(tmp_path / "out") == rows(tmp_path / "plain")
     # Ray's temp folder and every worker's model copy went with the job
     assert [p.name for p in temp_root.iterdir() if p.is_dir()] == []
+
+
+@pytest.mark.slow
+def test_a_poison_image_that_kills_its_worker_every_time_fails_alone(netns_prefix, tmp_path_factory, tiny_onnx,
+                                                                     tmp_path):
+    images, out = tmp_path / "in", tmp_path / "out"
+    write_images(images, 6)
+    (images / "003.png").rename(images / "poison.png")
+    temp_root = tmp_path_factory.mktemp("p")
+    result = run_ray_job(netns_prefix, tiny_onnx, images, out, "local", "--workers", "2",
+                         TMPDIR=str(temp_root), FCN_TEST_KILL_ON_OPEN="poison.png")
+    assert result.returncode == 3, result.stderr
+    assert "error: poison.png: its worker process died each of the 3 times" in result.stderr
+    records = rows(out)
+    assert records["poison.png"]["status"] == "failed"
+    assert {p for p, r in records.items() if r["status"] == "ok"} == {"000.png", "001.png", "002.png", "004.png",
+                                                                      "005.png"}
+    assert leftovers(out) == [] and [p.name for p in temp_root.iterdir()] == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_stuck_worker_stops_every_process_of_the_local_ray(netns_prefix, tmp_path_factory, tiny_onnx,
+                                                                            tmp_path):
+    images, out = tmp_path / "in", tmp_path / "out"
+    write_images(images, 4)
+    (images / "001.png").rename(images / "stuck.png")
+    temp_root, mark, job_id = tmp_path_factory.mktemp("s"), tmp_path / "stuck", uuid.uuid4().hex
+    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
+                          "--ray", "local")
+    env = hooked_env(TMPDIR=str(temp_root), FCN_TEST_HANG_ON_OPEN="stuck.png", FCN_TEST_HANG_MARK=str(mark),
+                     FCN_TEST_JOB=job_id)
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: mark.exists() or job.poll() is not None, JOB_TIMEOUT, "a worker stuck on stuck.png")
+        assert job.poll() is None, "the job ended before a worker got stuck"
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 143, stderr
+    # every process the job started (all inherit its environment) ends with it: none is left to PID 1
+    wait_for(lambda: processes_with("FCN_TEST_JOB", job_id) == [], 30, "the job's processes to end")
+    assert [p.name for p in temp_root.iterdir()] == []  # Ray's files (the driver's too) went with the job
+    assert json.loads((out / "summary.json").read_text())["interrupted"] == "SIGTERM"
