@@ -300,12 +300,11 @@ def _run_pool(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluste
     left = _stream(ray, todo, setup, cluster, reporter, progress, per_block, cluster.images_per_call, in_flight=None)
     if left:
         left = _stream(ray, left, setup, cluster, reporter, progress, 1, 1, in_flight=1)
+    error = (f"its worker process died each of the {CALL_TRIES} times it segmented this image (a crash in the "
+             "decoder or the runtime, or the memory limit); the image was given up")
     for relative in left:
-        record = ImageRecord(relative, "failed", error=(
-            f"its worker process died each of the {CALL_TRIES} times it segmented this image (a crash in the decoder "
-            "or the runtime, or the memory limit); the image was given up"))
-        progress.records.append(record)
-        reporter.error(record.path, record.error or "")
+        progress.records.append(ImageRecord(relative, "failed", error=error))
+        reporter.error(relative, error)
         reporter.advance(False)
 
 
@@ -568,7 +567,8 @@ def _check_head_answers(ray: ModuleType, address: str, timeout: float = CONNECT_
     except OSError as exc:
         reason = exc.strerror or (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc))
         raise MissingComponentError(
-            f"could not connect to the Ray cluster at {address}: {endpoint[0]}:{endpoint[1]} does not answer ({reason})",
+            f"could not connect to the Ray cluster at {address}: {endpoint[0]}:{endpoint[1]} does not answer "
+            f"({reason})",
             f"check the head's address and port (its 'ray start --head' prints them) and that it runs, or use "
             f"--ray {LOCAL}; {CONNECT_HINT}",
         ) from None

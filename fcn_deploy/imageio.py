@@ -202,8 +202,8 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
         detail = "unknown image format" if isinstance(exc, UnidentifiedImageError) else exc  # Pillow names the handle
         raise InputError(f"{name}: not a readable image ({detail})", "replace or remove the file") from exc
     except OSError as exc:
-        raise _file_error(exc, name) or InputError(
-            f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; replace or remove it") from exc
+        raise _file_error(exc, name) or InputError(f"{name}: cannot decode the image ({exc})",
+                                                   "the file is corrupt or truncated; replace or remove it") from exc
     except MemoryError:
         raise
     except Exception as exc:  # a decoder fed a damaged file raises anything (ValueError, struct.error, ...)

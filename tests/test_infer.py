@@ -119,7 +119,8 @@ def test_pipes_sockets_and_devices_named_like_images_fail_alone(standin, tmp_pat
     stderr = capsys.readouterr().err
     for name, kind in {"pipe.png": "a named pipe", "sock.jpg": "a socket", "zero.jpg": "a character device"}.items():
         assert records[name]["status"] == "failed"
-        assert records[name]["error"].startswith(f"is {kind}") and "only regular files are read" in records[name]["error"]
+        error = records[name]["error"]
+        assert error.startswith(f"is {kind}") and "only regular files are read" in error
         assert f"error: {name}: is {kind}" in stderr
     assert special_files.opened_pipes == []
 
