@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fcn_deploy import imageio
 from fcn_deploy import segmenter as segmenter_module
 from fcn_deploy.errors import BatchFailure, InputError, Interrupted
 from fcn_deploy.infer import InferConfig, default_model, find_images, infer_folder
@@ -213,14 +214,14 @@ def test_unreadable_file(standin, tmp_path, monkeypatch):
     images = tmp_path / "in"
     write_image(images / "ok.png")
     write_image(images / "locked.png")
-    real_open = Image.open
+    real_open = imageio.open_regular_file  # every image file is opened there (a chmod cannot deny root)
 
     def guarded(path, *args, **kwargs):
         if Path(path).name == "locked.png":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Image, "open", guarded)
+    monkeypatch.setattr(imageio, "open_regular_file", guarded)
     with pytest.raises(BatchFailure) as info:
         infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
     records = {r.path: r for r in info.value.summary.images}
