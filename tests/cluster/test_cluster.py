@@ -7,10 +7,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -207,6 +209,64 @@ def test_model_copies_of_gone_workers_are_swept_and_live_ones_kept(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
     finally:
         zombie.wait()
+
+
+# a stand-in for ``ray start``: one child in a process group of its own and one already left to PID 1 whose command
+# line names the node's temp folder (as Ray's workers and agents are), both deaf to SIGTERM; the node ends on SIGTERM
+FAKE_NODE = """
+import os, signal, subprocess, sys, time
+deaf = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"]
+grouped = subprocess.Popen(deaf, start_new_session=True, stdout=subprocess.DEVNULL)
+launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; "
+                             "print(subprocess.Popen(sys.argv[1:], start_new_session=True, stdout=subprocess.DEVNULL).pid)",
+                             *deaf, sys.argv[1]],
+                            stdout=subprocess.PIPE, text=True)
+orphan = int(launcher.communicate()[0])
+print(grouped.pid, orphan, flush=True)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+time.sleep(600)
+"""
+
+
+def test_stopping_a_node_kills_its_processes_in_other_groups_and_those_left_to_pid_1(tmp_path):
+    from fcn_deploy.cluster import RayNode, _process_alive
+
+    temp_dir = tmp_path / "node"
+    temp_dir.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", FAKE_NODE, str(temp_dir)], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    assert process.stdout is not None
+    grouped, orphan = (int(pid) for pid in process.stdout.readline().split())
+    try:
+        RayNode(process, temp_dir, "127.0.0.1:1").stop(timeout=5)
+        wait_for(lambda: not _process_alive(grouped) and not _process_alive(orphan), 30, "the node's processes to end")
+    finally:
+        for pid in (grouped, orphan):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_local_session_keeps_every_file_of_ray_in_its_own_temp_folder(monkeypatch, tmp_path_factory):
+    """The driver's default Ray folder too (RAY_TMPDIR): nothing of the job lands in a shared, world-writable one."""
+    ray_data = pytest.importorskip("ray.data")
+    import ray
+
+    from fcn_deploy import cluster
+
+    temp_root = tmp_path_factory.mktemp("t")
+    monkeypatch.setenv("TMPDIR", str(temp_root))
+    monkeypatch.setattr(cluster.tempfile, "tempdir", None)  # read TMPDIR again
+    started = []
+    monkeypatch.setattr(cluster, "start_node", lambda temp_dir, **_: started.append(temp_dir) or
+                        cluster.RayNode(subprocess.Popen(["true"]), temp_dir, "127.0.0.1:1"))
+    monkeypatch.setattr(cluster, "_connect", lambda *_: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_data.DataContext, "get_current", SimpleNamespace)
+    with cluster.ray_session(cluster.LOCAL):
+        default = Path(ray._common.utils.get_default_ray_temp_dir())
+        assert started and started[0] in default.parents and started[0].parent == temp_root
+        assert started[0].stat().st_mode & 0o777 == 0o700
+    assert list(temp_root.iterdir()) == []
 
 
 def test_a_second_run_into_a_locked_out_is_refused_before_ray_starts(tiny_onnx, tmp_path):
