@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -320,17 +321,19 @@ def _stream(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluster:
     context.max_errored_blocks = -1  # a call that failed every try drops its images; the caller accounts for them
     pool = ray.data.ActorPoolStrategy(size=cluster.workers, **({} if in_flight is None else
                                                                {"max_tasks_in_flight_per_actor": in_flight}))
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        SegmentWorker,
-        fn_constructor_kwargs={"setup": setup},
-        compute=pool,
-        batch_size=batch_size,
-        batch_format="numpy",
-        num_cpus=cluster.cpus_per_worker,
-        num_gpus=cluster.gpus_per_worker or None,
-        max_restarts=-1,  # a lost worker is always replaced ...
-        max_task_retries=CALL_TRIES - 1,  # ... but a call is given up after CALL_TRIES deaths
-    )
+    with warnings.catch_warnings():  # Ray 2.60 (the extra's pin) takes an actor's restart and retry limits only
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")  # this way, and warns of 2.64
+        dataset = ray.data.from_arrow(blocks).map_batches(
+            SegmentWorker,
+            fn_constructor_kwargs={"setup": setup},
+            compute=pool,
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=cluster.cpus_per_worker,
+            num_gpus=cluster.gpus_per_worker or None,
+            max_restarts=-1,  # a lost worker is always replaced ...
+            max_task_retries=CALL_TRIES - 1,  # ... but a call is given up after CALL_TRIES deaths
+        )
     seen = {record.path for record in progress.records}
     fatal = None
     try:
