@@ -8,19 +8,6 @@ from typing import Optional, cast
 import typer
 
 
-def _read_token(path: Optional[Path]) -> Optional[str]:
-    """The admin token stored in ``path`` (first line), or None for a random one."""
-    from fcn_deploy.errors import InputError
-
-    if path is None:
-        return None
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise InputError(f"cannot read the token file {path} ({exc.strerror})", "write a long random token into it") from exc
-    return token
-
-
 def serve(
     model: Optional[Path] = typer.Argument(None, help="Model (.onnx, .engine, .pt; default: the best artifact present)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
@@ -36,7 +23,6 @@ def serve(
     precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 on CPUs with native BF16."),
     tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of 32)."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="Folder for Triton's model store and sockets (default: a temporary one)."),
-    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the admin token (default: a random token nobody sees)."),
 ) -> None:
     """Serve the segmenter on Triton (PyTriton) as 'fcn_segment': encoded images in, mask PNG and labels out."""
     from fcn_deploy.data.transforms import parse_size
@@ -55,7 +41,6 @@ def serve(
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, device=check_device(device),
         backend=BackendChoice(backend, precision),
         segmenter=SegmenterConfig(tile=parse_size(tile, "--tile") if tile else None), workspace=workspace,
-        token=_read_token(token_file),
     )
     chosen = model if model is not None else default_model(config.device, engine_unavailable=tensorrt_unavailable,
                                                           backend=config.backend.backend)
