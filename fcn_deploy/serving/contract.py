@@ -3,9 +3,10 @@
 Both served forms (the Python-backend model of an exported repository and ``fcn-deploy serve``) take one encoded
 image per row of a request (JPEG/PNG bytes, so requests of any image size batch together) and answer each row
 with the palette PNG mask, the label array and an error text. Each image is decoded, segmented and encoded with
-the same functions ``fcn-deploy infer`` uses (``decode_image``/``read_image``, ``Segmenter.segment``, ``encode_mask``/``write_mask``),
-and each image gets its own outcome: one bad image never fails the others of its request or batch, and its
-error names its place in the caller's request, never in the batch the server formed.
+the same functions ``fcn-deploy infer`` uses (``decode_image``/``read_image``, ``Segmenter.segment``,
+``encode_mask``/``write_mask``), and each image gets its own outcome: one bad image never fails the others of
+its request or batch, and its error names its place in the caller's request, never in the batch the server
+formed.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Each row of a request carries one encoded image; the model decodes it, segments it (whole or tiled) with
 fcn-deploy's Segmenter and answers with the mask PNGs, the labels and empty errors, or with that request's own
-error response, which names each of its images that failed. The network runs either as the repository's ``<name>`` model, called inside Triton (business-logic
-scripting: the tiles then run on Triton's TensorRT or ONNX Runtime backend), or in this process.
+error response, which names each of its images that failed. The network runs either as the repository's
+``<name>`` model, called inside Triton (business-logic scripting: the tiles then run on Triton's TensorRT or
+ONNX Runtime backend), or in this process.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``fcn-deploy serve``: the segmenter behind the real ``tritonserver`` binary, through PyTriton.
 
-The model ``fcn_segment`` takes one encoded image per request and returns the mask PNG, the labels and an error
-text (``fcn_deploy.serving.contract``). Triton forms batches across requests of any image size; the callable
-takes the list of requests as it is (no concatenation) and answers each with its own outputs, so one bad
-request fails alone. Each instance owns its Segmenter (a Segmenter runs one call at a time). KServe v2 over
+The model ``fcn_segment`` takes one encoded image per row of a request and returns the mask PNG, the labels and
+an error text for each (``fcn_deploy.serving.contract``). Triton forms batches across requests of any image
+size; the callable takes the list of requests as it is (no concatenation) and answers each with its own
+outputs, so one bad image fails alone. Each instance owns its Segmenter (a Segmenter runs one call at a time). KServe v2 over
 HTTP and gRPC, health, statistics and metrics endpoints come from Triton.
 
 tritonserver takes an access token only on its command line, which every local user can read (``ps``), so
@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +56,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _WATCH_SECONDS = 1.0
 _START_POLL_SECONDS = 0.2
 _LOG_PREFIX = re.compile(r"^[EWIF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ")  # tritonserver's (glog's) line prefix
-_REASON = re.compile(r"failed to start|already in use|error: creating server|failed to load", re.IGNORECASE)
+_REASON = re.compile(r"failed to start|already in use|error: creating server|failed to load|bad option", re.IGNORECASE)
 
 
 def _port(value: int, name: str) -> int:
@@ -202,10 +203,22 @@ def check_ports_free(config: ServeConfig) -> None:
                              "use 127.0.0.1 (this machine only) or an address of this machine") from None
 
 
+def check_command_line_values(config: ServeConfig) -> None:
+    """InputError for a value with white space that would reach tritonserver's command line: PyTriton splits that
+    line at white space, so tritonserver would get broken options and exit."""
+    workspace = str(config.workspace) if config.workspace is not None else tempfile.gettempdir()
+    for what, value, fix in (("the host", config.host, "use an address such as 127.0.0.1"),
+                             ("the workspace", workspace, "use a folder whose path has no spaces (--workspace, "
+                                                          "or TMPDIR for the default temporary one)")):
+        if any(character.isspace() for character in value):
+            raise InputError(f"{what} {value!r} contains white space, which tritonserver's options cannot carry", fix)
+
+
 def _start_failure(log_text: str, config: ServeConfig) -> FcnDeployError:
     """The error for a tritonserver that exited while starting: its own reason (last lines saying so), the fix."""
     lines = [_LOG_PREFIX.sub("", line.strip()).strip('" ') for line in log_text.splitlines()]
-    reasons = [line for line in lines if _REASON.search(line)] or [line for line in lines if line.lower().startswith("error")]
+    reasons = ([line for line in lines if _REASON.search(line)]
+               or [line for line in lines if line.lower().startswith("error")])
     reason = "; ".join(dict.fromkeys(reasons[-2:])) or "it gave no reason"
     if "already in use" in reason:
         options = ", ".join(option for _, option, _ in _ports(config))
@@ -269,6 +282,7 @@ def serve(model: str | os.PathLike[str], config: ServeConfig = ServeConfig(),
     """
     stop = stop or threading.Event()
     died = False
+    check_command_line_values(config)
     check_ports_free(config)
     with contextlib.ExitStack() as stack:
         segmenters = [stack.enter_context(open_segmenter(model, config.device, config.segmenter, config.backend))
@@ -303,4 +317,5 @@ def serve(model: str | os.PathLike[str], config: ServeConfig = ServeConfig(),
     log("stopped")
 
 
-__all__ = ["CLOSED_ENDPOINTS", "CLOSED_HEADER", "SegmentCallable", "ServeConfig", "check_ports_free", "serve"]
+__all__ = ["CLOSED_ENDPOINTS", "CLOSED_HEADER", "SegmentCallable", "ServeConfig", "check_command_line_values",
+           "check_ports_free", "serve"]

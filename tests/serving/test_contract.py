@@ -116,7 +116,8 @@ def test_a_request_of_several_images_gets_a_row_per_image_naming_its_place(segme
         expected = segmenter.segment(image).labels
         height, width = expected.shape
         assert np.array_equal(outputs[LABELS_OUTPUT][row, :height, :width], expected)
-        assert (outputs[LABELS_OUTPUT][row, height:] == 255).all() and (outputs[LABELS_OUTPUT][row, :, width:] == 255).all()
+        padding = (outputs[LABELS_OUTPUT][row, height:], outputs[LABELS_OUTPUT][row, :, width:])
+        assert all((part == 255).all() for part in padding)
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(outputs[MASK_OUTPUT][row, 0]))), expected)
     assert (outputs[LABELS_OUTPUT][1] == 255).all() and outputs[MASK_OUTPUT][1, 0] == b""
 

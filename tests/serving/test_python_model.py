@@ -150,12 +150,7 @@ def test_in_process_network_opens_with_the_backend_of_the_export(config_schema, 
 class _ExecuteUtils:
     """The parts of triton_python_backend_utils that ``execute`` uses: requests are dicts of arrays."""
 
-    class Tensor:
-        def __init__(self, name: str, value: np.ndarray) -> None:
-            self.name, self.value = name, value
-
-        def as_numpy(self) -> np.ndarray:
-            return self.value
+    Tensor = _FakeTensor
 
     class TritonError:
         def __init__(self, message: str) -> None:

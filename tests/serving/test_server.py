@@ -34,7 +34,7 @@ from fcn_deploy.errors import InputError
 from fcn_deploy.infer import InferConfig, infer_folder
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving.client import ClientConfig, parse_url, segment_remote
-from fcn_deploy.serving.server import ServeConfig
+from fcn_deploy.serving.server import ServeConfig, check_command_line_values
 
 
 def _masks(folder: Path) -> dict[str, np.ndarray]:
@@ -340,3 +340,9 @@ def test_bad_urls_are_refused(url: str) -> None:
 def test_bad_serve_options_are_refused(changes) -> None:
     with pytest.raises(InputError):
         ServeConfig(**changes)
+
+
+@pytest.mark.parametrize("changes", [{"host": "127.0.0.1 "}, {"workspace": Path("/tmp/a folder")}])
+def test_values_that_would_break_tritonserver_options_are_refused_before_start(changes) -> None:
+    with pytest.raises(InputError, match="white space"):
+        check_command_line_values(ServeConfig(**changes))
