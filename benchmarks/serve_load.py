@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -86,9 +85,9 @@ def tree_rss_mib(pid: int) -> float:
     return total / 1024
 
 
-def batch_counts(client, token: str) -> dict[int, int]:
-    """Executions per batch size so far (Triton's statistics; needs the admin token)."""
-    stats = client.get_inference_statistics(MODEL_NAME, headers={"triton-access-token": token})["model_stats"][0]
+def batch_counts(client) -> dict[int, int]:
+    """Executions per batch size so far (Triton's statistics)."""
+    stats = client.get_inference_statistics(MODEL_NAME)["model_stats"][0]
     return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
 
 
@@ -183,13 +182,11 @@ def main() -> None:
         print(f"model {model}, {len(payloads)} images from {images}", flush=True)
         infer_rate = in_process_rate(model, images, work)
         print(f"in-process infer: {infer_rate:.2f} images/s", flush=True)
-        token = secrets.token_urlsafe(24)
-        (work / "token").write_text(token)
         http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
         env = {**python_backend_env(), "TMPDIR": str(work), "PYTHONPATH": str(ROOT)}
         command = [sys.executable, "-m", "fcn_deploy.cli", "serve", str(model), "--device", "cpu",
                    "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-                   "--max-batch", "8", "--workspace", str(work / "workspace"), "--token-file", str(work / "token")]
+                   "--max-batch", "8", "--workspace", str(work / "workspace")]
         log = open(work / "serve.log", "wb")
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         client = http.InferenceServerClient(f"127.0.0.1:{http_port}")
@@ -207,9 +204,9 @@ def main() -> None:
             phases = []
             for protocol, port in (("http", http_port), ("grpc", grpc_port)):
                 for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                    before = batch_counts(client, token)
+                    before = batch_counts(client)
                     phase = run_phase(protocol, port, payloads, concurrency, args.requests, args.time_limit)
-                    after = batch_counts(client, token)
+                    after = batch_counts(client)
                     phase["batches"] = {size: after.get(size, 0) - before.get(size, 0) for size in after
                                         if after.get(size, 0) - before.get(size, 0)}
                     phases.append(phase)

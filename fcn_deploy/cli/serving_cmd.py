@@ -8,19 +8,6 @@ from typing import Optional, cast
 import typer
 
 
-def _read_token(path: Optional[Path]) -> Optional[str]:
-    """The admin token stored in ``path`` (first line), or None for a random one."""
-    from fcn_deploy.errors import InputError
-
-    if path is None:
-        return None
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise InputError(f"cannot read the token file {path} ({exc.strerror})", "write a long random token into it") from exc
-    return token
-
-
 def serve(
     model: Optional[Path] = typer.Argument(None, help="Model (.onnx, .engine, .pt; default: the best artifact present)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
@@ -36,7 +23,6 @@ def serve(
     precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 on CPUs with native BF16."),
     tile: Optional[str] = typer.Option(None, "--tile", help="Force tiled inference with HEIGHTxWIDTH tiles (multiples of 32)."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="Folder for Triton's model store and sockets (default: a temporary one)."),
-    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the admin token (default: a random token nobody sees)."),
 ) -> None:
     """Serve the segmenter on Triton (PyTriton) as 'fcn_segment': encoded images in, mask PNG and labels out."""
     from fcn_deploy.data.transforms import parse_size
@@ -55,23 +41,21 @@ def serve(
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, device=check_device(device),
         backend=BackendChoice(backend, precision),
         segmenter=SegmenterConfig(tile=parse_size(tile, "--tile") if tile else None), workspace=workspace,
-        token=_read_token(token_file),
     )
     chosen = model if model is not None else default_model(config.device, engine_unavailable=tensorrt_unavailable,
                                                           backend=config.backend.backend)
     if workspace is not None:
-        _check_workspace(workspace, chosen, token_file)
+        _check_workspace(workspace, chosen)
     run_server(chosen, config)
 
 
-def _check_workspace(workspace: Path, model: Path, token_file: Optional[Path]) -> None:
+def _check_workspace(workspace: Path, model: Path) -> None:
     """PyTriton makes --workspace and deletes it as a whole when the server stops: a new folder holding no input."""
     from fcn_deploy.contract import with_sidecar
     from fcn_deploy.errors import InputError
     from fcn_deploy.fileio import Place, check_output_dir, check_outputs_apart
 
-    inputs = with_sidecar("the model", model) + ([Place("--token-file", token_file)] if token_file else [])
-    check_outputs_apart([Place("--workspace", workspace, whole=True)], inputs)
+    check_outputs_apart([Place("--workspace", workspace, whole=True)], with_sidecar("the model", model))
     check_output_dir(workspace, "--workspace")
     if workspace.exists():
         raise InputError(f"--workspace {workspace} already exists; the server makes it and deletes it as a whole "

@@ -3,7 +3,8 @@
 Each image file is sent as it is (its encoded bytes) to the server's segmenter model (``fcn_segment`` of
 ``fcn-deploy serve``, or ``<name>_segment`` of an exported repository) over KServe v2 HTTP or gRPC; the returned
 palette PNG is written as the mask, and ``summary.json`` lists every image as ``infer``'s summary does. A request
-that fails (a bad image, an error response) fails only that image.
+that fails (a bad image, an error response) fails only that image; a server that does not answer, or whose
+model is not ready, stops the run with one error before any image is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from fcn_deploy.deps import require
-from fcn_deploy.errors import BatchFailure, InputError
+from fcn_deploy.errors import BatchFailure, FcnDeployError, InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
 from fcn_deploy.imageio import read_file_bytes
 from fcn_deploy.infer import (
@@ -44,6 +45,7 @@ from fcn_deploy.serving.contract import (
 )
 
 PROTOCOLS: tuple[str, ...] = ("http", "grpc")
+READY_TIMEOUT_S = 30.0  # how long the readiness check before the first image may wait for an answer
 _DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 
 
@@ -125,8 +127,33 @@ class RemoteSegmenter:
             raise InputError(_text(error.reshape(-1)[0]))
         return values
 
+    def model_ready(self) -> bool:
+        """Whether the server has the model loaded and ready; FcnDeployError when no server answers."""
+        try:
+            if self.endpoint.protocol == "http":
+                return bool(self._client.is_model_ready(self.model_name))
+            return bool(self._client.is_model_ready(self.model_name, client_timeout=self.timeout_s))
+        except Exception as exc:  # refused, reset, timed out, not a Triton server: each library raises its own
+            reason = getattr(exc, "message", None)
+            reason = reason() if callable(reason) else f"{type(exc).__name__}: {exc}"
+            raise FcnDeployError(f"no Triton server answers at {self.endpoint} ({reason})",
+                                 "start one (fcn-deploy serve), or check the URL and port") from None
+
     def close(self) -> None:
         self._client.close()
+
+
+def check_model_ready(endpoint: Endpoint, model_name: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """One clear error, before any image is sent, when no server answers at ``endpoint`` or its model is not ready."""
+    probe = RemoteSegmenter(endpoint, model_name, timeout_s)
+    try:
+        ready = probe.model_ready()
+    finally:
+        probe.close()
+    if not ready:
+        raise FcnDeployError(f"the server at {endpoint} has no ready model '{model_name}'",
+                             "wait until it has loaded the model, or name the served model with --model-name "
+                             f"({SERVED_MODEL_NAME} for fcn-deploy serve, <name>_segment for an exported repository)")
 
 
 def _text(value: Any) -> str:
@@ -170,6 +197,8 @@ def segment_remote(
     check_locations(None, in_dir, out_dir, summary_path, relatives, overlay=False)
     plan = plan_images(in_dir, out_dir, relatives, config.overwrite, overlay=False)
     todo = [image_job(in_dir, out_dir, relative, overlay=False) for relative in plan.todo]
+    if todo:
+        check_model_ready(endpoint, config.model_name, min(config.timeout_s, READY_TIMEOUT_S))
     records = list(plan.records)
     local = threading.local()
     connections: list[RemoteSegmenter] = []
@@ -221,4 +250,4 @@ def segment_remote(
     return summary
 
 
-__all__ = ["ClientConfig", "Endpoint", "RemoteSegmenter", "parse_url", "segment_remote"]
+__all__ = ["ClientConfig", "Endpoint", "RemoteSegmenter", "check_model_ready", "parse_url", "segment_remote"]

@@ -1,10 +1,12 @@
 """What the served segmenter takes and returns, and the per-request work behind it.
 
 Both served forms (the Python-backend model of an exported repository and ``fcn-deploy serve``) take one encoded
-image per request (JPEG/PNG bytes, so requests of any image size batch together) and answer with the palette PNG
-mask, the label array and an error text. Each request is decoded, segmented and encoded with the same functions
-``fcn-deploy infer`` uses (``decode_image``/``read_image``, ``Segmenter.segment``, ``encode_mask``/``write_mask``),
-and each gets its own outcome: one bad request never fails the others of its batch.
+image per row of a request (JPEG/PNG bytes, so requests of any image size batch together) and answer each row
+with the palette PNG mask, the label array and an error text. Each image is decoded, segmented and encoded with
+the same functions ``fcn-deploy infer`` uses (``decode_image``/``read_image``, ``Segmenter.segment``,
+``encode_mask``/``write_mask``), and each image gets its own outcome: one bad image never fails the others of
+its request or batch, and its error names its place in the caller's request, never in the batch the server
+formed.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ SERVED_MODEL_NAME = "fcn_segment"
 IMAGE_INPUT = "image"  # BYTES [1]: one encoded image
 MASK_OUTPUT = "mask"  # BYTES [1]: the palette PNG
 LABELS_OUTPUT = "labels"  # UINT8 [-1, -1]: H×W class indices
-ERROR_OUTPUT = "error"  # BYTES [1]: empty, or why this request failed
+ERROR_OUTPUT = "error"  # BYTES [1]: empty, or why this image failed
 OUTPUT_NAMES: tuple[str, ...] = (MASK_OUTPUT, LABELS_OUTPUT, ERROR_OUTPUT)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The answer to one request: the mask PNG and labels, or the error that failed it."""
+    """The answer for one image: the mask PNG and labels, or the error that failed it."""
 
     png: bytes = b""
     labels: np.ndarray | None = None
@@ -41,16 +43,28 @@ class Outcome:
         return not self.error
 
     def as_outputs(self) -> dict[str, np.ndarray]:
-        """The request's output tensors with a leading batch axis of 1.
+        """This image's output tensors with a leading batch axis of 1 (``request_outputs`` of one outcome)."""
+        return request_outputs([self])
 
-        A failed request has an empty mask and a 1×1 void (255) label array: PyTriton cannot send empty tensors.
-        """
-        labels = self.labels if self.labels is not None else np.full((1, 1), VOID_LABEL, np.uint8)
-        return {
-            MASK_OUTPUT: np.array([[self.png]], dtype=object),
-            LABELS_OUTPUT: labels[None],
-            ERROR_OUTPUT: np.array([[self.error.encode("utf-8")]], dtype=object),
-        }
+
+def request_outputs(outcomes: Sequence[Outcome]) -> dict[str, np.ndarray]:
+    """One request's output tensors: row ``i`` answers the request's image ``i``.
+
+    A failed image has an empty mask and void (255) labels: PyTriton cannot send empty tensors. The labels of a
+    request's images share one array, so those smaller than the largest are padded with void (255) on the
+    bottom and right; each mask PNG has its own image's size.
+    """
+    shapes = [o.labels.shape for o in outcomes if o.labels is not None] or [(1, 1)]
+    height, width = max(h for h, _ in shapes), max(w for _, w in shapes)
+    labels = np.full((len(outcomes), height, width), VOID_LABEL, np.uint8)
+    for row, outcome in enumerate(outcomes):
+        if outcome.labels is not None:
+            labels[row, : outcome.labels.shape[0], : outcome.labels.shape[1]] = outcome.labels
+    return {
+        MASK_OUTPUT: np.array([[o.png] for o in outcomes], dtype=object),
+        LABELS_OUTPUT: labels,
+        ERROR_OUTPUT: np.array([[o.error.encode("utf-8")] for o in outcomes], dtype=object),
+    }
 
 
 def segment_encoded(segmenter: Segmenter, data: bytes, max_pixels: int | None, name: str = "image") -> Outcome:
@@ -59,33 +73,52 @@ def segment_encoded(segmenter: Segmenter, data: bytes, max_pixels: int | None, n
     return Outcome(png=encode_mask(labels, segmenter.spec.palette), labels=labels)
 
 
-def request_image_bytes(tensor: object) -> bytes:
-    """The encoded image of one request's ``image`` tensor (shape [1] or [1, 1] of bytes), else InputError."""
+def request_rows(tensor: object) -> list[np.ndarray]:
+    """The rows of one request's ``image`` tensor (shape [n, 1] or [n]): row ``i`` holds the request's image ``i``."""
     array = np.asarray(tensor)
-    if array.dtype != object and array.dtype.kind != "S":
-        raise InputError(f"input '{IMAGE_INPUT}' must be BYTES (encoded image), got {array.dtype}")
-    if array.size != 1:
-        raise InputError(f"input '{IMAGE_INPUT}' must hold one encoded image per request, got shape {array.shape}",
-                         "send one image per request; the server batches requests itself")
-    value = array.reshape(-1)[0]
+    if array.ndim == 0:
+        return [array.reshape(1)]
+    return [row.reshape(-1) for row in array] or [np.zeros((0,), object)]
+
+
+def image_names(count: int) -> list[str]:
+    """How errors name the images of a request: by their place in the caller's request, never in the server's batch."""
+    return ["image"] if count == 1 else [f"image {i + 1} of {count} of the request" for i in range(count)]
+
+
+def row_image_bytes(row: np.ndarray, name: str) -> bytes:
+    """The encoded image of one row of the ``image`` tensor (one BYTES element), else InputError naming ``name``."""
+    if row.dtype != object and row.dtype.kind != "S":
+        raise InputError(f"{name}: input '{IMAGE_INPUT}' must be BYTES (encoded image), got {row.dtype}")
+    if row.size != 1:
+        raise InputError(f"{name}: input '{IMAGE_INPUT}' must hold one encoded image per row, got {row.size} values",
+                         "send each image as one BYTES element (shape [1, 1], or [n, 1] for n images)")
+    value = row[0]
     if not isinstance(value, (bytes, bytearray)):
-        raise InputError(f"input '{IMAGE_INPUT}' must be bytes, got {type(value).__name__}")
+        raise InputError(f"{name}: input '{IMAGE_INPUT}' must be bytes, got {type(value).__name__}")
     return bytes(value)
 
 
-def answer(segmenter: Segmenter, images: Sequence[object], max_pixels: int | None) -> list[Outcome]:
-    """Segment each request's image on its own; a failure becomes that request's error and the others go on."""
-    outcomes = []
-    for index, tensor in enumerate(images):
-        name = f"request {index + 1} of {len(images)}"
-        try:
-            outcomes.append(segment_encoded(segmenter, request_image_bytes(tensor), max_pixels, name))
-        except FcnDeployError as exc:
-            outcomes.append(Outcome(error=exc.message + (f" (fix: {exc.hint})" if exc.hint else "")))
-        except MemoryError as exc:
-            outcomes.append(Outcome(error=f"{name}: not enough memory to segment the image ({exc})"))
-        except Exception as exc:  # a bug must not take the batch down with it: report it in this request
-            last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-            where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-            outcomes.append(Outcome(error=f"{name}: internal error {type(exc).__name__}: {exc}{where}"))
-    return outcomes
+def _segment_row(segmenter: Segmenter, row: np.ndarray, max_pixels: int | None, name: str) -> Outcome:
+    """One image of a request, every failure caught into its outcome (named by its place in the request)."""
+    try:
+        return segment_encoded(segmenter, row_image_bytes(row, name), max_pixels, name)
+    except FcnDeployError as exc:
+        return Outcome(error=exc.message + (f" (fix: {exc.hint})" if exc.hint else ""))
+    except MemoryError as exc:
+        return Outcome(error=f"{name}: not enough memory to segment the image ({exc})")
+    except Exception as exc:  # a bug must not take the batch down with it: report it for this image
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+        return Outcome(error=f"{name}: internal error {type(exc).__name__}: {exc}{where}")
+
+
+def answer(segmenter: Segmenter, requests: Sequence[object], max_pixels: int | None) -> list[list[Outcome]]:
+    """For each request's ``image`` tensor, one outcome per image it holds; a failure stays with its image and
+    the others go on."""
+    answers = []
+    for tensor in requests:
+        rows = request_rows(tensor)
+        names = image_names(len(rows))
+        answers.append([_segment_row(segmenter, row, max_pixels, name) for row, name in zip(rows, names)])
+    return answers

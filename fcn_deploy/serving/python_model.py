@@ -1,9 +1,10 @@
 """The ``<name>_segment`` model of an exported repository, run by Triton's Python backend.
 
-Each request carries one encoded image; the model decodes it, segments it (whole or tiled) with fcn-deploy's
-Segmenter and answers with the mask PNG, the labels and an empty error, or with that request's own error
-response. The network runs either as the repository's ``<name>`` model, called inside Triton (business-logic
-scripting: the tiles then run on Triton's TensorRT or ONNX Runtime backend), or in this process.
+Each row of a request carries one encoded image; the model decodes it, segments it (whole or tiled) with
+fcn-deploy's Segmenter and answers with the mask PNGs, the labels and empty errors, or with that request's own
+error response, which names each of its images that failed. The network runs either as the repository's
+``<name>`` model, called inside Triton (business-logic scripting: the tiles then run on Triton's TensorRT or
+ONNX Runtime backend), or in this process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.segmenter import Segmenter, SegmenterConfig
-from fcn_deploy.serving.contract import IMAGE_INPUT, answer
+from fcn_deploy.serving.contract import IMAGE_INPUT, answer, request_outputs
 from fcn_deploy.spec import ModelSpec
 
 
@@ -73,16 +74,18 @@ class TritonPythonModel:
         self._max_pixels = int(parameters["max_pixels"]) if parameters.get("max_pixels") else None
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        """One response per request: all its images' outputs, or an error naming each of its images that failed."""
         utils = self._utils
         images = [utils.get_input_tensor_by_name(request, IMAGE_INPUT) for request in requests]
         arrays = [image.as_numpy() if image is not None else np.zeros((0,), np.uint8) for image in images]
         responses = []
-        for outcome in answer(self._segmenter, arrays, self._max_pixels):
-            if outcome.ok:
-                tensors = [utils.Tensor(name, value) for name, value in outcome.as_outputs().items()]
-                responses.append(utils.InferenceResponse(output_tensors=tensors))
+        for outcomes in answer(self._segmenter, arrays, self._max_pixels):
+            errors = [outcome.error for outcome in outcomes if not outcome.ok]
+            if errors:
+                responses.append(utils.InferenceResponse(output_tensors=[], error=utils.TritonError("; ".join(errors))))
             else:
-                responses.append(utils.InferenceResponse(output_tensors=[], error=utils.TritonError(outcome.error)))
+                tensors = [utils.Tensor(name, value) for name, value in request_outputs(outcomes).items()]
+                responses.append(utils.InferenceResponse(output_tensors=tensors))
         return responses
 
     def finalize(self) -> None:

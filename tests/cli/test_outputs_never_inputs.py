@@ -93,11 +93,10 @@ CASES = [
     case("triton export model.onnx --out model.onnx.json", "--out", "model.onnx.json"),
     case("triton export models/fcn/1/model.onnx --out models --overwrite", "--out", "models/fcn/1/model.onnx",
          "holds the model"),
-    # serve: --workspace (made, then deleted as a whole) against the model, its folder and the token file
+    # serve: --workspace (made, then deleted as a whole) against the model and its folder
     case("serve model.onnx --workspace model.onnx", "--workspace", "model.onnx"),
     case("serve models/fcn/1/model.onnx --workspace models", "--workspace", "models/fcn/1/model.onnx",
          "holds the model"),
-    case("serve model.onnx --token-file token.txt --workspace token.txt", "--workspace", "token.txt"),
     # client: --out and --summary against the image folder and an image
     case("client 127.0.0.1:1 images --out images", "--out", "images/a.png"),
     case("client 127.0.0.1:1 images --out images/a.png", "--out", "images/a.png"),
@@ -123,8 +122,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx, tiny_v
     tiny_onnx(Path("models/fcn/1/model.onnx"))
     tiny_voc(Path("data"))
     for name, data in (("ckpt.pt", b"checkpoint"), ("old.onnx.data", b"checkpoint"), ("weights.pt", b"weights"),
-                       ("runs/fcn32s-last.pt", b"weights"), ("classes.txt", b"background\ncat\n"),
-                       ("token.txt", b"a-long-enough-admin-token\n")):
+                       ("runs/fcn32s-last.pt", b"weights"), ("classes.txt", b"background\ncat\n")):
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         Path(name).write_bytes(data)
     Path("images").mkdir()

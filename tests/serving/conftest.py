@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -85,7 +84,6 @@ class Server:
     http_port: int
     grpc_port: int
     metrics_port: int
-    token: str
     log_path: Path
 
     @property
@@ -161,34 +159,82 @@ def server_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
-    """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports, run in ``tmp`` (OpenVINO's cache goes there),
-    ready; stopped (by PID) whatever happens."""
-    import tritonclient.http as http
-
+def start_server(model: Path, tmp: Path, *extra: str, ports: list[int] | None = None) -> Server:
+    """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports (or ``ports``), run in ``tmp`` (OpenVINO's cache
+    goes there), not waited for; the caller stops it (``stop_process``)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(24)
-    token_file = tmp / "token"
-    token_file.write_text(token)
-    ports = [free_port() for _ in range(3)]
+    ports = ports or [free_port() for _ in range(3)]
     log_path = tmp / "serve.log"
     command = [sys.executable, "-m", "fcn_deploy.cli", "serve", str(model), "--host", "127.0.0.1",
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
-               "--workspace", str(tmp / "workspace"), "--token-file", str(token_file), "--device", "cpu", *extra]
+               "--workspace", str(tmp / "workspace"), "--device", "cpu", *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp), cwd=tmp,
                                    start_new_session=True)
-    server = Server(process, *ports, token, log_path)
+    return Server(process, *ports, log_path)
+
+
+@contextlib.contextmanager
+def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
+    """``start_server``, ready (its model answers); stopped (by PID) whatever happens."""
+    import tritonclient.http as http
+
+    server = start_server(model, tmp, *extra)
     try:
-        client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+        client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
         try:
-            wait_ready(lambda: client.is_model_ready("fcn_segment"), process, log_path)
+            wait_ready(lambda: client.is_model_ready("fcn_segment"), server.process, server.log_path)
         finally:
             client.close()
         yield server
     finally:
-        stop_process(process)
+        stop_process(server.process)
+
+
+def process_tree_texts(pid: int) -> dict[str, str]:
+    """The command line and environment of ``pid`` and of each of its descendants, by '/proc/PID/FILE'."""
+    texts = {}
+    for each in (pid, *descendants(pid)):
+        for name in ("cmdline", "environ"):
+            with contextlib.suppress(OSError):
+                texts[f"/proc/{each}/{name}"] = Path(f"/proc/{each}/{name}").read_bytes().replace(b"\0", b" ").decode(
+                    "utf-8", errors="replace")
+    return texts
+
+
+def _hpack_int(value: int) -> bytes:
+    """An HPACK integer with a 7-bit prefix (RFC 7541 5.1), no flag bits."""
+    if value < 127:
+        return bytes([value])
+    out, value = [127], value - 127
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    return bytes([*out, value])
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def raw_grpc_call(port: int, method: str, metadata: dict[bytes, bytes], timeout_s: float = 10.0) -> bytes:
+    """Everything a gRPC server on 127.0.0.1:``port`` answers to an empty-message call of ``method``, sent as raw
+    HTTP/2 frames with ``metadata`` exactly as given (no client library checks or rewrites a key)."""
+    headers = {b":method": b"POST", b":scheme": b"http", b":path": method.encode(), b":authority": b"127.0.0.1",
+               b"content-type": b"application/grpc", b"te": b"trailers", **metadata}
+    block = b"".join(b"\x00" + _hpack_int(len(k)) + k + _hpack_int(len(v)) + v for k, v in headers.items())
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"") + _h2_frame(1, 4, 1, block)
+                     + _h2_frame(0, 1, 1, b"\x00" * 5))
+        deadline = time.monotonic() + timeout_s
+        while b"grpc-status" not in answer and time.monotonic() < deadline:
+            with contextlib.suppress(socket.timeout):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    return answer
 
 
 @pytest.fixture(scope="module")

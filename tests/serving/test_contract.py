@@ -18,7 +18,9 @@ from fcn_deploy.serving.contract import (
     LABELS_OUTPUT,
     MASK_OUTPUT,
     answer,
-    request_image_bytes,
+    request_outputs,
+    request_rows,
+    row_image_bytes,
 )
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
@@ -52,9 +54,12 @@ def test_each_request_gets_its_own_outcome(segmenter) -> None:
     huge = encode(np.zeros((300, 400, 3), np.uint8))
     requests = [_request(encode(small)), _request(b"not an image"), _request(encode(tall, "JPEG")[:60]),
                 _request(b""), _request(huge), np.array([[1, 2]], np.uint8), _request(encode(tall))]
-    outcomes = answer(segmenter, requests, max_pixels=100_000)
+    answers = answer(segmenter, requests, max_pixels=100_000)
+    assert [len(outcomes) for outcomes in answers] == [1] * 7
+    outcomes = [outcome for (outcome,) in answers]
     assert [o.ok for o in outcomes] == [True, False, False, False, False, False, True]
-    assert "not a readable image" in outcomes[1].error and "request 2 of 7" in outcomes[1].error
+    assert outcomes[1].error.startswith("image: not a readable image")
+    assert not [o.error for o in outcomes if " of 7" in o.error or "request 2" in o.error]  # no batch places
     assert "cannot decode" in outcomes[2].error
     assert "empty" in outcomes[3].error
     assert "exceeds the limit of 100000" in outcomes[4].error
@@ -67,7 +72,7 @@ def test_each_request_gets_its_own_outcome(segmenter) -> None:
 
 
 def test_outputs_have_a_batch_axis_and_errors_leave_a_void_placeholder(segmenter) -> None:
-    good, bad = answer(segmenter, [_request(encode(np.zeros((33, 65, 3), np.uint8))), _request(b"x")], None)
+    (good,), (bad,) = answer(segmenter, [_request(encode(np.zeros((33, 65, 3), np.uint8))), _request(b"x")], None)
     outputs = good.as_outputs()
     assert outputs[LABELS_OUTPUT].shape == (1, 33, 65) and outputs[LABELS_OUTPUT].dtype == np.uint8
     assert outputs[MASK_OUTPUT].shape == (1, 1) and outputs[ERROR_OUTPUT][0, 0] == b""
@@ -88,12 +93,38 @@ def test_an_unexpected_exception_fails_only_its_request(segmenter, monkeypatch) 
 
     monkeypatch.setattr(segmenter, "segment", flaky)
     image = _request(encode(np.zeros((32, 32, 3), np.uint8)))
-    outcomes = answer(segmenter, [image, image, image], None)
+    outcomes = [outcome for (outcome,) in answer(segmenter, [image, image, image], None)]
     assert [o.ok for o in outcomes] == [True, False, True]
-    assert "internal error RuntimeError: boom" in outcomes[1].error
+    assert outcomes[1].error.startswith("image: internal error RuntimeError: boom")
 
 
-@pytest.mark.parametrize("tensor", [np.array([[b"a", b"b"]], dtype=object), np.array([[3]], dtype=object)])
-def test_request_tensor_must_hold_one_encoded_image(tensor) -> None:
-    with pytest.raises(InputError):
-        request_image_bytes(tensor)
+def test_a_request_of_several_images_gets_a_row_per_image_naming_its_place(segmenter) -> None:
+    rng = np.random.default_rng(2)
+    wide, tall = rng.integers(0, 255, (40, 70, 3), np.uint8), rng.integers(0, 255, (90, 30, 3), np.uint8)
+    several = np.array([[encode(wide)], [b"not an image"], [encode(tall)]], dtype=object)
+    answers = answer(segmenter, [_request(b"x"), several, _request(encode(tall))], None)
+    assert [len(outcomes) for outcomes in answers] == [1, 3, 1]
+    outcomes = answers[1]
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].error.startswith("image 2 of 3 of the request: not a readable image")
+    assert answers[0][0].error.startswith("image: ")
+    outputs = request_outputs(outcomes)
+    assert outputs[MASK_OUTPUT].shape == (3, 1) and outputs[ERROR_OUTPUT].shape == (3, 1)
+    assert outputs[LABELS_OUTPUT].shape == (3, 90, 70) and outputs[LABELS_OUTPUT].dtype == np.uint8
+    assert [e[0] for e in outputs[ERROR_OUTPUT]] == [b"", outcomes[1].error.encode(), b""]
+    for row, image in ((0, wide), (2, tall)):
+        expected = segmenter.segment(image).labels
+        height, width = expected.shape
+        assert np.array_equal(outputs[LABELS_OUTPUT][row, :height, :width], expected)
+        padding = (outputs[LABELS_OUTPUT][row, height:], outputs[LABELS_OUTPUT][row, :, width:])
+        assert all((part == 255).all() for part in padding)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(outputs[MASK_OUTPUT][row, 0]))), expected)
+    assert (outputs[LABELS_OUTPUT][1] == 255).all() and outputs[MASK_OUTPUT][1, 0] == b""
+
+
+@pytest.mark.parametrize("tensor", [np.array([[b"a", b"b"]], dtype=object), np.array([[3]], dtype=object),
+                                    np.array([[1]], np.uint8)])
+def test_each_row_must_hold_one_encoded_image(tensor) -> None:
+    (row,) = request_rows(tensor)
+    with pytest.raises(InputError, match="^image 1 of 1: "):
+        row_image_bytes(row, "image 1 of 1")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from serving.conftest import encode, free_port, server_env, stop_process, wait_ready
 
-from fcn_deploy.imageio import read_image
+from fcn_deploy.imageio import decode_image, read_image
 from fcn_deploy.segmenter import SegmenterConfig, open_segmenter
 from fcn_deploy.serving.repository import RepositoryConfig, export_repository
 
@@ -145,3 +145,44 @@ def test_in_process_network_opens_with_the_backend_of_the_export(config_schema, 
         assert np.array_equal(model._segmenter.segment(image).labels, expected)
     finally:
         model.finalize()
+
+
+class _ExecuteUtils:
+    """The parts of triton_python_backend_utils that ``execute`` uses: requests are dicts of arrays."""
+
+    Tensor = _FakeTensor
+
+    class TritonError:
+        def __init__(self, message: str) -> None:
+            self.text = message
+
+    class InferenceResponse:
+        def __init__(self, output_tensors, error=None) -> None:
+            self.tensors, self.error = {t.name: t.value for t in output_tensors}, error
+
+    def get_input_tensor_by_name(self, request, name):
+        return self.Tensor(name, request[name]) if name in request else None
+
+
+def test_a_repository_request_of_several_images_answers_every_row_or_names_the_failed_ones(random_onnx) -> None:
+    pytest.importorskip("onnxruntime")
+    from fcn_deploy.runtime import open_backend
+    from fcn_deploy.segmenter import Segmenter
+    from fcn_deploy.serving.python_model import TritonPythonModel
+
+    rng = np.random.default_rng(3)
+    images = [encode(rng.integers(0, 255, shape, np.uint8)) for shape in ((40, 70, 3), (64, 32, 3))]
+    with open_backend(random_onnx, "cpu") as backend:
+        model = TritonPythonModel()
+        model._utils, model._segmenter, model._max_pixels = _ExecuteUtils(), Segmenter(backend), None
+        good = {"image": np.array([[images[0]], [images[1]]], dtype=object)}
+        mixed = {"image": np.array([[images[0]], [b"junk"], [b""]], dtype=object)}
+        single = {"image": np.array([[b"junk"]], dtype=object)}
+        ok, failed, alone = model.execute([good, mixed, single])
+        expected = [model._segmenter.segment(decode_image(data)).labels for data in images]
+    assert ok.error is None and ok.tensors["labels"].shape == (2, 64, 70) and ok.tensors["mask"].shape == (2, 1)
+    for row, labels in enumerate(expected):
+        assert np.array_equal(ok.tensors["labels"][row, : labels.shape[0], : labels.shape[1]], labels)
+    assert failed.tensors == {} and failed.error.text.startswith("image 2 of 3 of the request: not a readable image")
+    assert "; image 3 of 3 of the request: empty" in failed.error.text and "image 1 of 3" not in failed.error.text
+    assert alone.error.text.startswith("image: not a readable image")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,14 +15,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from serving.conftest import alive, descendants, encode, running_server, stop_process
+from serving.conftest import (
+    START_TIMEOUT_S,
+    alive,
+    descendants,
+    encode,
+    free_port,
+    process_tree_texts,
+    raw_grpc_call,
+    running_server,
+    server_env,
+    start_server,
+    stop_process,
+)
 
 from fcn_deploy.cli import run
 from fcn_deploy.errors import InputError
 from fcn_deploy.infer import InferConfig, infer_folder
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving.client import ClientConfig, parse_url, segment_remote
-from fcn_deploy.serving.server import ServeConfig
+from fcn_deploy.serving.server import ServeConfig, check_command_line_values
 
 
 def _masks(folder: Path) -> dict[str, np.ndarray]:
@@ -66,10 +83,9 @@ def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
     good = sorted(image_dir.glob("*.jpg"))[0].read_bytes()
     bad = [b"not an image", good[: len(good) // 3], b"", encode(np.zeros((500, 500, 3), np.uint8))]
     payloads = [good, bad[0], good, bad[1], good, bad[2], good, bad[3]]
-    headers = {"triton-access-token": server.token}
     client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}", concurrency=len(payloads))
     try:
-        before = client.get_inference_statistics("fcn_segment", headers=headers)["model_stats"][0]
+        before = client.get_inference_statistics("fcn_segment")["model_stats"][0]
         pending = []
         for payload in payloads:
             tensor = http.InferInput("image", [1, 1], "BYTES")
@@ -84,9 +100,10 @@ def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
         assert [not e for e in errors] == [True, False, True, False, True, False, True, False]
         assert "not a readable image" in errors[1] and "cannot decode" in errors[3]
         assert "empty" in errors[5] and "exceeds the limit of 200000" in errors[7]
+        assert all(e.startswith("image: ") and " of " not in e.split(":")[0] for e in errors if e)  # no batch places
         shapes = {r.as_numpy("labels")[0].shape for r, e in zip(results, errors) if not e}
         assert shapes == {Image.open(sorted(image_dir.glob("*.jpg"))[0]).size[::-1]}
-        after = client.get_inference_statistics("fcn_segment", headers=headers)["model_stats"][0]
+        after = client.get_inference_statistics("fcn_segment")["model_stats"][0]
         executed = int(after["execution_count"]) - int(before["execution_count"])
         assert executed < len(payloads)  # requests were batched together (and still answered one by one)
         assert client.is_model_ready("fcn_segment")
@@ -94,22 +111,163 @@ def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
         client.close()
 
 
+def _restricted_headers(texts: dict[str, str]) -> set[tuple[str, str]]:
+    """Every (header, value) that a restricted-endpoint option of a command line shown in ``texts`` asks for."""
+    found = set()
+    for text in texts.values():
+        for match in re.finditer(r"--(?:http-restricted-api|grpc-restricted-protocol)[= ](\S+)", text):
+            header, _, value = match.group(1).split(":", 1)[1].partition("=")
+            found.add((header, value))
+    return found
+
+
 @pytest.mark.slow
-def test_admin_endpoints_need_the_token(server) -> None:
+def test_admin_endpoints_stay_closed_to_whatever_our_processes_show(server) -> None:
     import tritonclient.http as http
 
+    texts = process_tree_texts(server.process.pid)
+    assert any("tritonserver" in text for text in texts.values())  # tritonserver's own command line was read
+    assert not [where for where, text in texts.items() if "triton-access-token" in text]
+    candidates = _restricted_headers(texts) | {("triton-access-token", "")}
+    assert len(candidates) > 1  # the closed endpoints' header was found on tritonserver's command line
     client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
     try:
         assert client.is_server_live() and client.is_server_ready()
-        with pytest.raises(Exception):
-            client.unload_model("fcn_segment")
-        with pytest.raises(Exception):
-            client.get_inference_statistics("fcn_segment")
+        assert client.get_inference_statistics("fcn_segment")["model_stats"][0]["name"] == "fcn_segment"  # open
+        for header, value in candidates:
+            with pytest.raises(Exception):
+                client.get_log_settings(headers={header: value})
+            with pytest.raises(Exception):
+                client.load_model("fcn_segment", headers={header: value})
+            with pytest.raises(Exception):
+                client.unload_model("fcn_segment", headers={header: value})
+            grpc_header = f"triton-grpc-protocol-{header}".encode()
+            answer = raw_grpc_call(server.grpc_port, "/inference.GRPCInferenceService/LogSettings",
+                                   {grpc_header: value.encode()})
+            assert b"grpc-status" in answer and b"grpc-status\x010" not in answer, answer[-300:]
         assert client.is_model_ready("fcn_segment")
-        stats = client.get_inference_statistics("fcn_segment", headers={"triton-access-token": server.token})
-        assert stats["model_stats"][0]["name"] == "fcn_segment"
     finally:
         client.close()
+
+
+@pytest.mark.slow
+def test_health_ready_and_the_serving_line_wait_for_the_model(serve_stack, random_onnx, tmp_path) -> None:
+    import tritonclient.http as http
+
+    server = start_server(random_onnx, tmp_path / "srv")
+    client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}", connection_timeout=2.0, network_timeout=2.0)
+    early: list[str] = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and server.process.poll() is None:
+            said_serving = "serving " in server.log()
+            try:
+                server_ready = client.is_server_ready()
+            except Exception:  # not listening yet
+                server_ready = False
+            model_ready = server_ready and client.is_model_ready("fcn_segment")
+            if (server_ready or said_serving) and not model_ready:
+                early.append(f"server ready {server_ready}, 'serving' logged {said_serving}, model not ready")
+            if said_serving and model_ready:
+                break
+            time.sleep(0.02)
+        assert "serving " in server.log(), server.log()
+        assert not early, early[:3]
+    finally:
+        client.close()
+        stop_process(server.process)
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_refused_at_once(serve_stack, random_onnx, tmp_path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        server = start_server(random_onnx, tmp_path / "srv", ports=[port, free_port(), free_port()])
+        try:
+            code = server.process.wait(START_TIMEOUT_S)
+        finally:
+            stop_process(server.process)
+    assert code == 1
+    assert f"127.0.0.1:{port} is already in use (the HTTP port)" in server.log()
+    assert "--http-port" in server.log() and "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+def test_a_tritonserver_that_cannot_start_stops_serve_with_its_own_message(serve_stack, random_onnx,
+                                                                          tmp_path) -> None:
+    """The port check skipped: tritonserver itself meets the taken port and exits; serve stops at once."""
+    code = ("import sys; import fcn_deploy.serving.server as server; server.check_ports_free = lambda config: None; "
+            "from fcn_deploy.cli import run; sys.exit(run(sys.argv[1:]))")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        log_path = tmp_path / "serve.log"
+        command = [sys.executable, "-c", code, "serve", str(random_onnx), "--http-port", str(port),
+                   "--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--device", "cpu",
+                   "--workspace", str(tmp_path / "workspace")]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp_path),
+                                       cwd=tmp_path, start_new_session=True)
+        try:
+            code = process.wait(START_TIMEOUT_S)  # a bound, not a timing claim: the fault is a 300 s wait
+        finally:
+            stop_process(process)
+    text = log_path.read_text(errors="replace")
+    assert code == 1, text[-3000:]
+    error = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert error and "tritonserver could not start" in error[0] and "already in use" in error[0], text[-3000:]
+    assert any(line.strip().startswith("fix: ") and "--http-port" in line for line in text.splitlines())
+    assert "PyTritonClientTimeoutError" not in text and "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_a_request_of_several_images_gets_a_row_per_image(server, image_dir) -> None:
+    import tritonclient.http as http
+
+    first, second = (p.read_bytes() for p in sorted(image_dir.glob("*.jpg"))[:2])
+    small = encode(np.zeros((40, 30, 3), np.uint8))
+    client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    try:
+        tensor = http.InferInput("image", [4, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[first], [b"not an image"], [small], [second]], dtype=object))
+        result = client.infer("fcn_segment", [tensor])
+        masks, labels = result.as_numpy("mask"), result.as_numpy("labels")
+        errors = [e.decode() for e in result.as_numpy("error")[:, 0]]
+        one = http.InferInput("image", [1, 1], "BYTES")
+        alone = []
+        for payload in (first, small, second):
+            one.set_data_from_numpy(np.array([[payload]], dtype=object))
+            alone.append(client.infer("fcn_segment", [one]).as_numpy("labels")[0])
+    finally:
+        client.close()
+    assert masks.shape == (4, 1) and labels.shape[0] == 4 and len(errors) == 4
+    assert errors[0] == errors[2] == errors[3] == ""
+    assert errors[1].startswith("image 2 of 4 of the request: ") and "not a readable image" in errors[1]
+    for row, expected in zip((0, 2, 3), alone):
+        height, width = expected.shape
+        assert np.array_equal(labels[row, :height, :width], expected)
+        assert (labels[row, height:, :] == 255).all() and (labels[row, :, width:] == 255).all()
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(masks[row, 0]))), expected)
+    assert masks[1, 0] == b"" and (labels[1] == 255).all()
+
+
+@pytest.mark.slow
+def test_client_against_no_server_stops_with_one_error(serve_stack, image_dir, tmp_path, capsys) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code = run(["client", url, str(image_dir), "--out", str(tmp_path / "masks")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("error: ") == 1 and f"no Triton server answers at {url}" in err
+    assert not (tmp_path / "masks").exists()
+
+
+@pytest.mark.slow
+def test_client_stops_with_one_error_when_the_model_is_not_ready(server, image_dir, tmp_path, capsys) -> None:
+    for url in (server.http_url, server.grpc_url):
+        code = run(["client", url, str(image_dir), "--out", str(tmp_path / "masks"), "--model-name", "missing"])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert err.count("error: ") == 1 and "has no ready model 'missing'" in err and "--model-name" in err
+        assert not (tmp_path / "masks").exists()
 
 
 @pytest.mark.slow
@@ -181,7 +339,13 @@ def test_bad_urls_are_refused(url: str) -> None:
 
 
 @pytest.mark.parametrize("changes", [{"http_port": 0}, {"grpc_port": 8000}, {"instances": 0}, {"max_batch": 0},
-                                     {"device": "tpu"}, {"token": "short"}, {"max_queue_delay_us": -1}])
+                                     {"device": "tpu"}, {"start_timeout_s": 0}, {"max_queue_delay_us": -1}])
 def test_bad_serve_options_are_refused(changes) -> None:
     with pytest.raises(InputError):
         ServeConfig(**changes)
+
+
+@pytest.mark.parametrize("changes", [{"host": "127.0.0.1 "}, {"workspace": Path("/tmp/a folder")}])
+def test_values_that_would_break_tritonserver_options_are_refused_before_start(changes) -> None:
+    with pytest.raises(InputError, match="white space"):
+        check_command_line_values(ServeConfig(**changes))
