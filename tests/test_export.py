@@ -254,3 +254,20 @@ def test_read_onnx_spec_refuses_a_disagreeing_sidecar(tmp_path: Path) -> None:
     write_sidecar(path, spec.replace(arch="fcn8s"))
     with pytest.raises(ArtifactError, match="disagree on arch"):
         read_onnx_spec(path)
+
+
+def test_nan_logits_fail_the_export_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NaN logits on both sides argmax to class 0 everywhere; they must fail the check, not pass it as agreement."""
+    spec = ModelSpec(arch="fcn32s", shape_range=ShapeRange((1, 32, 32), (1, 32, 32), (2, 64, 64)))
+
+    def nan_logits(_model, batch, _spec):
+        return np.full((batch.shape[0], 21, *batch.shape[2:]), np.nan, np.float32)
+
+    class NanSession:
+        def run(self, _names, feed):
+            return [nan_logits(None, feed[spec.input_name], spec)]
+
+    monkeypatch.setattr(export_module, "_torch_logits", nan_logits)
+    monkeypatch.setattr(export_module, "_ort_session", lambda _path: NanSession())
+    with pytest.raises(ArtifactError, match=r"max \|Δlogit\| nan .*argmax agreement 0\.0000%"):
+        export_module._compare(None, tmp_path / "fcn.onnx", spec, ExportConfig(progress=False))

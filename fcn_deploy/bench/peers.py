@@ -34,6 +34,7 @@ from fcn_deploy.bench.report import iters_in_round
 from fcn_deploy.bench.run import _arch_gflop, find_source_checkpoint
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.metrics import agreeing_pixels
 from fcn_deploy.progress import log
 from fcn_deploy.workspace import CHECKPOINT_DIR, EXPORT_DIR
 
@@ -445,10 +446,11 @@ def _agreements(opened: list[_Peer], batches: list[np.ndarray]) -> dict[str, flo
     agree = {peer.name: 0 for peer in opened}
     total = 0
     for rgb in batches:
-        labels = [peer.run(peer.prepare(rgb)).argmax(1) for peer in opened]  # the same pixels, each in its format
-        total += labels[0].size
-        for peer, own in zip(opened, labels):
-            agree[peer.name] += int(np.sum(own == labels[0]))
+        reference = opened[0].run(opened[0].prepare(rgb))
+        total += reference[:, 0].size
+        for peer in opened:  # the same pixels, each in its format; a NaN or infinite pixel agrees with nothing
+            own = reference if peer is opened[0] else peer.run(peer.prepare(rgb))
+            agree[peer.name] += int(np.count_nonzero(agreeing_pixels(reference, own)))
     return {name: count / total for name, count in agree.items()}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from fcn_deploy.contract import (
     TensorSignature,
     _signature,
+    check_finite_onnx,
     check_spec_against_graph,
     store_in_onnx,
     write_sidecar,
@@ -62,6 +63,7 @@ def import_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], conf
         raise InputError(f"unknown --input-format {config.input_format!r}", f"use one of: {', '.join(INPUT_FORMATS)}")
     classes = read_classes(config.classes)
     proto = _load(model)
+    check_finite_onnx(proto, str(model), "export the ONNX again from weights that are finite")
     image, logits = _signature_pair(proto, model, config.input_format)
     spec = ModelSpec(
         arch=f"onnx-{model.stem}", num_classes=classes.num_classes, class_names=classes.names,
