@@ -146,21 +146,25 @@ def test_parity_of_a_model_with_nan_logits_fails(tmp_path: Path, tiny_voc, monke
     from fcn_deploy.spec import ModelSpec
 
     class Constant(Backend):
-        def __init__(self, value: float) -> None:
+        """Class 0 everywhere; with ``nan_from`` NaN from that call on (the second image: a NaN after a finite
+        figure, which Python's max would drop)."""
+
+        def __init__(self, nan_from: int | None) -> None:
             super().__init__(ModelSpec(arch="fcn32s"))
-            self.value = value
+            self.nan_from, self.calls = nan_from, 0
 
         def _infer(self, batch: np.ndarray) -> np.ndarray:
+            self.calls += 1
             logits = np.zeros((batch.shape[0], 21, *batch.shape[2:]), np.float32)
-            logits[:, 0] = self.value  # NaN everywhere in the model, class 0 in the reference
+            logits[:, 0] = np.nan if self.nan_from is not None and self.calls >= self.nan_from else 1.0
             return logits
 
     monkeypatch.setattr(parity_run, "open_backend",
-                        lambda path, *args, **kwargs: Constant(np.nan if str(path) == "m.onnx" else 1.0))
+                        lambda path, *args, **kwargs: Constant(2 if str(path) == "m.onnx" else None))
     data = tiny_voc(tmp_path / "VOC2012")
     report = run_parity("m.onnx", "r.pt", data, ParityConfig(report=tmp_path / "p.md", progress=False))
-    assert report.argmax_agreement == 0.0 and np.isnan(report.max_abs_diff) and not report.logits_finite
-    assert all(image.argmax_agreement == 0.0 for image in report.images)
+    assert np.isnan(report.max_abs_diff) and not report.logits_finite and report.argmax_agreement == 0.5
+    assert [image.argmax_agreement for image in report.images] == [1.0, 0.0]
     assert json.loads(report.json_path.read_text())["logits_finite"] is False
     assert run(["parity", "m.onnx", "--reference", "r.pt", "--data", str(data), "--report", str(tmp_path / "q.md")]) == 1
     assert "error: m.onnx fails parity: non-finite logits" in capsys.readouterr().err

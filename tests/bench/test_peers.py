@@ -141,3 +141,18 @@ def test_bench_peers_runs_on_a_clean_checkout(tmp_path, monkeypatch, capsys):
     assert names == list(peers.PEERS)
     assert all(row["median_ms"] or row["unavailable"] for row in report["rows"])
     assert np.isfinite(report["gflop_per_batch"])
+
+
+def test_a_peer_with_nan_logits_agrees_with_nothing():
+    rgb = np.zeros((1, 32, 32, 3), np.uint8)
+
+    def constant(value: float):
+        def run(_feed):
+            logits = np.zeros((1, 21, 32, 32), np.float32)
+            logits[:, 0] = value
+            return logits
+        return run
+
+    opened = [peers._Peer(name, lambda batch: batch, constant(value), 0.0, rgb)
+              for name, value in ((peers.REFERENCE_PEER, 1.0), ("onnxruntime-fp32", np.nan))]
+    assert peers._agreements(opened, [rgb]) == {peers.REFERENCE_PEER: 1.0, "onnxruntime-fp32": 0.0}
