@@ -396,8 +396,9 @@ def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | Non
     threading.Thread(target=drain, name="ray-node-output", daemon=True).start()
     if not started.wait(timeout) or process.poll() is not None:
         node.stop()
-        raise MissingComponentError("could not start a local Ray node:\n  " + "\n  ".join(node.output[-15:]),
-                                    "check that Ray is installed (pip install 'fcn-deploy[ray]') and the temp folder is writable")
+        raise MissingComponentError("could not start a local Ray node:",
+                                    "check that Ray is installed (pip install 'fcn-deploy[ray]') and the temp folder is writable",
+                                    details=node.output[-15:])
     return node
 
 

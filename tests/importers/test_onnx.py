@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -124,4 +125,22 @@ def test_non_finite_weights_are_refused(tmp_path: Path, monkeypatch, capsys, bad
     assert run(["import", "onnx", "conv.onnx", "--out", "fcn.onnx"]) == 1
     err = capsys.readouterr().err
     assert "conv.onnx holds non-finite weights (NaN or infinity) in 1 tensor(s): w" in err and "fix:" in err
+    assert not (tmp_path / "fcn.onnx").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--std", "0,0,0"], "--std 0,0,0: needs one value per channel"),
+    (["--std", "0.2,0.2,2"], "--std 0.2,0.2,2: needs one value per channel"),
+    (["--mean", "nan,0.4,0.4"], "--mean nan,0.4,0.4: needs one value per channel"),
+    (["--alignment", "0"], "--alignment 0: .* must be a positive integer"),
+    (["--alignment", "-8"], "--alignment -8: .* must be a positive integer"),
+])
+def test_bad_option_values_are_blamed_on_the_option(tmp_path: Path, monkeypatch, capsys, options, message) -> None:
+    """Not on the file ('the file's model spec is missing or damaged'), and before the file is read."""
+    weights = np.linspace(-1, 1, 63, dtype=np.float32).reshape(21, 3, 1, 1)
+    _conv_onnx(tmp_path / "conv.onnx", weights)
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", "onnx", "conv.onnx", "--out", "fcn.onnx", *options]) == 1
+    err = capsys.readouterr().err
+    assert re.search("error: " + message, err) and "damaged" not in err and "fix:" in err
     assert not (tmp_path / "fcn.onnx").exists()
