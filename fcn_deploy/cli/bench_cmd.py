@@ -108,7 +108,7 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
     )
 
     with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:
-        checkpoint, onnx, int8, note = peer_models(models or workspace_models(), Path(scratch))
+        checkpoint, onnx, int8, note = peer_models(models or workspace_models(), Path(scratch), given=bool(models))
         config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
                             warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, matmul_size=gemm_size,
                             images=images, note=note)
