@@ -158,7 +158,7 @@ def test_a_peer_with_nan_logits_agrees_with_nothing():
     assert peers._agreements(opened, [rgb]) == {peers.REFERENCE_PEER: 1.0, "onnxruntime-fp32": 0.0}
 
 
-def test_onnx_files_are_paired_with_the_checkpoint_they_were_exported_from(tmp_path, tiny_onnx):
+def test_onnx_files_are_paired_with_the_checkpoint_they_were_exported_from(tmp_path, tiny_onnx, capsys):
     """After training twice, the first ONNX in export/ may come from the old weights: never compared with the new."""
     torch = pytest.importorskip("torch")
     from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
@@ -188,3 +188,9 @@ def test_onnx_files_are_paired_with_the_checkpoint_they_were_exported_from(tmp_p
     with pytest.raises(InputError, match="records no source checkpoint"):
         peer_models([new, fresh, onnx_of("imported.onnx", None)], tmp_path)
     assert peer_models([stale], tmp_path)[0] == old  # an ONNX alone finds its own checkpoint beside it
+    from fcn_deploy.cli import run
+
+    capsys.readouterr()
+    short = ["--no-rss", "--sizes", "64x64", "--iters", "1", "--rounds", "1", "--warmup", "0", "--gemm-size", "64"]
+    assert run(["bench", "--peers", str(new), str(stale), *short]) == 1  # refused before anything is timed
+    assert "a-old.onnx was made from another checkpoint" in capsys.readouterr().err
