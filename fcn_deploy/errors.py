@@ -8,12 +8,12 @@ from typing import Any
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidirectional overrides: characters
 # that end a line or move the cursor when printed, so a file name holding one could forge an output line
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
     """``text`` with every control character escaped (a newline as ``\\n``): printed, it is one line."""
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+    return CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class FcnDeployError(Exception):

@@ -15,14 +15,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcn_deploy.errors import InputError
+from fcn_deploy.errors import CONTROL_CHARACTERS, InputError
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP, voc_colormap
 
 RGB = tuple[int, int, int]
 _HEX_COLOUR = re.compile(r"^(.*\S)\s+#([0-9A-Fa-f]{6})$")
 # a last word meant as a colour that is not #RRGGBB: six characters (#GGGGGG), or CSS's #RGB and #RRGGBBAA forms
 _COLOUR_ATTEMPT = re.compile(r"^#(\w{6}|[0-9A-Fa-f]{3}|[0-9A-Fa-f]{8})$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _FORMAT_HINT = ('give a JSON list of names, a JSON object {"classes": [...], "palette": [[r, g, b], ...]}, '
                 "or a text file with one name per line (optionally 'name #RRGGBB')")
 
@@ -118,7 +117,7 @@ def _checked(classes: ClassList, path: Path) -> ClassList:
     if not classes.names:
         raise InputError(f"class file {path} lists no classes", _FORMAT_HINT)
     for index, name in enumerate(classes.names):
-        if not name.strip() or _CONTROL.search(name):
+        if not name.strip() or CONTROL_CHARACTERS.search(name):
             what = "is empty" if not name.strip() else "holds a control character"
             raise InputError(f"class file {path}: class {index} {name!r} {what}",
                              "give every class a printable name (no NUL, tab or line break)")
