@@ -123,7 +123,7 @@ def check_sidecar(path: Path, spec: ModelSpec) -> bool:
 
 NON_FINITE_HINT = ("the weights come from a training run that diverged, or the file was damaged: use an earlier "
                    "checkpoint (<arch>-best.pt), or train again with a lower --lr")
-_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}  # onnx TensorProto element types numpy can read
+_FLOAT_TYPES = {FLOAT, FLOAT16, 11}  # the float element types numpy reads (11: float64); bfloat16 is not checked
 
 
 def non_finite_message(source: str, names: Sequence[str]) -> str:
@@ -146,7 +146,7 @@ def non_finite_initializers(proto: onnx.ModelProto) -> list[str]:
             if t.data_type in _FLOAT_TYPES and not np.isfinite(numpy_helper.to_array(t)).all()]
 
 
-_FINITE_ONNX_HINT = "make the model again from a checkpoint with finite weights (every fcn-deploy stage refuses others)"
+_FINITE_ONNX_HINT = "make the model again from a checkpoint with finite weights (every stage refuses others)"
 
 
 def check_finite_onnx(proto: onnx.ModelProto, source: str, hint: str = _FINITE_ONNX_HINT) -> None:
