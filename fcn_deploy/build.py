@@ -227,8 +227,8 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(artifact.read_bytes(), str(artifact)):
         errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ArtifactError(f"TensorRT's ONNX parser rejected {artifact} ({len(errors)} error(s)):\n  "
-                            + "\n  ".join(errors), "check the ONNX with 'fcn-deploy build' on CPU (lint, parity)")
+        raise ArtifactError(f"TensorRT's ONNX parser rejected {artifact} ({len(errors)} error(s)):",
+                            "check the ONNX with 'fcn-deploy build' on CPU (lint, parity)", details=errors)
     config_trt = builder.create_builder_config()
     config_trt.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
     optimization = builder.create_optimization_profile()

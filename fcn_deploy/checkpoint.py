@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fcn_deploy.contract import NON_FINITE_HINT, non_finite_message
 from fcn_deploy.deps import require
-from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.errors import ArtifactError, FcnDeployError, InputError
 from fcn_deploy.fileio import atomic_path
 from fcn_deploy.model import build_model
 from fcn_deploy.program import load_program
@@ -112,15 +114,38 @@ def _safe_load(torch: Any, path: Path) -> Any:
                             "every epoch)") from exc
 
 
+def non_finite_weights(tensors: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors among ``tensors`` that hold a NaN or an infinity."""
+    torch = require("torch")
+    return [name for name, value in tensors.items()
+            if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+            and not bool(torch.isfinite(value).all())]
+
+
+def require_finite_weights(tensors: Mapping[str, Any], source: str,
+                           error: type[FcnDeployError] = ArtifactError, hint: str = NON_FINITE_HINT) -> None:
+    """``error`` naming the first tensors when any weight is NaN or infinite (such a model predicts nothing)."""
+    bad = non_finite_weights(tensors)
+    if bad:
+        raise error(non_finite_message(source, bad), hint)
+
+
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model a checkpoint describes, load its weights, and return it in eval mode."""
+    """Rebuild the model a checkpoint describes, load its weights, and return it in eval mode.
+
+    Weights that hold a NaN or an infinity are refused: the model would predict background everywhere.
+    """
     info, payload = read_checkpoint(path)
     if "program" in payload:  # an imported model, stored as a traced graph (see fcn_deploy.program)
-        return load_program(payload["program"], str(path)).eval(), info
+        entry = payload["program"]
+        model = load_program(entry, str(path)).eval()  # checks the entry's format first
+        require_finite_weights({**entry["state_dict"], **entry["constants"]}, str(path))
+        return model, info
     model = build_model(info.spec.arch, info.spec.num_classes)
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"{path}: weights do not match arch {info.spec.arch!r} ({exc})",
                             "pass the checkpoint training wrote for this architecture") from exc
+    require_finite_weights(payload["state_dict"], str(path))
     return model.eval(), info

@@ -540,8 +540,9 @@ def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | Non
         raise
     if not running:
         node.stop()
-        raise MissingComponentError("could not start a local Ray node:\n  " + "\n  ".join(node.output[-15:]),
-                                    "check that Ray is installed (pip install 'fcn-deploy[ray]') and the temp folder is writable")
+        raise MissingComponentError("could not start a local Ray node:",
+                                    "check that Ray is installed (pip install 'fcn-deploy[ray]') and the temp folder is writable",
+                                    details=node.output[-15:])
     return node
 
 

@@ -102,8 +102,11 @@ def read_sidecar(artifact: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str,
     return ModelSpec.from_dict(document.get("spec", {}), source=str(path)), document
 
 
-def check_sidecar(path: Path, spec: ModelSpec) -> None:
-    """ArtifactError when the sidecar's spec (or recorded hash) disagrees with the ONNX file."""
+def check_sidecar(path: Path, spec: ModelSpec) -> bool:
+    """ArtifactError when the sidecar's spec (or recorded hash) disagrees with the ONNX file.
+
+    Returns True when the sidecar records the file's SHA-256 and it matched: the file is the one fcn-deploy wrote.
+    """
     side_spec, document = read_sidecar(path)
     if side_spec != spec:
         ours, theirs = spec.to_dict(), side_spec.to_dict()
@@ -118,6 +121,54 @@ def check_sidecar(path: Path, spec: ModelSpec) -> None:
             f"{sidecar_path(path).name} was written for a different {path.name} (SHA-256 differs)",
             "re-export, or delete the stale sidecar",
         )
+    return bool(recorded)
+
+
+# --- non-finite weights --------------------------------------------------------------------------------
+
+NON_FINITE_HINT = ("the weights come from a training run that diverged, or the file was damaged: use an earlier "
+                   "checkpoint (<arch>-best.pt), or train again with a lower --lr")
+_FLOAT_TYPES = {FLOAT, FLOAT16, 11}  # the float element types numpy reads (11: float64); bfloat16 is not checked
+
+
+def non_finite_message(source: str, names: Sequence[str]) -> str:
+    """The one wording of 'these weights hold NaN or infinity', for checkpoints, state dicts and ONNX files."""
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return (f"{source} holds non-finite weights (NaN or infinity) in {len(names)} tensor(s): {shown}; a model with "
+            "them predicts nothing useful (every pixel NaN, shown as background)")
+
+
+def non_finite_initializers(proto: onnx.ModelProto) -> list[str]:
+    """Names of the float initializers and Constant values of an ONNX graph that hold a NaN or an infinity."""
+    import numpy as np
+
+    numpy_helper = require("onnx.numpy_helper")
+    tensors = list(proto.graph.initializer)
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            tensors.extend(a.t for a in node.attribute if a.name == "value" and a.HasField("t"))
+    return [t.name or "(constant)" for t in tensors
+            if t.data_type in _FLOAT_TYPES and not np.isfinite(numpy_helper.to_array(t)).all()]
+
+
+_FINITE_ONNX_HINT = "make the model again from a checkpoint with finite weights (every stage refuses others)"
+
+
+def check_finite_onnx(proto: onnx.ModelProto, source: str, hint: str = _FINITE_ONNX_HINT) -> None:
+    """ArtifactError when the graph's weights hold a NaN or an infinity."""
+    bad = non_finite_initializers(proto)
+    if bad:
+        raise ArtifactError(non_finite_message(source, bad), hint)
+
+
+def check_finite_onnx_file(path: Path) -> None:
+    """ArtifactError when the weights of the ONNX file at ``path`` hold a NaN or an infinity (parses the file)."""
+    onnx = require("onnx")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ArtifactError(f"{path} is not a readable ONNX model ({exc})", EXPORT_HINT) from exc
+    check_finite_onnx(proto, str(path))
 
 
 # --- ONNX artifacts --------------------------------------------------------------------------------
@@ -162,6 +213,7 @@ def save_onnx(
 ) -> Path:
     """Store ``spec`` in the model's metadata, write it atomically, then write its sidecar."""
     onnx = require("onnx")
+    check_finite_onnx(model, str(path))
     store_in_onnx(model, spec)
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
+
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidirectional overrides: characters
+# that end a line or move the cursor when printed, so a file name holding one could forge an output line
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (a newline as ``\\n``): printed, it is one line."""
+    return CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class FcnDeployError(Exception):
     """Root of every error the library raises on purpose.
 
-    ``hint`` says how to fix the problem; the CLI prints it after the message.
+    ``hint`` says how to fix the problem; the CLI prints it after the message. ``details`` are lines that
+    belong under the message (a listing); messages never hold line breaks themselves, so that the CLI can
+    escape every control character in what it prints.
     """
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, details: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = tuple(details)
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+        text = "".join([self.message, *(f"\n  {line}" for line in self.details)])
+        return text if not self.hint else f"{text}\n  fix: {self.hint}"
 
     def one_line(self) -> str:
-        """The message with its fix in brackets, for logs, summaries and the C API's last error."""
-        return self.message + (f" (fix: {self.hint})" if self.hint else "")
+        """The message (its details joined by '; ') with its fix in brackets, for logs, summaries and the C API."""
+        text = self.message + (" " + "; ".join(self.details) if self.details else "")
+        return text + (f" (fix: {self.hint})" if self.hint else "")
 
 
 class InputError(FcnDeployError):

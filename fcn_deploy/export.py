@@ -19,6 +19,7 @@ import numpy as np
 
 from fcn_deploy.checkpoint import load_model
 from fcn_deploy.contract import (  # read_onnx_spec and check_spec_against_graph stay importable from here
+    check_finite_onnx,
     check_spec_against_graph,
     read_onnx_spec,
     sidecar_path,
@@ -266,11 +267,13 @@ def _trace(model: nn.Module, spec: ModelSpec, config: ExportConfig) -> onnx.Mode
 
 
 def check_graph(proto: onnx.ModelProto, spec: ModelSpec, source: str) -> None:
-    """ONNX checker (full), strict shape inference and the spec/graph cross-check; ArtifactError on failure."""
+    """ONNX checker (full), strict shape inference, finite weights and the spec/graph cross-check; ArtifactError
+    on failure."""
     onnx = require("onnx")
     external = onnx.external_data_helper
     if any(external.uses_external_data(t) for t in proto.graph.initializer):
         raise ArtifactError(f"{source} keeps weights in external data files", "re-export it as one self-contained file")
+    check_finite_onnx(proto, source)
     try:
         onnx.checker.check_model(proto, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
@@ -328,11 +331,13 @@ def _compare(model: nn.Module, path: Path, spec: ModelSpec, config: ExportConfig
         diff, peak, agreement = compare_logits(reference, outputs[0])
         labels_agreement = None
         if spec.labels_name:
-            labels_agreement = float(np.mean(outputs[1] == outputs[0].argmax(axis=1)))
+            finite = np.isfinite(outputs[0]).all(axis=1)
+            labels_agreement = float(np.mean((outputs[1] == outputs[0].argmax(axis=1)) & finite))
         check = ExportCheck(batch_size, height, width, diff, peak, agreement, labels_agreement)
         _say(config, "  " + check.describe())
-        if diff > config.rtol * peak + 1e-6 or agreement < config.min_agreement or (
-            labels_agreement is not None and labels_agreement < config.min_agreement
+        # written as 'not within': a NaN figure fails every comparison, so it must fail the check, not pass it
+        if not diff <= config.rtol * peak + 1e-6 or not agreement >= config.min_agreement or (
+            labels_agreement is not None and not labels_agreement >= config.min_agreement
         ):
             raise ArtifactError(
                 f"the ONNX export diverges from the checkpoint at {check.describe()} (allowed: max |Δlogit| <= "

@@ -36,6 +36,7 @@ from fcn_deploy.errors import (
     InputError,
     Interrupted,
     describe,
+    printable,
 )
 from fcn_deploy.fileio import (
     LOCK_NAME,
@@ -389,7 +390,7 @@ class ProgressReporter:
     def error(self, relative: str, message: str) -> None:
         """One error line for a failed image."""
         if self.enabled:
-            log(f"error: {relative}: {message}")
+            log(f"error: {printable(relative)}: {printable(message)}")
 
     def report_planned(self, records: tuple[ImageRecord, ...]) -> None:
         """Error lines for the images that failed while planning (clashing mask names)."""

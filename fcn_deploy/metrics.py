@@ -45,15 +45,27 @@ def scores_from_confusion(matrix: np.ndarray) -> SegmentationScores:
 
 
 def max_logit_difference(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(max |Δlogit|, max |reference logit|) of two logit arrays of one shape."""
+    """(max |Δlogit|, max |reference logit|) of two logit arrays of one shape; NaN when either holds a NaN."""
     if reference.shape != candidate.shape:
         raise ArtifactError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
     diff = float(np.max(np.abs(reference.astype(np.float32) - candidate.astype(np.float32))))
     return diff, float(np.max(np.abs(reference)))
 
 
+def agreeing_pixels(reference: np.ndarray, candidate: np.ndarray, class_axis: int = 1) -> np.ndarray:
+    """Where both logit arrays pick the same class and are finite: a NaN or infinite pixel agrees with nothing
+    (numpy's argmax of an all-NaN pixel is class 0 in both, which would read as agreement)."""
+    same = reference.argmax(axis=class_axis) == candidate.argmax(axis=class_axis)
+    same &= np.isfinite(reference).all(axis=class_axis)
+    same &= np.isfinite(candidate).all(axis=class_axis)
+    return same
+
+
 def compare_logits(reference: np.ndarray, candidate: np.ndarray, class_axis: int = 1) -> tuple[float, float, float]:
-    """(max |Δlogit|, max |reference logit|, argmax agreement) of two logit arrays (classes on ``class_axis``)."""
+    """(max |Δlogit|, max |reference logit|, argmax agreement) of two logit arrays (classes on ``class_axis``).
+
+    Non-finite logits make the difference NaN and count as disagreement, so no gate can pass them.
+    """
     diff, peak = max_logit_difference(reference, candidate)
-    agreement = float(np.mean(reference.argmax(axis=class_axis) == candidate.argmax(axis=class_axis)))
+    agreement = float(np.mean(agreeing_pixels(reference, candidate, class_axis)))
     return diff, peak, agreement

@@ -49,3 +49,22 @@ def test_a_foreign_state_dict_says_how_to_make_a_checkpoint(tmp_path: Path) -> N
     with pytest.raises(ArtifactError, match="not an fcn-deploy checkpoint") as info:
         read_checkpoint(path)
     assert "save_checkpoint" in info.value.hint
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load_and_export(tmp_path: Path, bad: float) -> None:
+    from fcn_deploy.checkpoint import Checkpoint, load_model, save_checkpoint
+    from fcn_deploy.export import ExportConfig, export_onnx
+    from fcn_deploy.model import build_model
+    from fcn_deploy.spec import ModelSpec
+
+    model = build_model("fcn32s", 21)
+    with torch.no_grad():
+        model.final_conv.weight[2, 7] = bad
+    path = save_checkpoint(tmp_path / "diverged.pt", model, Checkpoint(spec=ModelSpec(arch="fcn32s")))
+    with pytest.raises(ArtifactError, match=r"diverged.pt holds non-finite weights .* in 1 tensor\(s\)") as info:
+        load_model(path)
+    assert "lower --lr" in info.value.hint
+    with pytest.raises(ArtifactError, match="non-finite weights"):
+        export_onnx(path, tmp_path / "fcn.onnx", ExportConfig(progress=False))
+    assert not (tmp_path / "fcn.onnx").exists()

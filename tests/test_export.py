@@ -269,3 +269,25 @@ def test_read_onnx_spec_refuses_a_disagreeing_sidecar(tmp_path: Path) -> None:
     write_sidecar(path, spec.replace(arch="fcn8s"))
     with pytest.raises(ArtifactError, match="disagree on arch"):
         read_onnx_spec(path)
+
+
+@pytest.mark.parametrize("figures", [None, (float("nan"), 5.0, 1.0), (0.0, 5.0, float("nan"))],
+                         ids=["nan-logits", "nan-difference-alone", "nan-agreement-alone"])
+def test_nan_logits_fail_the_export_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures) -> None:
+    """NaN logits on both sides argmax to class 0 everywhere; they must fail the check, not pass it as agreement.
+    A NaN max |Δlogit| fails on its own too (``x > limit`` is False for NaN)."""
+    spec = ModelSpec(arch="fcn32s", shape_range=ShapeRange((1, 32, 32), (1, 32, 32), (2, 64, 64)))
+
+    def nan_logits(_model, batch, _spec):
+        return np.full((batch.shape[0], 21, *batch.shape[2:]), np.nan, np.float32)
+
+    class NanSession:
+        def run(self, _names, feed):
+            return [nan_logits(None, feed[spec.input_name], spec)]
+
+    monkeypatch.setattr(export_module, "_torch_logits", nan_logits)
+    monkeypatch.setattr(export_module, "_ort_session", lambda _path: NanSession())
+    if figures is not None:
+        monkeypatch.setattr(export_module, "compare_logits", lambda *_args: figures)
+    with pytest.raises(ArtifactError, match=r"max \|Δlogit\| (nan|0) .*argmax agreement (0\.0000|100\.0000|nan)%"):
+        export_module._compare(None, tmp_path / "fcn.onnx", spec, ExportConfig(progress=False))

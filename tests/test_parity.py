@@ -90,3 +90,81 @@ def test_report_of_an_fp32_engine_says_tf32_is_allowed(backend: str, precision: 
         model_seconds=0.0, reference_seconds=0.0, images=(),
     )
     assert ("TF32" in render_markdown(report)) is noted
+
+
+# --- NaN is a failure, never agreement -------------------------------------------------------------
+
+
+def test_non_finite_pixels_agree_with_nothing() -> None:
+    from fcn_deploy.metrics import compare_logits
+
+    reference = np.zeros((1, 3, 2, 2), np.float32)
+    reference[:, 1] = 1.0
+    candidate = reference.copy()
+    candidate[0, :, 0, 0] = np.nan  # one pixel of four
+    diff, _, agreement = compare_logits(reference, candidate)
+    assert np.isnan(diff) and agreement == 0.75
+    both_nan = np.full_like(reference, np.nan)
+    assert compare_logits(both_nan, both_nan)[2] == 0.0  # numpy's argmax says class 0 for both: not agreement
+
+
+def _report(**changes) -> ParityReport:
+    base = dict(
+        model="m.onnx", reference="r.pt", model_backend="onnxruntime", model_device="cpu", model_precision="int8",
+        reference_backend="pytorch", reference_device="cpu", data_dir="VOC", split="val", num_images=1,
+        num_pixels=4, max_abs_diff=0.01, max_abs_logit=5.0, argmax_agreement=1.0, model_miou=0.5,
+        model_pixel_accuracy=0.9, reference_miou=0.5, reference_pixel_accuracy=0.9, delta_miou=0.0,
+        model_seconds=0.0, reference_seconds=0.0, images=(),
+    )
+    return ParityReport(**{**base, **changes})
+
+
+@pytest.mark.parametrize("changes", [dict(max_abs_diff=float("nan")), dict(max_abs_logit=float("nan")),
+                                     dict(delta_miou=float("nan")), dict(argmax_agreement=float("nan"))])
+def test_the_precision_gate_fails_every_nan_figure(changes) -> None:
+    from fcn_deploy.parity.gate import INT8_MAX_DELTA_MIOU, INT8_MIN_AGREEMENT, _thresholds
+
+    assert _thresholds(_report(), INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU) == ()
+    assert _thresholds(_report(**changes), INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU)
+
+
+def test_a_nan_report_says_fail_in_every_form() -> None:
+    from fcn_deploy.parity.report import render_markdown
+
+    report = _report(max_abs_diff=float("nan"))
+    assert not report.logits_finite and "non-finite logits" in report.non_finite_problem()
+    assert "FAIL: non-finite logits" in report.summary() and "FAIL: non-finite logits" in render_markdown(report)
+    assert report.to_dict()["logits_finite"] is False and report.to_dict()["max_abs_diff"] is None
+    assert _report().non_finite_problem() is None and "FAIL" not in _report().summary()
+
+
+def test_parity_of_a_model_with_nan_logits_fails(tmp_path: Path, tiny_voc, monkeypatch, capsys) -> None:
+    """The models open (as a damaged engine or an overflowing precision would); their NaN logits fail parity."""
+    from fcn_deploy.cli import run
+    from fcn_deploy.parity import run as parity_run
+    from fcn_deploy.runtime.base import Backend
+    from fcn_deploy.spec import ModelSpec
+
+    class Constant(Backend):
+        """Class 0 everywhere; with ``nan_from`` NaN from that call on (the second image: a NaN after a finite
+        figure, which Python's max would drop)."""
+
+        def __init__(self, nan_from: int | None) -> None:
+            super().__init__(ModelSpec(arch="fcn32s"))
+            self.nan_from, self.calls = nan_from, 0
+
+        def _infer(self, batch: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            logits = np.zeros((batch.shape[0], 21, *batch.shape[2:]), np.float32)
+            logits[:, 0] = np.nan if self.nan_from is not None and self.calls >= self.nan_from else 1.0
+            return logits
+
+    monkeypatch.setattr(parity_run, "open_backend",
+                        lambda path, *args, **kwargs: Constant(2 if str(path) == "m.onnx" else None))
+    data = tiny_voc(tmp_path / "VOC2012")
+    report = run_parity("m.onnx", "r.pt", data, ParityConfig(report=tmp_path / "p.md", progress=False))
+    assert np.isnan(report.max_abs_diff) and not report.logits_finite and report.argmax_agreement == 0.5
+    assert [image.argmax_agreement for image in report.images] == [1.0, 0.0]
+    assert json.loads(report.json_path.read_text())["logits_finite"] is False
+    assert run(["parity", "m.onnx", "--reference", "r.pt", "--data", str(data), "--report", str(tmp_path / "q.md")]) == 1
+    assert "error: m.onnx fails parity: non-finite logits" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from fcn_deploy.bench.report import iters_in_round
 from fcn_deploy.bench.run import _arch_gflop, find_source_checkpoint
 from fcn_deploy.errors import FcnDeployError, InputError
 from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.metrics import agreeing_pixels
 from fcn_deploy.progress import log
 from fcn_deploy.workspace import CHECKPOINT_DIR, EXPORT_DIR
 
@@ -445,10 +446,11 @@ def _agreements(opened: list[_Peer], batches: list[np.ndarray]) -> dict[str, flo
     agree = {peer.name: 0 for peer in opened}
     total = 0
     for rgb in batches:
-        labels = [peer.run(peer.prepare(rgb)).argmax(1) for peer in opened]  # the same pixels, each in its format
-        total += labels[0].size
-        for peer, own in zip(opened, labels):
-            agree[peer.name] += int(np.sum(own == labels[0]))
+        reference = opened[0].run(opened[0].prepare(rgb))
+        total += reference[:, 0].size
+        for peer in opened:  # the same pixels, each in its format; a NaN or infinite pixel agrees with nothing
+            own = reference if peer is opened[0] else peer.run(peer.prepare(rgb))
+            agree[peer.name] += int(np.count_nonzero(agreeing_pixels(reference, own)))
     return {name: count / total for name, count in agree.items()}
 
 
@@ -599,29 +601,28 @@ def peer_summary_lines(report: PeerReport) -> list[str]:
 # --- which models ------------------------------------------------------------------------------------
 
 
-def peer_models(models: Sequence[Path], scratch: Path) -> tuple[Path, Path, Path | None, str]:
+def peer_models(models: Sequence[Path], scratch: Path, *, given: bool = True) -> tuple[Path, Path, Path | None, str]:
     """(checkpoint, FP32 ONNX, INT8 ONNX or None, note) for the peers from the models given.
 
-    A missing FP32 ONNX is exported from the checkpoint into ``scratch``; a missing checkpoint is the ONNX's
-    source (matched by SHA-256); with no model at all, a random-weight fcn32s is made there, so the peers run
-    on a clean checkout (its agreement figures then say little: random weights have many near-ties).
+    The ONNX files are paired with the checkpoint by the SHA-256 of the checkpoint each was exported from (its
+    spec records it), so the agreement column compares the same weights: a file ``given`` on the command line
+    that comes from another checkpoint is refused with the fix; one found in the workspace (``given`` False) is
+    left out with a note. A missing FP32 ONNX is exported from the checkpoint into ``scratch``; a missing
+    checkpoint is an ONNX's source (found by SHA-256); with no model at all, a random-weight fcn32s is made
+    there, so the peers run on a clean checkout (its agreement figures then say little: random weights have many
+    near-ties).
     """
     from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
     from fcn_deploy.contract import read_onnx_spec
     from fcn_deploy.export import ExportConfig, export_onnx
 
     checkpoint = next((m for m in models if m.suffix.lower() in CHECKPOINT_SUFFIXES), None)
-    onnx = int8 = None
-    for model in models:
-        if model.suffix.lower() == ".onnx":
-            spec = read_onnx_spec(model)
-            if spec.precision == "fp32" and onnx is None:
-                onnx = model
-            elif spec.precision == "int8" and int8 is None:
-                int8 = model
+    onnx_files = [(m, read_onnx_spec(m)) for m in models if m.suffix.lower() == ".onnx"]
+    onnx_files = [(m, spec) for m, spec in onnx_files if spec.precision in ("fp32", "int8")]
     notes = []
-    if checkpoint is None and onnx is not None:
-        checkpoint = find_source_checkpoint(read_onnx_spec(onnx), onnx, (str(CHECKPOINT_DIR),))
+    if checkpoint is None and onnx_files:
+        path, spec = sorted(onnx_files, key=lambda item: item[1].precision != "fp32")[0]  # an FP32 one first
+        checkpoint = find_source_checkpoint(spec, path, (str(CHECKPOINT_DIR),))
     if checkpoint is None:
         if models:
             raise InputError("the peers need the PyTorch checkpoint (the reference)",
@@ -629,10 +630,39 @@ def peer_models(models: Sequence[Path], scratch: Path) -> tuple[Path, Path, Path
         checkpoint = _random_checkpoint(scratch)
         notes.append("no model given or found: a random-weight fcn32s (timings are real; agreement is not "
                      "representative)")
+    paired, left_out = _paired_with(checkpoint, onnx_files, given)
+    notes.extend(left_out)
+    onnx, int8 = paired.get("fp32"), paired.get("int8")
     if onnx is None:
         onnx = export_onnx(checkpoint, scratch / "fcn.onnx", ExportConfig(verify=False, progress=False)).onnx_path
         notes.append(f"FP32 ONNX exported from {checkpoint.name} for the run")
     return checkpoint, onnx, int8, "; ".join(notes)
+
+
+def _paired_with(checkpoint: Path, onnx_files: Sequence[tuple[Path, Any]],
+                 given: bool) -> tuple[dict[str, Path], list[str]]:
+    """The first ONNX of each precision made from ``checkpoint`` (by the source SHA-256 in its spec), and a note
+    for each one left out; InputError for a ``given`` one made from other weights."""
+    from fcn_deploy.fileio import sha256_file
+
+    wanted = sha256_file(checkpoint)
+    paired: dict[str, Path] = {}
+    left_out = []
+    for path, spec in onnx_files:
+        source = spec.source_checkpoint_sha256
+        if source == wanted:
+            paired.setdefault(spec.precision, path)
+            continue
+        origin = (f"was made from another checkpoint (source SHA-256 {source[:12]}…, {checkpoint.name} has "
+                  f"{wanted[:12]}…)" if source else "records no source checkpoint (an imported ONNX?)")
+        if given:
+            redo = (f"re-export it: fcn-deploy export {checkpoint} --out {path}" if spec.precision == "fp32"
+                    else f"calibrate it again from an ONNX exported from {checkpoint}")
+            raise InputError(f"{path} {origin}: its agreement with {checkpoint} would compare different weights",
+                             f"pass the checkpoint {path.name} was made from, or {redo}")
+        left_out.append(f"{path} left out: it {origin}")
+        log(f"  {left_out[-1]}")
+    return paired, left_out
 
 
 def _random_checkpoint(folder: Path) -> Path:

@@ -15,7 +15,7 @@ import typer
 
 from fcn_deploy import __version__
 from fcn_deploy.cli.commands import register_all
-from fcn_deploy.errors import FcnDeployError, Interrupted
+from fcn_deploy.errors import FcnDeployError, Interrupted, printable
 from fcn_deploy.interrupts import signals_interrupt
 
 
@@ -50,10 +50,16 @@ def _root(
     settings.verbose = verbose
 
 
-def _fail(message: str, hint: str | None, code: int) -> int:
-    typer.echo(f"error: {message}", err=True)
+def _fail(message: str, hint: str | None, code: int, details: tuple[str, ...] = ()) -> int:
+    """Print ``error:``, the detail lines and ``fix:`` with control characters escaped; return ``code``.
+
+    Messages carry paths and names a user chose: escaped, a file name holding a newline cannot forge a line.
+    """
+    typer.echo(f"error: {printable(message)}", err=True)
+    for line in details:
+        typer.echo(f"  {printable(line)}", err=True)
     if hint:
-        typer.echo(f"  fix: {hint}", err=True)
+        typer.echo(f"  fix: {printable(hint)}", err=True)
     return code
 
 
@@ -71,14 +77,14 @@ def run(argv: list[str] | None = None) -> int:
         if noticed and result == 130:  # typer turned a Ctrl-C into a silent exit code
             typer.echo("interrupted", err=True)
     except Interrupted as exc:  # the command saved what it had done; say so, not as an error
-        typer.echo(exc.message, err=True)
+        typer.echo(printable(exc.message), err=True)
         if exc.hint:
-            typer.echo(f"  note: {exc.hint}", err=True)
+            typer.echo(f"  note: {printable(exc.hint)}", err=True)
         return exc.exit_code
     except FcnDeployError as exc:
         if settings.verbose:
             traceback.print_exc()
-        return _fail(exc.message, exc.hint, exc.exit_code)
+        return _fail(exc.message, exc.hint, exc.exit_code, exc.details)
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
@@ -89,7 +95,8 @@ def run(argv: list[str] | None = None) -> int:
         if not _is_usage_error(exc):
             raise
         context = getattr(exc, "ctx", None)
-        return _fail(exc.format_message(), context.get_usage() if context else None, 1)
+        usage = " ".join(context.get_usage().split()) if context else None  # one line, however click wrapped it
+        return _fail(exc.format_message(), usage, 1)
     finally:
         settings.verbose = False
     return result if isinstance(result, int) else 0

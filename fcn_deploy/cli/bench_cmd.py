@@ -58,8 +58,8 @@ def bench(
         chosen = models or workspace_models()
         _check_json_out(json_out, chosen, peer_images)  # before any measurement
         _check_peer_options(device, backend, precision)
-        _run_peers(chosen, parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds, rss,
-                   gemm_size, peer_images, json_out)
+        _run_peers(chosen, bool(models), parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds,
+                   rss, gemm_size, peer_images, json_out)
         return
     from fcn_deploy.bench import (
         TABLE_COLUMNS,
@@ -108,9 +108,9 @@ def _check_peer_options(device: str, backend: str, precision: str) -> None:
                          "drop those options, or drop --peers to bench one runtime")
 
 
-def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: int, iters: int, rounds: int,
+def _run_peers(models: list[Path], given: bool, size: tuple[int, int], batch: int, warmup: int, iters: int, rounds: int,
                rss: bool, gemm_size: int, images: Optional[Path], json_out: Optional[Path]) -> None:
-    """``bench --peers``: the peer table and the machine's limit."""
+    """``bench --peers``: the peer table and the machine's limit; ``given``: the models came from the command line."""
     import tempfile
 
     from fcn_deploy.bench.peers import (
@@ -123,7 +123,7 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
     )
 
     with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:
-        checkpoint, onnx, int8, note = peer_models(models, Path(scratch))
+        checkpoint, onnx, int8, note = peer_models(models, Path(scratch), given=given)
         config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
                             warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, matmul_size=gemm_size,
                             images=images, note=note)

@@ -54,14 +54,11 @@ def import_torchvision_cmd(
 ) -> None:
     """A torchvision segmentation model's state dict -> an fcn-deploy checkpoint (traced, reloadable anywhere)."""
     from fcn_deploy.data.transforms import parse_size
-    from fcn_deploy.importers.torchvision import import_torchvision, known
-    from fcn_deploy.spec import ShapeRange
+    from fcn_deploy.importers.torchvision import import_torchvision, option_shape_range
 
-    align = known(name).alignment
-    opt_hw, max_hw = parse_size(opt, "--opt"), parse_size(max_size, "--max")
-    shape_range = ShapeRange((1, align, align), (1, *opt_hw), (8, *max_hw))
+    shape_range = option_shape_range(name, parse_size(opt, "--opt"), parse_size(max_size, "--max"))
     path = import_torchvision(name, weights, out, num_classes=num_classes, classes=classes, shape_range=shape_range)
-    typer.echo(f"wrote {path} (alignment {align})")
+    typer.echo(f"wrote {path} (alignment {shape_range.min[1]})")
 
 
 @import_app.command("onnx")

@@ -37,6 +37,13 @@ def parity(
     result = run_parity(model, reference, data, config)
     typer.echo(result.summary())
     typer.echo(f"wrote {result.markdown_path} and {result.json_path}")
+    problem = result.non_finite_problem()
+    if problem:
+        from fcn_deploy.errors import ArtifactError
+
+        raise ArtifactError(f"{model} fails parity: {problem}",
+                            "a model or reference with NaN weights, or one that overflows in its precision, "
+                            "predicts nothing: rebuild it from a checkpoint with finite weights")
 
 
 def _bf16_gate(model: Path, reference: Path, data: Path, config) -> None:

@@ -15,12 +15,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcn_deploy.errors import InputError
+from fcn_deploy.errors import CONTROL_CHARACTERS, InputError
 from fcn_deploy.fileio import Place
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP, voc_colormap
 
 RGB = tuple[int, int, int]
 _HEX_COLOUR = re.compile(r"^(.*\S)\s+#([0-9A-Fa-f]{6})$")
+# a last word meant as a colour that is not #RRGGBB: six characters (#GGGGGG), or CSS's #RGB and #RRGGBBAA forms
+_COLOUR_ATTEMPT = re.compile(r"^#(\w{6}|[0-9A-Fa-f]{3}|[0-9A-Fa-f]{8})$")
 _FORMAT_HINT = ('give a JSON list of names, a JSON object {"classes": [...], "palette": [[r, g, b], ...]}, '
                 "or a text file with one name per line (optionally 'name #RRGGBB')")
 
@@ -57,14 +59,21 @@ def class_file_places(source: str | os.PathLike[str] | None) -> list[Place]:
 
 
 def read_classes(source: str | os.PathLike[str]) -> ClassList:
-    """``'voc'`` or the path of a class file (JSON or text); InputError saying what is malformed."""
+    """``'voc'`` or the path of a class file (JSON or text); InputError saying what is malformed.
+
+    A UTF-8 byte-order mark is dropped; a name holding a control character (NUL, a line break, ...) is refused,
+    since names travel into masks' legends, reports, served responses and the C API's C strings.
+    """
     if str(source).lower() == "voc":
         return VOC
     path = Path(source)
+    if path.is_dir():
+        raise InputError(f"--classes {path} is a folder, not a class file", "pass 'voc' or the path of a class file; "
+                         + _FORMAT_HINT)
     if not path.is_file():
         raise InputError(f"class file not found: {path}", "pass 'voc' or the path of a class file; " + _FORMAT_HINT)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is not part of the first name
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read class file {path} ({exc})") from exc
     stripped = text.lstrip()
@@ -92,8 +101,14 @@ def _from_json(text: str, path: Path) -> ClassList:
 
 
 def _from_text(text: str, path: Path) -> ClassList:
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("//")]
+    numbered = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)]
+    numbered = [(number, line) for number, line in numbered if line and not line.startswith("//")]
+    for number, line in numbered:
+        last = line.split()[-1]
+        if len(line.split()) > 1 and _COLOUR_ATTEMPT.match(last) and not _HEX_COLOUR.match(line):
+            raise InputError(f"class file {path} line {number}: {last!r} is not a colour #RRGGBB",
+                             "write the colour as # and six hex digits (e.g. #ff8000), or leave colours out")
+    lines = [line for _, line in numbered]
     matches = [_HEX_COLOUR.match(line) for line in lines]
     if any(matches) and not all(matches):
         first = next(line for line, m in zip(lines, matches) if not m)
@@ -109,8 +124,15 @@ def _from_text(text: str, path: Path) -> ClassList:
 def _checked(classes: ClassList, path: Path) -> ClassList:
     if not classes.names:
         raise InputError(f"class file {path} lists no classes", _FORMAT_HINT)
-    if len(set(classes.names)) != len(classes.names):
-        raise InputError(f"class file {path} lists a class name twice")
+    for index, name in enumerate(classes.names):
+        if not name.strip() or CONTROL_CHARACTERS.search(name):
+            what = "is empty" if not name.strip() else "holds a control character"
+            raise InputError(f"class file {path}: class {index} {name!r} {what}",
+                             "give every class a printable name (no NUL, tab or line break)")
+    repeated = sorted({name for name in classes.names if classes.names.count(name) > 1})
+    if repeated:
+        raise InputError(f"class file {path} lists {', '.join(repr(n) for n in repeated)} more than once",
+                         "give every class its own name")
     if len(classes.palette) != len(classes.names):
         raise InputError(f"class file {path}: {len(classes.palette)} colours for {len(classes.names)} classes")
     if any(not 0 <= v <= 255 for colour in classes.palette for v in colour):

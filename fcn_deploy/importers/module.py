@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fcn_deploy.checkpoint import Checkpoint, save_program_checkpoint
+from fcn_deploy.checkpoint import Checkpoint, require_finite_weights, save_program_checkpoint
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
 from fcn_deploy.metrics import compare_logits
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 MIN_AGREEMENT = 0.9999  # traced graph against the module, argmax over classes
+FINITE_HINT = "the model's weights hold NaN or infinity (a diverged training run?): load finite weights first"
 _TRACE_HINT = ("make forward traceable by torch.export (no data-dependent Python control flow), or export it to "
                "ONNX yourself and use 'fcn-deploy import onnx'")
 
@@ -44,6 +45,8 @@ def import_module(module: nn.Module, spec: ModelSpec, out: str | os.PathLike[str
         raise InputError(f"import_module takes a torch.nn.Module, got {type(module).__name__}")
     spec = checked_spec(spec)
     out = Path(out) if out is not None else default_checkpoint_path(spec.arch)
+    require_finite_weights({**dict(module.named_parameters()), **dict(module.named_buffers())},
+                           f"the {type(module).__name__} given", InputError, FINITE_HINT)
     wrapped = logits_module(module).eval()
     _check_output(wrapped, spec)
     program = _trace(wrapped, spec)
@@ -157,6 +160,6 @@ def _check_traced(module: nn.Module, traced: nn.Module, spec: ModelSpec) -> None
     with torch.inference_mode():
         reference, candidate = module(batch).numpy(), traced(batch).numpy()
     _, _, agreement = compare_logits(reference, candidate)
-    if agreement < MIN_AGREEMENT:
+    if not agreement >= MIN_AGREEMENT:  # NaN logits agree with nothing
         raise InputError(f"the traced model agrees with the module on only {100 * agreement:.3f}% of pixels at "
                          f"{height}×{width}", _TRACE_HINT)

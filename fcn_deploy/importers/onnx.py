@@ -18,6 +18,7 @@ import numpy as np
 from fcn_deploy.contract import (
     TensorSignature,
     _signature,
+    check_finite_onnx,
     check_spec_against_graph,
     store_in_onnx,
     with_sidecar,
@@ -33,8 +34,10 @@ from fcn_deploy.spec import (
     INPUT_FLOAT_NCHW,
     INPUT_FORMATS,
     INPUT_UINT8_NHWC,
+    MIN_STD,
     ModelSpec,
     ShapeRange,
+    is_int,
 )
 
 _FLOAT, _UINT8 = 1, 2
@@ -54,16 +57,35 @@ class OnnxImportConfig:
     input_format: str = INPUT_FLOAT_NCHW
     shape_range: ShapeRange | None = None  # dynamic sizes only; None: the default range
 
+    def __post_init__(self) -> None:
+        """Refuse option values before any file is read, naming the option (never 'the file's spec is damaged')."""
+        if self.input_format not in INPUT_FORMATS:
+            raise InputError(f"unknown --input-format {self.input_format!r}", f"use one of: {', '.join(INPUT_FORMATS)}")
+        if self.alignment is not None and (not is_int(self.alignment) or self.alignment < 1):
+            raise InputError(f"--alignment {self.alignment}: sizes the model takes are multiples of it, so it must be "
+                             "a positive integer", "leave --alignment out for the default (32, or what divides a "
+                             "fixed input size)")
+        _check_triple("--mean", self.mean, 0.0, "0 .. 1", IMAGENET_MEAN)
+        _check_triple("--std", self.std, MIN_STD, f"{MIN_STD} .. 1 (pixels are divided by it)", IMAGENET_STD)
+
+
+def _check_triple(option: str, values: tuple[float, ...], low: float, allowed: str,
+                  example: tuple[float, float, float]) -> None:
+    """InputError naming ``option`` unless ``values`` are three fractions of 255 in [low, 1] (NaN fails)."""
+    if len(values) != 3 or not all(low <= v <= 1.0 for v in values):
+        shown = ",".join(f"{v:g}" for v in values)
+        raise InputError(f"{option} {shown}: needs one value per channel R,G,B, each a fraction of 255 in "
+                         f"{allowed}", f"e.g. {option} {','.join(f'{v:g}' for v in example)} (ImageNet's)")
+
 
 def import_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], config: OnnxImportConfig = OnnxImportConfig()) -> Path:
     """Check a foreign ONNX, run it once, and write it with an fcn-deploy spec (metadata + sidecar) to ``out``."""
     model, out = Path(model), Path(out)
     check_outputs_apart(with_sidecar("--out", out), [Place("the model", model), *class_file_places(config.classes)])
     onnx = require("onnx")
-    if config.input_format not in INPUT_FORMATS:
-        raise InputError(f"unknown --input-format {config.input_format!r}", f"use one of: {', '.join(INPUT_FORMATS)}")
     classes = read_classes(config.classes)
     proto = _load(model)
+    check_finite_onnx(proto, str(model), "export the ONNX again from weights that are finite")
     image, logits = _signature_pair(proto, model, config.input_format)
     spec = ModelSpec(
         arch=f"onnx-{model.stem}", num_classes=classes.num_classes, class_names=classes.names,
@@ -126,10 +148,10 @@ def _geometry(image: TensorSignature, config: OnnxImportConfig, path: Path) -> d
         raise InputError(f"{path}: input {image.describe()} fixes one of height and width only",
                          "export the model with both dynamic, or both fixed")
     if height is None:
-        align = config.alignment or DEFAULT_ALIGNMENT
+        align = config.alignment if config.alignment is not None else DEFAULT_ALIGNMENT
         shape_range = config.shape_range or ShapeRange()
     else:
-        align = config.alignment or math.gcd(height, width, DEFAULT_ALIGNMENT)
+        align = config.alignment if config.alignment is not None else math.gcd(height, width, DEFAULT_ALIGNMENT)
         if height % align or width % align:
             raise InputError(f"{path}: the fixed input size {height}×{width} is not a multiple of --alignment {align}",
                              f"use an alignment that divides both, e.g. {math.gcd(height, width, DEFAULT_ALIGNMENT)}")
@@ -137,8 +159,6 @@ def _geometry(image: TensorSignature, config: OnnxImportConfig, path: Path) -> d
     if batch is not None:
         low, opt, high = shape_range.min, shape_range.opt, shape_range.max
         shape_range = ShapeRange((batch, *low[1:]), (batch, *opt[1:]), (batch, *high[1:]))
-    if align < 1:
-        raise InputError(f"--alignment must be positive, got {align}")
     for name in ("min", "opt", "max"):
         _, h, w = getattr(shape_range, name)
         if h % align or w % align:

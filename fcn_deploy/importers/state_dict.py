@@ -8,16 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fcn_deploy.checkpoint import require_finite_weights
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
 
 SAVE_HINT = "in the notebook save the weights alone: torch.save(net.state_dict(), 'weights.pt')"
+FINITE_HINT = ("the training run that saved them diverged (its loss went NaN) or the file was damaged: save the "
+               "weights of a run whose loss stayed finite")
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The tensors of a state-dict file, loaded with ``weights_only=True`` (never unpickling code).
 
-    A file holding a whole pickled module, or anything but a mapping of names to tensors, is refused.
+    A file holding a whole pickled module, anything but a mapping of names to tensors, or a NaN or infinite
+    weight is refused.
     """
     torch = require("torch")
     path = Path(path)
@@ -39,6 +43,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     ):
         kind = type(loaded).__name__ if not isinstance(loaded, Mapping) else "a mapping that is not names to tensors"
         raise InputError(f"{path} is not a state dict (it holds {kind})", SAVE_HINT)
+    require_finite_weights(loaded, str(path), InputError, FINITE_HINT)
     return dict(loaded)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fcn_deploy.data.transforms import check_aligned
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
 from fcn_deploy.fileio import Place, check_outputs_apart
@@ -55,6 +56,20 @@ def known(name: str) -> TorchvisionModel:
     if name not in MODELS:
         raise InputError(f"unknown torchvision model {name!r}", f"choose one of: {', '.join(MODELS)}")
     return MODELS[name]
+
+
+def option_shape_range(name: str, opt: tuple[int, int], largest: tuple[int, int]) -> ShapeRange:
+    """The shape range of ``--opt`` and ``--max`` for ``name``: multiples of its output stride, opt within max.
+
+    Checked here, naming the options, before the range is built (whose own checks speak of a damaged spec).
+    """
+    align = known(name).alignment
+    check_aligned(opt, align, "--opt")
+    check_aligned(largest, align, "--max")
+    if opt[0] > largest[0] or opt[1] > largest[1]:
+        raise InputError(f"--opt {opt[0]}x{opt[1]} is larger than --max {largest[0]}x{largest[1]}",
+                         "the preferred (tile) size must fit the largest whole-image size: raise --max or lower --opt")
+    return ShapeRange((1, align, align), (1, *opt), (8, *largest))
 
 
 def build(name: str, num_classes: int) -> Any:

@@ -10,6 +10,7 @@ arithmetic, no emulation), held to FP16's threshold.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -113,10 +114,15 @@ def _write_emulation(fp16_artifact: Path, workdir: Path) -> Path:
 
 
 def _thresholds(report: ParityReport, min_agreement: float, max_delta_miou: float | None) -> tuple[str, ...]:
-    """The thresholds a report misses, as readable sentences."""
-    problems = []
-    if report.argmax_agreement < min_agreement:
+    """The thresholds a report misses, as readable sentences.
+
+    Each test is written as 'not within the limit': a NaN figure fails every comparison, so it fails the gate.
+    """
+    problems = [problem] if (problem := report.non_finite_problem()) else []
+    if not report.argmax_agreement >= min_agreement:
         problems.append(f"pixel agreement {100 * report.argmax_agreement:.3f}% < {100 * min_agreement:.1f}%")
-    if max_delta_miou is not None and abs(report.delta_miou) > max_delta_miou:
-        problems.append(f"|ΔmIoU| {100 * abs(report.delta_miou):.2f} points > {100 * max_delta_miou:.0f}")
+    if max_delta_miou is not None and not abs(report.delta_miou) <= max_delta_miou:
+        shown = ("n/a (no labelled pixel to score)" if math.isnan(report.delta_miou)
+                 else f"{100 * abs(report.delta_miou):.2f} points")
+        problems.append(f"|ΔmIoU| {shown} > {100 * max_delta_miou:.0f}")
     return tuple(problems)

@@ -60,24 +60,39 @@ class ParityReport:
             return self.max_abs_diff / self.max_abs_logit
         return 0.0 if self.max_abs_diff == 0 else math.inf
 
+    @property
+    def logits_finite(self) -> bool:
+        """False when either model produced a NaN or infinite logit on some image (its pixels agree with nothing)."""
+        return math.isfinite(self.max_abs_diff) and math.isfinite(self.max_abs_logit)
+
+    def non_finite_problem(self) -> str | None:
+        """The failure every parity check reports for non-finite logits, or None when all were finite."""
+        if self.logits_finite:
+            return None
+        return (f"non-finite logits (max |Δlogit| {self.max_abs_diff:.3g}, max |reference logit| "
+                f"{self.max_abs_logit:.3g}): NaN or infinite pixels count as disagreement")
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible dict (paths as strings, NaN kept as null)."""
+        """JSON-compatible dict (paths as strings, NaN kept as null; ``logits_finite`` says whether any was NaN)."""
         data = asdict(self)
         data["images"] = [asdict(image) for image in self.images]
         data["relative_diff"] = self.relative_diff
+        data["logits_finite"] = self.logits_finite
         for key in ("markdown_path", "json_path"):
             data[key] = str(data[key]) if data[key] is not None else None
         return _nan_to_none(data)
 
     def summary(self) -> str:
-        """Two short result lines."""
-        return (
+        """Two short result lines (a third saying FAIL when some logits were not finite)."""
+        text = (
             f"{self.num_images} images, {self.num_pixels} pixels: max |Δlogit| {self.max_abs_diff:.3g} "
             f"({self.relative_diff:.2e} of max |logit|), argmax agreement {100 * self.argmax_agreement:.4f}%\n"
             f"mIoU model {_pct(self.model_miou)} vs reference {_pct(self.reference_miou)} "
             f"(Δ {_signed_pct(self.delta_miou)}), pixel accuracy {_pct(self.model_pixel_accuracy)} vs "
             f"{_pct(self.reference_pixel_accuracy)}"
         )
+        problem = self.non_finite_problem()
+        return text + (f"\nFAIL: {problem}" if problem else "")
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -117,6 +132,7 @@ def render_markdown(report: ParityReport) -> str:
         f"- reference: `{report.reference}` ({report.reference_backend} on {report.reference_device})",
         f"- data: `{report.data_dir}`, split `{report.split}`, {report.num_images} images, {report.num_pixels} pixels",
         "- each image run whole: reflect-padded to a multiple of the alignment, one pass, cropped back",
+        *([f"- **FAIL: {report.non_finite_problem()}**"] if not report.logits_finite else []),
         "",
         "## Overall",
         "",

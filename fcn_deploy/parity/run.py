@@ -20,6 +20,7 @@ from fcn_deploy.data.voc import VocLayout, dataset_places, read_pair
 from fcn_deploy.errors import InputError
 from fcn_deploy.fileio import Place, check_output_file, check_outputs_apart, write_text_atomic
 from fcn_deploy.metrics import (
+    agreeing_pixels,
     confusion_matrix,
     max_logit_difference,
     scores_from_confusion,
@@ -122,7 +123,7 @@ def _run_images(
         model_pred, ref_pred = model_logits.argmax(axis=0), ref_logits.argmax(axis=0)
         model_cm = confusion_matrix(mask, model_pred, classes)
         ref_cm = confusion_matrix(mask, ref_pred, classes)
-        agree = int(np.count_nonzero(model_pred == ref_pred))
+        agree = int(np.count_nonzero(agreeing_pixels(ref_logits, model_logits, class_axis=0)))
         model_scores, ref_scores = scores_from_confusion(model_cm), scores_from_confusion(ref_cm)
         result = ImageParity(
             image_id=image_id, height=int(image.shape[0]), width=int(image.shape[1]),
@@ -156,8 +157,8 @@ def _aggregate(
         model_backend=candidate.name, model_device=candidate.device, model_precision=candidate.spec.precision,
         reference_backend=ref.name, reference_device=ref.device,
         data_dir=str(layout.root), split=split, num_images=len(results), num_pixels=int(totals["pixels"]),
-        max_abs_diff=max(r.max_abs_diff for r in results),
-        max_abs_logit=max(r.max_abs_logit for r in results),
+        max_abs_diff=float(np.max([r.max_abs_diff for r in results])),  # np.max keeps a NaN, Python's max may not
+        max_abs_logit=float(np.max([r.max_abs_logit for r in results])),
         argmax_agreement=totals["agree"] / totals["pixels"],
         model_miou=model_scores.mean_iou, model_pixel_accuracy=model_scores.pixel_accuracy,
         reference_miou=ref_scores.mean_iou, reference_pixel_accuracy=ref_scores.pixel_accuracy,

@@ -73,11 +73,12 @@ def check_qdq(path: str | os.PathLike[str]) -> None:
         raise ArtifactError(f"cannot read ONNX model {path} ({exc})") from exc
     issues = lint_qdq(model)
     if issues:
-        listing = "\n  ".join(str(issue) for issue in issues[:40])
-        more = f"\n  ... and {len(issues) - 40} more" if len(issues) > 40 else ""
+        listing = [str(issue) for issue in issues[:40]]
+        more = [f"... and {len(issues) - 40} more"] if len(issues) > 40 else []
         raise ArtifactError(
-            f"{path} breaks TensorRT's explicit-quantisation rules at {len(issues)} place(s):\n  {listing}{more}",
+            f"{path} breaks TensorRT's explicit-quantisation rules at {len(issues)} place(s):",
             "re-run 'fcn-deploy calibrate --target tensorrt' (int8 symmetric, zero points 0, float logits)",
+            details=listing + more,
         )
 
 

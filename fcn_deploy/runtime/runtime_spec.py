@@ -3,6 +3,11 @@
 ONNX Runtime and OpenVINO both read the file's metadata and signatures themselves; each backend turns what its
 runtime reports into a metadata map and TensorSignatures and calls ``checked_runtime_spec``, so a foreign or
 inconsistent file is refused the same way by every backend, without parsing the model again in Python.
+
+Non-finite weights: every stage that writes an ONNX refuses NaN or infinite weights and records the file's
+SHA-256 in its sidecar. A file whose sidecar vouches for it that way is not read again; any other (no sidecar,
+or one without the hash) is parsed once more and refused if a weight is NaN or infinite, since such a model
+silently predicts background everywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 
 from fcn_deploy.contract import (
     TensorSignature,
+    check_finite_onnx_file,
     check_sidecar,
     check_spec_against_signatures,
     sidecar_path,
@@ -26,9 +32,11 @@ def checked_runtime_spec(
     outputs: Sequence[TensorSignature],
     path: Path,
 ) -> ModelSpec:
-    """The spec in ``metadata``, checked against the sidecar (if present) and the runtime's inputs/outputs."""
+    """The spec in ``metadata``, checked against the sidecar (if present) and the runtime's inputs/outputs; the
+    weights checked for NaN and infinity unless the sidecar's SHA-256 vouches for the file."""
     spec = spec_from_metadata(metadata, str(path))
-    if sidecar_path(path).is_file():
-        check_sidecar(path, spec)
+    vouched = sidecar_path(path).is_file() and check_sidecar(path, spec)
     check_spec_against_signatures(list(inputs), list(outputs), spec, str(path))
+    if not vouched:
+        check_finite_onnx_file(path)
     return spec

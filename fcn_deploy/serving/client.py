@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from fcn_deploy.deps import require
-from fcn_deploy.errors import BatchFailure, FcnDeployError, InputError
+from fcn_deploy.errors import BatchFailure, FcnDeployError, InputError, printable
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
 from fcn_deploy.imageio import read_file_bytes
 from fcn_deploy.infer import (
@@ -221,7 +221,7 @@ def segment_remote(
         except (InputError, OSError) as exc:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             if config.progress:
-                log(f"error: {job.relative}: {message}")
+                log(f"error: {printable(job.relative)}: {printable(message)}")
             return ImageRecord(job.relative, "failed", error=message)
         milliseconds = round((time.perf_counter() - started) * 1000.0, 2)
         return ImageRecord(job.relative, "ok", height, width, None, 0, milliseconds, job.output)

@@ -146,3 +146,56 @@ def test_bench_peers_runs_on_a_clean_checkout(tmp_path, monkeypatch, capsys):
     assert names == list(peers.PEERS)
     assert all(row["median_ms"] or row["unavailable"] for row in report["rows"])
     assert np.isfinite(report["gflop_per_batch"])
+
+
+def test_a_peer_with_nan_logits_agrees_with_nothing():
+    rgb = np.zeros((1, 32, 32, 3), np.uint8)
+
+    def constant(value: float):
+        def run(_feed):
+            logits = np.zeros((1, 21, 32, 32), np.float32)
+            logits[:, 0] = value
+            return logits
+        return run
+
+    opened = [peers._Peer(name, lambda batch: batch, constant(value), 0.0, rgb)
+              for name, value in ((peers.REFERENCE_PEER, 1.0), ("onnxruntime-fp32", np.nan))]
+    assert peers._agreements(opened, [rgb]) == {peers.REFERENCE_PEER: 1.0, "onnxruntime-fp32": 0.0}
+
+
+def test_onnx_files_are_paired_with_the_checkpoint_they_were_exported_from(tmp_path, tiny_onnx, capsys):
+    """After training twice, the first ONNX in export/ may come from the old weights: never compared with the new."""
+    torch = pytest.importorskip("torch")
+    from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
+    from fcn_deploy.fileio import sha256_file
+    from fcn_deploy.model import build_model
+    from fcn_deploy.spec import ModelSpec, ShapeRange
+
+    spec = ModelSpec(arch="fcn32s", shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128)))
+    checkpoints = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        checkpoints.append(save_checkpoint(tmp_path / f"run{seed}.pt", build_model("fcn32s"), Checkpoint(spec=spec)))
+    new, old = checkpoints[1], checkpoints[0]
+
+    def onnx_of(name: str, checkpoint, precision: str = "fp32"):
+        source = sha256_file(checkpoint) if checkpoint else None
+        return tiny_onnx(tmp_path / name, spec.replace(precision=precision, source_checkpoint_sha256=source))
+
+    stale, fresh, int8 = onnx_of("a-old.onnx", old), onnx_of("b-new.onnx", new), onnx_of("new.int8.onnx", new, "int8")
+    workspace = [new, stale, fresh, int8]  # the newest checkpoint and export/*.onnx, sorted: the stale one first
+    checkpoint, onnx, int8_onnx, note = peer_models(workspace, tmp_path, given=False)
+    assert (checkpoint, onnx, int8_onnx) == (new, fresh, int8)
+    assert f"{stale} left out: it was made from another checkpoint" in note
+    with pytest.raises(InputError, match="a-old.onnx was made from another checkpoint .* different weights") as info:
+        peer_models([new, stale, int8], tmp_path)
+    assert f"fcn-deploy export {new} --out {stale}" in info.value.hint
+    with pytest.raises(InputError, match="records no source checkpoint"):
+        peer_models([new, fresh, onnx_of("imported.onnx", None)], tmp_path)
+    assert peer_models([stale], tmp_path)[0] == old  # an ONNX alone finds its own checkpoint beside it
+    from fcn_deploy.cli import run
+
+    capsys.readouterr()
+    short = ["--no-rss", "--sizes", "64x64", "--iters", "1", "--rounds", "1", "--warmup", "0", "--gemm-size", "64"]
+    assert run(["bench", "--peers", str(new), str(stale), *short]) == 1  # refused before anything is timed
+    assert "a-old.onnx was made from another checkpoint" in capsys.readouterr().err

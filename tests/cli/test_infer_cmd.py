@@ -83,6 +83,15 @@ def test_bad_images_exit_3_with_error_lines(workspace, capsys):
     assert sorted(os.listdir("masks")) == ["one.png", "summary.json", "two.png"]
 
 
+def test_an_image_name_with_a_newline_cannot_forge_an_error_line(workspace, capsys):
+    open("imgs/bad\nerror: forged.png", "wb").write(b"\x89PNG\r\n\x1a\n broken")
+    assert run(["infer", "imgs", "--out", "masks"]) == 3
+    lines = capsys.readouterr().err.splitlines()
+    forging = [line for line in lines if "forged" in line]
+    assert forging and all(line.startswith("error: bad\\nerror: forged.png: ") for line in forging)
+    assert not any(line.startswith("error: forged") for line in lines)
+
+
 @pytest.mark.parametrize("args,message", [
     (["imgs", "x", "y"], "expected [MODEL] DIR, got 3 paths"),
     (["imgs", "--tile", "abc"], "--tile must look like HEIGHTxWIDTH"),

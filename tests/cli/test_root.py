@@ -60,3 +60,29 @@ def test_ctrl_c_in_any_command_is_not_silent(own_process, tmp_path, capsys, monk
     monkeypatch.setattr(synth, "synthesize", lambda config: os.kill(os.getpid(), signal.SIGINT))
     assert run(["data", "synth", "--out", str(tmp_path / "d"), "--num", "1"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_control_characters_in_error_lines_are_escaped(tmp_path, capsys) -> None:
+    """A file name holding a newline (or an escape sequence) cannot forge an output line."""
+    missing = tmp_path / "x\nerror: forged\x1b[2K\u202e"
+    assert run(["export", str(missing), "--out", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"error: checkpoint not found: {tmp_path}/x\\nerror: forged\\x1b[2K\\u202e"
+    assert len(err.splitlines()) == 2 and err.splitlines()[1].startswith("  fix: ")
+
+
+def test_listings_print_as_escaped_lines_under_the_message(capsys, monkeypatch) -> None:
+    """Details of an error (a lint listing, parser errors) keep their lines; each is escaped on its own."""
+    from fcn_deploy.cli import export_cmd
+    from fcn_deploy.errors import ArtifactError
+
+    def failing(*_args, **_kwargs):
+        raise ArtifactError("m.onnx breaks 2 rules:", "re-run it", details=("node a\nerror: forged", "node b"))
+
+    monkeypatch.setattr("fcn_deploy.export.export_onnx", failing)
+    assert run(["export", "x.pt"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: m.onnx breaks 2 rules:", "  node a\\nerror: forged", "  node b", "  fix: re-run it"]
+    error = ArtifactError("m.onnx breaks 2 rules:", "re-run it", details=("node a", "node b"))
+    assert error.one_line() == "m.onnx breaks 2 rules: node a; node b (fix: re-run it)"
+    assert str(error) == "m.onnx breaks 2 rules:\n  node a\n  node b\n  fix: re-run it"

@@ -148,3 +148,17 @@ def test_notebook_vgg11_layout_maps_onto_vgg11(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert info.spec.arch == "vgg11" and torch.equal(model(x), net.eval()(x))
+
+
+@pytest.mark.parametrize("command", [["d2l"], ["torchvision", "fcn_resnet50"]])
+def test_nan_weights_are_refused_at_import(tmp_path: Path, monkeypatch, capsys, d2l_net, command) -> None:
+    """A state dict from a diverged run never becomes a checkpoint (it would predict background everywhere)."""
+    torch = pytest.importorskip("torch")
+    state = d2l_net.state_dict()
+    state["final_conv.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "w.pt")
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", *command, "w.pt", "--out", "ck.pt"]) == 1
+    err = capsys.readouterr().err
+    assert "w.pt holds non-finite weights (NaN or infinity) in 1 tensor(s): final_conv.weight" in err
+    assert "diverged" in err and not (tmp_path / "ck.pt").exists()

@@ -111,3 +111,16 @@ def test_checkpoint_loads_with_weights_only_and_rejects_unaligned_sizes(tmp_path
         assert torch.allclose(model(x), net(x), atol=1e-5) and info.spec.alignment == 8
         with pytest.raises(RuntimeError, match=r"shape\[2\] = 44 to be of the form 8\*"):  # the exported guard
             model(torch.randn(1, 3, 44, 72))
+
+
+def test_a_module_with_nan_weights_is_refused(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from fcn_deploy.importers.module import import_module
+    from fcn_deploy.spec import ModelSpec, ShapeRange
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 21, 1)).eval()
+    net[1].running_var[3] = float("nan")  # a buffer, not a parameter: still a weight of the model
+    spec = ModelSpec(arch="plain", alignment=8, shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128)))
+    with pytest.raises(InputError, match=r"non-finite weights .* in 1 tensor\(s\): 1.running_var"):
+        import_module(net, spec, tmp_path / "plain.pt")
+    assert not (tmp_path / "plain.pt").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,47 @@ def test_class_count_differing_from_the_output_is_refused(tmp_path: Path, monkey
     from fcn_deploy.contract import read_onnx_spec
 
     assert read_onnx_spec(tmp_path / "fcn.onnx").class_names == ("a", "b", "c")
+
+
+def _conv_onnx(path: Path, weights: np.ndarray) -> Path:
+    """A foreign 1×1 convolution to 21 classes with the given 21×3×1×1 weights and dynamic N, H, W."""
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["scores"])], "conv",
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["n", 21, "h", "w"])],
+        [onnx.numpy_helper.from_array(weights.astype(np.float32), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused(tmp_path: Path, monkeypatch, capsys, bad: float) -> None:
+    weights = np.linspace(-1, 1, 63, dtype=np.float32).reshape(21, 3, 1, 1)
+    weights[4, 1] = bad
+    _conv_onnx(tmp_path / "conv.onnx", weights)
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", "onnx", "conv.onnx", "--out", "fcn.onnx"]) == 1
+    err = capsys.readouterr().err
+    assert "conv.onnx holds non-finite weights (NaN or infinity) in 1 tensor(s): w" in err and "fix:" in err
+    assert not (tmp_path / "fcn.onnx").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--std", "0,0,0"], "--std 0,0,0: needs one value per channel"),
+    (["--std", "0.2,0.2,2"], "--std 0.2,0.2,2: needs one value per channel"),
+    (["--mean", "nan,0.4,0.4"], "--mean nan,0.4,0.4: needs one value per channel"),
+    (["--alignment", "0"], "--alignment 0: .* must be a positive integer"),
+    (["--alignment", "-8"], "--alignment -8: .* must be a positive integer"),
+])
+def test_bad_option_values_are_blamed_on_the_option(tmp_path: Path, monkeypatch, capsys, options, message) -> None:
+    """Not on the file ('the file's model spec is missing or damaged'), and before the file is read."""
+    weights = np.linspace(-1, 1, 63, dtype=np.float32).reshape(21, 3, 1, 1)
+    _conv_onnx(tmp_path / "conv.onnx", weights)
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", "onnx", "conv.onnx", "--out", "fcn.onnx", *options]) == 1
+    err = capsys.readouterr().err
+    assert re.search("error: " + message, err) and "damaged" not in err and "fix:" in err
+    assert not (tmp_path / "fcn.onnx").exists()

@@ -118,3 +118,16 @@ def test_weights_of_another_model_are_refused(tmp_path: Path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "fits none of the known layouts" in err and "missing (first:" in err and "unexpected (first:" in err
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--max", "16x16"], "--opt 320x480 is larger than --max 16x16"),
+    (["--opt", "100x100"], "--opt 100x100 is not a multiple of 8"),
+    (["--max", "1020x1024"], "--max 1020x1024 is not a multiple of 8"),
+])
+def test_bad_sizes_are_blamed_on_the_option(tmp_path: Path, monkeypatch, capsys, options, message) -> None:
+    """Checked before the weights are read (there are none here), never reported as a damaged spec."""
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", "torchvision", "fcn_resnet50", "absent.pt", *options]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "damaged" not in err and "fix:" in err

@@ -230,3 +230,16 @@ def test_released_working_memory_is_allocated_again_by_the_next_run(exported):
         assert np.array_equal(backend.infer(batch), before)
     with pytest.raises(InputError, match="was closed"):
         backend.release_working_memory()
+
+
+def test_an_onnx_with_nan_weights_and_no_sidecar_vouching_for_it_is_refused(tmp_path: Path, tiny_onnx) -> None:
+    path = tiny_onnx(tmp_path / "nan.onnx")
+    model = onnx.load(str(path))
+    weight = onnx.numpy_helper.to_array(model.graph.initializer[0]).copy()
+    weight[3] = np.nan
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(weight, "w"))
+    onnx.save(model, str(path))
+    with pytest.raises(ArtifactError, match=r"nan.onnx holds non-finite weights .* in 1 tensor\(s\): w"):
+        OrtBackend(path, "cpu")
+    with OrtBackend(tiny_onnx(tmp_path / "fine.onnx"), "cpu") as backend:  # finite weights open as before
+        assert backend.spec.num_classes == 21
