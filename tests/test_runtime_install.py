@@ -1,0 +1,183 @@
+"""The runtime install: infer, parity of two ONNX files, bench, capi build and a Ray job run without PyTorch.
+
+Every command runs in a fresh process whose every Python (the CLI, and the Ray head and workers it starts) gets a
+``sitecustomize`` that refuses torch, torchvision and onnxscript as if they were not installed and logs who asked.
+A command that needs PyTorch exits 2 naming the ``torch`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.runtime
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMMAND_TIMEOUT = 300  # seconds; a command that takes longer fails the test instead of hanging it
+
+# refuses the PyTorch stack in every Python process that starts with it on PYTHONPATH, as if it were not installed,
+# and logs each attempt: the module, who asked, and whether it was an import or only a look-up (find_spec)
+_BLOCKER = '''
+import os
+import sys
+
+_BLOCKED = {"torch", "torchvision", "onnxscript"}
+_LOG = os.environ["FCN_DEPLOY_TEST_TORCH_LOG"]
+
+
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in _BLOCKED:
+            return None
+        frame, kind = sys._getframe(1), "probe"  # importlib.util.find_spec asks without importing
+        while frame is not None and frame.f_globals.get("__name__", "").startswith(("importlib", "_frozen_importlib")):
+            kind = "import" if frame.f_code.co_name == "_find_and_load" else kind
+            frame = frame.f_back
+        importer = frame.f_globals.get("__name__", "?") if frame is not None else "?"
+        with open(_LOG, "a") as log:
+            log.write(f"{name} {importer} {kind}\\n")
+        raise ModuleNotFoundError(f"No module named {name!r} (blocked by the runtime-install test)", name=name)
+
+
+sys.meta_path.insert(0, _NoTorch())
+'''
+
+
+class NoTorch:
+    """Runs the CLI with the PyTorch stack blocked; ``attempts()`` lists (module, asker, kind) of every try."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        (folder / "site").mkdir(parents=True)
+        (folder / "site" / "sitecustomize.py").write_text(_BLOCKER)
+        self.log = folder / "torch-imports.log"
+        self.log.write_text("")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        path = os.pathsep.join([str(self.folder / "site"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+        return {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep), "FCN_DEPLOY_TEST_TORCH_LOG": str(self.log), **extra}
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fcn_deploy.cli", *args], env=self.env(**env), capture_output=True,
+                              text=True, timeout=COMMAND_TIMEOUT)
+
+    def attempts(self) -> list[tuple[str, ...]]:
+        return [tuple(line.split(" ")) for line in self.log.read_text().splitlines()]
+
+    def ours(self) -> list[tuple[str, str]]:
+        """The imports of the PyTorch stack that fcn-deploy itself tried (look-ups that only ask are not counted)."""
+        return [(module, asker) for module, asker, kind in self.attempts()
+                if asker.startswith("fcn_deploy") and kind == "import"]
+
+
+@pytest.fixture
+def no_torch(tmp_path) -> NoTorch:
+    return NoTorch(tmp_path / "no-torch")
+
+
+def test_the_blocker_blocks_and_logs(no_torch):
+    done = subprocess.run([sys.executable, "-c", "import fcn_deploy.deps as d; d.require('torch')"],
+                          env=no_torch.env(), capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert done.returncode != 0 and "blocked by the runtime-install test" in done.stderr
+    assert no_torch.ours() == [("torch", "fcn_deploy.deps")]
+    done = subprocess.run([sys.executable, "-c", "import fcn_deploy.deps as d; assert not d.installed('torch')"],
+                          env=no_torch.env(), capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert no_torch.attempts()[-1] == ("torch", "fcn_deploy.deps", "probe")
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int] = (70, 90)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        rgb = np.random.default_rng(index).integers(0, 256, (*size, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(folder / f"{index:03d}.png")
+    return folder
+
+
+def test_help_and_infer_run_without_torch(no_torch, tiny_fcn, tmp_path):
+    assert no_torch.cli("--help").returncode == 0
+    images = write_images(tmp_path / "in", 3)
+    done = no_torch.cli("infer", str(tiny_fcn), str(images), "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["000.png", "001.png", "002.png"]
+    assert no_torch.ours() == []
+
+
+def test_parity_of_two_onnx_files_runs_without_torch(no_torch, tiny_voc, tmp_path):
+    from conftest import tiny_fcn_onnx
+
+    model = tiny_fcn_onnx(tmp_path / "a" / "model.onnx", seed=0)
+    reference = tiny_fcn_onnx(tmp_path / "b" / "reference.onnx", seed=0)
+    data = tiny_voc(tmp_path / "VOC2012")
+    done = no_torch.cli("parity", str(model), "--reference", str(reference), "--data", str(data), "--device", "cpu",
+                        "--out-dir", str(tmp_path / "parity"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "parity" / "parity.json").read_text())
+    assert report["argmax_agreement"] == 1.0
+    assert no_torch.ours() == []
+
+
+def test_bench_of_an_onnx_file_runs_without_torch(no_torch, tiny_fcn, tmp_path):
+    done = no_torch.cli("bench", str(tiny_fcn), "--sizes", "64x96", "--batch", "1", "--iters", "2", "--warmup", "1",
+                        "--rounds", "1", "--gemm-size", "64", "--device", "cpu", "--json", str(tmp_path / "bench.json"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [a["backend"] for a in report["artifacts"]] == ["onnxruntime"]
+    assert "PyTorch is not installed" in report["baseline_note"]
+    assert no_torch.ours() == []
+
+
+def test_capi_build_runs_without_torch(no_torch, tmp_path):
+    from fcn_deploy.capi.build import python_library
+    from fcn_deploy.errors import MissingComponentError
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    try:
+        python_library()
+    except MissingComponentError as exc:
+        pytest.skip(f"no Python shared library to embed: {exc.message}")
+    done = no_torch.cli("capi", "build", "--out", str(tmp_path / "capi"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "capi" / "lib" / "libfcn_deploy.so").is_file()
+    assert no_torch.ours() == []
+
+
+@pytest.mark.slow
+def test_a_ray_job_whose_workers_have_no_torch(no_torch, tiny_fcn, tmp_path_factory, tmp_path):
+    """``infer --ray local``: the Ray head and its workers start with the blocker too (they inherit PYTHONPATH)."""
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'fcn-deploy[ray]')")
+    from fcn_deploy.cluster import loopback_environment
+
+    images = write_images(tmp_path / "in", 4)
+    temp_root = tmp_path_factory.mktemp("nt")  # short: Ray's socket paths live inside its temp folder
+    done = no_torch.cli("infer", str(tiny_fcn), str(images), "--out", str(tmp_path / "out"), "--device", "cpu",
+                        "--ray", "local", "--workers", "1", **loopback_environment(), TMPDIR=str(temp_root))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [row["status"] for row in summary["images"]] == ["ok"] * 4
+    assert no_torch.ours() == []
+
+
+@pytest.mark.parametrize("command", [
+    ("export", "{checkpoint}", "--out", "{folder}/model.onnx"),
+    ("train", "--data", "{folder}", "--epochs", "1"),
+    ("infer", "{checkpoint}", "{folder}", "--out", "{folder}/masks"),
+    ("import", "d2l", "{checkpoint}", "--out", "{folder}/d2l.pt"),
+])
+def test_a_command_that_needs_torch_exits_2_naming_the_extra(no_torch, tmp_path, command):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not read")
+    write_images(tmp_path / "images", 1)
+    args = [part.format(checkpoint=checkpoint, folder=tmp_path) for part in command]
+    done = no_torch.cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'fcn-deploy[torch]'" in done.stderr
