@@ -13,6 +13,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012"
 
 
+RUNTIME_ONLY = "FCN_DEPLOY_RUNTIME_ONLY"  # set by scripts/test.sh for its run in .venv-runtime (no PyTorch)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With FCN_DEPLOY_RUNTIME_ONLY=1 a test module that marks nothing 'runtime' is not even imported (many import
+    torch at the top)."""
+    if os.environ.get(RUNTIME_ONLY) != "1" or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return "pytest.mark.runtime" not in collection_path.read_text(encoding="utf-8") or None
+
+
+def pytest_collection_modifyitems(config, items):
+    """With FCN_DEPLOY_RUNTIME_ONLY=1 only the tests marked 'runtime' run (the runtime install has no PyTorch)."""
+    if os.environ.get(RUNTIME_ONLY) != "1":
+        return
+    kept = [item for item in items if item.get_closest_marker("runtime")]
+    config.hook.pytest_deselected(items=[item for item in items if not item.get_closest_marker("runtime")])
+    items[:] = kept
+
+
 @pytest.fixture
 def own_process(request) -> bool:
     """True in the test session's process, after the test has passed once more in a fresh pytest process.
@@ -210,6 +230,12 @@ def tiny_fcn_onnx(path: Path, num_classes: int = 21, class_names: tuple[str, ...
     onnx.save(model, str(path))
     write_sidecar(path, spec)
     return path
+
+
+@pytest.fixture(scope="session")
+def make_tiny_fcn():
+    """``tiny_fcn_onnx`` itself: writes a tiny FCN ONNX (made without PyTorch) to a path."""
+    return tiny_fcn_onnx
 
 
 @pytest.fixture(scope="session")
