@@ -93,8 +93,8 @@ def disk_bytes(root: Path) -> int:
 def largest_packages(venv: Path, count: int = 6) -> list[tuple[str, int]]:
     """The ``count`` largest top-level entries of the environment's site-packages, with their bytes."""
     site = next(venv.glob("lib/python3*/site-packages"))
-    sizes = [(entry.name, disk_bytes(entry) if entry.is_dir() else os.lstat(entry).st_blocks * 512)
-             for entry in site.iterdir() if not entry.name.endswith((".dist-info", ".pth")) and entry.name != "__pycache__"]
+    entries = [e for e in site.iterdir() if not e.name.endswith((".dist-info", ".pth")) and e.name != "__pycache__"]
+    sizes = [(e.name, disk_bytes(e) if e.is_dir() else os.lstat(e).st_blocks * 512) for e in entries]
     return sorted(sizes, key=lambda item: -item[1])[:count]
 
 

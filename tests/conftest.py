@@ -19,7 +19,8 @@ RUNTIME_ONLY = "FCN_DEPLOY_RUNTIME_ONLY"  # set by scripts/test.sh for its run i
 def pytest_ignore_collect(collection_path, config):
     """With FCN_DEPLOY_RUNTIME_ONLY=1 a test module that marks nothing 'runtime' is not even imported (many import
     torch at the top)."""
-    if os.environ.get(RUNTIME_ONLY) != "1" or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+    if os.environ.get(RUNTIME_ONLY) != "1" or not (collection_path.name.startswith("test_")
+                                                   and collection_path.suffix == ".py"):
         return None
     return "pytest.mark.runtime" not in collection_path.read_text(encoding="utf-8") or None
 
@@ -189,7 +190,8 @@ def _tiny_onnx(path: Path, spec=None) -> Path:
     return path
 
 
-def tiny_fcn_onnx(path: Path, num_classes: int = 21, class_names: tuple[str, ...] | None = None, seed: int = 0) -> Path:
+def tiny_fcn_onnx(path: Path, num_classes: int = 21, class_names: tuple[str, ...] | None = None,
+                  seed: int = 0) -> Path:
     """A tiny FCN written with the onnx helper API, no PyTorch: a 3×3 stride-2 convolution, ReLU, a 1×1 classifier
     and a bilinear 2× Resize back to the input size; random weights (``seed``) so labels vary across classes.
 
@@ -201,14 +203,15 @@ def tiny_fcn_onnx(path: Path, num_classes: int = 21, class_names: tuple[str, ...
     from fcn_deploy.contract import ONNX_METADATA_KEY, write_sidecar
     from fcn_deploy.spec import ModelSpec, ShapeRange
 
-    names = class_names or (tuple(f"class {i}" for i in range(num_classes)) if num_classes != 21 else None)
-    spec = ModelSpec(arch="fcn32s", num_classes=num_classes, shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 512, 512)),
-                     **({"class_names": names} if names else {}))
+    spec = ModelSpec(arch="fcn32s", num_classes=num_classes,
+                     shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 512, 512)),
+                     **({"class_names": class_names} if class_names else {}))
     rng = np.random.default_rng(seed)
     helper, tensor, numpy_helper = onnx.helper, onnx.TensorProto, onnx.numpy_helper
     weights = {
         "body.weight": rng.normal(0, 0.5, (8, 3, 3, 3)), "body.bias": rng.normal(0, 0.1, 8),
-        "classifier.weight": rng.normal(0, 0.5, (num_classes, 8, 1, 1)), "classifier.bias": rng.normal(0, 0.1, num_classes),
+        "classifier.weight": rng.normal(0, 0.5, (num_classes, 8, 1, 1)),
+        "classifier.bias": rng.normal(0, 0.1, num_classes),
         "scales": np.array([1, 1, 2, 2]),
     }
     initializers = [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()]
@@ -271,6 +274,14 @@ def tiny_onnx():
 def tiny_voc():
     """Writes a two-image VOC2012-layout folder (splits 'train' and 'val') under a path."""
     return _tiny_voc
+
+
+@pytest.fixture
+def no_torch(tmp_path):
+    """Runs the CLI in fresh processes with torch, torchvision and onnxscript blocked (tests/no_torch.py)."""
+    from no_torch import NoTorch
+
+    return NoTorch(tmp_path / "no-torch")
 
 
 @pytest.fixture

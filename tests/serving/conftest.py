@@ -162,9 +162,9 @@ def server_env(tmp: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
+def running_server(model: Path, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports, run in ``tmp`` (OpenVINO's cache goes there),
-    ready; stopped (by PID) whatever happens."""
+    ready; stopped (by PID) whatever happens. ``env`` adds environment variables."""
     import tritonclient.http as http
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,8 @@ def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
                "--workspace", str(tmp / "workspace"), "--token-file", str(token_file), "--device", "cpu", *extra]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp), cwd=tmp,
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**server_env(tmp), **(env or {})},
+                                   cwd=tmp,
                                    start_new_session=True)
     server = Server(process, *ports, token, log_path)
     try:
