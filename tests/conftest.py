@@ -276,6 +276,22 @@ def tiny_voc():
     return _tiny_voc
 
 
+@pytest.fixture(scope="session")
+def capi_toolchain() -> None:
+    """gcc and a Python shared library to embed, which 'fcn-deploy capi build' needs; skip with the reason otherwise."""
+    import shutil
+
+    from fcn_deploy.capi.build import python_library
+    from fcn_deploy.errors import MissingComponentError
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    try:
+        python_library()
+    except MissingComponentError as exc:
+        pytest.skip(f"no Python shared library to embed: {exc.message}")
+
+
 @pytest.fixture
 def no_torch(tmp_path):
     """Runs the CLI in fresh processes with torch, torchvision and onnxscript blocked (tests/no_torch.py)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,10 @@ from capi_support import EXAMPLE_SOURCE, TEST_SOURCE, CapiBuild, compile_c
 
 
 @pytest.fixture(scope="session")
-def capi_build(tmp_path_factory: pytest.TempPathFactory) -> CapiBuild:
+def capi_build(tmp_path_factory: pytest.TempPathFactory, capi_toolchain) -> CapiBuild:
     """Build libfcn_deploy.so once per session and compile the example and the test program against it."""
-    from fcn_deploy.capi.build import build_library, python_library
-    from fcn_deploy.errors import MissingComponentError
+    from fcn_deploy.capi.build import build_library
 
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
-    try:
-        python_library()
-    except MissingComponentError as exc:
-        pytest.skip(f"no Python shared library to embed: {exc.message}")
     root = tmp_path_factory.mktemp("capi")
     prefix = root / "install"
     build_library(prefix)
