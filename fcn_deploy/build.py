@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcn_deploy.contract import load_onnx, read_sidecar, sidecar_path, write_sidecar
+from fcn_deploy.contract import load_onnx, read_sidecar, sidecar_path, with_sidecar, write_sidecar
+from fcn_deploy.data.voc import dataset_places
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import sha256_file, write_bytes_atomic
+from fcn_deploy.fileio import Place, check_outputs_apart, sha256_file, write_bytes_atomic
 from fcn_deploy.parity import ParityConfig
 from fcn_deploy.parity.gate import PrecisionParity, check_precision
 from fcn_deploy.progress import log
@@ -187,14 +188,34 @@ def build(onnx_path: str | os.PathLike[str], config: BuildConfig) -> BuildResult
         raise InputError(f"unknown precision {config.precision!r}", "choose one of --fp32, --fp16, --int8")
     if config.workspace_gib <= 0:
         raise InputError(f"--workspace must be positive, got {config.workspace_gib}")
+    out = Path(config.out) if config.out else engine_path(onnx_path, config.precision, config.engines_dir)
+    check_build_paths(onnx_path, out, config)
     artifact = make_precision_onnx(onnx_path, config)
     _, spec = load_onnx(artifact)
     profile = resolve_profile(spec, config.profile)
     parity = run_precision_parity(onnx_path, artifact, config)
     trt, gpu = require_tensorrt()
-    out = Path(config.out) if config.out else engine_path(onnx_path, config.precision, config.engines_dir)
     engine = build_engine(trt, artifact, spec, profile, gpu, config, out)
     return BuildResult(artifact, engine, parity)
+
+
+def check_build_paths(onnx_path: Path, out: Path, config: BuildConfig) -> None:
+    """Refuse, before any work, an engine, precision ONNX or timing cache written over what the build reads.
+
+    The timing cache is read and updated in place, so it is an output only.
+    """
+    outputs = with_sidecar("--out", out)
+    if config.precision != "fp32":
+        outputs += with_sidecar(f"the {config.precision} ONNX", precision_onnx_path(onnx_path, config.precision))
+    if config.timing_cache is not None:
+        outputs.append(Place("--timing-cache", config.timing_cache))
+    inputs = with_sidecar("the model", onnx_path)
+    if config.reference is not None:
+        inputs += with_sidecar("--reference", config.reference)
+    for option, data in (("--calib-data", config.calib_data), ("--parity-data", config.parity_data)):
+        if data is not None:
+            inputs += dataset_places(data, option)
+    check_outputs_apart(outputs, inputs)
 
 
 def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4, Dims4, Dims4],

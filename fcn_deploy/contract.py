@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import atomic_path, sha256_file, write_text_atomic
+from fcn_deploy.fileio import Place, atomic_path, sha256_file, write_text_atomic
 from fcn_deploy.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +65,11 @@ def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
     """The JSON sidecar of an artifact: ``fcn.onnx`` -> ``fcn.onnx.json``."""
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + ".json")
+
+
+def with_sidecar(what: str, artifact: str | os.PathLike[str]) -> list[Place]:
+    """An artifact and its sidecar as places a command reads or writes (for ``fileio.check_outputs_apart``)."""
+    return [Place(what, Path(artifact)), Place(f"the sidecar of {what}", sidecar_path(artifact))]
 
 
 def write_sidecar(

@@ -23,11 +23,12 @@ from fcn_deploy.contract import (  # read_onnx_spec and check_spec_against_graph
     read_onnx_spec,
     sidecar_path,
     store_in_onnx,
+    with_sidecar,
     write_sidecar,
 )
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import atomic_path, check_output_file, sha256_file
+from fcn_deploy.fileio import Place, atomic_path, check_output_file, check_outputs_apart, sha256_file
 from fcn_deploy.metrics import compare_logits
 from fcn_deploy.progress import log
 from fcn_deploy.spec import (  # example_input stays importable from here
@@ -118,9 +119,12 @@ def _say(config: ExportConfig, message: str) -> None:
 
 def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig()) -> ExportResult:
     """Export a checkpoint to ``out`` (+ sidecar), check the graph and compare it with PyTorch."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    stale = out.with_name(out.name + ".data")  # an older export's external data, removed after this one
+    check_outputs_apart([*with_sidecar("--out", out), Place("the external data file of --out", stale)],
+                        [Place("the checkpoint", checkpoint)])
     onnx = require("onnx")
     require("onnxscript")
-    checkpoint, out = Path(checkpoint), Path(out)
     check_output_file(out, "--out")
     check_output_file(sidecar_path(out), "the sidecar of --out")
     started = time.perf_counter()
@@ -137,7 +141,6 @@ def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig
     proto.producer_name = "fcn-deploy"
     _say(config, "checking the graph (onnx checker, shape inference)...")
     check_graph(proto, spec, str(out))
-    stale = out.with_name(out.name + ".data")
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp), save_as_external_data=False)
         checks: tuple[ExportCheck, ...] = ()

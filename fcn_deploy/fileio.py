@@ -12,9 +12,11 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_deploy.errors import InputError
@@ -85,17 +87,23 @@ def is_temp_name(name: str) -> bool:
 
 
 def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = True, target_name: str | None = None) -> int:
-    """Delete temporary files of our own naming left in ``folder`` by a killed run; returns how many.
+    """Delete temporary files and folders of our own naming left in ``folder`` by a killed run; returns how many.
 
     ``target_name`` limits it to the temporaries of one target (``summary.json``). Links are never followed.
     """
     removed = 0
     for root, dirs, files in os.walk(folder):
-        for name in files:
-            if is_temp_name(name) and (target_name is None or name.startswith(f".{target_name}.")):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
+        stale = [name for name in (*files, *dirs)
+                 if is_temp_name(name) and (target_name is None or name.startswith(f".{target_name}."))]
+        for name in stale:
+            path = os.path.join(root, name)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+                removed += 1
+        dirs[:] = [name for name in dirs if name not in stale]
         if not recursive:
             break
     return removed
@@ -135,6 +143,70 @@ def check_output_dir(path: str | os.PathLike[str], option: str) -> Path:
         raise InputError(f"{option} {path} cannot be created: {blocker} is a file, not a folder",
                          f"pass a folder path whose parents are folders, or move {blocker} away")
     return path
+
+
+# --- outputs never replace inputs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """A path a command reads or writes, named as its user knows it ('--json', 'the model's sidecar').
+
+    ``whole``: for an input, a folder every file of which the command reads; for an output, a folder the command
+    replaces as a whole (what was inside is deleted).
+    """
+
+    what: str
+    path: Path
+    whole: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+
+def _real(path: Path) -> Path:
+    """``path`` absolute, with every link on the way resolved (the part that does not exist yet kept as written)."""
+    return Path(os.path.realpath(path))
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what ``path`` names, following links; None when nothing is there."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def check_outputs_apart(outputs: Iterable[Place], inputs: Iterable[Place]) -> None:
+    """InputError unless every output leaves every input intact; each command calls it before any work.
+
+    An output is refused when it is an input (the same path, written relatively or through links, or a hard
+    link to the same file), when it is an existing file inside an input folder read as a whole, or when it is a
+    folder replaced as a whole that holds an input. An input that does not exist has nothing to lose.
+    """
+    present = [place for place in inputs if os.path.lexists(place.path)]
+    by_path = {_real(place.path): place for place in present}
+    by_inode = {inode: place for place in present if (inode := _inode(place.path)) is not None}
+    folders = {path: place for path, place in by_path.items() if place.whole}
+    for output in outputs:
+        real, inode = _real(output.path), _inode(output.path)
+        same = by_path.get(real) or (by_inode.get(inode) if inode is not None else None)
+        if same is not None:
+            problem = f"is {same.what} ({same.path})"
+        elif inode is not None and not real.is_dir() and (within := _first(folders, real.parents)) is not None:
+            problem = f"is a file in {within.what} ({within.path})"
+        elif output.whole and (held := _first(by_path, (p for p in by_path if real in p.parents))) is not None:
+            problem = f"would be replaced as a whole, and it holds {held.what} ({held.path})"
+        else:
+            continue
+        raise InputError(f"{output.what} {output.path} {problem}, which this command reads",
+                         f"choose another path for {output.what}: a command never writes over what it reads")
+
+
+def _first(places: dict[Path, Place], paths: Iterable[Path]) -> Place | None:
+    """The place of the first of ``paths`` that ``places`` holds."""
+    return next((places[path] for path in paths if path in places), None)
 
 
 # --- folder locks --------------------------------------------------------------------------------------

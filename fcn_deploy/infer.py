@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from fcn_deploy.contract import with_sidecar
 from fcn_deploy.devices import DEVICES, Device
 from fcn_deploy.errors import (
     ArtifactError,
@@ -38,8 +39,10 @@ from fcn_deploy.errors import (
 )
 from fcn_deploy.fileio import (
     LOCK_NAME,
+    Place,
     check_output_dir,
     check_output_file,
+    check_outputs_apart,
     folder_lock,
     remove_stale_temps,
     write_text_atomic,
@@ -570,33 +573,29 @@ def _ok_record(job: ImageJob, result: SegmentResult) -> ImageRecord:
 # --- entry point -------------------------------------------------------------------------------
 
 
-def check_folders(in_dir: Path, out_dir: Path) -> None:
-    """The input folder exists and differs from the output folder (masks must not replace inputs)."""
-    if not in_dir.is_dir():
-        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
+def check_locations(model: Path | None, in_dir: Path, out_dir: Path, summary: Path, relatives: Iterable[Path],
+                    overlay: bool) -> None:
+    """Before any work: no output (the folder, a mask, an overlay, the summary) replaces an input (the model, its
+    sidecar, the input folder or an image); the summary is a writable JSON file that is no other output.
+
+    ``model`` None: a remote run (the client), whose model is on the server.
+    """
+    jobs = [image_job(in_dir, out_dir, relative.as_posix(), overlay) for relative in relatives]
+    inputs = [Place("the input folder", in_dir), *(Place("an input image", job.source) for job in jobs)]
+    if model is not None:
+        inputs += with_sidecar("the model", model)
+    outputs = [Place("--out", out_dir), Place("--summary", summary)]
+    outputs += [Place("the mask", job.mask) for job in jobs]
+    outputs += [Place("the overlay", job.overlay) for job in jobs if job.overlay is not None]
+    check_outputs_apart(outputs, inputs)
     check_output_dir(out_dir, "--out")
-    if out_dir.resolve() == in_dir.resolve():
-        raise InputError(f"the output folder is the input folder ({in_dir})",
-                         "write masks elsewhere, e.g. --out masks")
-
-
-def check_summary_path(summary: Path, model: Path, in_dir: Path, out_dir: Path, relatives: Iterable[Path],
-                       overlay: bool) -> None:
-    """The summary is a writable file that is nothing else the run reads or writes (an image, a mask, the model)."""
     check_output_file(summary, "--summary")
     target = summary.resolve()
-    used: dict[Path, str] = {}
-    for relative in relatives:
-        job = image_job(in_dir, out_dir, relative.as_posix(), overlay)
-        used[job.source.resolve()] = "an input image"
-        used[job.mask.resolve()] = "an output mask"
-        if job.overlay is not None:
-            used[job.overlay.resolve()] = "an output overlay"
-    used[model.resolve()] = "the model"
-    used[model.resolve().with_name(model.name + ".json")] = "the model's sidecar"
-    used[(out_dir / LOCK_NAME).resolve()] = "the output folder's lock file"
-    if target in used:
-        raise InputError(f"--summary {summary} is {used[target]} of this run; writing the summary would replace it",
+    written = {job.mask.resolve(): "an output mask" for job in jobs}
+    written.update({job.overlay.resolve(): "an output overlay" for job in jobs if job.overlay is not None})
+    written[(out_dir / LOCK_NAME).resolve()] = "the output folder's lock file"
+    if target in written:
+        raise InputError(f"--summary {summary} is {written[target]} of this run; writing the summary would replace it",
                          "pass another path, e.g. the default OUT/summary.json")
     if is_image_path(summary):
         raise InputError(f"--summary {summary} has an image suffix; the summary is JSON",
@@ -650,12 +649,13 @@ def planned_folder(model: str | os.PathLike[str] | None, in_dir: str | os.PathLi
     The same preparation for a run on this machine and one on a cluster; the lock is held for the block.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    check_folders(in_dir, out_dir)
+    if not in_dir.is_dir():
+        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
     model_path = Path(model) if model is not None else default_model(
         config.device, engine_unavailable=tensorrt_unavailable, backend=config.backend.backend)
     summary_path = summary_location(config.summary, out_dir)
     relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
-    check_summary_path(summary_path, model_path, in_dir, out_dir, relatives, config.overlay)
+    check_locations(model_path, in_dir, out_dir, summary_path, relatives, config.overlay)
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, config.wait):
         remove_stale_temps(out_dir)

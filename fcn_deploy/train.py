@@ -7,6 +7,7 @@ label: every real pixel is scored once, padding counts in neither loss nor metri
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ import numpy as np
 from fcn_deploy.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from fcn_deploy.data.datasets import crop_dataset, pad_collate, whole_image_dataset
 from fcn_deploy.data.transforms import Size, check_aligned
-from fcn_deploy.data.voc import NUM_CLASSES, SplitScan, VocLayout, scan_split
+from fcn_deploy.data.voc import NUM_CLASSES, SplitScan, VocLayout, dataset_places, scan_split
 from fcn_deploy.deps import require
 from fcn_deploy.devices import torch_device
 from fcn_deploy.errors import InputError
-from fcn_deploy.fileio import atomic_path
+from fcn_deploy.fileio import Place, atomic_path, check_outputs_apart
 from fcn_deploy.metrics import confusion_matrix, scores_from_confusion
 from fcn_deploy.model import MODEL_ALIGNMENT, MODEL_BUILDERS, UpsampleInit, build_model
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP, VOID_LABEL
@@ -306,6 +307,25 @@ def _best_so_far(history: tuple[dict[str, float], ...]) -> tuple[int, float]:
     return best
 
 
+def checkpoint_paths(config: TrainConfig, arch: str) -> tuple[Path, Path]:
+    """``<arch>-last.pt`` and ``<arch>-best.pt`` in --out-dir, refused where they would replace an input.
+
+    A resumed run continues its own checkpoints: rewriting the --resume file is what resuming means.
+    """
+    out = Path(config.out_dir)
+    last, best = out / f"{arch}-last.pt", out / f"{arch}-best.pt"
+    resume = Path(config.resume) if config.resume is not None else None
+    continued = [p for p in (last, best) if resume is not None and p.exists() and os.path.samefile(p, resume)]
+    outputs = [Place("--out-dir", out)]
+    outputs += [Place(f"the checkpoint {p.name}", p) for p in (last, best) if p not in continued]
+    inputs = dataset_places(config.data)
+    for option, path in (("--backbone-weights", config.backbone_weights), ("--resume", resume)):
+        if path is not None:
+            inputs.append(Place(option, Path(path)))
+    check_outputs_apart(outputs, inputs)
+    return last, best
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train (or resume) a model; write ``<arch>-last.pt`` every epoch and ``<arch>-best.pt`` on best val mIoU."""
     started = time.perf_counter()
@@ -313,6 +333,7 @@ def train(config: TrainConfig) -> TrainResult:
     torch = require("torch")
     device = torch_device(config.device, "--device")
     start = _start(config)
+    last_path, best_path = checkpoint_paths(config, start.arch)
     layout, train_scan, val_scan = _scans(config)
     torch.manual_seed(config.seed + start.epoch)
     generator = torch.Generator().manual_seed(config.seed + start.epoch)
@@ -320,8 +341,6 @@ def train(config: TrainConfig) -> TrainResult:
     spec = model_spec(start.arch, config.crop)
     train_loader = _loader(crop_dataset(layout, train_scan, config.crop, spec.mean, spec.std), config, True, generator)
     val_loader = _loader(whole_image_dataset(layout, val_scan, spec.mean, spec.std), config, False, None, pad_collate)
-    out = Path(config.out_dir)
-    last_path, best_path = out / f"{start.arch}-last.pt", out / f"{start.arch}-best.pt"
     history = list(start.history)
     best_epoch, best_miou = _best_so_far(start.history)
     epochs_run: list[EpochMetrics] = []

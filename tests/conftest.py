@@ -300,16 +300,44 @@ def no_torch(tmp_path):
     return NoTorch(tmp_path / "no-torch")
 
 
-@pytest.fixture
-def openvino_missing(monkeypatch) -> None:
-    """``openvino`` cannot be imported through fcn_deploy.deps (as on a machine without the extra)."""
+def _hide_package(monkeypatch, package: str) -> None:
+    """``package`` and its submodules cannot be imported through fcn_deploy.deps (as without its extra)."""
     import fcn_deploy.deps as deps
 
     real_import = deps.importlib.import_module
 
-    def without_openvino(name: str, *args, **kwargs):
-        if name.split(".")[0] == "openvino":
-            raise ImportError("No module named 'openvino'")
+    def without(name: str, *args, **kwargs):
+        if name.split(".")[0] == package:
+            raise ImportError(f"No module named '{package}'")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(deps.importlib, "import_module", without_openvino)
+    monkeypatch.setattr(deps.importlib, "import_module", without)
+
+
+@pytest.fixture
+def openvino_missing(monkeypatch) -> None:
+    """``openvino`` cannot be imported through fcn_deploy.deps (as on a machine without the extra)."""
+    _hide_package(monkeypatch, "openvino")
+
+
+@pytest.fixture
+def tritonclient_missing(monkeypatch) -> None:
+    """``tritonclient`` cannot be imported through fcn_deploy.deps (as on a machine without the serve extra)."""
+    _hide_package(monkeypatch, "tritonclient")
+
+
+@pytest.fixture
+def parity_report():
+    """Builds a parity report with passing figures, changed by keyword (for gates fed a stub report)."""
+    from dataclasses import replace
+
+    from fcn_deploy.parity.report import ParityReport
+
+    passing = ParityReport(
+        model="m.onnx", reference="r.pt", model_backend="onnxruntime", model_device="cpu", model_precision="int8",
+        reference_backend="pytorch", reference_device="cpu", data_dir="d", split="val", num_images=1,
+        num_pixels=100, max_abs_diff=0.1, max_abs_logit=10.0, argmax_agreement=0.999, model_miou=0.5,
+        model_pixel_accuracy=0.9, reference_miou=0.5, reference_pixel_accuracy=0.9, delta_miou=0.0,
+        model_seconds=1.0, reference_seconds=1.0, images=(),
+    )
+    return lambda **changes: replace(passing, **changes)

@@ -271,3 +271,30 @@ def test_build_calls_tensorrt_in_order(gpu_standins, tmp_path: Path) -> None:
     assert gpu_standins.args_of("IBuilderConfig.set_memory_pool_limit")[0][1] == 1 << 29
     assert gpu_standins.args_of("IOptimizationProfile.set_shape") == [("image", *PROFILE)]
     assert gpu_standins.args_of("IBuilderConfig.create_timing_cache") == [(b"",)]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_an_artifact_failing_its_parity_gate_stops_the_build(workspace: Path, precision_voc_dir: Path,
+                                                             precision: str, parity_report,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """A failing gate ends the build with exit 1 before any engine is attempted (stub parity: no model runs)."""
+    from fcn_deploy import build as build_module
+    from fcn_deploy.parity.gate import PrecisionParity
+
+    def failing(artifact, reference, data_dir, config):
+        return PrecisionParity(Path(artifact), precision, parity_report(argmax_agreement=0.5), None, "stub", False,
+                               ("pixel agreement 50% < 99%",))
+
+    monkeypatch.setattr(build_module, "check_precision", failing)
+    monkeypatch.setattr(build_module, "build_engine",
+                        lambda *args, **kwargs: pytest.fail("an engine was built after a failed parity gate"))
+    reference = workspace.parent / "reference.pt"
+    reference.write_bytes(b"stand-in: the stub gate never reads it")
+    calib = ["--calib-data", str(precision_voc_dir), "--calib-num", "4", "--calib-crop", "64x96",
+             "--calib-method", "minmax"] if precision == "int8" else []
+    code = run(["build", str(workspace), f"--{precision}", "--reference", str(reference),
+                "--parity-data", str(precision_voc_dir), *calib])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"fails the {precision} parity gate: pixel agreement 50% < 99%" in err

@@ -177,6 +177,21 @@ def test_divergence_beyond_tolerance_fails_and_writes_nothing(
     assert list(out.parent.iterdir()) == []
 
 
+@pytest.mark.slow
+def test_argmax_disagreement_within_the_logit_tolerance_fails(
+    plain: tuple[Path, ExportResult], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate has two halves: logits close enough but labels that disagree still fail the export."""
+    checkpoint, result = plain
+    traced = onnx.load(str(result.onnx_path))
+    monkeypatch.setattr(export_module, "_trace", lambda *args: traced)
+    monkeypatch.setattr(export_module, "compare_logits", lambda reference, model: (0.0, 1.0, 0.99))
+    out = folder / "disagreeing" / "fcn.onnx"
+    with pytest.raises(ArtifactError, match=r"argmax agreement 99\.0000%.*agreement >= 99\.9%"):
+        export_onnx(checkpoint, out, ExportConfig(verify_sizes=((32, 32),), progress=False))
+    assert list(out.parent.iterdir()) == []
+
+
 # --- options refused before exporting -----------------------------------------------------------
 
 

@@ -26,9 +26,22 @@ def test_freed_heap_is_trimmed_with_glibc(monkeypatch):
     assert libc.calls == [0]
 
 
-@pytest.mark.parametrize("platform, libc", [("linux", object()), ("darwin", FakeLibc())])
-def test_nothing_happens_without_glibc(monkeypatch, platform, libc):
-    monkeypatch.setattr(heap.sys, "platform", platform)
-    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: libc)
-    heap.return_freed_heap()  # a C library without malloc_trim (musl), or another system: no error, no call
-    assert getattr(libc, "calls", []) == []
+class LibcWithoutTrim:
+    """A C library without malloc_trim (musl): nothing to call, and nothing may fail."""
+
+
+def test_a_c_library_without_malloc_trim_is_left_alone(monkeypatch):
+    opened: list[object] = []
+    monkeypatch.setattr(heap.sys, "platform", "linux")
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: opened.append(name) or LibcWithoutTrim())
+    heap.return_freed_heap()  # no AttributeError
+    assert opened == [None]  # the process's own C library was asked
+
+
+def test_other_systems_do_not_open_a_c_library(monkeypatch):
+    libc = FakeLibc()
+    opened: list[object] = []
+    monkeypatch.setattr(heap.sys, "platform", "darwin")
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: opened.append(name) or libc)
+    heap.return_freed_heap()
+    assert opened == [] and libc.calls == []

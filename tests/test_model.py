@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.model import (
     MODEL_BUILDERS,
+    _upsampler,
     bilinear_kernel,
     build_model,
     fcn32s,
@@ -18,65 +18,53 @@ from fcn_deploy.model import (
 )
 
 
-def trans_conv(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """d2l's reference transposed convolution: every input element scatters X[i, j] * K."""
+def trans_conv(X: torch.Tensor, K: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """d2l's reference transposed convolution: every input element scatters X[i, j] * K, ``stride`` apart; then
+    ``padding`` rows and columns are cut from each side."""
     h, w = K.shape
-    Y = torch.zeros((X.shape[0] + h - 1, X.shape[1] + w - 1))
+    Y = torch.zeros(((X.shape[0] - 1) * stride + h, (X.shape[1] - 1) * stride + w))
     for i in range(X.shape[0]):
         for j in range(X.shape[1]):
-            Y[i : i + h, j : j + w] += X[i, j] * K
-    return Y
+            Y[i * stride : i * stride + h, j * stride : j * stride + w] += X[i, j] * K
+    return Y[padding : Y.shape[0] - padding, padding : Y.shape[1] - padding]
 
 
-X = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
-K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
-
-
-def _tconv(padding: int = 0, stride: int = 1) -> nn.ConvTranspose2d:
-    layer = nn.ConvTranspose2d(1, 1, kernel_size=2, padding=padding, stride=stride, bias=False)
-    layer.weight.data = K.reshape(1, 1, 2, 2)
-    return layer
-
-
-def test_reference_trans_conv_worked_example():
+def test_reference_trans_conv_worked_examples():
+    """d2l's worked examples pin the reference itself (stride 1, padding 1, stride 2)."""
+    X = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     assert torch.equal(trans_conv(X, K), torch.tensor([[0.0, 0.0, 1.0], [0.0, 4.0, 6.0], [4.0, 12.0, 9.0]]))
-
-
-def test_conv_transpose_agrees_with_reference():
-    assert torch.equal(_tconv()(X.reshape(1, 1, 2, 2)).detach().reshape(3, 3), trans_conv(X, K))
-
-
-def test_conv_transpose_padding_one():
-    assert torch.equal(_tconv(padding=1)(X.reshape(1, 1, 2, 2)).detach(), torch.tensor([[[[4.0]]]]))
-
-
-def test_conv_transpose_stride_two():
+    assert torch.equal(trans_conv(X, K, padding=1), torch.tensor([[4.0]]))
     expected = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 3.0], [0.0, 2.0, 0.0, 3.0], [4.0, 6.0, 6.0, 9.0]])
-    assert torch.equal(_tconv(stride=2)(X.reshape(1, 1, 2, 2)).detach().reshape(4, 4), expected)
+    assert torch.equal(trans_conv(X, K, stride=2), expected)
 
 
-@pytest.mark.parametrize("stride", [2, 4, 8, 16, 32])
-def test_transposed_conv_scales_by_stride(stride):
-    layer = nn.ConvTranspose2d(2, 2, kernel_size=2 * stride, stride=stride, padding=stride // 2)
+@pytest.mark.parametrize("stride", [2, 4, 8, 32])
+def test_the_bilinear_upsampler_is_the_reference_scatter_of_the_bilinear_kernel(stride):
+    """The FCN head's upsampler: kernel 2s, stride s, padding s/2, bilinear weights, no bias, channels apart."""
+    layer = _upsampler(2, stride, "bilinear")
+    x = torch.rand(1, 2, 3, 5, generator=torch.Generator().manual_seed(stride))
     with torch.no_grad():
-        assert layer(torch.zeros(1, 2, 3, 5)).shape == (1, 2, 3 * stride, 5 * stride)
+        y = layer(x)
+    assert y.shape == (1, 2, 3 * stride, 5 * stride)
+    kernel = bilinear_kernel(1, 1, 2 * stride)[0, 0]
+    for channel in range(2):
+        expected = trans_conv(x[0, channel], kernel, stride=stride, padding=stride // 2)
+        torch.testing.assert_close(y[0, channel], expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel, stride, padding, size", [(5, 3, 2, 16), (3, 1, 1, 16), (4, 2, 1, 16), (64, 32, 16, 64)])
-def test_conv_and_transposed_conv_invert_shapes(kernel, stride, padding, size):
-    """d2l: Conv2d then ConvTranspose2d with the same hyper-parameters gives back the input shape."""
-    x = torch.zeros(1, 10, size, size)
-    conv = nn.Conv2d(10, 20, kernel_size=kernel, padding=padding, stride=stride)
-    tconv = nn.ConvTranspose2d(20, 10, kernel_size=kernel, padding=padding, stride=stride)
-    with torch.no_grad():
-        assert tconv(conv(x)).shape == x.shape
+def test_xavier_upsampler_keeps_the_shape_and_starts_without_bias():
+    layer = _upsampler(3, 8, "xavier")
+    assert layer.weight.shape == (3, 3, 16, 16) and torch.count_nonzero(layer.bias) == 0
+    assert torch.count_nonzero(layer.weight[0, 1]) > 0  # channels mix, unlike the bilinear start
+    with pytest.raises(InputError, match="unknown upsample init 'nearest'"):
+        _upsampler(3, 8, "nearest")  # type: ignore[arg-type]
 
 
 def test_bilinear_kernel_upsamples_like_interpolate():
     """d2l's 561×728 example: the bilinear-initialised transposed conv doubles the size and interpolates."""
     image = torch.rand(1, 3, 561, 728, generator=torch.Generator().manual_seed(0))
-    layer = nn.ConvTranspose2d(3, 3, kernel_size=4, padding=1, stride=2, bias=False)
-    layer.weight.data.copy_(bilinear_kernel(3, 3, 4))
+    layer = _upsampler(3, 2, "bilinear")
     with torch.no_grad():
         upsampled = layer(image)
     assert upsampled.shape == (1, 3, 1122, 1456)

@@ -46,6 +46,29 @@ def test_checkpoint_round_trip(trained_checkpoint, tmp_path):
         assert torch.equal(model(x), again(x))
 
 
+def test_resume_starts_from_the_checkpoint_weights(tiny_train_voc, tmp_path, monkeypatch):
+    """The resumed model holds the checkpoint's weights (and optimizer momentum) before its first step."""
+    from fcn_deploy import train as train_module
+
+    first = train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=1, momentum=0.9))
+    _, payload = read_checkpoint(first.last_checkpoint)
+    built = {}
+    real_build = train_module._build
+
+    def recording_build(*args, **kwargs):
+        model, optimizer = real_build(*args, **kwargs)
+        built["weights"] = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        built["momentum"] = [optimizer.state[p].get("momentum_buffer") is not None for p in model.parameters()]
+        return model, optimizer
+
+    monkeypatch.setattr(train_module, "_build", recording_build)
+    train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=2, momentum=0.9, resume=first.last_checkpoint))
+    stored = payload["state_dict"]
+    assert built["weights"].keys() == stored.keys()
+    assert all(torch.equal(built["weights"][name], stored[name].to(built["weights"][name].device)) for name in stored)
+    assert any(built["momentum"])
+
+
 def test_resume_continues(tiny_train_voc, tmp_path):
     first = train(_tiny_config(tiny_train_voc, tmp_path / "ck", epochs=1))
     assert [m.epoch for m in first.history] == [1]

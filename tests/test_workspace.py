@@ -38,9 +38,6 @@ def test_driver_too_old_for_the_cuda_runtime_falls_back_to_onnx(gpu_standins, tm
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture) -> None:
     """The driver reports a GPU, but the CUDA runtime cuda-python links needs a newer driver (error 35)."""
-    import fcn_deploy.workspace as workspace_module
-
-    monkeypatch.setattr(workspace_module, "cuda_device_count", lambda: 1, raising=False)  # what the driver says
     monkeypatch.setattr(gpu_standins.cudart, "cudaDriverGetVersion",
                         lambda: (gpu_standins.cudart.cudaError_t.cudaSuccess, 12080))
     gpu_standins.fail["cudaGetDeviceCount"] = INSUFFICIENT_DRIVER

@@ -52,13 +52,13 @@ def bench(
                                                "for the argmax agreement (default: the random timing input)."),
 ) -> None:
     """Median/p90/p99 latency, images/s, MP/s, GFLOP/s vs GEMM, peak RSS and speed-up over PyTorch eager."""
-    from fcn_deploy.fileio import check_output_file
-
-    if json_out is not None:  # before any measurement, for the peers too
-        check_output_file(json_out, "--json")
     if peers:
+        from fcn_deploy.bench.peers import workspace_models
+
+        chosen = models or workspace_models()
+        _check_json_out(json_out, chosen, peer_images)  # before any measurement
         _check_peer_options(device, backend, precision)
-        _run_peers(models or [], parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds, rss,
+        _run_peers(chosen, parse_sizes(sizes)[0], parse_batches(batch)[0], warmup, iters, rounds, rss,
                    gemm_size, peer_images, json_out)
         return
     from fcn_deploy.bench import (
@@ -70,13 +70,29 @@ def bench(
     )
     from fcn_deploy.workspace import default_bench_models
 
+    chosen = models or default_bench_models()
+    _check_json_out(json_out, chosen, None)
     config = BenchConfig(
         sizes=parse_sizes(sizes), batches=parse_batches(batch), warmup=warmup, iters=iters, rounds=rounds,
         device=device, measure_rss=rss, gemm_size=gemm_size, onnx_backend=backend, precision=precision,
     )
-    report = run_bench(models or default_bench_models(), config)
+    report = run_bench(chosen, config)
     _print_table(TABLE_COLUMNS, table_rows(report), summary_lines(report), width=160)
     _write_json(report, json_out)
+
+
+def _check_json_out(json_out: Optional[Path], models: list[Path], images: Optional[Path]) -> None:
+    """--json is a writable file that is none of the models measured, their sidecars or the peer images."""
+    from fcn_deploy.contract import with_sidecar
+    from fcn_deploy.fileio import Place, check_output_file, check_outputs_apart
+
+    if json_out is None:
+        return
+    inputs = [place for model in models for place in with_sidecar("the model", model)]
+    if images is not None:
+        inputs.append(Place("--peer-images", images, whole=True))
+    check_outputs_apart([Place("--json", json_out)], inputs)
+    check_output_file(json_out, "--json")
 
 
 def _check_peer_options(device: str, backend: str, precision: str) -> None:
@@ -104,11 +120,10 @@ def _run_peers(models: list[Path], size: tuple[int, int], batch: int, warmup: in
         peer_rows,
         peer_summary_lines,
         run_peers,
-        workspace_models,
     )
 
     with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:
-        checkpoint, onnx, int8, note = peer_models(models or workspace_models(), Path(scratch))
+        checkpoint, onnx, int8, note = peer_models(models, Path(scratch))
         config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
                             warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, matmul_size=gemm_size,
                             images=images, note=note)

@@ -82,10 +82,7 @@ def import_onnx_cmd(
 
     config = OnnxImportConfig(classes=classes, mean=_triple(mean, "--mean", IMAGENET_MEAN),
                               std=_triple(std, "--std", IMAGENET_STD), alignment=alignment, input_format=input_format)
-    target = out or Path("export") / f"{model.stem}.fcn.onnx"
-    if target.resolve() == model.resolve():
-        raise InputError(f"--out {target} is the input model", "write the fcn-deploy ONNX to another path")
-    path = import_onnx(model, target, config)
+    path = import_onnx(model, out or Path("export") / f"{model.stem}.fcn.onnx", config)
     typer.echo(f"wrote {path} and {path.name}.json")
 
 

@@ -59,7 +59,23 @@ def serve(
     )
     chosen = model if model is not None else default_model(config.device, engine_unavailable=tensorrt_unavailable,
                                                           backend=config.backend.backend)
+    if workspace is not None:
+        _check_workspace(workspace, chosen, token_file)
     run_server(chosen, config)
+
+
+def _check_workspace(workspace: Path, model: Path, token_file: Optional[Path]) -> None:
+    """PyTriton makes --workspace and deletes it as a whole when the server stops: a new folder holding no input."""
+    from fcn_deploy.contract import with_sidecar
+    from fcn_deploy.errors import InputError
+    from fcn_deploy.fileio import Place, check_output_dir, check_outputs_apart
+
+    inputs = with_sidecar("the model", model) + ([Place("--token-file", token_file)] if token_file else [])
+    check_outputs_apart([Place("--workspace", workspace, whole=True)], inputs)
+    check_output_dir(workspace, "--workspace")
+    if workspace.exists():
+        raise InputError(f"--workspace {workspace} already exists; the server makes it and deletes it as a whole "
+                         "when it stops", "name a folder that does not exist yet, or leave --workspace out")
 
 
 def client(

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fcn_deploy.data.transforms import Size
 from fcn_deploy.errors import InputError
+from fcn_deploy.fileio import Place
 from fcn_deploy.imageio import (
     read_image,  # the one image decoder (EXIF orientation, pixel limit); importable from here
 )
@@ -34,6 +35,11 @@ _LAYOUT_HINT = (
     "pass the VOC2012 folder itself (the one holding JPEGImages/, SegmentationClass/ and "
     "ImageSets/Segmentation/), or make one with 'fcn-deploy data synth --out DIR'"
 )
+
+
+def dataset_places(root: str | os.PathLike[str], what: str = "--data") -> list[Place]:
+    """The folders of a VOC2012 dataset a command reads every file of (images, masks, split lists)."""
+    return [Place(f"{name}/ of {what}", Path(root) / name, whole=True) for name in (IMAGE_DIR, MASK_DIR, SPLIT_DIR)]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_deploy.errors import InputError
+from fcn_deploy.fileio import Place
 from fcn_deploy.palette import VOC_CLASSES, VOC_COLORMAP, voc_colormap
 
 RGB = tuple[int, int, int]
@@ -46,6 +47,13 @@ def default_classes(num_classes: int) -> ClassList:
     if not 1 <= num_classes <= 256:
         raise InputError(f"{num_classes} classes: between 1 and 256 are supported")
     return ClassList(tuple(f"class {i}" for i in range(num_classes)), voc_colormap(num_classes))
+
+
+def class_file_places(source: str | os.PathLike[str] | None) -> list[Place]:
+    """The class file a command reads (none for 'voc' or the default), as a place outputs must spare."""
+    if source is None or str(source).lower() == "voc":
+        return []
+    return [Place("--classes", Path(source))]
 
 
 def read_classes(source: str | os.PathLike[str]) -> ClassList:

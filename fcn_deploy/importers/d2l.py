@@ -13,7 +13,8 @@ from pathlib import Path
 
 from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
 from fcn_deploy.errors import InputError
-from fcn_deploy.importers.classes import resolve_classes
+from fcn_deploy.fileio import Place, check_outputs_apart
+from fcn_deploy.importers.classes import class_file_places, resolve_classes
 from fcn_deploy.importers.state_dict import (
     Layout,
     classes_in,
@@ -66,6 +67,9 @@ def import_d2l(
 ) -> tuple[Path, str]:
     """Write the checkpoint of a d2l-notebook state dict; returns its path and the layout that matched."""
     weights = Path(weights)
+    inputs = [Place("the weights", weights), *class_file_places(classes)]
+    if out is not None:
+        check_outputs_apart([Place("--out", Path(out))], inputs)
     state = read_state_dict(weights)
     found = classes_in(state, "final_conv.weight")
     if found is None:
@@ -78,5 +82,7 @@ def import_d2l(
     chosen = resolve_classes(classes, found, str(weights))
     spec = ModelSpec(arch=arch, num_classes=found, class_names=chosen.names, palette=chosen.palette,
                      alignment=MODEL_ALIGNMENT)
-    out = Path(out) if out is not None else Path("checkpoints") / f"d2l-{arch}.pt"
+    if out is None:
+        out = Path("checkpoints") / f"d2l-{arch}.pt"
+        check_outputs_apart([Place("the checkpoint", out)], inputs)
     return save_checkpoint(out, model, Checkpoint(spec=spec)), layout.name

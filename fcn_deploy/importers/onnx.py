@@ -20,12 +20,13 @@ from fcn_deploy.contract import (
     _signature,
     check_spec_against_graph,
     store_in_onnx,
+    with_sidecar,
     write_sidecar,
 )
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
-from fcn_deploy.fileio import atomic_path, sha256_file
-from fcn_deploy.importers.classes import read_classes
+from fcn_deploy.fileio import Place, atomic_path, check_outputs_apart, sha256_file
+from fcn_deploy.importers.classes import class_file_places, read_classes
 from fcn_deploy.spec import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -56,8 +57,9 @@ class OnnxImportConfig:
 
 def import_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], config: OnnxImportConfig = OnnxImportConfig()) -> Path:
     """Check a foreign ONNX, run it once, and write it with an fcn-deploy spec (metadata + sidecar) to ``out``."""
-    onnx = require("onnx")
     model, out = Path(model), Path(out)
+    check_outputs_apart(with_sidecar("--out", out), [Place("the model", model), *class_file_places(config.classes)])
+    onnx = require("onnx")
     if config.input_format not in INPUT_FORMATS:
         raise InputError(f"unknown --input-format {config.input_format!r}", f"use one of: {', '.join(INPUT_FORMATS)}")
     classes = read_classes(config.classes)

@@ -14,7 +14,8 @@ from typing import Any
 
 from fcn_deploy.deps import require
 from fcn_deploy.errors import InputError
-from fcn_deploy.importers.classes import resolve_classes
+from fcn_deploy.fileio import Place, check_outputs_apart
+from fcn_deploy.importers.classes import class_file_places, resolve_classes
 from fcn_deploy.importers.module import default_checkpoint_path, import_module
 from fcn_deploy.importers.state_dict import (
     Layout,
@@ -78,6 +79,8 @@ def import_torchvision(
     """Write the checkpoint of a torchvision segmentation state dict (aux head dropped); returns its path."""
     entry = known(name)
     weights = Path(weights)
+    out = Path(out) if out is not None else default_checkpoint_path(f"torchvision-{name}")
+    check_outputs_apart([Place("--out", out)], [Place("the weights", weights), *class_file_places(classes)])
     state = {k: v for k, v in read_state_dict(weights).items() if not k.startswith(AUX_PREFIX)}
     found = classes_in(state, entry.classes_key)
     if found is None:
@@ -90,4 +93,4 @@ def import_torchvision(
     chosen = resolve_classes(classes, found, str(weights))
     spec = ModelSpec(arch=f"torchvision-{name}", num_classes=found, class_names=chosen.names,
                      palette=chosen.palette, alignment=entry.alignment, shape_range=shape_range or ShapeRange())
-    return import_module(model, spec, out if out is not None else default_checkpoint_path(spec.arch))
+    return import_module(model, spec, out)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from fcn_deploy.data.voc import VocLayout, read_pair
+from fcn_deploy.contract import with_sidecar
+from fcn_deploy.data.voc import VocLayout, dataset_places, read_pair
 from fcn_deploy.errors import InputError
-from fcn_deploy.fileio import check_output_file, write_text_atomic
+from fcn_deploy.fileio import Place, check_output_file, check_outputs_apart, write_text_atomic
 from fcn_deploy.metrics import (
     confusion_matrix,
     max_logit_difference,
@@ -60,6 +61,9 @@ def run_parity(
 ) -> ParityReport:
     """Compare ``model`` with ``reference`` (any artifacts open_backend opens) on a VOC split; write both reports."""
     markdown_path, json_path = report_paths(config.report)
+    check_outputs_apart([Place("the parity report", markdown_path), Place("the parity report", json_path)],
+                        [*with_sidecar("the model", model), *with_sidecar("the reference", reference),
+                         *dataset_places(data_dir)])
     check_output_file(markdown_path, "the parity report")
     check_output_file(json_path, "the parity report")
     if config.limit is not None and config.limit < 1:

@@ -30,12 +30,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fcn_deploy.contract import load_onnx, save_onnx, sidecar_path
+from fcn_deploy.contract import load_onnx, save_onnx, with_sidecar
 from fcn_deploy.data.transforms import Size, check_aligned
-from fcn_deploy.data.voc import VocLayout
+from fcn_deploy.data.voc import VocLayout, dataset_places
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import check_output_file, sha256_file, write_text_atomic
+from fcn_deploy.fileio import Place, check_output_file, check_outputs_apart, sha256_file, write_text_atomic
 from fcn_deploy.precision.crops import (
     CropBox,
     CropPlan,
@@ -153,17 +153,18 @@ def validate_config(config: CalibrationConfig, spec: ModelSpec) -> None:
 
 def calibrate_int8(onnx_path: str | os.PathLike[str], config: CalibrationConfig) -> CalibrationResult:
     """Calibrate ``onnx_path`` (FP32) on VOC crops and write the INT8 Q/DQ ONNX, crop plan and range table."""
+    out = Path(config.out) if config.out else default_int8_path(onnx_path, config.target)
+    plan_path = Path(config.calibration_dir) / f"{out.stem}.crops.json"
+    ranges_path = Path(config.calibration_dir) / f"{out.stem}.ranges.json"
+    outputs = [*with_sidecar("--out", out), Place("the crop plan", plan_path), Place("the range table", ranges_path)]
+    check_outputs_apart(outputs, [*with_sidecar("the model", onnx_path), *dataset_places(config.data_dir)])
+    for output in outputs:
+        check_output_file(output.path, output.what)
     quantization = require("onnxruntime.quantization")
     model, spec = load_onnx(onnx_path)
     if spec.precision != "fp32":
         raise ArtifactError(f"{onnx_path} has precision '{spec.precision}'", "calibrate the FP32 export")
     validate_config(config, spec)
-    out = Path(config.out) if config.out else default_int8_path(onnx_path, config.target)
-    plan_path = Path(config.calibration_dir) / f"{out.stem}.crops.json"
-    ranges_path = Path(config.calibration_dir) / f"{out.stem}.ranges.json"
-    for path, option in ((out, "--out"), (sidecar_path(out), "the sidecar of --out"), (plan_path, "the crop plan"),
-                         (ranges_path, "the range table")):
-        check_output_file(path, option)
     plan = plan_crops(config.data_dir, config.split, config.num, config.crop, config.seed, config.small)
     log(f"calibration: {plan.describe()}")
     excluded = tuple(head_nodes(model))

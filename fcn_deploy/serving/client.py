@@ -28,6 +28,7 @@ from fcn_deploy.infer import (
     ImageJob,
     ImageRecord,
     InferSummary,
+    check_locations,
     find_images,
     image_job,
     plan_images,
@@ -164,8 +165,8 @@ def segment_remote(
     endpoint = parse_url(url)
     out_dir = Path(out_dir)
     in_dir, relatives = _resolve_inputs([Path(p) for p in paths], out_dir, config.recursive)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output {out_dir} exists and is not a folder", "pass a folder for --out")
+    summary_path = summary_location(config.summary, out_dir)
+    check_locations(None, in_dir, out_dir, summary_path, relatives, overlay=False)
     plan = plan_images(in_dir, out_dir, relatives, config.overwrite, overlay=False)
     todo = [image_job(in_dir, out_dir, relative, overlay=False) for relative in plan.todo]
     records = list(plan.records)
@@ -202,7 +203,6 @@ def segment_remote(
     finally:
         for segmenter in connections:
             segmenter.close()
-    summary_path = summary_location(config.summary, out_dir)
     summary = InferSummary(
         model=f"{endpoint}/{config.model_name}", backend="triton", device="remote", in_dir=str(in_dir),
         out_dir=str(out_dir), summary_path=str(summary_path),

@@ -58,7 +58,7 @@ def string_parameters(values: Mapping[str, str]) -> list[dict[str, Any]]:
     return [{"key": key, "value": {"string_value": value}} for key, value in values.items()]
 
 
-def _model_config_module() -> Any:
+def config_schema() -> Any:
     """tritonclient's compiled copy of Triton's model_config.proto."""
     require("google.protobuf")
     return require("tritonclient.grpc.model_config_pb2")
@@ -67,7 +67,7 @@ def _model_config_module() -> Any:
 def parse_config(text: str, source: str) -> Any:
     """The ModelConfig message of ``text``; ArtifactError naming ``source`` and the parser's reason if invalid."""
     text_format = require("google.protobuf.text_format")
-    config = _model_config_module().ModelConfig()
+    config = config_schema().ModelConfig()
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
@@ -78,7 +78,7 @@ def parse_config(text: str, source: str) -> Any:
 
 def data_type_name(config_value: int) -> str:
     """The ``TYPE_*`` name of a DataType enum value."""
-    return _model_config_module().DataType.Name(config_value)
+    return config_schema().DataType.Name(config_value)
 
 
 def parameters_of(config: Any) -> dict[str, str]:

@@ -18,13 +18,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fcn_deploy.contract import read_sidecar, sidecar_path
-from fcn_deploy.errors import ArtifactError, InputError
+from fcn_deploy.contract import read_sidecar, sidecar_path, with_sidecar
+from fcn_deploy.errors import ArtifactError, InputError, Interrupted
+from fcn_deploy.fileio import (
+    TEMP_SUFFIX,
+    Place,
+    check_output_dir,
+    check_outputs_apart,
+    folder_lock,
+    remove_stale_temps,
+)
+from fcn_deploy.interrupts import signals_interrupt
 from fcn_deploy.runtime import BackendChoice, chosen_backend, suffix_backend
 from fcn_deploy.serving.contract import (
     ERROR_OUTPUT,
@@ -34,6 +44,7 @@ from fcn_deploy.serving.contract import (
 )
 from fcn_deploy.serving.model_config import (
     Enum,
+    config_schema,
     data_type_name,
     parameters_of,
     parse_config,
@@ -351,19 +362,50 @@ def _write_model(folder: Path, text: str) -> None:
 def export_repository(
     model: str | os.PathLike[str], out: str | os.PathLike[str], config: RepositoryConfig = RepositoryConfig()
 ) -> RepositoryResult:
-    """Write ``<name>`` and ``<name>_segment`` into the repository ``out``, validated, then renamed into place."""
-    artifact = read_artifact(model)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder", "pass a folder for --out")
+    """Write ``<name>`` and ``<name>_segment`` into the repository ``out``, validated, then renamed into place.
+
+    Every location and the config schema are checked before anything is created; temporaries a killed export
+    left in ``out`` are removed, and Ctrl-C or SIGTERM removes this export's own.
+    """
+    model, out = Path(model), Path(out)
     targets = [out / config.name, out / (config.name + SEGMENT_SUFFIX)]
-    existing = [t for t in targets if t.exists()]
-    if existing and not config.overwrite:
-        raise InputError(f"{', '.join(map(str, existing))} already exist(s)", "pass --overwrite to replace them")
+    check_outputs_apart([Place("--out", out), *(Place("the model folder", t, whole=True) for t in targets)],
+                        with_sidecar("the model", model))
+    check_output_dir(out, "--out")
+    _check_targets(targets, config.overwrite)
+    artifact = read_artifact(model)
     network_text = to_pbtxt(network_config(artifact, config))
     segment_text = to_pbtxt(segment_config(artifact, config))
+    config_schema()  # a missing component stops here, before the repository folder is made
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}.", suffix=".part", dir=out))
+    with folder_lock(out, wait=True), signals_interrupt(signal.SIGTERM) as received:
+        remove_stale_temps(out, recursive=False)
+        try:
+            _stage_and_rename(artifact, out, targets, network_text, segment_text)
+        except KeyboardInterrupt:
+            stopped_by = received[-1] if received else "SIGINT"
+            raise Interrupted(f"triton export stopped by {stopped_by}; its temporary files were removed",
+                              "run it again (add --overwrite if a model folder was replaced)",
+                              signal_name=stopped_by) from None
+    return RepositoryResult(out, targets[0], targets[1], artifact.platform)
+
+
+def _check_targets(targets: list[Path], overwrite: bool) -> None:
+    """The model folders to write are absent, or (with ``overwrite``) model folders: not files, not links."""
+    for target in targets:
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            kind = "a link" if target.is_symlink() else "a file"
+            raise InputError(f"{target} is {kind}, not a model folder; --overwrite replaces model folders only",
+                             f"move {target} away, or pick another --name")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise InputError(f"{', '.join(map(str, existing))} already exist(s)", "pass --overwrite to replace them")
+
+
+def _stage_and_rename(artifact: Artifact, out: Path, targets: list[Path], network_text: str,
+                      segment_text: str) -> None:
+    """Write both models into a temporary folder in ``out``, check them, rename them onto ``targets``."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{targets[0].name}.", suffix=TEMP_SUFFIX, dir=out))
     try:
         network_dir, segment_dir = staging / targets[0].name, staging / targets[1].name
         _write_model(network_dir, network_text)
@@ -381,7 +423,6 @@ def export_repository(
             staged.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return RepositoryResult(out, targets[0], targets[1], artifact.platform)
 
 
 def check_repository_model(folder: Path, artifact: Artifact | None = None) -> Any:

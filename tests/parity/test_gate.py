@@ -1,0 +1,49 @@
+"""The precision gates refuse artifacts whose parity misses the thresholds (stub reports, no model run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fcn_deploy.parity import gate
+from fcn_deploy.spec import ModelSpec
+
+
+@pytest.fixture
+def int8_report(monkeypatch: pytest.MonkeyPatch, parity_report):
+    """Make check_precision see an INT8 artifact whose parity run returns the report the test sets."""
+    holder = {"report": parity_report()}
+    monkeypatch.setattr(gate, "load_onnx", lambda path: (None, ModelSpec(arch="fcn32s", precision="int8")))
+    monkeypatch.setattr(gate, "run_parity", lambda *args, **kwargs: holder["report"])
+    return holder
+
+
+def _check(tmp_path: Path) -> gate.PrecisionParity:
+    return gate.check_precision(tmp_path / "fcn.int8.onnx", tmp_path / "ref.pt", tmp_path)
+
+
+def test_int8_within_both_thresholds_passes(int8_report, tmp_path: Path) -> None:
+    result = _check(tmp_path)
+    assert result.passed and result.problems == () and result.summary().endswith("PASS")
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    (dict(argmax_agreement=gate.INT8_MIN_AGREEMENT - 0.001), "pixel agreement 97.900% < 98.0%"),
+    (dict(delta_miou=-(gate.INT8_MAX_DELTA_MIOU + 0.005)), "|ΔmIoU| 1.50 points > 1"),
+    (dict(delta_miou=gate.INT8_MAX_DELTA_MIOU + 0.005), "|ΔmIoU| 1.50 points > 1"),
+])
+def test_int8_missing_a_threshold_fails_and_says_which(int8_report, parity_report, tmp_path: Path, changes,
+                                                      problem) -> None:
+    int8_report["report"] = parity_report(**changes)
+    result = _check(tmp_path)
+    assert not result.passed
+    assert result.problems == (problem,)
+    assert "FAIL: " + problem in result.summary()
+
+
+def test_bf16_below_its_agreement_fails(monkeypatch: pytest.MonkeyPatch, parity_report, tmp_path: Path) -> None:
+    report = parity_report(argmax_agreement=gate.BF16_MIN_AGREEMENT - 0.001)
+    monkeypatch.setattr(gate, "run_parity", lambda *args, **kwargs: report)
+    result = gate.check_bf16(tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path)
+    assert not result.passed and result.problems == ("pixel agreement 99.400% < 99.5%",)
