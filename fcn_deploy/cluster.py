@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import secrets
 import shutil
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +32,8 @@ from typing import Any
 
 from fcn_deploy.contract import sidecar_path
 from fcn_deploy.deps import require
-from fcn_deploy.errors import FcnDeployError, InputError, MissingComponentError
+from fcn_deploy.devices import cuda_device_count
+from fcn_deploy.errors import FcnDeployError, InputError, MissingComponentError, describe
 from fcn_deploy.infer import (
     FolderJob,
     FolderRunner,
@@ -48,6 +51,11 @@ from fcn_deploy.runtime import open_backend
 from fcn_deploy.segmenter import Segmenter
 
 LOCAL = "local"
+AUTO = "auto"
+RAY_CLIENT_SCHEME = "ray://"
+CONNECT_TIMEOUT_S = 15.0  # a head that does not accept a connection within this is reported, not retried for ever
+CALL_TRIES = 3  # runs of a call whose worker dies before its images are given up
+NODE_STOP_TIMEOUT_S = 10.0  # a stopped job's node gets this long to end its processes before they are killed
 MAX_PATHS_PER_BLOCK = 256  # image paths per Ray Data block (fewer for small jobs, so every worker gets some)
 # Ray puts Unix sockets inside its temp folder (<temp>/session_<date>_<pid>/sockets/plasma_store); Linux caps a
 # socket path at 107 bytes, so the folder itself may take at most this many
@@ -77,6 +85,7 @@ class RayConfig:
     def __post_init__(self) -> None:
         if not self.address.strip():
             raise InputError("the Ray address is empty", f"pass '{LOCAL}' or the head's address, e.g. auto or HOST:6379")
+        head_endpoint(self.address)
         for name in ("workers", "images_per_call"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -91,6 +100,20 @@ class RayConfig:
     def threads(self) -> int:
         """Intra-op CPU threads of each worker's backend session."""
         return max(1, math.ceil(self.cpus_per_worker))
+
+
+def head_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ``HOST:PORT`` or ``ray://HOST:PORT`` address; None for ``local`` and ``auto``.
+
+    InputError for anything else, or a port outside 1-65535 (Ray would retry such an address for ever)."""
+    if address in (LOCAL, AUTO):
+        return None
+    rest = address[len(RAY_CLIENT_SCHEME):] if address.startswith(RAY_CLIENT_SCHEME) else address
+    host, _, port = rest.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"the Ray address {address!r} is not HOST:PORT with a port from 1 to 65535",
+                         f"pass '{LOCAL}', '{AUTO}' or the head's address, e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -121,16 +144,29 @@ class SegmentWorker:
         self.segmenter = Segmenter(backend, setup.config.segmenter)
         self.setup = setup
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        """``{'path': [relative, ...]}`` -> one JSON record per image, with the backend that made it."""
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        """``{'path': [relative, ...]}`` -> one JSON record per image, with the backend that made it.
+
+        An error that is not one image's (a broken model) comes back pickled in ``fatal`` rather than raised:
+        the pool drops a failed call's images (they are retried, then counted as lost), and the driver stops."""
         setup, backend = self.setup, self.segmenter.backend
         in_dir, out_dir = Path(setup.in_dir), Path(setup.out_dir)
-        records = [
-            process_image(self.segmenter, image_job(in_dir, out_dir, str(relative), setup.config.overlay), setup.config)
-            for relative in batch["path"]
-        ]
+        try:
+            records = [process_image(self.segmenter, image_job(in_dir, out_dir, str(relative), setup.config.overlay),
+                                     setup.config) for relative in batch["path"]]
+        except Exception as exc:
+            return {"record": [""], "backend": [backend.name], "device": [backend.device], "fatal": [_pickled(exc)]}
         return {"record": [json.dumps(asdict(record)) for record in records],
-                "backend": [backend.name] * len(records), "device": [backend.device] * len(records)}
+                "backend": [backend.name] * len(records), "device": [backend.device] * len(records),
+                "fatal": [b""] * len(records)}
+
+
+def _pickled(exc: BaseException) -> bytes:
+    """``exc`` pickled for the driver, or a RuntimeError with its text when it cannot be pickled."""
+    try:
+        return pickle.dumps(exc)
+    except Exception:
+        return pickle.dumps(RuntimeError(describe(exc)))
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -149,6 +185,8 @@ def infer_on_ray(
     Raises BatchFailure (after writing the summary) if any image failed, Interrupted (after writing it) when stopped.
     """
     _check_devices(config, cluster)
+    if cluster.address == LOCAL:
+        check_worker_fits(cluster, local_node_resources())
     with planned_folder(model, in_dir, out_dir, config) as job:
         return run_folder_job(job, config, _segment_on_ray(config, cluster))
 
@@ -177,6 +215,32 @@ def _check_devices(config: InferConfig, cluster: RayConfig) -> None:
     if config.device == "cuda" and cluster.gpus_per_worker == 0:
         raise InputError("--device cuda with --gpus-per-worker 0: Ray hides the GPUs from workers that reserve none",
                          "reserve GPUs, e.g. --gpus-per-worker 1 (or 0.5 to share one GPU between two workers)")
+
+
+def local_node_resources() -> dict[str, float]:
+    """The CPUs and GPUs a ``local`` node gets: the CPUs Ray counts here (a container's limit included) and the
+    GPUs the NVIDIA driver reports. Given to the node explicitly, so the worker shape is checked against what
+    Ray schedules on."""
+    try:
+        from ray._private.utils import get_num_cpus  # Ray's own count (cgroup limits), as ``ray start`` uses it
+
+        cpus = float(get_num_cpus())
+    except (ImportError, AttributeError):
+        cpus = float(len(os.sched_getaffinity(0)))
+    return {"CPU": cpus, "GPU": float(cuda_device_count() or 0)}
+
+
+def check_worker_fits(cluster: RayConfig, node: dict[str, float]) -> None:
+    """Refuse a worker that needs more CPUs or GPUs than the node has: Ray would wait for ever to place it."""
+    for resource, option, wanted in (("CPU", "--cpus-per-worker", cluster.cpus_per_worker),
+                                     ("GPU", "--gpus-per-worker", cluster.gpus_per_worker)):
+        have = node.get(resource, 0.0)
+        if wanted > have:
+            raise InputError(
+                f"{option} {wanted:g}: one worker needs {wanted:g} {resource}s but the local Ray node has {have:g}; "
+                "Ray would wait for ever to place it",
+                f"use at most {option} {have:g} (fractions share one), or run on a cluster with larger nodes "
+                "(--ray HEAD:PORT)" if have else f"leave {option} at 0, or run on a cluster with {resource}s")
 
 
 def model_files(model_path: Path) -> dict[str, bytes]:
@@ -227,22 +291,56 @@ def _process_alive(pid: int) -> bool:
 
 def _run_pool(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluster: RayConfig,
               reporter: ProgressReporter, progress: RunProgress) -> None:
-    """Stream ``todo`` through the actor pool, adding each image's first record and the backend to ``progress``."""
-    pyarrow = require("pyarrow")
+    """Stream ``todo`` through the actor pool, adding each image's first record and the backend to ``progress``.
+
+    A call whose worker dies is retried on a restarted worker, ``CALL_TRIES`` times at most (Ray Data's default
+    is for ever). Images whose calls died that often are run once more one by one, each alone on a worker, so
+    that an image that kills its worker every time (a poison image) fails alone and the rest are segmented.
+    """
     per_block = max(1, min(MAX_PATHS_PER_BLOCK, len(todo) // (4 * cluster.workers)))
+    left = _stream(ray, todo, setup, cluster, reporter, progress, per_block, cluster.images_per_call, in_flight=None)
+    if left:
+        left = _stream(ray, left, setup, cluster, reporter, progress, 1, 1, in_flight=1)
+    error = (f"its worker process died each of the {CALL_TRIES} times it segmented this image (a crash in the "
+             "decoder or the runtime, or the memory limit); the image was given up")
+    for relative in left:
+        progress.records.append(ImageRecord(relative, "failed", error=error))
+        reporter.error(relative, error)
+        reporter.advance(False)
+
+
+def _stream(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluster: RayConfig,
+            reporter: ProgressReporter, progress: RunProgress, per_block: int, batch_size: int,
+            in_flight: int | None) -> tuple[str, ...]:
+    """One pass of ``todo`` through a pool of ``cluster.workers`` actors; the images that got no record (their
+    calls' workers died ``CALL_TRIES`` times). ``in_flight=1`` gives each worker one call at a time, so a dying
+    worker takes no other image's call with it."""
+    pyarrow = require("pyarrow")
     blocks = [pyarrow.table({"path": list(todo[start:start + per_block])}) for start in range(0, len(todo), per_block)]
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        SegmentWorker,
-        fn_constructor_kwargs={"setup": setup},
-        compute=ray.data.ActorPoolStrategy(size=cluster.workers),
-        batch_size=cluster.images_per_call,
-        batch_format="numpy",
-        num_cpus=cluster.cpus_per_worker,
-        num_gpus=cluster.gpus_per_worker or None,
-    )  # Ray Data's actor pool restarts a lost actor and retries its calls by default (max_restarts=-1)
-    seen: set[str] = set()
+    context = ray.data.DataContext.get_current()
+    context.max_errored_blocks = -1  # a call that failed every try drops its images; the caller accounts for them
+    pool = ray.data.ActorPoolStrategy(size=cluster.workers, **({} if in_flight is None else
+                                                               {"max_tasks_in_flight_per_actor": in_flight}))
+    with warnings.catch_warnings():  # Ray 2.60 (the extra's pin) takes an actor's restart and retry limits only
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")  # this way, and warns of 2.64
+        dataset = ray.data.from_arrow(blocks).map_batches(
+            SegmentWorker,
+            fn_constructor_kwargs={"setup": setup},
+            compute=pool,
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=cluster.cpus_per_worker,
+            num_gpus=cluster.gpus_per_worker or None,
+            max_restarts=-1,  # a lost worker is always replaced ...
+            max_task_retries=CALL_TRIES - 1,  # ... but a call is given up after CALL_TRIES deaths
+        )
+    seen = {record.path for record in progress.records}
+    fatal = None
     try:
         for row in dataset.iter_rows():
+            if row["fatal"]:
+                fatal = pickle.loads(row["fatal"])  # from our own worker, as Ray's own results are
+                break
             record = ImageRecord(**json.loads(row["record"]))
             progress.backend, progress.device = str(row["backend"]), str(row["device"])
             if record.path in seen:  # a retried call can return an image twice: it was written once either way
@@ -254,6 +352,9 @@ def _run_pool(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluste
             reporter.advance(record.status == "ok")
     except Exception as exc:
         raise _our_error(exc) from exc
+    if fatal is not None:
+        raise fatal
+    return tuple(relative for relative in todo if relative not in seen)
 
 
 def _our_error(exc: BaseException) -> BaseException:
@@ -346,8 +447,25 @@ class RayNode:
     address: str  # the head's address (HOST:PORT)
     output: list[str] = field(default_factory=list)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the node and every process it started (its process group), by PID."""
+    def processes(self) -> set[tuple[int, str]]:
+        """(PID, start time) of every process of the node: those below ``ray start``, and those whose command line
+        names the node's temp folder (Ray's agents and servers, also once their parent is gone)."""
+        table = _process_table()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _, _) in table.items():
+            children.setdefault(parent, []).append(pid)
+        found = {pid for pid, (_, _, command) in table.items() if str(self.temp_dir).encode() in command}
+        below = [self.process.pid]
+        while below:
+            pid = below.pop()
+            found.add(pid)
+            below.extend(child for child in children.get(pid, ()) if child not in found)
+        return {(pid, table[pid][1]) for pid in found if pid in table and pid != os.getpid()}
+
+    def stop(self, timeout: float = NODE_STOP_TIMEOUT_S) -> None:
+        """Stop the node, then kill by PID every process of it still alive (Ray puts workers in process groups of
+        their own, so the node's group alone misses them; a worker stuck in native code ignores SIGTERM)."""
+        members = self.processes()  # taken first: once ``ray start`` is gone its children have other parents
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
@@ -355,13 +473,32 @@ class RayNode:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
+        members |= self.processes()
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything of the node still alive
+            os.killpg(self.process.pid, signal.SIGKILL)
+        table = _process_table()
+        for pid, started in members:
+            if pid != self.process.pid and table.get(pid, (0, "", b""))[1] == started:  # not a reused PID
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         self.process.wait()
 
 
+def _process_table() -> dict[int, tuple[int, str, bytes]]:
+    """PID -> (parent PID, start time, command line) of the live processes this user may read (Linux /proc)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] not in ("Z", "X"):
+                table[int(entry.name)] = (int(fields[1]), fields[19], (entry / "cmdline").read_bytes())
+    return table
+
+
 def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | None = None,
-               prefix: tuple[str, ...] = (), timeout: float = 90.0) -> RayNode:
+               num_gpus: float | None = None, prefix: tuple[str, ...] = (), timeout: float = 90.0) -> RayNode:
     """Start a head (``head=None``) or a node joining ``head``, bound to 127.0.0.1, and wait until it runs.
 
     ``prefix`` is put before the command (e.g. to run it in another network namespace). A joining node binds
@@ -375,7 +512,9 @@ def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | Non
     else:
         command += ["--address", head]
     if num_cpus is not None:
-        command += ["--num-cpus", str(num_cpus)]
+        command += ["--num-cpus", f"{num_cpus:g}"]
+    if num_gpus is not None:
+        command += ["--num-gpus", f"{num_gpus:g}"]
     # the node serves this job alone: no 30 s drain on SIGTERM for work that has already finished
     env = {**os.environ, **loopback_environment(), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     if head is not None:  # Ray refuses to join a second node in single-machine mode; it finds 127.0.0.1 from
@@ -394,23 +533,58 @@ def start_node(temp_dir: Path, *, head: str | None = None, num_cpus: float | Non
         started.set()
 
     threading.Thread(target=drain, name="ray-node-output", daemon=True).start()
-    if not started.wait(timeout) or process.poll() is not None:
+    try:
+        running = started.wait(timeout) and process.poll() is None
+    except BaseException:  # stopped (Ctrl-C, SIGTERM) while the node starts: nothing of it may outlive the caller
+        node.stop()
+        raise
+    if not running:
         node.stop()
         raise MissingComponentError("could not start a local Ray node:\n  " + "\n  ".join(node.output[-15:]),
                                     "check that Ray is installed (pip install 'fcn-deploy[ray]') and the temp folder is writable")
     return node
 
 
+CONNECT_HINT = ("run this on a node of the cluster ('ray start --head', then 'ray start --address HEAD' on the "
+                "others), with the cluster's RAY_AUTH_MODE and token")
+
+
 def _connect(ray: ModuleType, address: str) -> None:
     """``ray.init`` quietly on an existing cluster; our error with the cause when it fails."""
+    _check_head_answers(ray, address)
     try:
         ray.init(address=address, configure_logging=True, logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:
         raise MissingComponentError(
-            f"could not connect to the Ray cluster at {address} ({type(exc).__name__}: {exc})",
-            "run this on a node of the cluster ('ray start --head', then 'ray start --address HEAD' on the others), "
-            "with the cluster's RAY_AUTH_MODE and token",
+            f"could not connect to the Ray cluster at {address} ({type(exc).__name__}: {exc})", CONNECT_HINT,
         ) from exc
+
+
+def _check_head_answers(ray: ModuleType, address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse a head that does not accept a TCP connection within ``timeout``: ``ray.init`` retries it for ever."""
+    endpoint = _bootstrap_endpoint(ray, address)
+    if endpoint is None:  # 'auto' with no cluster known here: ray.init says so at once
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc))
+        raise MissingComponentError(
+            f"could not connect to the Ray cluster at {address}: {endpoint[0]}:{endpoint[1]} does not answer "
+            f"({reason})",
+            f"check the head's address and port (its 'ray start --head' prints them) and that it runs, or use "
+            f"--ray {LOCAL}; {CONNECT_HINT}",
+        ) from None
+
+
+def _bootstrap_endpoint(ray: ModuleType, address: str) -> tuple[str, int] | None:
+    """The (host, port) ``ray.init`` will dial for ``address``: Ray's own reading (it resolves ``auto`` and may
+    swap a loopback host for this node's address), or the address as given where that is not available."""
+    if not address.startswith(RAY_CLIENT_SCHEME):
+        with contextlib.suppress(Exception):
+            resolved = ray._private.services.canonicalize_bootstrap_address(address)
+            return None if resolved is None else head_endpoint(resolved)
+    return head_endpoint(address)
 
 
 @contextlib.contextmanager
@@ -421,10 +595,12 @@ def ray_session(address: str) -> Iterator[ModuleType]:
             temp_dir = short_temp_dir()
             stack.callback(shutil.rmtree, temp_dir, True)
             stack.callback(remove_orphaned_model_copies)  # after the node stopped: its workers are gone
-            stack.enter_context(_environment(loopback_environment()))
+            # every file of Ray's (the driver's included) stays in the job's private temp folder
+            stack.enter_context(_environment({**loopback_environment(), "RAY_TMPDIR": str(temp_dir)}))
             ray = require_ray()
             _reload_ray_settings(ray)
-            node = start_node(temp_dir)
+            resources = local_node_resources()
+            node = start_node(temp_dir, num_cpus=resources["CPU"], num_gpus=resources["GPU"])
             stack.callback(node.stop)
             address = node.address
         else:
@@ -437,7 +613,8 @@ def ray_session(address: str) -> Iterator[ModuleType]:
         context.print_on_execution_start = False
         data_logger = logging.getLogger("ray.data")
         stack.callback(data_logger.setLevel, data_logger.level)
-        data_logger.setLevel(logging.ERROR)  # Ray Data's per-run notices would interleave with the bar
+        # Ray Data's notices would interleave with the bar, and a given-up call's traceback is the image's record
+        data_logger.setLevel(logging.CRITICAL)
         yield ray
 
 

@@ -7,13 +7,16 @@ naming the file. Masks are VOC-style palette PNGs (mode 'P') that VOC tooling re
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+import stat
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -44,8 +47,67 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _open_checked(path: Path | io.BytesIO, max_pixels: int | None, name: object = None) -> Image.Image:
-    """Open ``path`` or an in-memory file (header only), enforcing our pixel limit instead of Pillow's global one."""
+# what a path names when it is not a regular file: reading any of them could block for ever or never end
+_NOT_REGULAR: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _refuse_non_regular(mode: int, name: object) -> None:
+    """InputError naming what ``name`` is unless ``mode`` is a regular file's (a folder raises as ``open`` does)."""
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(name))
+    if not stat.S_ISREG(mode):
+        kind = next((label for is_kind, label in _NOT_REGULAR if is_kind(mode)), "a special file")
+        raise InputError(f"{name}: is {kind}, not an image file; only regular files are read",
+                         "remove it from the folder, or replace it with the image file")
+
+
+def open_regular_file(path: str | os.PathLike[str], name: object = None) -> BinaryIO:
+    """Open ``path`` (links followed) for binary reading if it is a regular file; InputError naming what it is
+    otherwise, so a named pipe or a device named like an image never blocks a reader.
+
+    Checked before opening (a pipe is never opened) and again on the open handle (it may have been replaced in
+    between; opening without blocking makes that second look safe). Other failures are the OSError of ``open``.
+    """
+    name = name if name is not None else path
+    _refuse_non_regular(os.stat(path).st_mode, name)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _refuse_non_regular(os.fstat(descriptor).st_mode, name)
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a regular file (an encoded image sent as it is); InputError naming the file otherwise."""
+    try:
+        with open_regular_file(path) as handle:
+            return handle.read()
+    except OSError as exc:
+        raise _file_error(exc, path) or InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _file_error(exc: OSError, name: object) -> InputError | None:
+    """Our words for an OSError that says what is wrong with the file itself; None for any other."""
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{name}: file not found (or a link to a missing file)")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(f"{name}: is a directory, not an image file", "rename or move it")
+    if isinstance(exc, PermissionError):
+        return InputError(f"{name}: permission denied ({exc.strerror})", "make the file readable")
+    if exc.errno == errno.ELOOP:
+        return InputError(f"{name}: a loop of symbolic links (it never reaches a file)",
+                          "point the link at a real file, or remove it")
+    return None
+
+
+def _open_checked(path: BinaryIO, max_pixels: int | None, name: object = None) -> Image.Image:
+    """Open an image from an open file (header only), enforcing our pixel limit instead of Pillow's global one."""
     with _MAX_IMAGE_PIXELS_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
@@ -129,7 +191,7 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
     if max_pixels is not None and max_pixels < 1:
         raise InputError(f"max_pixels must be positive, got {max_pixels}", MAX_PIXELS_HINT)
     try:
-        with _open_checked(source, max_pixels, name) as image:
+        with _opened(source, name) as handle, _open_checked(handle, max_pixels, name) as image:
             image.load()
             if image.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
                 ImageOps.exif_transpose(image, in_place=True)  # otherwise it returns a full copy
@@ -137,25 +199,21 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
     except InputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        detail = "unknown image format" if isinstance(exc, UnidentifiedImageError) and isinstance(source, io.BytesIO) else exc
+        detail = "unknown image format" if isinstance(exc, UnidentifiedImageError) else exc  # Pillow names the handle
         raise InputError(f"{name}: not a readable image ({detail})", "replace or remove the file") from exc
-    except FileNotFoundError:
-        raise InputError(f"{name}: file not found (or a link to a missing file)") from None
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a directory, not an image file", "rename or move it") from None
-    except PermissionError as exc:
-        raise InputError(f"{name}: permission denied ({exc.strerror})", "make the file readable") from exc
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputError(f"{name}: a loop of symbolic links (it never reaches a file)",
-                             "point the link at a real file, or remove it") from None
-        raise InputError(f"{name}: cannot decode the image ({exc})", "the file is corrupt or truncated; "
-                         "replace or remove it") from exc
+        raise _file_error(exc, name) or InputError(f"{name}: cannot decode the image ({exc})",
+                                                   "the file is corrupt or truncated; replace or remove it") from exc
     except MemoryError:
         raise
     except Exception as exc:  # a decoder fed a damaged file raises anything (ValueError, struct.error, ...)
         raise InputError(f"{name}: cannot decode the image ({type(exc).__name__}: {exc})",
                          "the file is corrupt or truncated; replace or remove it") from exc
+
+
+def _opened(source: Path | io.BytesIO, name: object) -> contextlib.AbstractContextManager[BinaryIO]:
+    """An in-memory file as it is, a path opened if it is a regular file."""
+    return contextlib.nullcontext(source) if isinstance(source, io.BytesIO) else open_regular_file(source, name)
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -165,7 +223,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     Never decodes the pixels: a PNG whose EXIF chunk follows the image data counts as upright, because Pillow
     would decode the whole image to find that chunk (such an image is at worst segmented again on resume)."""
     try:
-        with _open_checked(Path(path), None) as image:
+        with open_regular_file(path) as handle, _open_checked(handle, None, path) as image:
             width, height = image.size
             cheap_exif = image.format != "PNG" or "exif" in image.info
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1) if cheap_exif else 1

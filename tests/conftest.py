@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -341,3 +344,59 @@ def parity_report():
         model_seconds=1.0, reference_seconds=1.0, images=(),
     )
     return lambda **changes: replace(passing, **changes)
+
+
+# --- files named like images that are not regular files -------------------------------------------
+
+
+class SpecialFiles:
+    """Named pipes and sockets named like images; a watcher records any pipe that something opened to read.
+
+    Whoever opens a pipe to read it waits for a writer for ever; the watcher plays that writer and closes at once,
+    so such a reader gets an empty file instead of hanging the test, and ``opened_pipes`` names the pipe.
+    """
+
+    def __init__(self) -> None:
+        self.pipes: list[Path] = []
+        self.opened_pipes: list[Path] = []
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="fifo-watcher", daemon=True)
+        self._watcher.start()
+
+    def pipe(self, path: Path) -> Path:
+        os.mkfifo(path)
+        self.pipes.append(path)
+        return path
+
+    def socket(self, path: Path) -> Path:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        self._sockets.append(listener)
+        return path
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            for path in list(self.pipes):
+                try:  # succeeds only while a reader has the pipe open (or waits in open)
+                    descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                os.close(descriptor)
+                self.opened_pipes.append(path)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._watcher.join()
+        for listener in self._sockets:
+            listener.close()
+
+
+@pytest.fixture
+def special_files() -> Iterator[SpecialFiles]:
+    """Makes named pipes and Unix sockets; records the pipes something opened to read (and releases them)."""
+    files = SpecialFiles()
+    try:
+        yield files
+    finally:
+        files.close()

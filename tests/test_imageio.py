@@ -11,9 +11,11 @@ from PIL import Image
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.imageio import (
+    image_size,
     is_image_path,
     mask_palette,
     overlay,
+    read_file_bytes,
     read_image,
     write_mask,
     write_overlay,
@@ -122,6 +124,29 @@ def test_directories_and_missing_files(tmp_path):
         read_image(tmp_path / "folder.png")
     with pytest.raises(InputError, match="missing.png"):
         read_image(tmp_path / "missing.png")
+
+
+def test_only_regular_files_are_read(tmp_path, special_files):
+    """A pipe, socket or device named like an image is refused by what it is, never opened to wait on."""
+    regular = save(Image.fromarray(gradient()), tmp_path / "real.png")
+    os.symlink(regular, tmp_path / "link.png")
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")  # reading it would never end
+    pipe = special_files.pipe(tmp_path / "pipe.png")
+    os.symlink(pipe, tmp_path / "pipe-link.png")
+    special_files.socket(tmp_path / "sock.jpg")
+    kinds = {"pipe.png": "a named pipe", "pipe-link.png": "a named pipe", "sock.jpg": "a socket",
+             "zero.jpg": "a character device"}
+    for name, kind in kinds.items():
+        for read in (read_image, read_file_bytes):
+            with pytest.raises(InputError, match=f"{name}: is {kind}.*only regular files are read") as info:
+                read(tmp_path / name)
+            assert info.value.hint
+        assert image_size(tmp_path / name) is None
+    assert special_files.opened_pipes == []
+    assert read_image(tmp_path / "link.png").shape == (20, 30, 3)
+    assert read_file_bytes(tmp_path / "link.png") == regular.read_bytes()
+    with pytest.raises(InputError, match="is a directory"):
+        read_file_bytes(tmp_path)
 
 
 def test_pixel_limit(tmp_path, monkeypatch):

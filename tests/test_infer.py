@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fcn_deploy import imageio
 from fcn_deploy import segmenter as segmenter_module
 from fcn_deploy.errors import BatchFailure, InputError, Interrupted
 from fcn_deploy.infer import InferConfig, default_model, find_images, infer_folder
@@ -104,6 +105,29 @@ def test_mixed_folder_reports_bad_files_and_keeps_going(standin, mixed_folder, t
             assert np.array_equal(np.asarray(mask), expected_labels(mixed_folder / source))
 
 
+def test_pipes_sockets_and_devices_named_like_images_fail_alone(standin, tmp_path, special_files, capsys):
+    """Reading a named pipe would wait for a writer for ever: only regular files are read, others fail alone."""
+    images, out = tmp_path / "images", tmp_path / "masks"
+    write_image(images / "a.png")
+    special_files.pipe(images / "pipe.png")
+    special_files.socket(images / "sock.jpg")
+    os.symlink("/dev/zero", images / "zero.jpg")
+    out.mkdir()
+    write_image(out / "pipe.png")  # a mask from an earlier run: resuming looks at the input's size
+    with pytest.raises(BatchFailure, match="3 of 4 images failed") as info:
+        infer_folder(tmp_path / "m.onnx", images, out, InferConfig())
+    assert info.value.exit_code == 3
+    records = {r["path"]: r for r in json.loads((out / "summary.json").read_text())["images"]}
+    assert records["a.png"]["status"] == "ok"
+    stderr = capsys.readouterr().err
+    for name, kind in {"pipe.png": "a named pipe", "sock.jpg": "a socket", "zero.jpg": "a character device"}.items():
+        assert records[name]["status"] == "failed"
+        error = records[name]["error"]
+        assert error.startswith(f"is {kind}") and "only regular files are read" in error
+        assert f"error: {name}: is {kind}" in stderr
+    assert special_files.opened_pipes == []
+
+
 def test_second_run_resumes_and_overwrite_redoes(standin, mixed_folder, tmp_path):
     out = tmp_path / "masks"
     with pytest.raises(BatchFailure):
@@ -192,14 +216,14 @@ def test_unreadable_file(standin, tmp_path, monkeypatch):
     images = tmp_path / "in"
     write_image(images / "ok.png")
     write_image(images / "locked.png")
-    real_open = Image.open
+    real_open = imageio.open_regular_file  # every image file is opened there (a chmod cannot deny root)
 
     def guarded(path, *args, **kwargs):
         if Path(path).name == "locked.png":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Image, "open", guarded)
+    monkeypatch.setattr(imageio, "open_regular_file", guarded)
     with pytest.raises(BatchFailure) as info:
         infer_folder(tmp_path / "m.onnx", images, tmp_path / "out", InferConfig())
     records = {r.path: r for r in info.value.summary.images}

@@ -24,6 +24,7 @@ import numpy as np
 from fcn_deploy.deps import require
 from fcn_deploy.errors import BatchFailure, InputError
 from fcn_deploy.fileio import write_bytes_atomic, write_text_atomic
+from fcn_deploy.imageio import read_file_bytes
 from fcn_deploy.infer import (
     ImageJob,
     ImageRecord,
@@ -184,7 +185,7 @@ def segment_remote(
     def run(job: ImageJob) -> ImageRecord:
         started = time.perf_counter()
         try:
-            data = job.source.read_bytes()
+            data = read_file_bytes(job.source)
             png = connection().segment(data)[MASK_OUTPUT].reshape(-1)[0]
             height, width = _png_size(png)
             write_bytes_atomic(job.mask, png)

@@ -34,3 +34,28 @@ def cli_env(**extra: str) -> dict[str, str]:
 
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, **loopback_environment(), "PYTHONPATH": path, **extra}
+
+
+HOOKS = Path(__file__).resolve().parent / "image_hooks"
+
+
+def hooked_env(**extra: str) -> dict[str, str]:
+    """``cli_env`` whose Python processes (the driver, Ray's node and workers) load ``image_hooks``: set
+    FCN_TEST_KILL_ON_OPEN or FCN_TEST_HANG_ON_OPEN in ``extra`` to make a worker die or hang on one image."""
+    env = cli_env(**extra)
+    env["PYTHONPATH"] = os.pathsep.join((str(HOOKS), env["PYTHONPATH"]))
+    return env
+
+
+def processes_with(variable: str, value: str) -> list[int]:
+    """Live processes of this user whose environment holds ``variable=value`` (all a job started inherit it)."""
+    marker = f"{variable}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -7,19 +7,24 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from cluster_support import cli_command, cli_env, write_images
+from cluster_support import cli_command, cli_env, hooked_env, processes_with, write_images
 from PIL import Image
 
 from fcn_deploy.cli import run
 from fcn_deploy.cluster import (
     MODEL_COPY_PREFIX,
     RayConfig,
+    check_worker_fits,
+    free_loopback_port,
     model_files,
     remove_orphaned_model_copies,
     remove_partial_outputs,
@@ -52,11 +57,11 @@ def leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.rglob("*.part"))
 
 
-def run_ray_job(prefix, model: Path, images: Path, out: Path, address: str, *options: str,
+def run_ray_job(prefix, model: Path, images: Path, out: Path, address: str, *options: str, timeout: float = JOB_TIMEOUT,
                 **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(cli_command(prefix, "infer", str(model), str(images), "--out", str(out), "--device", "cpu",
                                       "--ray", address, *options),
-                          env=cli_env(**env), capture_output=True, text=True, timeout=JOB_TIMEOUT)
+                          env=hooked_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -100,6 +105,14 @@ def descendants_named(root_pid: int, marker: str) -> list[int]:
     return found
 
 
+def one_image_renamed(tmp_path: Path, count: int, name: str) -> Path:
+    """``tmp_path/in`` with ``count`` images, the second named ``name`` (the image a test hook acts on)."""
+    images = tmp_path / "in"
+    write_images(images, count)
+    (images / "001.png").rename(images / name)
+    return images
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -114,6 +127,8 @@ def wait_for(condition, timeout: float, what: str) -> None:
 @pytest.mark.parametrize("changes, message", [
     ({"workers": 0}, "workers must be a positive integer"), ({"cpus_per_worker": 0}, "cpus per worker must be positive"),
     ({"gpus_per_worker": -1}, "gpus per worker"), ({"address": " "}, "address is empty"),
+    ({"address": "127.0.0.1:70000"}, "port from 1 to 65535"), ({"address": "ray://head:0"}, "port from 1 to 65535"),
+    ({"address": "head"}, "not HOST:PORT"), ({"address": ":6379"}, "not HOST:PORT"),
 ])
 def test_ray_config_rejects_bad_values(changes, message):
     with pytest.raises(InputError, match=message):
@@ -134,6 +149,37 @@ def test_cli_rejects_worker_options_without_ray_and_cuda_without_gpus(tmp_path, 
     assert run(["infer", str(tmp_path / "m.onnx"), str(tmp_path / "in"), "--out", str(tmp_path / "o"),
                 "--device", "cuda", "--ray", "local"]) == 1
     assert "--gpus-per-worker" in capsys.readouterr().err
+
+
+def test_an_address_where_nothing_answers_fails_at_once_with_the_address(netns_prefix, tiny_onnx, tmp_path):
+    """Ray retries a dead head for ever; the job names the address and the fix instead (bounded: no head here)."""
+    images = tmp_path / "in"
+    write_images(images, 1)
+    address = f"127.0.0.1:{free_loopback_port()}"  # free a moment ago: nothing listens there
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", address, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"could not connect to the Ray cluster at {address}" in result.stderr and "does not answer" in result.stderr
+    assert "fix: check the head's address" in result.stderr
+
+
+def test_a_worker_larger_than_the_local_node_is_refused_before_ray_starts(netns_prefix, tiny_onnx, tmp_path_factory,
+                                                                          tmp_path):
+    images = tmp_path / "in"
+    write_images(images, 1)
+    temp_root = tmp_path_factory.mktemp("w")
+    result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", "local", "--cpus-per-worker", "4096",
+                         timeout=120, TMPDIR=str(temp_root))
+    assert result.returncode == 1, result.stderr
+    assert "--cpus-per-worker 4096: one worker needs 4096 CPUs but the local Ray node has" in result.stderr
+    assert "fix: use at most --cpus-per-worker" in result.stderr
+    assert list(temp_root.iterdir()) == [] and not (tmp_path / "out").exists()  # no Ray, no output folder
+
+
+def test_a_worker_shape_is_checked_for_gpus_too():
+    with pytest.raises(InputError, match="needs 1 GPUs but the local Ray node has 0") as info:
+        check_worker_fits(RayConfig(gpus_per_worker=1), {"CPU": 2.0, "GPU": 0.0})
+    assert "leave --gpus-per-worker at 0" in info.value.hint
+    check_worker_fits(RayConfig(cpus_per_worker=2, gpus_per_worker=0.5), {"CPU": 2.0, "GPU": 1.0})
 
 
 def test_model_files_travel_with_the_sidecar(tmp_path):
@@ -163,6 +209,64 @@ def test_model_copies_of_gone_workers_are_swept_and_live_ones_kept(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
     finally:
         zombie.wait()
+
+
+# a stand-in for ``ray start``: one child in a process group of its own and one already left to PID 1 whose command
+# line names the node's temp folder (as Ray's workers and agents are), both deaf to SIGTERM; the node ends on SIGTERM
+FAKE_NODE = """
+import os, signal, subprocess, sys, time
+deaf = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"]
+grouped = subprocess.Popen(deaf, start_new_session=True, stdout=subprocess.DEVNULL)
+launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; "
+                             "print(subprocess.Popen(sys.argv[1:], start_new_session=True, stdout=subprocess.DEVNULL).pid)",
+                             *deaf, sys.argv[1]],
+                            stdout=subprocess.PIPE, text=True)
+orphan = int(launcher.communicate()[0])
+print(grouped.pid, orphan, flush=True)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+time.sleep(600)
+"""
+
+
+def test_stopping_a_node_kills_its_processes_in_other_groups_and_those_left_to_pid_1(tmp_path):
+    from fcn_deploy.cluster import RayNode, _process_alive
+
+    temp_dir = tmp_path / "node"
+    temp_dir.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", FAKE_NODE, str(temp_dir)], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    assert process.stdout is not None
+    grouped, orphan = (int(pid) for pid in process.stdout.readline().split())
+    try:
+        RayNode(process, temp_dir, "127.0.0.1:1").stop(timeout=5)
+        wait_for(lambda: not _process_alive(grouped) and not _process_alive(orphan), 30, "the node's processes to end")
+    finally:
+        for pid in (grouped, orphan):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_local_session_keeps_every_file_of_ray_in_its_own_temp_folder(monkeypatch, tmp_path_factory):
+    """The driver's default Ray folder too (RAY_TMPDIR): nothing of the job lands in a shared, world-writable one."""
+    ray_data = pytest.importorskip("ray.data")
+    import ray
+
+    from fcn_deploy import cluster
+
+    temp_root = tmp_path_factory.mktemp("t")
+    monkeypatch.setenv("TMPDIR", str(temp_root))
+    monkeypatch.setattr(cluster.tempfile, "tempdir", None)  # read TMPDIR again
+    started = []
+    monkeypatch.setattr(cluster, "start_node", lambda temp_dir, **_: started.append(temp_dir) or
+                        cluster.RayNode(subprocess.Popen(["true"]), temp_dir, "127.0.0.1:1"))
+    monkeypatch.setattr(cluster, "_connect", lambda *_: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_data.DataContext, "get_current", SimpleNamespace)
+    with cluster.ray_session(cluster.LOCAL):
+        default = Path(ray._common.utils.get_default_ray_temp_dir())
+        assert started and started[0] in default.parents and started[0].parent == temp_root
+        assert started[0].stat().st_mode & 0o777 == 0o700
+    assert list(temp_root.iterdir()) == []
 
 
 def test_a_second_run_into_a_locked_out_is_refused_before_ray_starts(tiny_onnx, tmp_path):
@@ -227,19 +331,22 @@ def test_masks_and_summary_match_plain_infer(ray_head, netns_prefix, tiny_onnx, 
 
 
 @pytest.mark.slow
-def test_mixed_folder_fails_only_the_bad_files(ray_head, netns_prefix, tiny_onnx, tmp_path):
+def test_mixed_folder_fails_only_the_bad_files(ray_head, netns_prefix, tiny_onnx, tmp_path, special_files):
     images = tmp_path / "in"
     good = write_images(images, 5)
     (images / "empty.jpg").write_bytes(b"")
     (images / "notes.png").write_text("not an image")
     data = good[0].read_bytes()
     (images / "truncated.png").write_bytes(data[: len(data) // 2])
+    special_files.pipe(images / "pipe.png")  # a worker reading it would wait for a writer for ever
     result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", ray_head.address)
     assert result.returncode == 3, result.stderr
     for name in ("empty.jpg", "notes.png", "truncated.png"):
         assert f"error: {name}:" in result.stderr
+    assert "error: pipe.png: is a named pipe" in result.stderr and special_files.opened_pipes == []
     records = rows(tmp_path / "out")
-    assert {p for p, r in records.items() if r["status"] == "failed"} == {"empty.jpg", "notes.png", "truncated.png"}
+    assert {p for p, r in records.items() if r["status"] == "failed"} == {"empty.jpg", "notes.png", "truncated.png",
+                                                                          "pipe.png"}
     assert sorted(masks(tmp_path / "out")) == [p.name for p in good]
     assert leftovers(tmp_path / "out") == []
 
@@ -323,3 +430,46 @@ def test_local_ray_started_and_stopped_for_the_job(netns_prefix, tmp_path_factor
     assert plain.count("ok") == 4 and rows(tmp_path / "out") == rows(tmp_path / "plain")
     # Ray's temp folder and every worker's model copy went with the job
     assert [p.name for p in temp_root.iterdir() if p.is_dir()] == []
+
+
+@pytest.mark.slow
+def test_a_poison_image_that_kills_its_worker_every_time_fails_alone(netns_prefix, tmp_path_factory, tiny_onnx,
+                                                                     tmp_path):
+    images, out = one_image_renamed(tmp_path, 6, "poison.png"), tmp_path / "out"
+    temp_root = tmp_path_factory.mktemp("p")
+    result = run_ray_job(netns_prefix, tiny_onnx, images, out, "local", "--workers", "2",
+                         TMPDIR=str(temp_root), FCN_TEST_KILL_ON_OPEN="poison.png")
+    assert result.returncode == 3, result.stderr
+    assert "error: poison.png: its worker process died each of the 3 times" in result.stderr
+    records = rows(out)
+    assert records["poison.png"]["status"] == "failed"
+    assert {p for p, r in records.items() if r["status"] == "ok"} == {"000.png", "002.png", "003.png", "004.png",
+                                                                      "005.png"}
+    assert leftovers(out) == [] and [p.name for p in temp_root.iterdir() if p.is_dir()] == []  # Ray's went with the job
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_stuck_worker_stops_every_process_of_the_local_ray(netns_prefix, tmp_path_factory, tiny_onnx,
+                                                                            tmp_path):
+    images, out = one_image_renamed(tmp_path, 4, "stuck.png"), tmp_path / "out"
+    temp_root, mark, job_id = tmp_path_factory.mktemp("s"), tmp_path / "stuck", uuid.uuid4().hex
+    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
+                          "--ray", "local")
+    env = hooked_env(TMPDIR=str(temp_root), FCN_TEST_HANG_ON_OPEN="stuck.png", FCN_TEST_HANG_MARK=str(mark),
+                     FCN_TEST_JOB=job_id)
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: mark.exists() or job.poll() is not None, JOB_TIMEOUT, "a worker stuck on stuck.png")
+        assert job.poll() is None, "the job ended before a worker got stuck"
+        assert len(processes_with("FCN_TEST_JOB", job_id)) > 3  # the driver, the node's servers, the workers
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 143, stderr
+    # every process the job started (all inherit its environment) ends with it: none is left to PID 1
+    wait_for(lambda: processes_with("FCN_TEST_JOB", job_id) == [], 30, "the job's processes to end")
+    assert [p.name for p in temp_root.iterdir() if p.is_dir()] == []  # Ray's files (the driver's too) went with it
+    assert json.loads((out / "summary.json").read_text())["interrupted"] == "SIGTERM"

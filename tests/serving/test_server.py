@@ -113,16 +113,19 @@ def test_admin_endpoints_need_the_token(server) -> None:
 
 
 @pytest.mark.slow
-def test_client_cli_reports_failed_images_with_exit_code_3(server, image_dir, tmp_path, capsys) -> None:
+def test_client_cli_reports_failed_images_with_exit_code_3(server, image_dir, tmp_path, capsys,
+                                                          special_files) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
     first = sorted(image_dir.glob("*.jpg"))[0]
     (folder / first.name).write_bytes(first.read_bytes())
     (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    special_files.pipe(folder / "pipe.jpg")  # reading it would wait for a writer for ever
     code = run(["client", server.grpc_url, str(folder), "--out", str(tmp_path / "masks"), "--concurrency", "2"])
     assert code == 3
     err = capsys.readouterr().err
     assert "broken.png" in err and "not a readable image" in err
+    assert "pipe.jpg: is a named pipe" in err and special_files.opened_pipes == []
     assert (tmp_path / "masks" / first.with_suffix(".png").name).is_file()
     assert not (tmp_path / "masks" / "broken.png").exists()
 
