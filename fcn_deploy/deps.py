@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from fcn_deploy.errors import MissingComponentError
 
+# PyTorch is not part of the runtime install: training, export from checkpoints, imports of PyTorch models,
+# the PyTorch backend and parity against a checkpoint need the extra
+TORCH_HINT = ("pip install 'fcn-deploy[torch]' (PyTorch, torchvision and onnxscript: training, export, imports of "
+              "PyTorch models, checkpoints)")
+
 # module name -> how to install it
 _INSTALL_HINTS = {
-    "torch": "pip install 'torch>=2.4' 'torchvision>=0.19' (base dependencies of fcn-deploy)",
-    "torchvision": "pip install 'torchvision>=0.19' (a base dependency of fcn-deploy)",
+    "torch": TORCH_HINT,
+    "torchvision": TORCH_HINT,
+    "onnxscript": TORCH_HINT,
     "onnx": "pip install onnx (a base dependency of fcn-deploy)",
-    "onnxscript": "pip install onnxscript (needed by the torch.onnx dynamo exporter)",
     "onnxruntime": "pip install onnxruntime-gpu (Linux x86_64) or onnxruntime (elsewhere); never both",
     "tensorrt": "pip install 'fcn-deploy[tensorrt]' (CUDA 13) or 'fcn-deploy[tensorrt-cu12]' (CUDA 12) on a machine "
                 "with an NVIDIA GPU and driver",
@@ -36,3 +42,11 @@ def require(module: str) -> ModuleType:
         root = module.split(".")[0]
         hint = _INSTALL_HINTS.get(module) or _INSTALL_HINTS.get(root) or f"pip install {root}"
         raise MissingComponentError(f"the Python module '{module}' is not available ({exc})", hint) from exc
+
+
+def installed(module: str) -> bool:
+    """True when ``module`` can be imported, found without importing it (e.g. whether the torch extra is there)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package, or a module with no spec
+        return False

@@ -4,7 +4,7 @@
 # GPU-only engine build with the reason when no GPU is present.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-FCN_DEPLOY_NO_SERVE=1 bash "$root/scripts/setup.sh"  # the demo needs no serving environment
+FCN_DEPLOY_NO_SERVE=1 FCN_DEPLOY_NO_RUNTIME=1 bash "$root/scripts/setup.sh"  # the demo needs only .venv
 cd "$root"
 fcn() { "$root/.venv/bin/fcn-deploy" "$@"; }
 step() { printf '\n==> %s\n' "$*" >&2; }

@@ -2,13 +2,20 @@
 # Set up the environments, then run the test suite (GPU tests skip themselves without TensorRT and a GPU).
 # The main suite runs in .venv (numpy 2); the serving tests (tests/serving) run again in .venv-serve, where
 # PyTriton and tritonclient are installed (numpy < 2); in .venv the ones that need them skip with the reason.
-# Options (e.g. -m "not slow") are passed to both runs; with test paths, only the main run happens.
+# The tests marked 'runtime' run again in .venv-runtime, the install without PyTorch.
+# Options (e.g. -m "not slow") are passed to every run; with test paths, only the main run happens.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
 "$root/.venv/bin/python" -m pytest "$@"
-if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ] && { [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; }; then
-  echo "fcn-deploy: serving tests in .venv-serve"
-  exec "$root/.venv-serve/bin/python" -m pytest tests/serving "$@"
+if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
+  if [ -z "${FCN_DEPLOY_NO_RUNTIME:-}" ]; then
+    echo "fcn-deploy: runtime tests in .venv-runtime (no PyTorch)"
+    FCN_DEPLOY_RUNTIME_ONLY=1 "$root/.venv-runtime/bin/python" -m pytest "$@"
+  fi
+  if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
+    echo "fcn-deploy: serving tests in .venv-serve"
+    exec "$root/.venv-serve/bin/python" -m pytest tests/serving "$@"
+  fi
 fi

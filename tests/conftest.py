@@ -16,6 +16,27 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012"
 
 
+RUNTIME_ONLY = "FCN_DEPLOY_RUNTIME_ONLY"  # set by scripts/test.sh for its run in .venv-runtime (no PyTorch)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With FCN_DEPLOY_RUNTIME_ONLY=1 a test module that marks nothing 'runtime' is not even imported (many import
+    torch at the top)."""
+    if os.environ.get(RUNTIME_ONLY) != "1" or not (collection_path.name.startswith("test_")
+                                                   and collection_path.suffix == ".py"):
+        return None
+    return "pytest.mark.runtime" not in collection_path.read_text(encoding="utf-8") or None
+
+
+def pytest_collection_modifyitems(config, items):
+    """With FCN_DEPLOY_RUNTIME_ONLY=1 only the tests marked 'runtime' run (the runtime install has no PyTorch)."""
+    if os.environ.get(RUNTIME_ONLY) != "1":
+        return
+    kept = [item for item in items if item.get_closest_marker("runtime")]
+    config.hook.pytest_deselected(items=[item for item in items if not item.get_closest_marker("runtime")])
+    items[:] = kept
+
+
 @pytest.fixture
 def own_process(request) -> bool:
     """True in the test session's process, after the test has passed once more in a fresh pytest process.
@@ -172,6 +193,63 @@ def _tiny_onnx(path: Path, spec=None) -> Path:
     return path
 
 
+def tiny_fcn_onnx(path: Path, num_classes: int = 21, class_names: tuple[str, ...] | None = None,
+                  seed: int = 0) -> Path:
+    """A tiny FCN written with the onnx helper API, no PyTorch: a 3×3 stride-2 convolution, ReLU, a 1×1 classifier
+    and a bilinear 2× Resize back to the input size; random weights (``seed``) so labels vary across classes.
+
+    Dynamic N, H, W; the spec in its metadata and a sidecar, like an export. The runtime-only suite runs on it.
+    """
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import ONNX_METADATA_KEY, write_sidecar
+    from fcn_deploy.spec import ModelSpec, ShapeRange
+
+    spec = ModelSpec(arch="fcn32s", num_classes=num_classes,
+                     shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 512, 512)),
+                     **({"class_names": class_names} if class_names else {}))
+    rng = np.random.default_rng(seed)
+    helper, tensor, numpy_helper = onnx.helper, onnx.TensorProto, onnx.numpy_helper
+    weights = {
+        "body.weight": rng.normal(0, 0.5, (8, 3, 3, 3)), "body.bias": rng.normal(0, 0.1, 8),
+        "classifier.weight": rng.normal(0, 0.5, (num_classes, 8, 1, 1)),
+        "classifier.bias": rng.normal(0, 0.1, num_classes),
+        "scales": np.array([1, 1, 2, 2]),
+    }
+    initializers = [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()]
+    nodes = [
+        helper.make_node("Conv", ["image", "body.weight", "body.bias"], ["body"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["body"], ["features"]),
+        helper.make_node("Conv", ["features", "classifier.weight", "classifier.bias"], ["scores"]),
+        helper.make_node("Resize", ["scores", "", "scales"], ["logits"], mode="linear"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_fcn", [helper.make_tensor_value_info("image", tensor.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", tensor.FLOAT, ["n", num_classes, "h", "w"])], initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    model.metadata_props.add(key=ONNX_METADATA_KEY, value=spec.to_json())
+    onnx.checker.check_model(model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    write_sidecar(path, spec)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_tiny_fcn():
+    """``tiny_fcn_onnx`` itself: writes a tiny FCN ONNX (made without PyTorch) to a path."""
+    return tiny_fcn_onnx
+
+
+@pytest.fixture(scope="session")
+def tiny_fcn(tmp_path_factory) -> Path:
+    """A tiny 21-class FCN ONNX made without PyTorch (``tiny_fcn_onnx``), with its sidecar. Do not modify it."""
+    return tiny_fcn_onnx(tmp_path_factory.mktemp("tiny_fcn") / "tiny.onnx")
+
+
 def _tiny_voc(root: Path) -> Path:
     """A two-image VOC2012-layout folder (splits 'train' and 'val')."""
     import numpy as np
@@ -199,6 +277,30 @@ def tiny_onnx():
 def tiny_voc():
     """Writes a two-image VOC2012-layout folder (splits 'train' and 'val') under a path."""
     return _tiny_voc
+
+
+@pytest.fixture(scope="session")
+def capi_toolchain() -> None:
+    """gcc and a Python shared library to embed, which 'fcn-deploy capi build' needs; skip with the reason otherwise."""
+    import shutil
+
+    from fcn_deploy.capi.build import python_library
+    from fcn_deploy.errors import MissingComponentError
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    try:
+        python_library()
+    except MissingComponentError as exc:
+        pytest.skip(f"no Python shared library to embed: {exc.message}")
+
+
+@pytest.fixture
+def no_torch(tmp_path):
+    """Runs the CLI in fresh processes with torch, torchvision and onnxscript blocked (tests/no_torch.py)."""
+    from no_torch import NoTorch
+
+    return NoTorch(tmp_path / "no-torch")
 
 
 def _hide_package(monkeypatch, package: str) -> None:

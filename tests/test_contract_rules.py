@@ -12,6 +12,8 @@ from fcn_deploy.cli import run
 from fcn_deploy.contract import read_onnx_spec, write_sidecar
 from fcn_deploy.errors import ArtifactError
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 @pytest.fixture
 def list_sidecar(tmp_path: Path, tiny_onnx, tiny_voc) -> Path:

@@ -20,6 +20,8 @@ from fcn_deploy.fileio import (
     write_text_atomic,
 )
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def test_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path: Path, monkeypatch) -> None:
     events = []

@@ -8,6 +8,8 @@ import pytest
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.flops import onnx_flops, torch_flops
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 # 1×3×8×8 input -> Conv(3->4, 3×3, pad 1) -> Conv(4->4, 3×3, groups 2, pad 1) -> ConvTranspose(4->2, 4×4, stride 2, pad 1)
 CONV_MACS = (4 * 8 * 8) * (3 * 3 * 3)  # output elements × (Cin × kh × kw) = 256 × 27 = 6912
 GROUPED_MACS = (4 * 8 * 8) * (2 * 3 * 3)  # output elements × (Cin/groups × kh × kw) = 256 × 18 = 4608

@@ -6,6 +6,8 @@ import pytest
 
 from fcn_deploy import heap
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 class FakeLibc:
     def __init__(self) -> None:

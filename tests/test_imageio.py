@@ -22,6 +22,8 @@ from fcn_deploy.imageio import (
 )
 from fcn_deploy.palette import VOC_COLORMAP, VOC_PNG_PALETTE
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def gradient(height: int = 20, width: int = 30) -> np.ndarray:
     """A uint8 RGB image whose pixels differ along both axes."""

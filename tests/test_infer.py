@@ -21,6 +21,8 @@ from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 class GreenAboveRedBackend(Backend):
     """Class 1 where green exceeds red, else 0."""

@@ -9,6 +9,8 @@ import pytest
 
 from fcn_deploy.interrupts import signals_interrupt
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def test_a_signal_interrupts_is_named_and_the_handler_is_restored(own_process) -> None:
     if own_process:  # it signals its own process

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "fcn_deploy"
 
 # Lowest first. A module may import modules of its own layer or of lower layers, never of a higher one. A name

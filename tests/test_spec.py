@@ -10,6 +10,8 @@ from fcn_deploy.contract import read_sidecar, sidecar_path, write_sidecar
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.spec import ModelSpec, QuantizationInfo, ShapeRange
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def test_round_trip_through_json_keeps_every_field() -> None:
     spec = ModelSpec(

@@ -28,6 +28,8 @@ from fcn_deploy.tiling import (
     whole_size,
 )
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def identity_runner(tiles: np.ndarray) -> np.ndarray:
     """'Logits' that are the tile's own RGB values: 3 classes, N×3×h×w float32."""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "fcn_deploy"
 LISTINGS = REPO_ROOT.parent / "shared" / "tensorrt-api"

@@ -8,6 +8,8 @@ import pytest
 
 from fcn_deploy.workspace import default_model
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 INSUFFICIENT_DRIVER = 35
 
 

@@ -32,6 +32,7 @@ from fcn_deploy.bench.report import (
 )
 from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
 from fcn_deploy.contract import ONNX_SUFFIX, read_sidecar
+from fcn_deploy.deps import installed
 from fcn_deploy.devices import check_device
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import sha256_file
@@ -172,6 +173,9 @@ def _baseline_for(opened: list[_Loaded], config: BenchConfig) -> tuple[Path | No
     for item in opened:
         if item.path.suffix.lower() in CHECKPOINT_SUFFIXES:
             return item.path, f"PyTorch eager FP32 of {item.path.name} (given)"
+    if not installed("torch"):  # the runtime install: a source checkpoint found on disk cannot run here
+        return None, ("speed ratio unavailable: no checkpoint given, and PyTorch is not installed to run an "
+                      "artifact's source checkpoint (pip install 'fcn-deploy[torch]')")
     for item in opened:
         found = find_source_checkpoint(item.backend.spec, item.path, config.checkpoint_search)
         if found is not None:
@@ -186,6 +190,10 @@ def _flops_for(item: _Loaded, shape: tuple[int, int, int]) -> float | None:
     export multiplies a third of its taps by structural zeros, work the model does not need.
     """
     spec = item.backend.spec
+    if not installed("torch"):
+        _log(f"  FLOPs of {item.path.name} unavailable: the architecture is counted with PyTorch, which is not "
+             "installed (pip install 'fcn-deploy[torch]')")
+        return None
     try:
         return _arch_gflop(spec.arch, spec.num_classes, shape)
     except InputError as exc:

@@ -235,6 +235,6 @@ def cuda_unavailable_reason(ort: ModuleType) -> str:
     if missing:
         return (
             f"CUDA libraries not found: {', '.join(missing)} (onnxruntime-gpu {ort.__version__} needs "
-            f"CUDA {cuda_version or '12+'} and cuDNN 9)"
+            f"CUDA {cuda_version or '12+'} and cuDNN 9; pip install 'fcn-deploy[gpu]' installs them)"
         )
     return "the CUDA provider failed to load although driver, device and libraries were found"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,10 @@ from capi_support import EXAMPLE_SOURCE, TEST_SOURCE, CapiBuild, compile_c
 
 
 @pytest.fixture(scope="session")
-def capi_build(tmp_path_factory: pytest.TempPathFactory) -> CapiBuild:
+def capi_build(tmp_path_factory: pytest.TempPathFactory, capi_toolchain) -> CapiBuild:
     """Build libfcn_deploy.so once per session and compile the example and the test program against it."""
-    from fcn_deploy.capi.build import build_library, python_library
-    from fcn_deploy.errors import MissingComponentError
+    from fcn_deploy.capi.build import build_library
 
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
-    try:
-        python_library()
-    except MissingComponentError as exc:
-        pytest.skip(f"no Python shared library to embed: {exc.message}")
     root = tmp_path_factory.mktemp("capi")
     prefix = root / "install"
     build_library(prefix)
@@ -30,19 +22,9 @@ def capi_build(tmp_path_factory: pytest.TempPathFactory) -> CapiBuild:
 
 
 @pytest.fixture(scope="session")
-def capi_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight fcn32s exported to ONNX with export_onnx (fixed seed, so labels vary across classes)."""
-    import torch
-
-    from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
-    from fcn_deploy.export import ExportConfig, export_onnx
-    from fcn_deploy.model import build_model
-    from fcn_deploy.spec import ModelSpec
-
-    folder = tmp_path_factory.mktemp("capi-model")
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(folder / "fcn32s.pt", build_model("fcn32s", 21), Checkpoint(ModelSpec(arch="fcn32s")))
-    return export_onnx(checkpoint, folder / "fcn32s.onnx", ExportConfig(verify=False, progress=False)).onnx_path
+def capi_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_fcn) -> Path:
+    """A tiny random-weight 21-class FCN in ONNX, made without PyTorch (fixed seed, so labels vary across classes)."""
+    return make_tiny_fcn(tmp_path_factory.mktemp("capi-model") / "fcn32s.onnx")
 
 
 @pytest.fixture(scope="session")

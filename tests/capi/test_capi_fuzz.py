@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from capi_support import compile_c, run_program
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 FUZZ_SOURCE = Path(__file__).resolve().parent / "capi_fuzz.c"
 
 

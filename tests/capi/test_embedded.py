@@ -21,6 +21,8 @@ from fcn_deploy.errors import (
     ShapeError,
 )
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 RGB = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
 
 

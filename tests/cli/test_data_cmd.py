@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fcn_deploy.cli import run
+
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
 
 
 def test_synth_then_check(tmp_path, capsys):

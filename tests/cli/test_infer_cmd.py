@@ -15,6 +15,8 @@ from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 class BlueBackend(Backend):
     """Two classes: the normalised blue channel against zero (bright blue is class 1)."""

@@ -11,6 +11,8 @@ from fcn_deploy.data.voc import VocLayout, read_mask, scan_split
 from fcn_deploy.errors import InputError
 from fcn_deploy.palette import png_palette_bytes
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def _files(root):
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -20,6 +20,8 @@ from fcn_deploy.data.voc import (
 from fcn_deploy.errors import InputError
 from fcn_deploy.palette import VOC_PNG_PALETTE
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 @pytest.fixture
 def small_voc(tmp_path):

@@ -19,6 +19,8 @@ from fcn_deploy.contract import (
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.spec import ModelSpec, QuantizationInfo, ShapeRange
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 VALID_SPEC = ModelSpec(arch="fcn32s", labels_name="labels", precision="int8",
                        quantization=QuantizationInfo("tensorrt", "minmax", 8, (64, 96), "abc"),
                        shape_range=ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256))).to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from mutations import budget, mutated
 from PIL import Image
@@ -15,6 +16,8 @@ from fcn_deploy.runtime.base import Backend
 from fcn_deploy.segmenter import Segmenter
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 from fcn_deploy.tiling import pad_to, whole_size
+
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
 
 MAX_PIXELS = 1 << 16  # mutated headers claiming huge sizes are refused before decoding
 SPECS = (ModelSpec(arch="fcn32s"), ModelSpec(arch="fcn32s", input_format=INPUT_UINT8_NHWC))

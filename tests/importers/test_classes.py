@@ -10,6 +10,8 @@ from fcn_deploy.errors import InputError
 from fcn_deploy.importers.classes import read_classes, resolve_classes
 from fcn_deploy.palette import VOC_CLASSES
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def test_voc_and_json_and_text(tmp_path: Path) -> None:
     assert read_classes("voc").names == VOC_CLASSES

@@ -11,6 +11,8 @@ import pytest
 
 from fcn_deploy.cli import run
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def _plain_onnx(path: Path, fixed: tuple[int, int] | None) -> Path:
     """lraspp_mobilenet_v3_large (random weights) through torch.onnx.export alone, not fcn-deploy's exporter."""

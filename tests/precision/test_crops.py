@@ -12,6 +12,8 @@ from fcn_deploy.errors import InputError
 from fcn_deploy.precision.crops import crop_input, load_plan, plan_crops, save_plan
 from fcn_deploy.spec import ModelSpec
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 def test_same_seed_same_json_other_seed_other_crops(precision_voc_dir: Path, tmp_path: Path) -> None:
     first = save_plan(plan_crops(precision_voc_dir, "train", 10, (64, 96), seed=7), tmp_path / "a.json")

@@ -11,6 +11,8 @@ import pytest
 from fcn_deploy.errors import ArtifactError
 from fcn_deploy.precision.qdq_lint import check_qdq, lint_qdq
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
 
 

@@ -9,6 +9,8 @@ from fcn_deploy.errors import InputError, ShapeError
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 RANGE = ShapeRange((1, 32, 32), (1, 64, 64), (4, 256, 256))
 
 

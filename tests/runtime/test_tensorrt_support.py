@@ -8,6 +8,8 @@ import pytest
 
 from fcn_deploy.errors import MissingComponentError
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 INSUFFICIENT_DRIVER, NO_DEVICE = 35, 100
 
 

@@ -159,9 +159,10 @@ def server_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def start_server(model: Path, tmp: Path, *extra: str, ports: list[int] | None = None) -> Server:
+def start_server(model: Path, tmp: Path, *extra: str, ports: list[int] | None = None,
+                 env: dict[str, str] | None = None) -> Server:
     """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports (or ``ports``), run in ``tmp`` (OpenVINO's cache
-    goes there), not waited for; the caller stops it (``stop_process``)."""
+    goes there), not waited for; the caller stops it (``stop_process``). ``env`` adds environment variables."""
     tmp.mkdir(parents=True, exist_ok=True)
     ports = ports or [free_port() for _ in range(3)]
     log_path = tmp / "serve.log"
@@ -169,17 +170,18 @@ def start_server(model: Path, tmp: Path, *extra: str, ports: list[int] | None = 
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
                "--workspace", str(tmp / "workspace"), "--device", "cpu", *extra]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp), cwd=tmp,
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**server_env(tmp), **(env or {})},
+                                   cwd=tmp,
                                    start_new_session=True)
     return Server(process, *ports, log_path)
 
 
 @contextlib.contextmanager
-def running_server(model: Path, tmp: Path, *extra: str) -> Iterator[Server]:
+def running_server(model: Path, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """``start_server``, ready (its model answers); stopped (by PID) whatever happens."""
     import tritonclient.http as http
 
-    server = start_server(model, tmp, *extra)
+    server = start_server(model, tmp, *extra, env=env)
     try:
         client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
         try:

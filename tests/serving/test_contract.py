@@ -24,6 +24,8 @@ from fcn_deploy.serving.contract import (
 )
 from fcn_deploy.spec import ModelSpec, ShapeRange
 
+pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
+
 
 class _Stripes(Backend):
     """Logits whose argmax is (column // 8) % 21: labels that depend on the position, from any input."""
