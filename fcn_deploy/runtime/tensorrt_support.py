@@ -9,10 +9,13 @@ so the build and every backend share the one ``tensorrt_logger`` makes.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from fcn_deploy.contract import ENGINE_SUFFIXES, read_sidecar
 from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, MissingComponentError
 
@@ -151,3 +154,18 @@ def engine_parity_note(sidecar: Mapping[str, Any]) -> str:
         line += (f"; the engine itself on the same data: agreement {100 * float(engine['agreement']):.3f}%"
                  f" ({'within' if engine.get('passed') else 'OUTSIDE'} the gate's thresholds)")
     return line
+
+
+def engine_build_notes(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """For a TensorRT engine: its parity gate line and the math its FP32 layers use (empty for other files)."""
+    path = Path(path)
+    if path.suffix.lower() not in ENGINE_SUFFIXES or not path.is_file():
+        return ()
+    try:
+        _, sidecar = read_sidecar(path)
+    except FcnDeployError:
+        return ()  # opening the engine reports a missing or damaged sidecar with its fix
+    notes = [engine_parity_note(sidecar)]
+    if sidecar.get("fp32_math"):
+        notes.append(f"FP32 math: {sidecar['fp32_math']}")
+    return tuple(notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,19 @@ def test_native_handle_uses_the_handle_getter_and_falls_back_to_int(gpu_standins
     monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # cuda-python 12.6.1 .. 12.9.0: no utils module
     assert native_handle(stream) == 0x5123
     assert "int(cudaStream_t)" in gpu_standins.names()
+
+
+def test_tensorrt_extras_stay_below_the_next_major_version() -> None:
+    """The code is checked against the TensorRT 10.16 and 11.4 API listings: a TensorRT 12 must not install."""
+    import re
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    for extra in ("tensorrt", "tensorrt-cu12"):
+        for requirement in extras[extra]:
+            name = re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0]
+            if name.startswith(("tensorrt", "cuda-python")):
+                assert re.search(r",<\d+\b", requirement), f"{extra}: {requirement} has no upper bound"
+            if name.startswith("tensorrt"):
+                assert requirement.endswith(",<12"), requirement
