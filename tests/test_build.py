@@ -293,7 +293,7 @@ def test_profile_shapes_are_described_in_the_exports_layout() -> None:
 def test_profile_help_names_both_layouts(capsys: pytest.CaptureFixture) -> None:
     assert run(["build", "--help"]) == 0
     text = capsys.readouterr().out
-    assert "NxHxWxC" in text and "NxCxHxW" in text
+    assert text.count("NxHxWxC") == 3 and text.count("NxCxHxW") == 3  # --min, --opt and --max
 
 
 def test_timing_cache_key_names_the_gpu() -> None:

@@ -144,11 +144,12 @@ def engine_parity_note(sidecar: Mapping[str, Any]) -> str:
     if status == "skipped":
         return f"parity gate: skipped on purpose with --no-parity ({record.get('reason', 'no reason given')})"
     if status == "not_needed":
-        return f"parity gate: not needed ({record.get('reason', '')})"
-    figures = f"agreement {100 * float(record.get('agreement', float('nan'))):.3f}%"
-    if record.get("delta_miou") is not None:
-        figures += f", ΔmIoU {100 * float(record['delta_miou']):+.2f} pt"
-    line = f"parity gate: {status} on {record.get('data', '?')} ({figures})"
+        line = f"parity gate: not needed ({record.get('reason', '')}); data {record.get('data', '?')}"
+    else:
+        figures = f"agreement {100 * float(record.get('agreement', float('nan'))):.3f}%"
+        if record.get("delta_miou") is not None:
+            figures += f", ΔmIoU {100 * float(record['delta_miou']):+.2f} pt"
+        line = f"parity gate: {status} on {record.get('data', '?')} ({figures})"
     engine = record.get("engine")
     if isinstance(engine, Mapping) and engine.get("agreement") is not None:
         line += (f"; the engine itself on the same data: agreement {100 * float(engine['agreement']):.3f}%"

@@ -92,3 +92,18 @@ def test_tensorrt_extras_stay_below_the_next_major_version() -> None:
                 assert re.search(r",<\d+\b", requirement), f"{extra}: {requirement} has no upper bound"
             if name.startswith("tensorrt"):
                 assert requirement.endswith(",<12"), requirement
+
+
+@pytest.mark.parametrize(("record", "words"), [
+    (None, ["not recorded", "rebuild"]),
+    ({"status": "skipped", "reason": "checked by hand"}, ["skipped on purpose with --no-parity (checked by hand)"]),
+    ({"status": "not_needed", "reason": "an FP32 engine", "data": "VOC (split 'val')",
+      "engine": {"agreement": 0.9992, "passed": True}}, ["not needed (an FP32 engine)", "engine itself", "99.920%"]),
+    ({"status": "passed", "data": "8 synthetic 320x480 crops", "agreement": 0.9971, "delta_miou": -0.002,
+      "engine": {"agreement": 0.97, "passed": False}}, ["passed on 8 synthetic", "99.710%", "-0.20 pt", "OUTSIDE"]),
+])
+def test_the_parity_note_says_what_the_build_recorded(record, words: list[str]) -> None:
+    from fcn_deploy.runtime.tensorrt_support import engine_parity_note
+
+    note = engine_parity_note({} if record is None else {"parity": record})
+    assert all(word in note for word in words), note
