@@ -290,7 +290,8 @@ def _tensorrt_module(s: StandIns) -> types.ModuleType:
     module = types.ModuleType("tensorrt")
     module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     module.__version__ = TRT_VERSION
-    for value in (Logger, NetworkDefinitionCreationFlag, MemoryPoolType, BuilderFlag, TensorIOMode, DataType, nptype, Dims,
+    for value in (Logger, NetworkDefinitionCreationFlag, MemoryPoolType, BuilderFlag, TensorIOMode, DataType, nptype,
+                  Dims,
                   INetworkDefinition, OnnxParser, IOptimizationProfile, ITimingCache, IBuilderConfig, Builder,
                   IExecutionContext, ICudaEngine, Runtime):
         setattr(module, value.__name__, value)

@@ -50,7 +50,7 @@ def workspace(random_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_fp16_build_writes_onnx_then_exits_2(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     _skip_if_gpu_stack_present()
-    code = run(["build", str(workspace), "--fp16", "--no-parity", "not what this test checks"])
+    code = run(["build", str(workspace), "--fp16", "--no-parity", "not under test"])
     err = capsys.readouterr().err
     assert code == 2
     assert "TensorRT" in err and "pip install 'fcn-deploy[tensorrt]'" in err
@@ -58,7 +58,7 @@ def test_fp16_build_writes_onnx_then_exits_2(workspace: Path, capsys: pytest.Cap
     assert fp16.is_file() and read_sidecar(fp16)[0].precision == "fp16"
     assert not Path("engines").exists() or not any(Path("engines").iterdir())
     before = fp16.stat().st_mtime_ns
-    assert run(["build", str(workspace), "--fp16", "--no-parity", "not what this test checks"]) == 2
+    assert run(["build", str(workspace), "--fp16", "--no-parity", "not under test"]) == 2
     assert fp16.stat().st_mtime_ns == before  # reused: made from this very export
     assert "reusing" in capsys.readouterr().err
 
@@ -67,7 +67,7 @@ def test_int8_build_calibrates_then_exits_2(workspace: Path, precision_voc_dir: 
                                             capsys: pytest.CaptureFixture) -> None:
     _skip_if_gpu_stack_present()
     code = run(["build", str(workspace), "--int8", "--calib-data", str(precision_voc_dir), "--calib-num", "4",
-                "--calib-crop", "64x96", "--calib-method", "minmax", "--no-parity", "not what this test checks"])
+                "--calib-crop", "64x96", "--calib-method", "minmax", "--no-parity", "not under test"])
     assert code == 2, capsys.readouterr().err
     int8 = workspace.with_name("fcn.int8.onnx")
     spec, document = read_sidecar(int8)

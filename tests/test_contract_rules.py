@@ -55,7 +55,7 @@ def test_contradicting_sidecar_is_refused_by_build_fp16_and_calibrate(tmp_path: 
     model = tiny_onnx(tmp_path / "export" / "fcn.onnx")
     write_sidecar(model, read_onnx_spec(model).replace(arch="fcn8s"))
     with pytest.raises(ArtifactError, match="disagree on arch"):
-        build(model, BuildConfig(precision="fp16", no_parity="not what this test checks", engines_dir=tmp_path / "engines"))
+        build(model, BuildConfig(precision="fp16", no_parity="not under test", engines_dir=tmp_path / "engines"))
     assert not (tmp_path / "export" / "fcn.fp16.onnx").exists()
     with pytest.raises(ArtifactError, match="disagree on arch"):
         calibrate_int8(model, CalibrationConfig(data_dir=tiny_voc(tmp_path / "VOC2012"), num=2, crop=(32, 32),

@@ -80,7 +80,8 @@ def test_report_paths_take_md_json_or_no_suffix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("backend", "precision", "noted"),
                          [("tensorrt", "fp32", True), ("tensorrt", "fp16", True), ("tensorrt", "int8", True),
                           ("onnxruntime", "fp32", False)])
-def test_report_of_an_engine_says_tf32_is_allowed_for_its_fp32_layers(backend: str, precision: str, noted: bool) -> None:
+def test_report_of_an_engine_says_tf32_is_allowed_for_its_fp32_layers(backend: str, precision: str,
+                                                                      noted: bool) -> None:
     from fcn_deploy.parity.report import render_markdown
 
     report = ParityReport(

@@ -322,7 +322,7 @@ def engines(gpu_stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.
     built = {}
     for precision in ("fp32", "fp16", "int8"):
         config = BuildConfig(precision=precision, calib_data=precision_voc_dir, calib_num=8, calib_crop=(64, 96),  # type: ignore[arg-type]
-                             calib_method="minmax", profile=profile, workspace_gib=1.0, no_parity="not what this test checks",
+                             calib_method="minmax", profile=profile, workspace_gib=1.0, no_parity="not under test",
                              calibration_dir=folder, engines_dir=folder)
         built[precision] = build(onnx_path, config).engine
     built["checkpoint"] = request.getfixturevalue("precision_checkpoint")
@@ -386,7 +386,7 @@ def test_build_survives_a_timing_cache_it_cannot_use(engines, gpu_stack, tmp_pat
     real = cache.read_bytes()
     garbled = real[:16] + bytes(255 - b for b in real[16:])
     cache.write_bytes(garbled)
-    config = BuildConfig(precision="fp32", profile=engines["profile"], workspace_gib=1.0, no_parity="not what this test checks",
+    config = BuildConfig(precision="fp32", profile=engines["profile"], workspace_gib=1.0, no_parity="not under test",
                          calibration_dir=engines["folder"], engines_dir=tmp_path, out=tmp_path / "again.engine")
     engine = build(engines["onnx"], config).engine
     _, document = read_sidecar(engine)
@@ -406,7 +406,7 @@ def preprocess_engine(gpu_stack, request: pytest.FixtureRequest, tmp_path_factor
     export = ExportConfig(with_preprocess=True, with_argmax=True, progress=False)
     onnx_path = export_onnx(request.getfixturevalue("precision_checkpoint"), folder / "fcn.onnx", export).onnx_path
     profile = ((1, 64, 64, 3), (1, 64, 96, 3), (2, 128, 128, 3))
-    config = BuildConfig(precision="fp32", profile=profile, workspace_gib=1.0, no_parity="not what this test checks",
+    config = BuildConfig(precision="fp32", profile=profile, workspace_gib=1.0, no_parity="not under test",
                          calibration_dir=folder, engines_dir=folder)
     return onnx_path, build(onnx_path, config).engine
 
