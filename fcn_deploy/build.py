@@ -5,24 +5,38 @@ space (``fcn_deploy.precision``) and the network is created STRONGLY_TYPED: Tens
 the ONNX declares. The same code builds on TensorRT 10.x and 11.x. Everything that needs neither
 TensorRT nor a GPU (precision ONNX, CPU parity) happens first; then a missing TensorRT or CUDA device
 stops the build with MissingComponentError (exit 2).
+
+The parity gate never passes silently: it runs on the given VOC folder's validation split, else on synthetic
+crops generated at the spec's crop size, or is skipped only with ``--no-parity REASON``. The engine's sidecar
+records which (data, figures, or the reason), and after the build the engine itself is compared with the
+reference on the same images.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcn_deploy.contract import load_onnx, read_sidecar, sidecar_path, with_sidecar, write_sidecar
+from fcn_deploy.contract import labels_dtype_of, load_onnx, read_sidecar, sidecar_path, with_sidecar, write_sidecar
 from fcn_deploy.data.voc import dataset_places
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import Place, check_outputs_apart, sha256_file, write_bytes_atomic
 from fcn_deploy.parity import ParityConfig
-from fcn_deploy.parity.gate import PrecisionParity, check_precision
+from fcn_deploy.parity.gate import (
+    FP16_MIN_AGREEMENT,
+    INT8_MAX_DELTA_MIOU,
+    INT8_MIN_AGREEMENT,
+    PrecisionParity,
+    check_precision,
+)
+from fcn_deploy.parity.report import ParityReport
+from fcn_deploy.parity.run import run_parity
 from fcn_deploy.progress import log
-from fcn_deploy.runtime.tensorrt_support import require_tensorrt
+from fcn_deploy.runtime.tensorrt_support import ENGINE_FORMAT, require_tensorrt, tensorrt_logger
 from fcn_deploy.spec import ModelSpec, ShapeRange
 from fcn_deploy.workspace import (
     CALIBRATION_DIR,
@@ -34,7 +48,7 @@ from fcn_deploy.workspace import (
 )
 
 Dims4 = tuple[int, int, int, int]
-ENGINE_FORMAT = "fcn-deploy-engine-1"
+SYNTHETIC_CROPS = 8  # images of the synthetic parity set when no VOC folder is given
 
 
 @dataclass(frozen=True)
@@ -50,12 +64,13 @@ class BuildConfig:
     calib_seed: int = 0
     profile: tuple[Dims4, Dims4, Dims4] | None = None  # None: the spec's shape range
     workspace_gib: float = 4.0
-    timing_cache: Path | None = None  # None: calibration_dir/timing-<TensorRT version>-sm<compute capability>.cache
+    timing_cache: Path | None = None  # None: calibration_dir/timing-<TensorRT version>-sm<capability>-<GPU>.cache
     out: Path | None = None  # default engines/fcn.<precision>.engine
     reference: Path | None = None  # checkpoint for the parity check (default: the export's source checkpoint)
-    parity_data: Path | None = None  # VOC folder for parity (default: calib_data)
+    parity_data: Path | None = None  # VOC folder for parity (default: calib_data, else synthetic crops)
     parity_split: str = "val"
-    skip_parity: bool = False
+    no_parity: str | None = None  # why the parity gate is skipped on purpose (--no-parity REASON)
+    tf32: bool = True  # False (--no-tf32): FP32 layers run in strict FP32 on Ampere and newer
     calibration_dir: Path = CALIBRATION_DIR
     engines_dir: Path = ENGINE_DIR
 
@@ -68,6 +83,17 @@ class BuildResult:
     engine: Path | None
     parity: PrecisionParity | None = None  # when run
     notes: tuple[str, ...] = field(default_factory=tuple)
+    parity_record: dict[str, Any] = field(default_factory=dict)  # what the engine's sidecar records of the gate
+
+
+@dataclass(frozen=True)
+class ParityData:
+    """What the gate runs on: the reference checkpoint and a VOC-layout folder's split, described for people."""
+
+    reference: Path
+    data_dir: Path
+    split: str
+    description: str
 
 
 # --- precision ONNX ------------------------------------------------------------------------------
@@ -119,23 +145,59 @@ def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
     return target
 
 
-def run_precision_parity(onnx_path: Path, artifact: Path, config: BuildConfig) -> PrecisionParity | None:
-    """CPU parity of the precision ONNX with its PyTorch checkpoint (None when reference or data is missing)."""
-    if config.precision == "fp32" or config.skip_parity:
-        return None
+def _reference(onnx_path: Path, config: BuildConfig) -> Path | None:
+    """The parity reference: --reference, else the checkpoint the export recorded (None when neither exists)."""
     reference = config.reference
     if reference is None:
-        _, document = read_sidecar(onnx_path)
-        recorded = document.get("source_checkpoint")
+        recorded = read_sidecar(onnx_path)[1].get("source_checkpoint")
         reference = Path(recorded) if recorded else None
-    data = config.parity_data or config.calib_data
-    if reference is None or not Path(reference).is_file() or data is None:
-        log("parity skipped: " + ("no reference checkpoint (pass --reference)" if reference is None
-                                  or not Path(reference).is_file() else "no data (pass --parity-data or --calib-data)"))
+    return Path(reference) if reference is not None and Path(reference).is_file() else None
+
+
+def parity_data(onnx_path: Path, spec: ModelSpec, config: BuildConfig, workdir: Path) -> ParityData:
+    """The gate's reference and images: the given VOC folder's split, else synthetic crops from the spec.
+
+    InputError (with both ways out) when there is no reference checkpoint: a gate that cannot run is refused,
+    never passed.
+    """
+    reference = _reference(onnx_path, config)
+    if reference is None:
+        given = f" ({config.reference} does not exist)" if config.reference is not None else ""
+        raise InputError(f"the parity gate of the {config.precision} build needs the FP32 reference checkpoint"
+                         f"{given}, and the export records none that exists",
+                         "pass --reference CHECKPOINT, or skip the gate on purpose with --no-parity REASON")
+    folder = config.parity_data or config.calib_data
+    if folder is not None:
+        return ParityData(reference, Path(folder), config.parity_split,
+                          f"{folder} (split '{config.parity_split}')")
+    from fcn_deploy.data.synth import SynthConfig, synthesize
+
+    height, width = spec.crop_size
+    log(f"no --parity-data or --calib-data: the parity gate runs on {SYNTHETIC_CROPS} synthetic {height}x{width} "
+        f"crops (the spec's crop size; textured shapes of VOC classes), not on real images")
+    synthesize(SynthConfig(out=workdir / "synthetic", num=2 * SYNTHETIC_CROPS, size=(height, width), seed=0,
+                           val_fraction=0.5))
+    return ParityData(reference, workdir / "synthetic", "val",
+                      f"{SYNTHETIC_CROPS} synthetic {height}x{width} crops generated from the spec (seed 0)")
+
+
+def _figures(report: ParityReport) -> dict[str, Any]:
+    """The figures a sidecar keeps of a parity report."""
+    return {"agreement": report.argmax_agreement, "delta_miou": report.delta_miou,
+            "max_abs_diff": report.max_abs_diff, "images": report.num_images,
+            "report": str(report.markdown_path) if report.markdown_path else None}
+
+
+def run_precision_parity(artifact: Path, data: ParityData, config: BuildConfig) -> PrecisionParity | None:
+    """CPU parity of the precision ONNX with its PyTorch checkpoint; ArtifactError when it fails the gate.
+
+    None for FP32: the FP32 export is the reference's own graph (only the engine is compared, after the build).
+    """
+    if config.precision == "fp32":
         return None
     report = config.calibration_dir / f"parity-{artifact.stem}.md"
-    parity = check_precision(artifact, reference, data,
-                             ParityConfig(split=config.parity_split, device="cpu", report=report))
+    parity = check_precision(artifact, data.reference, data.data_dir,
+                             ParityConfig(split=data.split, device="cpu", report=report))
     log(parity.summary())
     if not parity.passed:
         raise ArtifactError(f"{artifact} fails the {config.precision} parity gate: " + "; ".join(parity.problems),
@@ -143,17 +205,63 @@ def run_precision_parity(onnx_path: Path, artifact: Path, config: BuildConfig) -
     return parity
 
 
+def gate_record(config: BuildConfig, data: ParityData | None, parity: PrecisionParity | None) -> dict[str, Any]:
+    """What the engine's sidecar says of the gate: skipped (with the reason), not needed (FP32), or passed (a gate
+    that fails stops the build before TensorRT runs)."""
+    if data is None:
+        return {"status": "skipped", "reason": config.no_parity}
+    where = {"data": data.description, "split": data.split, "reference": str(data.reference)}
+    if parity is None:
+        return {"status": "not_needed", "reason": "an FP32 engine of the FP32 export: no precision change to gate "
+                "on the CPU", **where}
+    return {"status": "passed", "gate": parity.emulated, **where, **_figures(parity.report)}
+
+
+def engine_within_gate(precision: str, report: ParityReport) -> bool:
+    """Whether the engine's own figures meet the thresholds of its precision's gate (FP16's for FP32)."""
+    if precision == "int8":
+        return report.argmax_agreement >= INT8_MIN_AGREEMENT and abs(report.delta_miou) <= INT8_MAX_DELTA_MIOU
+    return report.argmax_agreement >= FP16_MIN_AGREEMENT
+
+
+def check_engine_parity(engine: Path, data: ParityData, config: BuildConfig) -> dict[str, Any]:
+    """Run the built engine against the reference on the gate's images; its figures, for the sidecar."""
+    report = run_parity(engine, data.reference, data.data_dir,
+                        ParityConfig(split=data.split, device="cuda",
+                                     report=config.calibration_dir / f"parity-{engine.stem}-engine.md"))
+    passed = engine_within_gate(config.precision, report)
+    log(f"the engine itself against the reference: agreement {100 * report.argmax_agreement:.4f}%, "
+        f"ΔmIoU {100 * report.delta_miou:+.2f} pt" + ("" if passed else " (OUTSIDE the gate's thresholds)"))
+    return {**_figures(report), "passed": passed}
+
+
+def _record_engine_parity(engine: Path, figures: dict[str, Any]) -> None:
+    """Add the engine's own parity figures to the gate record of its sidecar."""
+    spec, document = read_sidecar(engine)
+    document = {key: value for key, value in document.items() if key != "spec"}
+    document["parity"] = {**document.get("parity", {}), "engine": figures}
+    write_sidecar(engine, spec, document)
+
+
 # --- profile ---------------------------------------------------------------------------------------
 
 
-def parse_dims(text: str, option: str) -> Dims4:
-    """'NxCxHxW' -> four positive integers."""
+def layout_dims(spec: ModelSpec | None) -> tuple[str, str]:
+    """(pattern, example) of a profile shape in the artifact's input layout (both layouts when unknown)."""
+    if spec is None:
+        return "NxCxHxW (float32 NCHW exports) or NxHxWxC (uint8 NHWC exports)", "1x3x320x480 or 1x320x480x3"
+    return ("NxHxWxC", "1x320x480x3") if spec.takes_uint8 else ("NxCxHxW", "1x3x320x480")
+
+
+def parse_dims(text: str, option: str, spec: ModelSpec | None = None) -> Dims4:
+    """'NxCxHxW' (or 'NxHxWxC' for uint8 NHWC inputs) -> four positive integers."""
     try:
         dims = tuple(int(v) for v in str(text).lower().split("x"))
     except ValueError:
         dims = ()
     if len(dims) != 4 or any(v < 1 for v in dims):
-        raise InputError(f"{option} must look like NxCxHxW (e.g. 1x3x320x480), got {text!r}")
+        pattern, example = layout_dims(spec)
+        raise InputError(f"{option} must look like {pattern} (e.g. {example}), got {text!r}")
     return dims[0], dims[1], dims[2], dims[3]
 
 
@@ -166,7 +274,8 @@ def resolve_profile(spec: ModelSpec, given: tuple[Dims4, Dims4, Dims4] | None) -
         b, h, w = spec.batch_hw(dims)
         if dims[spec.channel_axis] != 3:
             raise InputError(f"{name} {dims} does not have 3 channels where the model's input "
-                             f"({spec.input_format}) has them")
+                             f"({spec.input_format}) has them", f"give it as {layout_dims(spec)[0]}, e.g. "
+                             f"{layout_dims(spec)[1]}")
         if h % spec.alignment or w % spec.alignment:
             raise InputError(f"{name} height×width {h}×{w} is not a multiple of {spec.alignment}")
         if not spec.shape_range.contains(b, h, w):
@@ -188,15 +297,27 @@ def build(onnx_path: str | os.PathLike[str], config: BuildConfig) -> BuildResult
         raise InputError(f"unknown precision {config.precision!r}", "choose one of --fp32, --fp16, --int8")
     if config.workspace_gib <= 0:
         raise InputError(f"--workspace must be positive, got {config.workspace_gib}")
+    if config.no_parity is not None and not config.no_parity.strip():
+        raise InputError("--no-parity needs the reason the gate is skipped (it is recorded in the engine's sidecar)",
+                         "e.g. --no-parity 'checked on the deployment data by hand'")
     out = Path(config.out) if config.out else engine_path(onnx_path, config.precision, config.engines_dir)
     check_build_paths(onnx_path, out, config)
     artifact = make_precision_onnx(onnx_path, config)
-    _, spec = load_onnx(artifact)
+    proto, spec = load_onnx(artifact)
     profile = resolve_profile(spec, config.profile)
-    parity = run_precision_parity(onnx_path, artifact, config)
-    trt, gpu = require_tensorrt()
-    engine = build_engine(trt, artifact, spec, profile, gpu, config, out)
-    return BuildResult(artifact, engine, parity)
+    with tempfile.TemporaryDirectory(prefix="fcn-build-parity-") as workdir:
+        data = None if config.no_parity else parity_data(onnx_path, spec, config, Path(workdir))
+        if data is None:
+            log(f"parity gate skipped on purpose (--no-parity): {config.no_parity}")
+        parity = run_precision_parity(artifact, data, config) if data is not None else None
+        record = gate_record(config, data, parity)
+        trt, gpu = require_tensorrt()
+        engine = build_engine(trt, artifact, spec, profile, gpu, config, out,
+                              {"parity": record, "labels_dtype": labels_dtype_of(proto, spec)})
+        if data is not None:
+            record = {**record, "engine": check_engine_parity(engine, data, config)}
+            _record_engine_parity(engine, record["engine"])
+    return BuildResult(artifact, engine, parity, parity_record=record)
 
 
 def check_build_paths(onnx_path: Path, out: Path, config: BuildConfig) -> None:
@@ -219,9 +340,12 @@ def check_build_paths(onnx_path: Path, out: Path, config: BuildConfig) -> None:
 
 
 def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4, Dims4, Dims4],
-                 gpu: dict[str, Any], config: BuildConfig, out: Path) -> Path:
-    """Parse the ONNX into a strongly typed network and serialise a plan with one optimisation profile."""
-    logger = trt.Logger(trt.Logger.WARNING)
+                 gpu: dict[str, Any], config: BuildConfig, out: Path, facts: dict[str, Any] | None = None) -> Path:
+    """Parse the ONNX into a strongly typed network and serialise a plan with one optimisation profile.
+
+    ``facts`` (the parity gate's record, the labels dtype) go into the sidecar with the build's own.
+    """
+    logger = tensorrt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -231,12 +355,21 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
                             "check the ONNX with 'fcn-deploy build' on CPU (lint, parity)", details=errors)
     config_trt = builder.create_builder_config()
     config_trt.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
+    if not config.tf32:
+        config_trt.clear_flag(trt.BuilderFlag.TF32)
     optimization = builder.create_optimization_profile()
-    optimization.set_shape(spec.input_name, trt.Dims(profile[0]), trt.Dims(profile[1]), trt.Dims(profile[2]))
+    try:
+        optimization.set_shape(spec.input_name, trt.Dims(profile[0]), trt.Dims(profile[1]), trt.Dims(profile[2]))
+    except (RuntimeError, TypeError, ValueError) as exc:  # TensorRT's own refusal of the shapes
+        pattern = layout_dims(spec)[0]
+        raise InputError(f"TensorRT refused the optimisation profile of '{spec.input_name}' ({pattern}): min "
+                         f"{profile[0]}, opt {profile[1]}, max {profile[2]} ({exc})",
+                         f"give --min/--opt/--max as {pattern}, ordered min <= opt <= max, within the model's "
+                         "shape range") from exc
     if config_trt.add_optimization_profile(optimization) < 0:
         raise ArtifactError(f"TensorRT refused the optimisation profile {profile[0]} .. {profile[2]} for "
                             f"'{spec.input_name}' of {artifact}", "check --min/--opt/--max against the model's input")
-    cache_path = config.timing_cache or timing_cache_path(trt.__version__, gpu["compute_capability"],
+    cache_path = config.timing_cache or timing_cache_path(trt.__version__, gpu["compute_capability"], gpu["name"],
                                                           config.calibration_dir)
     _use_timing_cache(config_trt, cache_path)
     log(f"building the {config.precision} TensorRT {trt.__version__} engine on {gpu['name']} "
@@ -251,22 +384,28 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
         "compute_capability": gpu["compute_capability"], "precision": config.precision,
         "profile": {"min": list(profile[0]), "opt": list(profile[1]), "max": list(profile[2])},
         "onnx": str(artifact), "onnx_sha256": sha256_file(artifact),
-        "build_seconds": round(time.perf_counter() - started, 1), **_fp32_math(config.precision, gpu),
+        "build_seconds": round(time.perf_counter() - started, 1), **_fp32_math(config.precision, gpu, config.tf32),
+        **(facts or {}),
     })
     _save_timing_cache(config_trt, cache_path)
     log(f"wrote {out} and {out.name}.json in {time.perf_counter() - started:.0f} s")
     return out
 
 
-def _fp32_math(precision: str, gpu: dict[str, Any]) -> dict[str, str]:
-    """For FP32 engines: the math FP32 layers use (TensorRT allows TF32 by default on compute capability 8.0+)."""
-    if precision != "fp32":
-        return {}
+def _fp32_math(precision: str, gpu: dict[str, Any], tf32: bool) -> dict[str, str]:
+    """The math FP32 layers use: TensorRT allows TF32 by default on compute capability 8.0+.
+
+    FP16 and INT8 engines keep FP32 layers too (the upsampling head, the logits), so they say it as well.
+    """
+    which = "FP32 layers" if precision == "fp32" else f"the FP32 layers of this {precision.upper()} engine (its head)"
+    if not tf32:
+        return {"fp32_math": f"strict FP32 for {which}: TF32 turned off with --no-tf32"}
     major = int(str(gpu["compute_capability"]).split(".")[0])
     if major >= 8:
-        return {"fp32_math": "TF32 allowed (TensorRT's default on compute capability 8.0 and newer): convolutions "
-                             "and matrix products round their inputs to a 10-bit mantissa"}
-    return {"fp32_math": "FP32 (no TF32 below compute capability 8.0)"}
+        return {"fp32_math": f"TF32 allowed for {which} (TensorRT's default on compute capability 8.0 and newer): "
+                             "their convolutions and matrix products round inputs to a 10-bit mantissa; "
+                             "--no-tf32 turns it off"}
+    return {"fp32_math": f"FP32 for {which} (no TF32 below compute capability 8.0)"}
 
 
 def _write_plan_and_sidecar(out: Path, plan: bytes, spec: ModelSpec, facts: dict[str, Any]) -> None:

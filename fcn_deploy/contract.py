@@ -254,6 +254,21 @@ def check_spec_against_graph(proto: onnx.ModelProto, spec: ModelSpec, source: st
     check_spec_against_signatures(inputs, [_signature(o) for o in proto.graph.output], spec, source)
 
 
+def labels_dtype_of(proto: onnx.ModelProto, spec: ModelSpec) -> str | None:
+    """The element type of the graph's labels output ('uint8' or 'int64'), None when the spec names none.
+
+    Recorded in sidecars so that a server declares what an engine built from the graph really returns.
+    """
+    if not spec.labels_name:
+        return None
+    for output in proto.graph.output:
+        if output.name == spec.labels_name:
+            elem_type = _signature(output).elem_type
+            return _ELEM_NAMES.get(elem_type, f"type {elem_type}")
+    raise ArtifactError(f"the graph has no labels output '{spec.labels_name}' although its spec names one",
+                        "re-export it with 'fcn-deploy export'")
+
+
 def check_spec_against_signatures(
     inputs: Sequence[TensorSignature], outputs: Sequence[TensorSignature], spec: ModelSpec, source: str
 ) -> None:

@@ -21,6 +21,7 @@ from fcn_deploy.checkpoint import load_model
 from fcn_deploy.contract import (  # read_onnx_spec and check_spec_against_graph stay importable from here
     check_finite_onnx,
     check_spec_against_graph,
+    labels_dtype_of,
     read_onnx_spec,
     sidecar_path,
     store_in_onnx,
@@ -149,7 +150,7 @@ def export_onnx(checkpoint: Path, out: Path, config: ExportConfig = ExportConfig
             _say(config, "comparing ONNX Runtime with the PyTorch checkpoint...")
             checks = _compare(model, tmp, spec, config)
         extra = {"source_checkpoint": str(checkpoint), "onnx_sha256": sha256_file(tmp), "opset": config.opset,
-                 "export_checks": [dataclasses.asdict(c) for c in checks]}
+                 "labels_dtype": labels_dtype_of(proto, spec), "export_checks": [dataclasses.asdict(c) for c in checks]}
         sidecar = write_sidecar(out, spec, extra)
     if stale.exists():
         stale.unlink()

@@ -27,9 +27,13 @@ ENGINE_DIR = Path("engines")
 CALIBRATION_DIR = Path("calibration")
 
 
-def timing_cache_path(tensorrt_version: str, compute_capability: str, calibration_dir: Path = CALIBRATION_DIR) -> Path:
-    """calibration/timing-<TensorRT version>-sm<compute capability>.cache: a cache only fits its version and GPU."""
-    return Path(calibration_dir) / f"timing-{tensorrt_version}-sm{str(compute_capability).replace('.', '')}.cache"
+def timing_cache_path(tensorrt_version: str, compute_capability: str, gpu_name: str,
+                      calibration_dir: Path = CALIBRATION_DIR) -> Path:
+    """calibration/timing-<TensorRT version>-sm<compute capability>-<GPU name>.cache: a cache only fits its
+    version and GPU (two GPUs of one compute capability, an L4 and an RTX 4090, time kernels differently)."""
+    gpu = "".join(c if c.isalnum() or c in "-." else "-" for c in gpu_name.strip()).strip("-") or "unknown-gpu"
+    return Path(calibration_dir) / (f"timing-{tensorrt_version}-sm{str(compute_capability).replace('.', '')}-"
+                                    f"{gpu}.cache")
 
 
 def precision_onnx_path(onnx_path: str | os.PathLike[str], precision: Precision, target: Int8Target = "tensorrt") -> Path:

@@ -111,6 +111,9 @@ def _tensorrt_module(s: StandIns) -> types.ModuleType:
     class MemoryPoolType(enum.IntEnum):
         WORKSPACE = 0
 
+    class BuilderFlag(enum.IntEnum):
+        TF32 = 7
+
     class TensorIOMode(enum.IntEnum):
         NONE = 0
         INPUT = 1
@@ -164,6 +167,9 @@ def _tensorrt_module(s: StandIns) -> types.ModuleType:
 
         def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
             s.record("IBuilderConfig.set_memory_pool_limit", (pool, size), lambda: None)
+
+        def clear_flag(self, flag: BuilderFlag) -> None:
+            s.record("IBuilderConfig.clear_flag", (flag,), lambda: None)
 
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
             return s.record("IBuilderConfig.add_optimization_profile", (profile,), lambda: 0)
@@ -284,7 +290,8 @@ def _tensorrt_module(s: StandIns) -> types.ModuleType:
     module = types.ModuleType("tensorrt")
     module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     module.__version__ = TRT_VERSION
-    for value in (Logger, NetworkDefinitionCreationFlag, MemoryPoolType, TensorIOMode, DataType, nptype, Dims,
+    for value in (Logger, NetworkDefinitionCreationFlag, MemoryPoolType, BuilderFlag, TensorIOMode, DataType, nptype,
+                  Dims,
                   INetworkDefinition, OnnxParser, IOptimizationProfile, ITimingCache, IBuilderConfig, Builder,
                   IExecutionContext, ICudaEngine, Runtime):
         setattr(module, value.__name__, value)

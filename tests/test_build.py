@@ -50,7 +50,7 @@ def workspace(random_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_fp16_build_writes_onnx_then_exits_2(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     _skip_if_gpu_stack_present()
-    code = run(["build", str(workspace), "--fp16", "--skip-parity"])
+    code = run(["build", str(workspace), "--fp16", "--no-parity", "not under test"])
     err = capsys.readouterr().err
     assert code == 2
     assert "TensorRT" in err and "pip install 'fcn-deploy[tensorrt]'" in err
@@ -58,7 +58,7 @@ def test_fp16_build_writes_onnx_then_exits_2(workspace: Path, capsys: pytest.Cap
     assert fp16.is_file() and read_sidecar(fp16)[0].precision == "fp16"
     assert not Path("engines").exists() or not any(Path("engines").iterdir())
     before = fp16.stat().st_mtime_ns
-    assert run(["build", str(workspace), "--fp16", "--skip-parity"]) == 2
+    assert run(["build", str(workspace), "--fp16", "--no-parity", "not under test"]) == 2
     assert fp16.stat().st_mtime_ns == before  # reused: made from this very export
     assert "reusing" in capsys.readouterr().err
 
@@ -67,7 +67,7 @@ def test_int8_build_calibrates_then_exits_2(workspace: Path, precision_voc_dir: 
                                             capsys: pytest.CaptureFixture) -> None:
     _skip_if_gpu_stack_present()
     code = run(["build", str(workspace), "--int8", "--calib-data", str(precision_voc_dir), "--calib-num", "4",
-                "--calib-crop", "64x96", "--calib-method", "minmax", "--skip-parity"])
+                "--calib-crop", "64x96", "--calib-method", "minmax", "--no-parity", "not under test"])
     assert code == 2, capsys.readouterr().err
     int8 = workspace.with_name("fcn.int8.onnx")
     spec, document = read_sidecar(int8)
@@ -139,7 +139,7 @@ def _build(gpu_standins, tmp_path: Path, precision: str = "fp32", **options) -> 
 
 
 def _keyed_cache(tmp_path: Path) -> Path:
-    return tmp_path / "calibration" / "timing-10.16.1.11-sm89.cache"
+    return tmp_path / "calibration" / "timing-10.16.1.11-sm89-Stand-in-GPU.cache"
 
 
 def _assert_plan_and_sidecar_agree(engine: Path) -> dict:
@@ -253,11 +253,62 @@ def test_a_refused_optimisation_profile_stops_the_build(gpu_standins, tmp_path: 
     assert "Builder.build_serialized_network" not in gpu_standins.names()
 
 
-def test_fp32_engine_sidecar_says_tf32_is_allowed(gpu_standins, tmp_path: Path) -> None:
-    document = _assert_plan_and_sidecar_agree(_build(gpu_standins, tmp_path))
-    assert "TF32" in document["fp32_math"]
-    fp16 = read_sidecar(_build(gpu_standins, tmp_path, precision="fp16"))[1]
-    assert "fp32_math" not in fp16
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_engine_sidecar_says_tf32_is_allowed_for_its_fp32_layers(gpu_standins, tmp_path: Path, precision: str) -> None:
+    document = _assert_plan_and_sidecar_agree(_build(gpu_standins, tmp_path, precision=precision))
+    assert "TF32 allowed" in document["fp32_math"] and "--no-tf32" in document["fp32_math"]
+    assert "IBuilderConfig.clear_flag" not in gpu_standins.names()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_no_tf32_clears_the_flag_and_says_so(gpu_standins, tmp_path: Path, precision: str) -> None:
+    document = _assert_plan_and_sidecar_agree(_build(gpu_standins, tmp_path, precision=precision, tf32=False))
+    assert gpu_standins.args_of("IBuilderConfig.clear_flag") == [(gpu_standins.tensorrt.BuilderFlag.TF32,)]
+    names = gpu_standins.names()
+    assert names.index("IBuilderConfig.clear_flag") < names.index("Builder.build_serialized_network")
+    assert document["fp32_math"].startswith("strict FP32")
+
+
+def test_a_profile_tensorrt_refuses_is_our_error_with_the_shapes(gpu_standins, tmp_path: Path) -> None:
+    gpu_standins.fail["IOptimizationProfile.set_shape"] = RuntimeError("Error Code 3: API Usage Error")
+    with pytest.raises(InputError, match=r"min \(1, 3, 32, 32\), opt \(1, 3, 64, 64\), max \(2, 3, 128, 128\)") \
+            as caught:
+        _build(gpu_standins, tmp_path)
+    assert "NxCxHxW" in caught.value.message and "--min/--opt/--max" in caught.value.hint
+    assert "Builder.build_serialized_network" not in gpu_standins.names()
+
+
+def test_profile_shapes_are_described_in_the_exports_layout() -> None:
+    nhwc = ModelSpec(arch="fcn32s", input_format=INPUT_UINT8_NHWC)
+    with pytest.raises(InputError, match="NxHxWxC") as caught:
+        parse_dims("1x320", "--min", nhwc)
+    assert "NxCxHxW" not in caught.value.message
+    with pytest.raises(InputError, match=r"NxCxHxW \(e.g. 1x3x320x480\)"):
+        parse_dims("1x320", "--min", ModelSpec(arch="fcn32s"))
+    with pytest.raises(InputError, match="3 channels") as caught:
+        resolve_profile(nhwc, ((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64)))
+    assert "NxHxWxC" in caught.value.hint
+
+
+def test_profile_help_names_both_layouts(capsys: pytest.CaptureFixture) -> None:
+    assert run(["build", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("NxHxWxC") == 3 and text.count("NxCxHxW") == 3  # --min, --opt and --max
+
+
+def test_timing_cache_key_names_the_gpu() -> None:
+    from fcn_deploy.workspace import timing_cache_path
+
+    l4 = timing_cache_path("10.16.1.11", "8.9", "NVIDIA L4", Path("calibration"))
+    rtx = timing_cache_path("10.16.1.11", "8.9", "NVIDIA GeForce RTX 4090", Path("calibration"))
+    assert l4 != rtx and l4.name == "timing-10.16.1.11-sm89-NVIDIA-L4.cache"
+    assert "/" not in timing_cache_path("10.16.1.11", "8.9", "a/b GPU", Path("c")).name
+
+
+def test_builds_and_backends_share_one_tensorrt_logger(gpu_standins, tmp_path: Path) -> None:
+    _build(gpu_standins, tmp_path)
+    _build(gpu_standins, tmp_path, precision="fp16")
+    assert gpu_standins.names().count("Logger") == 1
 
 
 def test_build_calls_tensorrt_in_order(gpu_standins, tmp_path: Path) -> None:
@@ -298,3 +349,107 @@ def test_an_artifact_failing_its_parity_gate_stops_the_build(workspace: Path, pr
     err = capsys.readouterr().err
     assert code == 1, err
     assert f"fails the {precision} parity gate: pixel agreement 50% < 99%" in err
+
+
+# --- the parity gate of a whole build (stand-in TensorRT; the parity runs themselves recorded) ----------------
+
+
+def _report(model: Path, data_dir: Path, split: str, device: str):
+    from fcn_deploy.parity.report import ParityReport
+
+    return ParityReport(
+        model=str(model), reference="fcn32s.pt", model_backend="tensorrt" if device == "cuda" else "onnxruntime",
+        model_device=device, model_precision="fp16", reference_backend="pytorch", reference_device=device,
+        data_dir=str(data_dir), split=split, num_images=8, num_pixels=8 * 64 * 96, max_abs_diff=0.05,
+        max_abs_logit=9.0, argmax_agreement=0.9991, model_miou=0.5, model_pixel_accuracy=0.9, reference_miou=0.501,
+        reference_pixel_accuracy=0.9, delta_miou=-0.001, model_seconds=0.1, reference_seconds=0.1, images=(),
+        markdown_path=Path("calibration/parity.md"),
+    )
+
+
+@pytest.fixture
+def recorded_parity(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The build's CPU gate and engine check, recorded (with how many images their folder held) instead of run."""
+    from fcn_deploy import build as build_module
+    from fcn_deploy.parity.gate import PrecisionParity
+
+    calls: list[tuple] = []
+
+    def images(data_dir) -> int:
+        return len(list((Path(data_dir) / "JPEGImages").glob("*.jpg")))
+
+    def check_precision(artifact, reference, data_dir, config):
+        calls.append(("gate", Path(data_dir).name, config.split, config.device, images(data_dir)))
+        return PrecisionParity(Path(artifact), "fp16", _report(artifact, data_dir, config.split, "cpu"), None,
+                               "FP16 storage emulated", True, ())
+
+    def run_parity(model, reference, data_dir, config):
+        calls.append(("engine", Path(data_dir).name, config.split, config.device, images(data_dir)))
+        return _report(model, data_dir, config.split, config.device)
+
+    monkeypatch.setattr(build_module, "check_precision", check_precision)
+    monkeypatch.setattr(build_module, "run_parity", run_parity)
+    return calls
+
+
+def _whole_build(workspace: Path, **options):
+    from fcn_deploy.build import build
+
+    config = BuildConfig(precision=options.pop("precision", "fp16"), out=Path("engines/fcn.engine"),
+                         calibration_dir=Path("calibration"), engines_dir=Path("engines"), **options)
+    return build(workspace, config)
+
+
+def test_without_parity_data_the_gate_runs_on_synthetic_crops_and_the_sidecar_says_so(
+        gpu_standins, workspace: Path, recorded_parity: list, capsys: pytest.CaptureFixture) -> None:
+    from fcn_deploy.build import SYNTHETIC_CROPS
+    from fcn_deploy.runtime.tensorrt_support import engine_parity_note
+
+    result = _whole_build(workspace)
+    assert "synthetic" in capsys.readouterr().err
+    assert recorded_parity == [("gate", "synthetic", "val", "cpu", 2 * SYNTHETIC_CROPS),
+                               ("engine", "synthetic", "val", "cuda", 2 * SYNTHETIC_CROPS)]
+    record = read_sidecar(result.engine)[1]["parity"]
+    assert record["status"] == "passed" and "synthetic" in record["data"] and record["agreement"] == 0.9991
+    assert record["engine"]["agreement"] == 0.9991 and record["engine"]["passed"] is True
+    assert "passed on" in engine_parity_note(read_sidecar(result.engine)[1])
+    assert read_sidecar(result.engine)[1]["engine_sha256"]  # still the plan's hash after the engine figures
+
+
+def test_the_gate_uses_the_given_folders_validation_split(gpu_standins, workspace: Path, recorded_parity: list,
+                                                          tmp_path: Path) -> None:
+    from fcn_deploy.data.synth import SynthConfig, synthesize
+
+    voc = synthesize(SynthConfig(out=tmp_path / "voc", num=4, size=(64, 96))).root
+    result = _whole_build(workspace, parity_data=voc)
+    assert [call[:3] for call in recorded_parity] == [("gate", "voc", "val"), ("engine", "voc", "val")]
+    assert str(voc) in read_sidecar(result.engine)[1]["parity"]["data"]
+
+
+def test_no_parity_records_the_reason_and_runs_nothing(gpu_standins, workspace: Path, recorded_parity: list) -> None:
+    from fcn_deploy.runtime.tensorrt_support import engine_build_notes
+
+    result = _whole_build(workspace, no_parity="compared by hand on the plant's own images")
+    assert recorded_parity == []
+    assert read_sidecar(result.engine)[1]["parity"] == {"status": "skipped",
+                                                        "reason": "compared by hand on the plant's own images"}
+    assert "skipped on purpose with --no-parity (compared by hand" in engine_build_notes(result.engine)[0]
+
+
+def test_no_parity_needs_a_reason(workspace: Path, recorded_parity: list) -> None:
+    with pytest.raises(InputError, match="reason"):
+        _whole_build(workspace, no_parity="  ")
+
+
+def test_a_gate_without_a_reference_is_refused_not_passed(gpu_standins, workspace: Path, recorded_parity: list,
+                                                          tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="reference checkpoint") as caught:
+        _whole_build(workspace, reference=tmp_path / "gone.pt")
+    assert "--no-parity REASON" in caught.value.hint
+    assert recorded_parity == [] and "Builder.build_serialized_network" not in gpu_standins.names()
+
+
+def test_build_cli_shows_the_recorded_gate(gpu_standins, workspace: Path, recorded_parity: list,
+                                           capsys: pytest.CaptureFixture) -> None:
+    assert run(["build", str(workspace), "--fp32", "--no-parity", "a smoke test"]) == 0
+    assert "skipped on purpose with --no-parity (a smoke test)" in capsys.readouterr().out

@@ -57,9 +57,26 @@ def test_contradicting_sidecar_is_refused_by_build_fp16_and_calibrate(tmp_path: 
     model = tiny_onnx(tmp_path / "export" / "fcn.onnx")
     write_sidecar(model, read_onnx_spec(model).replace(arch="fcn8s"))
     with pytest.raises(ArtifactError, match="disagree on arch"):
-        build(model, BuildConfig(precision="fp16", skip_parity=True, engines_dir=tmp_path / "engines"))
+        build(model, BuildConfig(precision="fp16", no_parity="not under test", engines_dir=tmp_path / "engines"))
     assert not (tmp_path / "export" / "fcn.fp16.onnx").exists()
     with pytest.raises(ArtifactError, match="disagree on arch"):
         calibrate_int8(model, CalibrationConfig(data_dir=tiny_voc(tmp_path / "VOC2012"), num=2, crop=(32, 32),
                                                 calibration_dir=tmp_path / "calibration"))
     assert not (tmp_path / "calibration").exists()
+
+
+@pytest.mark.parametrize(("elem_type", "expected"), [(2, "uint8"), (7, "int64")])
+def test_the_labels_dtype_is_read_from_the_graph(elem_type: int, expected: str) -> None:
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import labels_dtype_of
+    from fcn_deploy.errors import ArtifactError
+    from fcn_deploy.spec import ModelSpec
+
+    helper = onnx.helper
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("logits", 1, [None, 21, None, None]),
+                                            helper.make_tensor_value_info("labels", elem_type, [None, None, None])])
+    proto = helper.make_model(graph)
+    assert labels_dtype_of(proto, ModelSpec(arch="fcn32s", labels_name="labels")) == expected
+    assert labels_dtype_of(proto, ModelSpec(arch="fcn32s")) is None
+    with pytest.raises(ArtifactError, match="no labels output 'argmax'"):
+        labels_dtype_of(proto, ModelSpec(arch="fcn32s", labels_name="argmax"))

@@ -116,6 +116,7 @@ def test_preprocess_and_argmax_variant_agrees_with_plain_export(
     spec = variant.spec
     assert spec.input_format == INPUT_UINT8_NHWC and spec.labels_name == "labels"
     assert read_onnx_spec(variant.onnx_path) == spec
+    assert read_sidecar(variant.onnx_path)[1]["labels_dtype"] == "uint8"  # what a server declares
     assert all(c.labels_agreement == 1.0 for c in variant.checks)
     images = np.random.default_rng(5).integers(0, 256, size=(2, 64, 128, 3), dtype=np.uint8)
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)

@@ -78,8 +78,10 @@ def test_report_paths_take_md_json_or_no_suffix(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("backend", "precision", "noted"),
-                         [("tensorrt", "fp32", True), ("tensorrt", "fp16", False), ("onnxruntime", "fp32", False)])
-def test_report_of_an_fp32_engine_says_tf32_is_allowed(backend: str, precision: str, noted: bool) -> None:
+                         [("tensorrt", "fp32", True), ("tensorrt", "fp16", True), ("tensorrt", "int8", True),
+                          ("onnxruntime", "fp32", False)])
+def test_report_of_an_engine_says_tf32_is_allowed_for_its_fp32_layers(backend: str, precision: str,
+                                                                      noted: bool) -> None:
     from fcn_deploy.parity.report import render_markdown
 
     report = ParityReport(
@@ -168,3 +170,25 @@ def test_parity_of_a_model_with_nan_logits_fails(tmp_path: Path, tiny_voc, monke
     assert json.loads(report.json_path.read_text())["logits_finite"] is False
     assert run(["parity", "m.onnx", "--reference", "r.pt", "--data", str(data), "--report", str(tmp_path / "q.md")]) == 1
     assert "error: m.onnx fails parity: non-finite logits" in capsys.readouterr().err
+
+
+def test_report_of_an_engine_shows_its_build_gate_and_math(tmp_path: Path) -> None:
+    from fcn_deploy.contract import write_sidecar
+    from fcn_deploy.parity.report import render_markdown
+    from fcn_deploy.spec import ModelSpec
+
+    engine = tmp_path / "fcn.fp16.engine"
+    engine.write_bytes(b"plan")
+    write_sidecar(engine, ModelSpec(arch="fcn32s", precision="fp16"), {
+        "fp32_math": "strict FP32 for the FP32 layers of this FP16 engine (its head): TF32 turned off with --no-tf32",
+        "parity": {"status": "skipped", "reason": "checked by hand on the plant's images"}})
+    report = ParityReport(
+        model=str(engine), reference="fcn32s.pt", model_backend="tensorrt", model_device="cuda",
+        model_precision="fp16", reference_backend="pytorch", reference_device="cpu", data_dir="VOC", split="val",
+        num_images=0, num_pixels=0, max_abs_diff=0.0, max_abs_logit=1.0, argmax_agreement=1.0, model_miou=1.0,
+        model_pixel_accuracy=1.0, reference_miou=1.0, reference_pixel_accuracy=1.0, delta_miou=0.0,
+        model_seconds=0.0, reference_seconds=0.0, images=(),
+    )
+    text = render_markdown(report)
+    assert "skipped on purpose with --no-parity (checked by hand on the plant's images)" in text
+    assert "TF32 turned off with --no-tf32" in text

@@ -46,8 +46,10 @@ def test_driver_too_old_for_the_cuda_runtime_falls_back_to_onnx(gpu_standins, tm
     assert "driver is too old" in capsys.readouterr().err
 
 
-def test_timing_cache_is_named_by_tensorrt_version_and_compute_capability() -> None:
+def test_timing_cache_is_named_by_tensorrt_version_compute_capability_and_gpu() -> None:
     from fcn_deploy.workspace import timing_cache_path
 
-    assert timing_cache_path("10.16.1.11", "8.9") == Path("calibration/timing-10.16.1.11-sm89.cache")
-    assert timing_cache_path("11.4.0.106", "12.0", Path("c")) == Path("c/timing-11.4.0.106-sm120.cache")
+    assert timing_cache_path("10.16.1.11", "8.9", "NVIDIA L4") == Path(
+        "calibration/timing-10.16.1.11-sm89-NVIDIA-L4.cache")
+    assert timing_cache_path("11.4.0.106", "12.0", "NVIDIA RTX PRO 6000", Path("c")) == Path(
+        "c/timing-11.4.0.106-sm120-NVIDIA-RTX-PRO-6000.cache")

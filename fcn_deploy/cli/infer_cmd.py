@@ -55,6 +55,7 @@ def infer(
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
     from fcn_deploy.infer import InferConfig, infer_folder
     from fcn_deploy.runtime import BackendChoice
+    from fcn_deploy.runtime.tensorrt_support import engine_build_notes
     from fcn_deploy.segmenter import Blend, SegmenterConfig
 
     model, folder = split_model_and_folder(paths)
@@ -87,6 +88,8 @@ def infer(
         f"{result.seconds:.1f} s, {result.images_per_second:.2f} images/s on {result.backend}/{result.device}; "
         f"masks in {out}, summary {result.summary_path}"
     )
+    for note in engine_build_notes(result.model):
+        typer.echo(note)
 
 
 def register(app: typer.Typer) -> None:

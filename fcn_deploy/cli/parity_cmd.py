@@ -24,6 +24,7 @@ def parity(
 ) -> None:
     """Max |Δlogit|, argmax agreement and ΔmIoU of MODEL against --reference, per image and overall."""
     from fcn_deploy.parity import ParityConfig, run_parity
+    from fcn_deploy.runtime.tensorrt_support import engine_build_notes
     from fcn_deploy.runtime import BackendChoice
 
     if out_dir is not None and report is not None:
@@ -36,6 +37,8 @@ def parity(
         return
     result = run_parity(model, reference, data, config)
     typer.echo(result.summary())
+    for note in engine_build_notes(model):
+        typer.echo(note)
     typer.echo(f"wrote {result.markdown_path} and {result.json_path}")
     problem = result.non_finite_problem()
     if problem:

@@ -54,21 +54,30 @@ def build(
     calib_num: int = typer.Option(256, "--calib-num", help="Calibration crops."),
     calib_crop: str = typer.Option("320x480", "--calib-crop", help="Calibration crop HEIGHTxWIDTH."),
     calib_method: str = typer.Option("percentile", "--calib-method", help="percentile, entropy or minmax."),
-    min_shape: Optional[str] = typer.Option(None, "--min", help="Profile minimum NxCxHxW (default: the spec's)."),
-    opt_shape: Optional[str] = typer.Option(None, "--opt", help="Profile optimum NxCxHxW."),
-    max_shape: Optional[str] = typer.Option(None, "--max", help="Profile maximum NxCxHxW."),
+    min_shape: Optional[str] = typer.Option(None, "--min", help="Profile minimum in the export's input layout: "
+                                            "NxCxHxW for float32 NCHW exports, NxHxWxC for uint8 NHWC ones "
+                                            "(default: the spec's)."),
+    opt_shape: Optional[str] = typer.Option(None, "--opt", help="Profile optimum (NxCxHxW, or NxHxWxC for uint8 "
+                                            "NHWC exports)."),
+    max_shape: Optional[str] = typer.Option(None, "--max", help="Profile maximum (NxCxHxW, or NxHxWxC for uint8 "
+                                            "NHWC exports)."),
     workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace in GiB."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache (default: calibration/"
-                                                "timing-<TensorRT version>-sm<compute capability>.cache)."),
+                                                "timing-<TensorRT version>-sm<compute capability>-<GPU>.cache)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Checkpoint for the parity check "
                                              "(default: the export's source checkpoint)."),
-    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="VOC folder for parity "
-                                               "(default: --calib-data); its 'val' split is used."),
-    skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the CPU parity check."),
+    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="VOC folder for parity (default: "
+                                               "--calib-data, else synthetic crops of the spec's crop size); its "
+                                               "'val' split is used."),
+    no_parity: Optional[str] = typer.Option(None, "--no-parity", metavar="REASON", help="Skip the parity gate on "
+                                            "purpose; the reason is recorded in the engine's sidecar."),
+    no_tf32: bool = typer.Option(False, "--no-tf32", help="Strict FP32 for the engine's FP32 layers (TensorRT "
+                                 "allows TF32 on Ampere and newer by default)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine path (default engines/fcn.<precision>.engine)."),
 ) -> None:
     """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU)."""
     from fcn_deploy.build import BuildConfig, parse_dims
+    from fcn_deploy.contract import read_onnx_spec
     from fcn_deploy.build import build as build_engine
     from fcn_deploy.data.transforms import parse_size
     from fcn_deploy.workspace import Precision
@@ -82,15 +91,23 @@ def build(
         raise InputError("give all of --min, --opt and --max, or none (then the spec's shape range is used)")
     profile = None
     if min_shape and opt_shape and max_shape:
-        profile = (parse_dims(min_shape, "--min"), parse_dims(opt_shape, "--opt"), parse_dims(max_shape, "--max"))
+        spec = read_onnx_spec(onnx) if onnx.is_file() else None  # the layout the profile is given in
+        profile = (parse_dims(min_shape, "--min", spec), parse_dims(opt_shape, "--opt", spec),
+                   parse_dims(max_shape, "--max", spec))
     config = BuildConfig(
         precision=cast(Precision, chosen[0]), calib_data=calib_data, calib_num=calib_num, calib_method=calib_method,
         calib_crop=parse_size(calib_crop, "--calib-crop"), profile=profile, workspace_gib=workspace,
-        timing_cache=timing_cache, reference=reference, parity_data=parity_data, skip_parity=skip_parity, out=out,
+        timing_cache=timing_cache, reference=reference, parity_data=parity_data, no_parity=no_parity, out=out,
+        tf32=not no_tf32,
     )
     result = build_engine(onnx, config)
     typer.echo(f"precision ONNX {result.precision_onnx}")
     typer.echo(f"wrote {result.engine} and {result.engine.name}.json")
+    if result.engine is not None:
+        from fcn_deploy.contract import read_sidecar
+        from fcn_deploy.runtime.tensorrt_support import engine_parity_note
+
+        typer.echo(engine_parity_note(read_sidecar(result.engine)[1]))
 
 
 def register(app: typer.Typer) -> None:

@@ -102,6 +102,9 @@ def triton_export(
                                                              "must compute BF16 natively)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="The segmenter model refuses larger images."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
+    triton_version: Optional[str] = typer.Option(None, "--triton-version", help="NGC tag of the Triton container "
+                                                 "that will serve a plan (e.g. 25.12-trtllm-python-py3): the plan's "
+                                                 "TensorRT version must be the one it runs."),
 ) -> None:
     """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
     from fcn_deploy.runtime import BackendChoice
@@ -117,7 +120,8 @@ def triton_export(
     config = RepositoryConfig(name=name, max_batch=max_batch, instances=instances,
                               max_queue_delay_us=max_queue_delay_us, device=cast(Optional[TritonDevice], device),
                               network_runtime=cast(NetworkRuntime, segment_network),  # as written; the config refuses others
-                              backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite)
+                              backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite,
+                              triton_version=triton_version)
     chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable,
                                                           backend=config.backend.backend)
     result = export_repository(chosen, out, config)

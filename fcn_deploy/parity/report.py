@@ -115,11 +115,17 @@ def _signed_pct(value: float) -> str:
 
 
 def _math_note(report: ParityReport) -> str:
-    """What FP32 means for a TensorRT engine: TF32 where the GPU has it, unless the build turned it off."""
-    if report.model_backend == "tensorrt" and report.model_precision == "fp32":
-        return ("; FP32 engine: TensorRT allows TF32 for convolutions and matrix products by default on compute "
-                "capability 8.0 and newer (Ampere+), so its logits differ slightly from strict FP32")
-    return ""
+    """What FP32 means for a TensorRT engine (TF32 where the GPU has it, unless the build turned it off) and the
+    parity gate its build recorded; FP16 and INT8 engines keep FP32 layers too."""
+    if report.model_backend != "tensorrt":
+        return ""
+    from fcn_deploy.runtime.tensorrt_support import engine_build_notes
+
+    notes = engine_build_notes(report.model)
+    if notes:
+        return "; " + "; ".join(notes)
+    return ("; TensorRT engine: TensorRT allows TF32 for the convolutions and matrix products of FP32 layers by "
+            "default on compute capability 8.0 and newer (Ampere+), so its logits differ slightly from strict FP32")
 
 
 def render_markdown(report: ParityReport) -> str:

@@ -2,14 +2,20 @@
 
 cuda-python calls return ``(err, *values)``; ``cuda_call`` turns a failure into CudaError naming the call.
 ``require_tensorrt`` names everything that is missing at once, so a user fixes the machine in one go; automatic
-model choice asks the same question through ``tensorrt_unavailable``.
+model choice asks the same question through ``tensorrt_unavailable``. TensorRT keeps one logger per process,
+so the build and every backend share the one ``tensorrt_logger`` makes.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from fcn_deploy.contract import ENGINE_SUFFIXES, read_sidecar
 from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, MissingComponentError
 
@@ -19,6 +25,9 @@ CUDA12_PAIR_HINT = ("use the CUDA 12 pair: uninstall the CUDA 13 TensorRT and cu
                     "-i -e tensorrt -e cuda' lists them), then pip install 'fcn-deploy[tensorrt-cu12]'; or update the "
                     "NVIDIA driver to 580 or newer")
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver
+ENGINE_FORMAT = "fcn-deploy-engine-1"  # the sidecar layout of an engine this package writes and reads
+_LOGGER_LOCK = threading.Lock()
+_logger: tuple[Any, Any] | None = None  # (the tensorrt module, its one logger)
 
 
 class CudaError(FcnDeployError):
@@ -110,3 +119,54 @@ def tensorrt_unavailable() -> str | None:
     except MissingComponentError as exc:
         return exc.message
     return None
+
+
+def tensorrt_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger (warnings and errors), made on first use.
+
+    TensorRT holds on to the first logger it is given; a second one per builder or backend (``serve`` with
+    several instances) could leave it with a logger that was already freed.
+    """
+    global _logger
+    with _LOGGER_LOCK:
+        if _logger is None or _logger[0] is not trt:  # another module object only where tests swap TensorRT
+            logger = trt.Logger(trt.Logger.WARNING)
+            _logger = (trt, logger)
+        return _logger[1]
+
+
+def engine_parity_note(sidecar: Mapping[str, Any]) -> str:
+    """One line on the parity gate an engine's build recorded: passed (on what, with which figures) or skipped."""
+    record = sidecar.get("parity")
+    if not isinstance(record, Mapping):
+        return "parity gate: not recorded (an engine built before the gate was recorded; rebuild to record it)"
+    status = record.get("status", "?")
+    if status == "skipped":
+        return f"parity gate: skipped on purpose with --no-parity ({record.get('reason', 'no reason given')})"
+    if status == "not_needed":
+        line = f"parity gate: not needed ({record.get('reason', '')}); data {record.get('data', '?')}"
+    else:
+        figures = f"agreement {100 * float(record.get('agreement', float('nan'))):.3f}%"
+        if record.get("delta_miou") is not None:
+            figures += f", ΔmIoU {100 * float(record['delta_miou']):+.2f} pt"
+        line = f"parity gate: {status} on {record.get('data', '?')} ({figures})"
+    engine = record.get("engine")
+    if isinstance(engine, Mapping) and engine.get("agreement") is not None:
+        line += (f"; the engine itself on the same data: agreement {100 * float(engine['agreement']):.3f}%"
+                 f" ({'within' if engine.get('passed') else 'OUTSIDE'} the gate's thresholds)")
+    return line
+
+
+def engine_build_notes(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """For a TensorRT engine: its parity gate line and the math its FP32 layers use (empty for other files)."""
+    path = Path(path)
+    if path.suffix.lower() not in ENGINE_SUFFIXES or not path.is_file():
+        return ()
+    try:
+        _, sidecar = read_sidecar(path)
+    except FcnDeployError:
+        return ()  # opening the engine reports a missing or damaged sidecar with its fix
+    notes = [engine_parity_note(sidecar)]
+    if sidecar.get("fp32_math"):
+        notes.append(f"FP32 math: {sidecar['fp32_math']}")
+    return tuple(notes)

@@ -4,13 +4,21 @@ Memory and streams come from cuda-python (``cuda.bindings.runtime``). Device buf
 are reused and grown on demand; pinned host staging buffers exist only for the input and the outputs
 actually read; batches go up to the profile's maximum. Before deserialising, the engine's sidecar is
 compared with the plan's hash, the running TensorRT version and the GPU, so a plan built elsewhere gives a
-clear ArtifactError instead of a failure inside TensorRT.
+clear ArtifactError instead of a failure inside TensorRT; the plan is read once, and the bytes hashed are the
+bytes deserialised.
+
+Threads: one execution context, its stream and its pinned buffers serve one batch at a time. A lock held
+from setting the input shape to copying the result out of the pinned buffer serialises callers, so the
+C API, ``serve`` and any other multi-threaded caller may share one backend; for concurrent runs on the GPU,
+open one backend per worker (``serve --instances``), each with its own context and stream.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,13 +28,14 @@ import numpy as np
 from fcn_deploy.contract import read_sidecar
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.fileio import sha256_file
 from fcn_deploy.runtime.base import Backend
 from fcn_deploy.runtime.tensorrt_support import (
+    ENGINE_FORMAT,
     CudaError,
     cuda_call,
     native_handle,
     require_tensorrt,
+    tensorrt_logger,
 )
 from fcn_deploy.spec import ModelSpec
 
@@ -46,12 +55,24 @@ def engine_mismatches(sidecar: Mapping[str, Any], tensorrt_version: str, gpu_nam
     return problems
 
 
-def check_engine_matches_sidecar(path: Path, sidecar: Mapping[str, Any]) -> None:
-    """ArtifactError when the sidecar records another plan than the one at ``path``."""
-    recorded = sidecar.get("engine_sha256")
-    if recorded and recorded != sha256_file(path):
-        raise ArtifactError(f"the sidecar of {path} describes another plan (its recorded hash differs)",
-                            "rebuild the engine with 'fcn-deploy build'; it writes the plan and its sidecar together")
+REBUILD_HINT = "rebuild the engine with 'fcn-deploy build'; it writes the plan and its sidecar together"
+
+
+def check_engine_format(path: Path, sidecar: Mapping[str, Any]) -> None:
+    """ArtifactError when the sidecar is not one this package writes for engines (format, plan hash)."""
+    found = sidecar.get("format")
+    if found != ENGINE_FORMAT:
+        raise ArtifactError(f"the sidecar of {path} has engine format {found!r}; this fcn-deploy reads "
+                            f"{ENGINE_FORMAT!r}", REBUILD_HINT)
+    if not sidecar.get("engine_sha256"):
+        raise ArtifactError(f"the sidecar of {path} records no engine_sha256, so it cannot be tied to the plan",
+                            REBUILD_HINT)
+
+
+def check_engine_matches_sidecar(path: Path, plan: bytes, sidecar: Mapping[str, Any]) -> None:
+    """ArtifactError when the sidecar records another plan than ``plan`` (the bytes read from ``path``)."""
+    if sidecar.get("engine_sha256") != hashlib.sha256(plan).hexdigest():
+        raise ArtifactError(f"the sidecar of {path} describes another plan (its recorded hash differs)", REBUILD_HINT)
 
 
 def check_engine_compatible(path: Path, sidecar: Mapping[str, Any], tensorrt_version: str, gpu: Mapping[str, Any]) -> None:
@@ -111,23 +132,25 @@ class TensorRTBackend(Backend):
         spec, document = read_sidecar(self.path)
         super().__init__(spec)
         trt, gpu = require_tensorrt()
+        check_engine_format(self.path, document)
         check_engine_compatible(self.path, document, trt.__version__, gpu)
-        check_engine_matches_sidecar(self.path, document)
+        plan = self.path.read_bytes()  # hashed and deserialised: the same bytes
+        check_engine_matches_sidecar(self.path, plan, document)
         self._trt = trt
+        self._lock = threading.Lock()
         self._cudart = cudart = require("cuda.bindings.runtime")
         cuda_call("cudaSetDevice", cudart.cudaSetDevice(int(gpu.get("device", 0))))
         try:
-            self._open(spec)
+            self._open(spec, plan)
         except BaseException:
             self._release_quietly()
             raise
 
-    def _open(self, spec: ModelSpec) -> None:
+    def _open(self, spec: ModelSpec, plan: bytes) -> None:
         """Deserialise the engine and create its context, stream and buffers (``__init__`` frees them on failure)."""
         trt, cudart = self._trt, self._cudart
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self._runtime = trt.Runtime(tensorrt_logger(trt))
+        self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise ArtifactError(f"TensorRT could not deserialise {self.path}", "rebuild it with 'fcn-deploy build'")
         self._context = self._engine.create_execution_context()
@@ -151,11 +174,12 @@ class TensorRTBackend(Backend):
     _labels_supported = True
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        logits = self._execute(batch, self.spec.output_name)
-        return np.array(logits, dtype=np.float32, copy=True)
+        with self._lock:  # the copy leaves the pinned buffer before another caller may reuse it
+            return np.array(self._execute(batch, self.spec.output_name), dtype=np.float32, copy=True)
 
     def _infer_labels(self, batch: np.ndarray) -> np.ndarray:
-        return self._execute(batch, self.spec.labels_name).astype(np.uint8, copy=True)
+        with self._lock:
+            return self._execute(batch, self.spec.labels_name).astype(np.uint8, copy=True)
 
     def _host_view(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """The pinned host buffer of tensor ``name`` as an array of ``shape`` (allocated on first use)."""
@@ -169,7 +193,10 @@ class TensorRTBackend(Backend):
             raise ArtifactError(f"TensorRT refused the device address of tensor '{name}' of {self.path}")
 
     def _execute(self, batch: np.ndarray, wanted: str) -> np.ndarray:
-        """Run the engine on ``batch`` and copy back only output ``wanted`` (a view of its pinned buffer)."""
+        """Run the engine on ``batch`` and copy back only output ``wanted`` (a view of its pinned buffer).
+
+        The caller holds ``self._lock`` until it has copied the result out.
+        """
         cudart, context, spec = self._cudart, self._context, self.spec
         if batch.shape[0] > self._max_batch:
             raise InputError(f"batch {batch.shape[0]} exceeds the engine profile's maximum {self._max_batch}")
@@ -184,19 +211,32 @@ class TensorRTBackend(Backend):
             nbytes = int(np.prod(shape)) * self._dtype(name).itemsize
             self._set_address(name, self._device_buffers[name].ensure(max(nbytes, 1)))
         host = self._host_view(wanted, tuple(context.get_tensor_shape(wanted)))
-        cuda_call("cudaMemcpyAsync(H2D)", cudart.cudaMemcpyAsync(
-            d_in, host_in.ctypes.data, host_in.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
-        if not context.execute_async_v3(self._stream_handle):
-            raise ArtifactError(f"TensorRT execute_async_v3 failed on {self.path} for shape {tuple(batch.shape)}")
-        cuda_call(f"cudaMemcpyAsync(D2H {wanted})", cudart.cudaMemcpyAsync(
-            host.ctypes.data, self._device_buffers[wanted].ptr, host.nbytes,
-            cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        try:
+            cuda_call("cudaMemcpyAsync(H2D)", cudart.cudaMemcpyAsync(
+                d_in, host_in.ctypes.data, host_in.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+            if not context.execute_async_v3(self._stream_handle):
+                raise ArtifactError(f"TensorRT execute_async_v3 failed on {self.path} for shape {tuple(batch.shape)}")
+            cuda_call(f"cudaMemcpyAsync(D2H {wanted})", cudart.cudaMemcpyAsync(
+                host.ctypes.data, self._device_buffers[wanted].ptr, host.nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        except BaseException:
+            self._drain_stream()
+            raise
         cuda_call("cudaStreamSynchronize", cudart.cudaStreamSynchronize(self._stream))
         return host
 
+    def _drain_stream(self) -> None:
+        """After a failed enqueue or copy: wait for what was queued (it may still read the pinned input) before
+        the next batch can rewrite it; the original failure is what the caller sees."""
+        try:
+            cuda_call("cudaStreamSynchronize", self._cudart.cudaStreamSynchronize(self._stream))
+        except CudaError:
+            pass
+
     def _release(self) -> None:
         """Free every buffer and the stream, even when one free fails; then raise the first failure."""
-        failures = self._release_quietly()
+        with self._lock:  # never while another thread runs a batch
+            failures = self._release_quietly()
         if failures:
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             raise CudaError(failures[0].message + more, failures[0].hint)

@@ -51,6 +51,7 @@ from fcn_deploy.serving.model_config import (
     string_parameters,
     to_pbtxt,
 )
+from fcn_deploy.serving.triton_versions import check_plan_for_triton
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec
 
 TritonDevice = Literal["cpu", "gpu"]
@@ -85,6 +86,7 @@ class RepositoryConfig:
     backend: BackendChoice = BackendChoice()  # the runtime of an in-process network ('auto': by the file's suffix)
     max_pixels: int | None = None
     overwrite: bool = False
+    triton_version: str | None = None  # NGC tag of the Triton container: a plan must match its TensorRT
 
     def __post_init__(self) -> None:
         if not self.name or set(self.name) - _NAME_CHARS or self.name.startswith("."):
@@ -145,15 +147,24 @@ def _batchless(dims: tuple[int | None, ...]) -> tuple[int, ...]:
     return tuple(-1 if d is None or d == 0 else int(d) for d in dims[1:])
 
 
-def _spec_tensors(spec: ModelSpec) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Inputs and outputs an engine built from ``spec`` has (labels as uint8, the export's default)."""
+_LABELS_TO_TRITON = {"uint8": "TYPE_UINT8", "int64": "TYPE_INT64"}
+
+
+def _engine_tensors(path: Path, spec: ModelSpec, sidecar: dict[str, Any]) -> tuple[tuple[TensorInfo, ...],
+                                                                                   tuple[TensorInfo, ...]]:
+    """Inputs and outputs of an engine built from ``spec``, the labels in the dtype its build recorded."""
     if spec.input_format == INPUT_UINT8_NHWC:
         image = TensorInfo(spec.input_name, "TYPE_UINT8", (-1, -1, 3))
     else:
         image = TensorInfo(spec.input_name, "TYPE_FP32", (3, -1, -1))
     outputs = [TensorInfo(spec.output_name, "TYPE_FP32", (spec.num_classes, -1, -1))]
     if spec.labels_name:
-        outputs.append(TensorInfo(spec.labels_name, "TYPE_UINT8", (-1, -1)))
+        labels_dtype = sidecar.get("labels_dtype")
+        if labels_dtype not in _LABELS_TO_TRITON:
+            raise ArtifactError(f"the sidecar of {path} records labels dtype {labels_dtype!r}, not one of "
+                                f"{', '.join(_LABELS_TO_TRITON)}: Triton would refuse a guessed type",
+                                "rebuild the engine with 'fcn-deploy build' (it records the labels dtype)")
+        outputs.append(TensorInfo(spec.labels_name, _LABELS_TO_TRITON[labels_dtype], (-1, -1)))
     return (image,), tuple(outputs)
 
 
@@ -193,7 +204,7 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
         return Artifact(path, "onnxruntime_onnx", "model.onnx", spec, inputs, outputs)
     if suffix in ENGINE_SUFFIXES:
         spec, document = read_sidecar(path)
-        inputs, outputs = _spec_tensors(spec)
+        inputs, outputs = _engine_tensors(path, spec, document)
         return Artifact(path, "tensorrt_plan", "model.plan", spec, inputs, outputs, document)
     raise ArtifactError(
         f"{path}: Triton serves ONNX files and TensorRT engines, not {suffix or 'this file'}",
@@ -251,7 +262,13 @@ def network_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, An
     """config.pbtxt values of the network model."""
     device = _checked_device(config, artifact)
     parameters = _spec_parameters(artifact.spec)
+    if config.triton_version is not None and artifact.sidecar is None:
+        raise InputError(f"--triton-version checks the TensorRT version of a plan; {artifact.path.name} is run by "
+                         "ONNX Runtime", "drop --triton-version, or export the TensorRT engine")
     if artifact.sidecar is not None:
+        if config.triton_version is not None:
+            check_plan_for_triton(artifact.path, artifact.sidecar, config.triton_version)
+            parameters["triton_version"] = config.triton_version
         for key in ("tensorrt_version", "gpu", "compute_capability"):
             parameters[key] = str(artifact.sidecar.get(key, ""))
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,34 @@ def test_native_handle_uses_the_handle_getter_and_falls_back_to_int(gpu_standins
     monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # cuda-python 12.6.1 .. 12.9.0: no utils module
     assert native_handle(stream) == 0x5123
     assert "int(cudaStream_t)" in gpu_standins.names()
+
+
+def test_tensorrt_extras_stay_below_the_next_major_version() -> None:
+    """The code is checked against the TensorRT 10.16 and 11.4 API listings: a TensorRT 12 must not install."""
+    import re
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    for extra in ("tensorrt", "tensorrt-cu12"):
+        for requirement in extras[extra]:
+            name = re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0]
+            if name.startswith(("tensorrt", "cuda-python")):
+                assert re.search(r",<\d+\b", requirement), f"{extra}: {requirement} has no upper bound"
+            if name.startswith("tensorrt"):
+                assert requirement.endswith(",<12"), requirement
+
+
+@pytest.mark.parametrize(("record", "words"), [
+    (None, ["not recorded", "rebuild"]),
+    ({"status": "skipped", "reason": "checked by hand"}, ["skipped on purpose with --no-parity (checked by hand)"]),
+    ({"status": "not_needed", "reason": "an FP32 engine", "data": "VOC (split 'val')",
+      "engine": {"agreement": 0.9992, "passed": True}}, ["not needed (an FP32 engine)", "engine itself", "99.920%"]),
+    ({"status": "passed", "data": "8 synthetic 320x480 crops", "agreement": 0.9971, "delta_miou": -0.002,
+      "engine": {"agreement": 0.97, "passed": False}}, ["passed on 8 synthetic", "99.710%", "-0.20 pt", "OUTSIDE"]),
+])
+def test_the_parity_note_says_what_the_build_recorded(record, words: list[str]) -> None:
+    from fcn_deploy.runtime.tensorrt_support import engine_parity_note
+
+    note = engine_parity_note({} if record is None else {"parity": record})
+    assert all(word in note for word in words), note

@@ -68,7 +68,7 @@ def test_cpu_device_is_refused(random_onnx: Path, tmp_path: Path) -> None:
 # --- the backend against recording TensorRT and cuda-python stand-ins (tests/gpu_standins.py) ---------
 
 
-def _standin_engine(tmp_path: Path, plan: bytes | None = None) -> Path:
+def _standin_engine(tmp_path: Path, plan: bytes | None = None, facts: dict | None = None) -> Path:
     """A plan the stand-in runtime deserialises, with the sidecar a build on the stand-in GPU writes."""
     from gpu_standins import PLAN, TRT_VERSION
 
@@ -80,8 +80,9 @@ def _standin_engine(tmp_path: Path, plan: bytes | None = None) -> Path:
     engine.write_bytes(PLAN)
     shape_range = ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128))
     spec = ModelSpec(arch="fcn32s", labels_name="labels", shape_range=shape_range)
-    write_sidecar(engine, spec, {"tensorrt_version": TRT_VERSION, "gpu": "Stand-in GPU", "compute_capability": "8.9",
-                                 "engine_sha256": sha256_file(engine)})
+    write_sidecar(engine, spec, {"format": "fcn-deploy-engine-1", "tensorrt_version": TRT_VERSION,
+                                 "gpu": "Stand-in GPU", "compute_capability": "8.9",
+                                 "engine_sha256": sha256_file(engine), **(facts or {})})
     if plan is not None:
         engine.write_bytes(plan)
     return engine
@@ -181,6 +182,116 @@ def test_a_sidecar_of_another_plan_is_refused(gpu_standins, tmp_path: Path) -> N
     assert "Runtime.deserialize_cuda_engine" not in gpu_standins.names()
 
 
+@pytest.mark.parametrize(("facts", "words"), [({"engine_sha256": None}, "no engine_sha256"),
+                                             ({"format": "fcn-deploy-engine-9"}, "engine format")])
+def test_a_sidecar_without_identity_is_refused_with_the_fix(gpu_standins, tmp_path: Path, facts: dict,
+                                                            words: str) -> None:
+    from fcn_deploy.runtime.trt_backend import TensorRTBackend
+
+    with pytest.raises(ArtifactError, match=words) as caught:
+        TensorRTBackend(_standin_engine(tmp_path, facts=facts), "cuda")
+    assert "fcn-deploy build" in caught.value.hint
+    assert "Runtime.deserialize_cuda_engine" not in gpu_standins.names()
+
+
+def test_the_plan_is_read_once_and_the_hashed_bytes_are_deserialised(gpu_standins, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpu_standins import PLAN
+
+    engine = _standin_engine(tmp_path)
+    reads = []
+    real_read = Path.read_bytes
+
+    def read_then_swap(path: Path) -> bytes:
+        data = real_read(path)
+        if path == engine:
+            reads.append(path)
+            engine.write_bytes(b"a plan written by a build running meanwhile")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_swap)
+    from fcn_deploy.runtime.trt_backend import TensorRTBackend
+
+    with TensorRTBackend(engine, "cuda"):
+        pass
+    assert reads == [engine]
+    assert gpu_standins.args_of("Runtime.deserialize_cuda_engine") == [(PLAN,)]
+
+
+def test_one_tensorrt_logger_serves_every_backend_and_build(gpu_standins, tmp_path: Path) -> None:
+    from fcn_deploy.runtime.trt_backend import TensorRTBackend
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    with TensorRTBackend(_standin_engine(first), "cuda"), TensorRTBackend(_standin_engine(second), "cuda"):
+        pass
+    assert gpu_standins.names().count("Logger") == 1
+
+
+@pytest.mark.parametrize("failing", ["IExecutionContext.execute_async_v3", "cudaMemcpyAsync"])
+def test_a_failed_enqueue_or_copy_waits_for_the_stream_before_returning(gpu_standins, tmp_path: Path,
+                                                                        failing: str) -> None:
+    from gpu_standins import PASS
+
+    from fcn_deploy.errors import FcnDeployError
+
+    copies = iter([PASS])  # cudaMemcpyAsync: the H2D copy is queued, the D2H copy fails
+    gpu_standins.fail[failing] = False if failing.startswith("I") else (lambda args: next(copies, 1))
+    with _backend(tmp_path) as backend:
+        gpu_standins.calls.clear()
+        with pytest.raises(FcnDeployError):
+            backend.infer(BATCH)
+        names = gpu_standins.names()
+        failed_at = max(i for i, name in enumerate(names) if name == failing)
+        assert "cudaStreamSynchronize" in names[failed_at:]
+
+
+def test_threads_sharing_a_backend_run_one_batch_at_a_time(gpu_standins, tmp_path: Path) -> None:
+    """A second thread that calls in while a batch runs waits until the first result is copied out."""
+    import threading
+
+    from gpu_standins import PASS
+
+    owner: list[tuple[str, int]] = []  # (call, thread) of every call that touches the context or the stream
+    watched = ("IExecutionContext.set_input_shape", "IExecutionContext.execute_async_v3", "cudaMemcpyAsync",
+               "cudaStreamSynchronize")
+
+    def note(name: str):
+        def failure(args):
+            owner.append((name, threading.get_ident()))
+            return PASS
+        return failure
+
+    for name in watched:
+        gpu_standins.fail[name] = note(name)
+    with _backend(tmp_path) as backend:
+        other_done = threading.Event()
+        results: dict[str, np.ndarray] = {}
+
+        def other() -> None:
+            results["other"] = backend.infer_labels(np.zeros((1, 3, 32, 32), dtype=np.float32))
+            other_done.set()
+
+        started = []
+
+        def run_other_during_the_first_batch(args):
+            owner.append(("IExecutionContext.execute_async_v3", threading.get_ident()))
+            if not started:
+                started.append(threading.Thread(target=other))
+                started[0].start()
+                other_done.wait(0.5)  # an unguarded backend lets the other batch run to its end here
+            return PASS
+
+        gpu_standins.fail["IExecutionContext.execute_async_v3"] = run_other_during_the_first_batch
+        results["first"] = backend.infer_labels(BATCH)
+        started[0].join(10)
+    assert results["first"].shape == (2, 64, 96) and results["other"].shape == (1, 32, 32)
+    threads = [thread for _, thread in owner]
+    first_thread = threads[0]
+    first_end = max(i for i, thread in enumerate(threads) if thread == first_thread)
+    assert all(thread == first_thread for thread in threads[:first_end + 1])  # no call of the other in between
+
+
 # --- GPU: need TensorRT and a CUDA device -----------------------------------------------------------
 
 
@@ -211,7 +322,7 @@ def engines(gpu_stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.
     built = {}
     for precision in ("fp32", "fp16", "int8"):
         config = BuildConfig(precision=precision, calib_data=precision_voc_dir, calib_num=8, calib_crop=(64, 96),  # type: ignore[arg-type]
-                             calib_method="minmax", profile=profile, workspace_gib=1.0, skip_parity=True,
+                             calib_method="minmax", profile=profile, workspace_gib=1.0, no_parity="not under test",
                              calibration_dir=folder, engines_dir=folder)
         built[precision] = build(onnx_path, config).engine
     built["checkpoint"] = request.getfixturevalue("precision_checkpoint")
@@ -270,12 +381,12 @@ def test_build_survives_a_timing_cache_it_cannot_use(engines, gpu_stack, tmp_pat
     from fcn_deploy.workspace import timing_cache_path
 
     trt, gpu = gpu_stack
-    cache = timing_cache_path(trt.__version__, gpu["compute_capability"], engines["folder"])
+    cache = timing_cache_path(trt.__version__, gpu["compute_capability"], gpu["name"], engines["folder"])
     assert cache.is_file()  # saved by the fixture's builds
     real = cache.read_bytes()
     garbled = real[:16] + bytes(255 - b for b in real[16:])
     cache.write_bytes(garbled)
-    config = BuildConfig(precision="fp32", profile=engines["profile"], workspace_gib=1.0, skip_parity=True,
+    config = BuildConfig(precision="fp32", profile=engines["profile"], workspace_gib=1.0, no_parity="not under test",
                          calibration_dir=engines["folder"], engines_dir=tmp_path, out=tmp_path / "again.engine")
     engine = build(engines["onnx"], config).engine
     _, document = read_sidecar(engine)
@@ -295,7 +406,7 @@ def preprocess_engine(gpu_stack, request: pytest.FixtureRequest, tmp_path_factor
     export = ExportConfig(with_preprocess=True, with_argmax=True, progress=False)
     onnx_path = export_onnx(request.getfixturevalue("precision_checkpoint"), folder / "fcn.onnx", export).onnx_path
     profile = ((1, 64, 64, 3), (1, 64, 96, 3), (2, 128, 128, 3))
-    config = BuildConfig(precision="fp32", profile=profile, workspace_gib=1.0, skip_parity=True,
+    config = BuildConfig(precision="fp32", profile=profile, workspace_gib=1.0, no_parity="not under test",
                          calibration_dir=folder, engines_dir=folder)
     return onnx_path, build(onnx_path, config).engine
 

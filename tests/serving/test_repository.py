@@ -25,7 +25,7 @@ from fcn_deploy.spec import ModelSpec
 pytestmark = pytest.mark.usefixtures("config_schema")
 
 ENGINE_FACTS = {"format": "fcn-deploy-engine-1", "tensorrt_version": "10.16.1.11", "gpu": "NVIDIA L4",
-                "compute_capability": "8.9"}
+                "compute_capability": "8.9", "labels_dtype": None}
 
 
 @pytest.fixture
@@ -37,6 +37,55 @@ def fake_engine(random_onnx: Path, tmp_path: Path) -> Path:
     document = {"spec": spec.replace(precision="fp16").to_dict(), **ENGINE_FACTS}
     engine.with_name(engine.name + ".json").write_text(json.dumps(document))
     return engine
+
+
+@pytest.mark.parametrize(("labels_dtype", "declared"), [("uint8", "TYPE_UINT8"), ("int64", "TYPE_INT64")])
+def test_a_plan_declares_the_labels_dtype_its_build_recorded(fake_engine: Path, tmp_path: Path, labels_dtype: str,
+                                                             declared: str) -> None:
+    from fcn_deploy.serving.model_config import data_type_name
+
+    spec, document = read_sidecar(fake_engine)
+    document.update(spec=spec.replace(labels_name="labels").to_dict(), labels_dtype=labels_dtype)
+    fake_engine.with_name(fake_engine.name + ".json").write_text(json.dumps(document))
+    result = export_repository(fake_engine, tmp_path / "repo", RepositoryConfig(name="seg"))
+    network = parse_config((result.network / CONFIG_NAME).read_text(), "network")
+    assert {t.name: data_type_name(t.data_type) for t in network.output}["labels"] == declared
+
+
+def test_a_plan_whose_sidecar_does_not_record_the_labels_dtype_is_refused(fake_engine: Path, tmp_path: Path) -> None:
+    spec, document = read_sidecar(fake_engine)
+    document.update(spec=spec.replace(labels_name="labels").to_dict())
+    document.pop("labels_dtype", None)
+    fake_engine.with_name(fake_engine.name + ".json").write_text(json.dumps(document))
+    with pytest.raises(ArtifactError, match="labels dtype") as caught:
+        export_repository(fake_engine, tmp_path / "repo", RepositoryConfig(name="seg"))
+    assert "rebuild" in caught.value.hint and not (tmp_path / "repo" / "seg").exists()
+
+
+def test_triton_export_of_a_plan_records_its_tensorrt_and_refuses_another_triton(fake_engine: Path,
+                                                                                tmp_path: Path) -> None:
+    from fcn_deploy.serving.triton_versions import TRITON_TENSORRT
+
+    spec, document = read_sidecar(fake_engine)
+    document["tensorrt_version"] = "10.13.3.9"
+    fake_engine.with_name(fake_engine.name + ".json").write_text(json.dumps(document))
+    assert TRITON_TENSORRT["25.12-trtllm-python-py3"] == "10.13.3.9"
+    result = export_repository(fake_engine, tmp_path / "repo",
+                               RepositoryConfig(name="seg", triton_version="25.12-trtllm-python-py3"))
+    parameters = parameters_of(parse_config((result.network / CONFIG_NAME).read_text(), "network"))
+    assert parameters["tensorrt_version"] == "10.13.3.9"
+    assert parameters["triton_version"] == "25.12-trtllm-python-py3"
+    with pytest.raises(InputError, match="TensorRT 10.13.3.9.*runs TensorRT 10.11.0.33") as caught:
+        export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="25.10-trtllm-python-py3"))
+    assert "build the engine with TensorRT 10.11.0.33" in caught.value.hint
+    with pytest.raises(InputError, match="not in fcn-deploy's table"):
+        export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="99.01-py3"))
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
+
+
+def test_triton_version_is_refused_for_an_onnx_model(random_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="ONNX Runtime"):
+        export_repository(random_onnx, tmp_path / "repo", RepositoryConfig(triton_version="25.12-trtllm-python-py3"))
 
 
 def test_onnx_repository_layout_and_configs(random_onnx: Path, tmp_path: Path) -> None:
