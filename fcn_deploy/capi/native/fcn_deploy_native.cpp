@@ -87,11 +87,11 @@ int check_image(const fcn_image& image, int index) {
     if (image.width < 1 || image.height < 1)
         return fail(FCN_E_INVALID_ARG, "images[%d] has size %dx%d: width and height must be positive", index,
                     image.width, image.height);
-    const int pixel_bytes = fcn::bytes_per_pixel(static_cast<int>(image.format));
+    const int pixel_bytes = fcn::bytes_per_pixel(fcn::format_code(image));
     if (pixel_bytes == 0)
         return fail(FCN_E_INVALID_ARG,
                     "images[%d].format is %d, not a known fcn_pixel_format (FCN_PIXEL_RGB8 .. FCN_PIXEL_GRAY8)", index,
-                    static_cast<int>(image.format));
+                    fcn::format_code(image));
     const long long row_bytes = static_cast<long long>(image.width) * pixel_bytes;
     if (static_cast<long long>(image.stride_bytes) < row_bytes)
         return fail(FCN_E_INVALID_ARG,

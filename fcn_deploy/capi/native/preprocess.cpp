@@ -3,6 +3,7 @@
 #include "preprocess.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace fcn {
@@ -18,10 +19,17 @@ int bytes_per_pixel(int format) {
     }
 }
 
+int format_code(const fcn_image& image) {
+    static_assert(sizeof(image.format) == sizeof(int), "fcn_pixel_format is stored as an int");
+    int code = 0;
+    std::memcpy(&code, &image.format, sizeof code);
+    return code;
+}
+
 PixelView::PixelView(const fcn_image& image)
     : data(image.data), width(image.width), height(image.height), stride(image.stride_bytes),
-      pixel_bytes(bytes_per_pixel(static_cast<int>(image.format))) {
-    switch (image.format) {
+      pixel_bytes(bytes_per_pixel(format_code(image))) {
+    switch (format_code(image)) {
         case FCN_PIXEL_BGR8:
         case FCN_PIXEL_BGRA8: rgb_offsets = {2, 1, 0}; break;
         case FCN_PIXEL_GRAY8: rgb_offsets = {0, 0, 0}; break;

@@ -15,6 +15,10 @@ namespace fcn {
 // Bytes a pixel of ``format``, or 0 for an unknown format.
 int bytes_per_pixel(int format);
 
+// The caller's format field as an integer. A C caller may store any int there; reading it as the C++ enum would
+// be undefined behaviour for values outside the enum's range, so its bytes are copied out instead.
+int format_code(const fcn_image& image);
+
 // The caller's image as the library reads it: where R, G and B sit inside a pixel.
 struct PixelView {
     const std::uint8_t* data = nullptr;
