@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_deploy import __version__
+from fcn_deploy.capi.build import install_prefix
 from fcn_deploy.errors import InputError, MissingComponentError
 from fcn_deploy.fileio import atomic_path, write_text_atomic
 
@@ -161,9 +162,7 @@ def build_native_library(out_dir: str | os.PathLike[str],
     rename, so a failed build leaves a previous installation untouched.
     """
     started = time.perf_counter()
-    prefix = Path(out_dir).resolve()
-    if prefix.exists() and not prefix.is_dir():
-        raise InputError(f"--out {out_dir} exists and is not a folder", "pass a folder path")
+    prefix = install_prefix(out_dir)
     libraries = openvino_libraries(openvino_dir())
     lib = prefix / "lib"
     lib.mkdir(parents=True, exist_ok=True)

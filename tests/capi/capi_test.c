@@ -347,24 +347,27 @@ static int run_pool(const char* model, int thread_count, int count, char** specs
     return failed || started != thread_count ? 1 : mismatches;
 }
 
+/* One create / query / apply / release / destroy cycle; with `keep`, the result is not released. */
+static int cycle(const char* model, const fcn_image* image, int keep) {
+    fcn_segmenter* segmenter = NULL;
+    fcn_mask* masks = NULL;
+    int num_classes = 0;
+    const uint8_t* palette = NULL;
+    int status = fcn_segmenter_create(model, "cpu", &segmenter);
+    if (status == FCN_OK) status = fcn_segmenter_num_classes(segmenter, &num_classes);
+    if (status == FCN_OK) status = fcn_segmenter_palette(segmenter, &palette, NULL);
+    if (status == FCN_OK && fcn_segmenter_class_name(segmenter, num_classes - 1) == NULL) status = FCN_E_INTERNAL;
+    if (status == FCN_OK) status = fcn_segmenter_apply(segmenter, image, 1, &masks);
+    if (!keep) fcn_masks_release(masks, 1);
+    fcn_segmenter_destroy(segmenter);
+    return status != FCN_OK ? report(status) : 0;
+}
+
 static int run_cycles(const char* model, const char* spec, int cycles) {
     test_image input;
     if (load_image(spec, &input) != 0) return 1;
     int failed = 0;
-    for (int i = 0; i < cycles && !failed; ++i) {
-        fcn_segmenter* segmenter = NULL;
-        fcn_mask* masks = NULL;
-        int num_classes = 0;
-        const uint8_t* palette = NULL;
-        int status = fcn_segmenter_create(model, "cpu", &segmenter);
-        if (status == FCN_OK) status = fcn_segmenter_num_classes(segmenter, &num_classes);
-        if (status == FCN_OK) status = fcn_segmenter_palette(segmenter, &palette, NULL);
-        if (status == FCN_OK && fcn_segmenter_class_name(segmenter, num_classes - 1) == NULL) status = FCN_E_INTERNAL;
-        if (status == FCN_OK) status = fcn_segmenter_apply(segmenter, &input.image, 1, &masks);
-        fcn_masks_release(masks, 1);
-        fcn_segmenter_destroy(segmenter);
-        if (status != FCN_OK) failed = report(status);
-    }
+    for (int i = 0; i < cycles && !failed; ++i) failed = cycle(model, &input.image, 0);
     free(input.buffer);
     if (!failed) printf("ok cycles=%d\n", cycles);
     return failed;
@@ -389,22 +392,6 @@ static int run_maps(const char* model, const char* spec) {
 }
 
 #ifdef FCN_TEST_VALGRIND
-/* One create / query / apply / release / destroy cycle; with `keep`, the result is not released. */
-static int cycle(const char* model, const fcn_image* image, int keep) {
-    fcn_segmenter* segmenter = NULL;
-    fcn_mask* masks = NULL;
-    int num_classes = 0;
-    const uint8_t* palette = NULL;
-    int status = fcn_segmenter_create(model, "cpu", &segmenter);
-    if (status == FCN_OK) status = fcn_segmenter_num_classes(segmenter, &num_classes);
-    if (status == FCN_OK) status = fcn_segmenter_palette(segmenter, &palette, NULL);
-    if (status == FCN_OK && fcn_segmenter_class_name(segmenter, num_classes - 1) == NULL) status = FCN_E_INTERNAL;
-    if (status == FCN_OK) status = fcn_segmenter_apply(segmenter, image, 1, &masks);
-    if (!keep) fcn_masks_release(masks, 1);
-    fcn_segmenter_destroy(segmenter);
-    return status != FCN_OK ? report(status) : 0;
-}
-
 /* Bytes valgrind counts as leaked (definitely + indirectly lost) now; a full check also prints the records. */
 static unsigned long leaked_bytes(int full) {
     unsigned long leaked = 0, dubious = 0, reachable = 0, suppressed = 0;
