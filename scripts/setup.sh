@@ -22,6 +22,17 @@ make_venv() {  # make_venv FOLDER EXTRAS
   fi
 }
 
+# the native C library ('fcn-deploy capi build --runtime native', tested in tests/capi) parses the model spec
+# with nlohmann/json (header-only, from the distribution)
+if [ ! -f /usr/include/nlohmann/json.hpp ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "fcn-deploy: installing nlohmann-json3-dev (for the native C library) ..."
+    apt-get install -y -q nlohmann-json3-dev >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q nlohmann-json3-dev >/dev/null; }
+  else
+    echo "fcn-deploy: the native C library needs nlohmann/json; install it with: sudo apt-get install -y nlohmann-json3-dev" >&2
+  fi
+fi
+
 make_venv .venv torch,dev,ray,openvino  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve torch,serve,dev,openvino  # OpenVINO 2026.4 runs with numpy 1.26: serve --backend openvino is tested there

@@ -170,6 +170,14 @@ def _pkgconfig_text(prefix: Path) -> str:
     return template
 
 
+def install_prefix(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as an absolute path; InputError when it exists and is not a folder."""
+    prefix = Path(out_dir).resolve()
+    if prefix.exists() and not prefix.is_dir():
+        raise InputError(f"--out {out_dir} exists and is not a folder", "pass a folder path")
+    return prefix
+
+
 def build_library(out_dir: str | os.PathLike[str], config: CapiBuildConfig = CapiBuildConfig()) -> CapiBuildResult:
     """Build the C library into ``out_dir``: lib/libfcn_deploy.so, include/fcn_deploy.h, lib/pkgconfig/fcn_deploy.pc.
 
@@ -177,9 +185,7 @@ def build_library(out_dir: str | os.PathLike[str], config: CapiBuildConfig = Cap
     rename, so a failed build leaves a previous installation untouched.
     """
     started = time.perf_counter()
-    prefix = Path(out_dir).resolve()
-    if prefix.exists() and not prefix.is_dir():
-        raise InputError(f"--out {out_dir} exists and is not a folder", "pass a folder path")
+    prefix = install_prefix(out_dir)
     _progress(f"checking the toolchain ({c_compiler()}) and the Python shared library ({python_library()[2]})")
     library = prefix / "lib" / LIBRARY_NAME
     header = prefix / "include" / HEADER_NAME

@@ -1,15 +1,19 @@
 /*
  * fcn_deploy.h - C API of the fcn-deploy segmenter (C99, no dependencies).
  *
- * The library (libfcn_deploy.so, built by `fcn-deploy capi build --out DIR`) embeds the Python runtime
- * of the environment it was built from and runs the same segmenter as the Python API: the same tiling,
- * blending, preprocessing and device choice, so labels from C equal labels from Python.
+ * Two libraries implement this header (libfcn_deploy.so, built by `fcn-deploy capi build --runtime R --out DIR`):
+ *   native (the default): C++ over OpenVINO on the CPU, no Python in the host; DIR is a relocatable folder.
+ *     It reads fcn-deploy ONNX files (FP32, INT8 Q/DQ) and OpenVINO IR, with the same preprocessing, tiling,
+ *     blending and argmax as the Python API, so labels equal `fcn-deploy infer --backend openvino`.
+ *   embedded: embeds the Python runtime of the environment it was built from and runs the Python segmenter
+ *     itself: every artifact (TensorRT engines and checkpoints too) and every device.
  *
  * Conventions
  *   - Every function that can fail returns an int status: FCN_OK (0) or one of the FCN_E_* codes.
  *     fcn_last_error() then gives a message for the last failed call made by the calling thread.
  *   - Every API call clears the calling thread's message first; after a success it is "".
- *   - Handles may be used from several threads; calls on one handle are serialised by the library.
+ *   - Handles may be used from several threads: the native library runs such calls in parallel (a pool of
+ *     OpenVINO infer requests), the embedded one serialises them.
  *   - Memory returned by the library is released by the library (fcn_masks_release,
  *     fcn_segmenter_destroy); strings and palettes stay valid until the handle is destroyed.
  *
@@ -91,10 +95,12 @@ FCN_API const char* fcn_last_error(void);
 FCN_API const char* fcn_status_name(int status);
 
 /* Open a model: an ONNX file (.onnx), a TensorRT engine (.engine/.plan) or a checkpoint (.pt/.pth)
- * written by fcn-deploy. device is "auto" (CUDA when available, else CPU), "cpu" or "cuda"; NULL means
- * "auto". "openvino", "openvino:f32" and "openvino:bf16" run an ONNX model with OpenVINO on the CPU (bf16:
- * bfloat16 arithmetic, refused with FCN_E_BACKEND_UNAVAILABLE on a CPU without native BF16). On success *out receives a new handle; on failure *out is set to NULL.
- * The first call in a process starts the embedded Python runtime (this takes a few seconds). */
+ * written by fcn-deploy (native library: .onnx and OpenVINO IR .xml only). device is "auto" (CUDA when
+ * available, else CPU), "cpu" or "cuda"; NULL means "auto". "openvino", "openvino:f32" and "openvino:bf16" run
+ * an ONNX model with OpenVINO on the CPU (bf16: bfloat16 arithmetic, refused with FCN_E_BACKEND_UNAVAILABLE on
+ * a CPU without native BF16). The native library runs "auto" and "cpu" as "openvino:f32" and refuses "cuda"
+ * with FCN_E_BACKEND_UNAVAILABLE. On success *out receives a new handle; on failure *out is set to NULL.
+ * In the embedded library the first call in a process starts the Python runtime (this takes a few seconds). */
 FCN_API int fcn_segmenter_create(const char* model_path, const char* device, fcn_segmenter** out);
 
 /* Segment count images (count >= 1). On success *masks receives an array of count masks, mask i the

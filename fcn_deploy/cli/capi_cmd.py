@@ -6,15 +6,35 @@ from pathlib import Path
 
 import typer
 
+RUNTIMES: tuple[str, ...] = ("native", "embedded")
+
 
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to install into (lib/, include/, lib/pkgconfig/)."),
-    debug: bool = typer.Option(False, "--debug", help="Compile the C side with -O0 -g instead of -O2."),
+    runtime: str = typer.Option(
+        "native", "--runtime",
+        help="native: C++ over OpenVINO, no Python in the host, a relocatable folder; serves fcn-deploy ONNX files "
+             "(FP32, INT8 Q/DQ) and OpenVINO IR on the CPU. embedded: embeds this environment's Python and serves "
+             "everything (TensorRT engines, checkpoints, CUDA included)."),
+    debug: bool = typer.Option(False, "--debug", help="Compile without optimisation, with debug information."),
     show_commands: bool = typer.Option(False, "--show-commands", help="Print the compiler's command lines."),
 ) -> None:
-    """Build libfcn_deploy.so, embedding this environment's Python runtime."""
-    from fcn_deploy.capi.build import CapiBuildConfig, build_library
+    """Build libfcn_deploy.so: native (OpenVINO, no Python) or embedded (this environment's Python runtime)."""
+    from fcn_deploy.errors import InputError
 
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown --runtime {runtime!r}", f"use one of: {', '.join(RUNTIMES)}")
+    if runtime == "native":
+        from fcn_deploy.capi.native_build import NativeBuildConfig, build_native_library
+
+        native = build_native_library(out, NativeBuildConfig(optimize=not debug, verbose=show_commands))
+        typer.echo(f"library:    {native.library}")
+        typer.echo(f"header:     {native.header}")
+        typer.echo(f"pkg-config: {native.pkgconfig}")
+        typer.echo(f"cmake:      {native.cmake_package} (find_package(fcn_deploy) with CMAKE_PREFIX_PATH={native.prefix})")
+        typer.echo(f"build with: PKG_CONFIG_PATH={native.pkgconfig.parent} pkg-config --cflags --libs fcn_deploy")
+        return
+    from fcn_deploy.capi.build import CapiBuildConfig, build_library
 
     result = build_library(out, CapiBuildConfig(optimize=not debug, verbose=show_commands))
     typer.echo(f"library:    {result.library}")

@@ -11,6 +11,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SOURCE = REPO_ROOT / "examples" / "c" / "segment.c"
 TEST_SOURCE = Path(__file__).resolve().parent / "capi_test.c"
+FUZZ_SOURCE = Path(__file__).resolve().parent / "capi_fuzz.c"
+#: compiler arguments of C programs run against the sanitizer build of the native library (asan_dlopen.c: see there)
+SANITIZER_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                   str(Path(__file__).resolve().parent / "asan_dlopen.c"), "-ldl")
 CFLAGS = ["-O1", "-g", "-Wall", "-Wextra", "-Werror", "-std=c99", "-D_POSIX_C_SOURCE=200809L"]
 
 
@@ -23,10 +27,14 @@ class CapiBuild:
     test_program: Path
 
 
-def compile_c(source: Path, output: Path, prefix: Path, *extra: str) -> Path:
-    """Compile one C program against the library in ``prefix`` (rpath, so it runs with an empty environment)."""
+def compile_c(source: Path, output: Path, prefix: Path, *extra: str, rpath: str | None = None) -> Path:
+    """Compile one C program against the library in ``prefix`` (rpath, so it runs with an empty environment).
+
+    ``rpath`` replaces the absolute path to ``prefix/lib`` (e.g. '$ORIGIN/../lib' for a host inside the folder).
+    """
     command = ["gcc", *CFLAGS, *extra, f"-I{prefix / 'include'}", "-o", str(output), str(source),
-               f"-L{prefix / 'lib'}", f"-Wl,-rpath,{prefix / 'lib'}", "-lfcn_deploy", "-pthread"]
+               f"-L{prefix / 'lib'}", f"-Wl,-rpath,{rpath or prefix / 'lib'}", f"-Wl,-rpath-link,{prefix / 'lib'}",
+               "-lfcn_deploy", "-pthread"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssertionError(f"gcc failed:\n{' '.join(command)}\n{done.stderr}")

@@ -12,6 +12,15 @@
  *   capi_test threads MODEL OUT_PREFIX ITERATIONS RAW:W:H RAW:W:H
  *       two threads share one handle and segment their image ITERATIONS times each; every result must equal
  *       the thread's first; writes OUT_PREFIX<thread>.labels
+ *   capi_test pool MODEL THREADS RAW:W:H ...
+ *       segments every image once on one thread, then THREADS threads share the handle and each segments every
+ *       image (thread t starting at image t); every result must equal the sequential one; prints "ok" or each
+ *       mismatch, exits with the number of mismatches
+ *   capi_test cycles MODEL RAW:W:H N
+ *       N cycles of create, class queries, apply, release, destroy (for the sanitizer build)
+ *   capi_test maps MODEL RAW:W:H
+ *       creates a segmenter, segments the image, prints "status=<name>" and then the process's /proc/self/maps
+ *       (which shared libraries the library loaded: the relocation test checks for libpython and paths)
  *   capi_test leaks MODEL RAW:W:H N        (compiled with -DFCN_TEST_VALGRIND, run under valgrind)
  *       one warm-up cycle of create, class queries, apply, release, destroy; then N more cycles; prints the
  *       growth of leaked bytes over those N cycles, then the growth after one deliberately unreleased result
@@ -278,7 +287,66 @@ static int run_threads(const char* model, const char* prefix, int iterations, ch
     return failed;
 }
 
-#ifdef FCN_TEST_VALGRIND
+typedef struct {
+    fcn_segmenter* segmenter;
+    const test_image* inputs;
+    fcn_mask* const* expected;
+    int count, first, mismatches;
+} pool_worker;
+
+static void* pool_work(void* argument) {
+    pool_worker* w = (pool_worker*)argument;
+    for (int k = 0; k < w->count; ++k) {
+        int i = (w->first + k) % w->count;
+        fcn_mask* masks = NULL;
+        int status = fcn_segmenter_apply(w->segmenter, &w->inputs[i].image, 1, &masks);
+        size_t size = (size_t)w->inputs[i].image.width * w->inputs[i].image.height;
+        if (status != FCN_OK) {
+            report(status);
+            ++w->mismatches;
+        } else if (memcmp(masks[0].labels, w->expected[i][0].labels, size) != 0) {
+            printf("thread %d: image %d differs from the sequential result\n", w->first, i);
+            ++w->mismatches;
+        }
+        fcn_masks_release(masks, 1);
+    }
+    return NULL;
+}
+
+static int run_pool(const char* model, int thread_count, int count, char** specs) {
+    enum { MAX_THREADS = 16, MAX_IMAGES = 64 };
+    if (thread_count < 1 || thread_count > MAX_THREADS || count > MAX_IMAGES) return 2;
+    test_image inputs[MAX_IMAGES];
+    fcn_mask* expected[MAX_IMAGES] = {NULL};
+    int failed = 0, loaded = 0;
+    for (; loaded < count && !failed; ++loaded) failed = load_image(specs[loaded], &inputs[loaded]);
+    if (failed) --loaded;
+    fcn_segmenter* segmenter = NULL;
+    int status = failed ? FCN_OK : fcn_segmenter_create(model, "cpu", &segmenter);
+    if (status != FCN_OK) failed = report(status);
+    for (int i = 0; i < count && !failed; ++i) {
+        status = fcn_segmenter_apply(segmenter, &inputs[i].image, 1, &expected[i]);
+        if (status != FCN_OK) failed = report(status);
+    }
+    pool_worker workers[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    int started = 0;
+    for (; started < thread_count && !failed; ++started) {
+        workers[started] = (pool_worker){segmenter, inputs, expected, count, started, 0};
+        if (pthread_create(&threads[started], NULL, pool_work, &workers[started]) != 0) break;
+    }
+    int mismatches = 0;
+    for (int t = 0; t < started; ++t) {
+        pthread_join(threads[t], NULL);
+        mismatches += workers[t].mismatches;
+    }
+    if (!failed && started == thread_count && mismatches == 0) printf("ok threads=%d images=%d\n", thread_count, count);
+    for (int i = 0; i < count; ++i) fcn_masks_release(expected[i], 1);
+    fcn_segmenter_destroy(segmenter);
+    for (int i = 0; i < loaded; ++i) free(inputs[i].buffer);
+    return failed || started != thread_count ? 1 : mismatches;
+}
+
 /* One create / query / apply / release / destroy cycle; with `keep`, the result is not released. */
 static int cycle(const char* model, const fcn_image* image, int keep) {
     fcn_segmenter* segmenter = NULL;
@@ -295,6 +363,35 @@ static int cycle(const char* model, const fcn_image* image, int keep) {
     return status != FCN_OK ? report(status) : 0;
 }
 
+static int run_cycles(const char* model, const char* spec, int cycles) {
+    test_image input;
+    if (load_image(spec, &input) != 0) return 1;
+    int failed = 0;
+    for (int i = 0; i < cycles && !failed; ++i) failed = cycle(model, &input.image, 0);
+    free(input.buffer);
+    if (!failed) printf("ok cycles=%d\n", cycles);
+    return failed;
+}
+
+static int run_maps(const char* model, const char* spec) {
+    test_image input;
+    if (load_image(spec, &input) != 0) return 1;
+    fcn_segmenter* segmenter = NULL;
+    fcn_mask* masks = NULL;
+    int status = fcn_segmenter_create(model, "cpu", &segmenter);
+    if (status == FCN_OK) status = fcn_segmenter_apply(segmenter, &input.image, 1, &masks);
+    printf("status=%s\n", fcn_status_name(status));
+    FILE* maps = fopen("/proc/self/maps", "r");
+    int c;
+    while (maps != NULL && (c = fgetc(maps)) != EOF) putchar(c);
+    if (maps != NULL) fclose(maps);
+    fcn_masks_release(masks, 1);
+    fcn_segmenter_destroy(segmenter);
+    free(input.buffer);
+    return status != FCN_OK ? report(status) : 0;
+}
+
+#ifdef FCN_TEST_VALGRIND
 /* Bytes valgrind counts as leaked (definitely + indirectly lost) now; a full check also prints the records. */
 static unsigned long leaked_bytes(int full) {
     unsigned long leaked = 0, dubious = 0, reachable = 0, suppressed = 0;
@@ -337,6 +434,9 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc >= 5 && strcmp(argv[1], "apply") == 0) return run_apply(argv[2], argv[3], argc - 4, argv + 4);
+    if (argc >= 5 && strcmp(argv[1], "pool") == 0) return run_pool(argv[2], atoi(argv[3]), argc - 4, argv + 4);
+    if (argc == 5 && strcmp(argv[1], "cycles") == 0) return run_cycles(argv[2], argv[3], atoi(argv[4]));
+    if (argc == 4 && strcmp(argv[1], "maps") == 0) return run_maps(argv[2], argv[3]);
     if (argc == 7 && strcmp(argv[1], "threads") == 0) return run_threads(argv[2], argv[3], atoi(argv[4]), argv + 5);
 #ifdef FCN_TEST_VALGRIND
     if (argc == 5 && strcmp(argv[1], "leaks") == 0) return run_leaks(argv[2], argv[3], atoi(argv[4]));

@@ -78,12 +78,12 @@ def test_cli_builds_and_reports_paths(tmp_path, capsys):
 
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
-    assert run(["capi", "build", "--out", str(tmp_path / "sdk")]) == 0
+    assert run(["capi", "build", "--runtime", "embedded", "--out", str(tmp_path / "sdk")]) == 0
     out, err = capsys.readouterr()
     assert str(tmp_path / "sdk" / "lib" / "libfcn_deploy.so") in out
     assert "capi: compiling" in err  # progress lines on stderr
     (tmp_path / "file").write_text("x")
-    assert run(["capi", "build", "--out", str(tmp_path / "file")]) == 1
+    assert run(["capi", "build", "--runtime", "embedded", "--out", str(tmp_path / "file")]) == 1
     assert "is not a folder" in capsys.readouterr().err
 
 

@@ -6,16 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-from capi_support import compile_c, run_program
+from capi_support import FUZZ_SOURCE, compile_c, run_program
 
 pytestmark = pytest.mark.runtime  # runs in the runtime install (no PyTorch) too
 
-FUZZ_SOURCE = Path(__file__).resolve().parent / "capi_fuzz.c"
 
-
-@pytest.fixture(scope="module")
-def fuzz_program(capi_build, tmp_path_factory) -> Path:
-    return compile_c(FUZZ_SOURCE, tmp_path_factory.mktemp("capi-fuzz") / "capi_fuzz", capi_build.prefix)
+@pytest.fixture(scope="module", params=["embedded", "native"])
+def fuzz_program(request, tmp_path_factory) -> Path:
+    """The harness compiled against the embedded library and against the native one."""
+    build = request.getfixturevalue("capi_build" if request.param == "embedded" else "native_build")
+    return compile_c(FUZZ_SOURCE, tmp_path_factory.mktemp("capi-fuzz") / "capi_fuzz", build.prefix)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
