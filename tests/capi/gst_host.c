@@ -4,8 +4,11 @@
  *
  *   gst_host 'videotestsrc num-buffers=300 ! fcnsegment model=m.onnx ! fakesink'
  *   -> lines "frame=N rss_kb=K", then "eos"; on a pipeline error "error=MESSAGE" and exit status 1
+ *   gst_host PIPELINE SEEK_AT EOS_AT
+ *   -> after SEEK_AT frames a flushing seek to the start ("seeked"), after EOS_AT frames an EOS sent to the pipeline
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <gst/gst.h>
@@ -22,8 +25,8 @@ static long rss_kb(void) {
 
 int main(int argc, char** argv) {
     gst_init(&argc, &argv);
-    if (argc != 2) {
-        fprintf(stderr, "usage: gst_host PIPELINE\n");
+    if (argc != 2 && argc != 4) {
+        fprintf(stderr, "usage: gst_host PIPELINE [SEEK_AT EOS_AT]\n");
         return 2;
     }
     GError* error = NULL;
@@ -34,6 +37,7 @@ int main(int argc, char** argv) {
     }
     GstBus* bus = gst_element_get_bus(pipeline);
     int status = 1;
+    long seek_at = argc == 4 ? atol(argv[2]) : -1, eos_at = argc == 4 ? atol(argv[3]) : -1, seen = 0;
     if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) printf("state=failed\n");
     for (;;) {
         GstMessage* message = gst_bus_timed_pop_filtered(
@@ -43,6 +47,12 @@ int main(int argc, char** argv) {
             guint64 frame = 0;
             gst_structure_get_uint64(s, "frame", &frame);
             printf("frame=%" G_GUINT64_FORMAT " rss_kb=%ld\n", frame, rss_kb());
+            if (++seen == seek_at) {
+                gboolean seeked = gst_element_seek_simple(pipeline, GST_FORMAT_TIME,
+                                                          GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_KEY_UNIT, 0);
+                printf(seeked ? "seeked\n" : "seek=failed\n");
+            }
+            if (seen == eos_at) gst_element_send_event(pipeline, gst_event_new_eos());
         } else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
             GError* failure = NULL;
             gst_message_parse_error(message, &failure, NULL);

@@ -252,6 +252,19 @@ def test_host_sees_the_element_error_and_ends(gst_sdk, tmp_path):
     assert "error=cannot open model" in done.stdout and "fix:" in done.stdout
 
 
+def test_flushing_seek_eos_and_null_close_the_model(gst_sdk, capi_model):
+    """The model opens in READY->PAUSED, closes at the flush of a seek and reopens with the next frame, closes at
+    EOS; going to NULL afterwards finds nothing left to close."""
+    env = {**gst_sdk.env, "GST_DEBUG": "fcnsegment:5", "GST_DEBUG_NO_COLOR": "1"}
+    done = run_program(gst_sdk.host, f"videotestsrc ! video/x-raw,width=64,height=48 ! fcnsegment model={capi_model} "
+                       "! fakesink", 5, 12, env=env)
+    assert_ran(done)
+    assert "seeked\n" in done.stdout and done.stdout.endswith("eos\n")
+    events = re.findall(r"(opening|closing) the model", done.stderr)
+    assert events == ["opening", "closing", "opening", "closing"], events
+    assert len(re.findall(r"frame=\d+", done.stdout)) >= 12
+
+
 # --- memory ------------------------------------------------------------------------------------------
 
 

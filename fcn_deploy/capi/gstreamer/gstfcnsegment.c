@@ -164,7 +164,7 @@ static gboolean open_segmenter(GstFcnSegment* self) {
                           (NULL));
         goto done;
     }
-    GST_INFO_OBJECT(self, "opening %s on device %s", model, device);
+    GST_INFO_OBJECT(self, "opening the model %s on device %s", model, device);
     int status = fcn_segmenter_create(model, device, &self->segmenter);
     if (status != FCN_OK) {
         gchar* text = g_strdup_printf("cannot open model %s (%s): %s; fix: %s", model, fcn_status_name(status),
