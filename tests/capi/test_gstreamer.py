@@ -226,6 +226,26 @@ def test_caps_change_mid_stream(gst_sdk, capi_model, python_openvino, tmp_path):
 # --- errors ------------------------------------------------------------------------------------------
 
 
+def test_build_needs_a_built_library_in_the_folder(tmp_path):
+    from fcn_deploy.capi.gstreamer_build import build_gstreamer_plugin
+    from fcn_deploy.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        build_gstreamer_plugin(tmp_path)
+    assert "holds no built libfcn_deploy.so" in caught.value.message
+    assert not (tmp_path / "lib").exists()
+
+
+def test_build_without_gstreamer_names_the_packages(monkeypatch):
+    from fcn_deploy.capi import gstreamer_build
+    from fcn_deploy.errors import MissingComponentError
+
+    monkeypatch.setattr(gstreamer_build.shutil, "which", lambda name: None)
+    with pytest.raises(MissingComponentError) as caught:
+        gstreamer_build.gstreamer_flags()
+    assert "apt-get install -y libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev" in caught.value.hint
+
+
 def test_missing_model_fails_the_pipeline_with_the_fix(gst_sdk, tmp_path):
     missing = tmp_path / "missing.onnx"
     done = launch(gst_sdk, f"videotestsrc num-buffers=3 ! fcnsegment model={missing} ! fakesink")
