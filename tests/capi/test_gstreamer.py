@@ -1,5 +1,5 @@
 """The GStreamer element fcnsegment, run through gst-launch-1.0 (and a small C host for the RSS check) on the
-native library: labels equal the C API's and Python's, overlays equal a blend computed here, formats, errors,
+native library (and once on the embedded one): labels equal the C API's and Python's, overlays equal a blend computed here, formats, errors,
 caps changes and memory over 300 frames."""
 
 from __future__ import annotations
@@ -222,6 +222,25 @@ def test_caps_change_mid_stream(gst_sdk, capi_model, python_openvino, tmp_path):
         got = read_png(tmp_path / "out" / f"out{index:03d}.png")
         np.testing.assert_array_equal(got, python_openvino.segment(image).labels, err_msg=f"frame {index}")
 
+
+
+def test_element_runs_on_the_embedded_library(capi_build, gst_sdk, capi_model, python_segmenter, tmp_path):
+    """The same source linked with the embedded library (a copy of its folder) gives Python's labels."""
+    from fcn_deploy.capi.gstreamer_build import build_gstreamer_plugin
+
+    prefix = tmp_path / "embedded"
+    shutil.copytree(capi_build.prefix, prefix)
+    element = build_gstreamer_plugin(prefix)
+    sdk = GstSdk(prefix, {**gst_sdk.env, "GST_PLUGIN_PATH": str(element.plugin_path),
+                          "GST_REGISTRY": str(tmp_path / "registry.bin")}, gst_sdk.test_program, gst_sdk.host)
+    images = frames(2)
+    location = write_pngs(images, tmp_path / "in")
+    (tmp_path / "out").mkdir()
+    assert_ran(launch(sdk, sequence_pipeline(location, len(images), "video/x-raw,format=BGRx",
+                                             f"fcnsegment model={capi_model} device=cpu mode=labels", tmp_path / "out")))
+    for index, image in enumerate(images):
+        got = read_png(tmp_path / "out" / f"out{index:03d}.png")
+        np.testing.assert_array_equal(got, python_segmenter.segment(image).labels, err_msg=f"frame {index}")
 
 # --- errors ------------------------------------------------------------------------------------------
 
