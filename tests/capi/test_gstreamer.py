@@ -1,6 +1,6 @@
-"""The GStreamer element fcnsegment, run through gst-launch-1.0 (and a small C host for the RSS check) on the
-native library (and once on the embedded one): labels equal the C API's and Python's, overlays equal a blend computed here, formats, errors,
-caps changes and memory over 300 frames."""
+"""The GStreamer element fcnsegment, run through gst-launch-1.0 and a small C host: on the native library (and
+once on the embedded one) labels equal the C API's and Python's, overlays equal a blend computed here; formats,
+errors, caps changes, seeks and EOS, and memory over 300 frames."""
 
 from __future__ import annotations
 
