@@ -224,6 +224,16 @@ def test_caps_change_mid_stream(gst_sdk, capi_model, python_openvino, tmp_path):
 
 
 
+def test_a_video_file_through_decodebin(gst_sdk, capi_model, tmp_path):
+    """The README's file pipeline: a WebM video decoded, segmented (overlay) and encoded again."""
+    video, result = tmp_path / "demo.webm", tmp_path / "seg.webm"
+    assert_ran(launch(gst_sdk, f"videotestsrc num-buffers=8 ! video/x-raw,width=96,height=64 ! videoconvert ! vp8enc "
+                      f"! webmmux ! filesink location={video}"))
+    done = launch(gst_sdk, f"filesrc location={video} ! decodebin ! videoconvert ! fcnsegment model={capi_model} "
+                  f"! videoconvert ! vp8enc ! webmmux ! filesink location={result}", "-m")
+    assert_ran(done)
+    assert len(element_counts(done.stdout)) == 8 and result.stat().st_size > 0
+
 def test_element_runs_on_the_embedded_library(capi_build, gst_sdk, capi_model, python_segmenter, tmp_path):
     """The same source linked with the embedded library (a copy of its folder) gives Python's labels."""
     from fcn_deploy.capi.gstreamer_build import build_gstreamer_plugin
