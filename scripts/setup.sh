@@ -33,6 +33,19 @@ if [ ! -f /usr/include/nlohmann/json.hpp ]; then
   fi
 fi
 
+# the GStreamer element ('fcn-deploy capi build --gstreamer', tested in tests/capi/test_gstreamer.py) builds against
+# GStreamer's development files; the tests run pipelines with gst-launch-1.0 and the base and good plugins
+gst_packages="libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good"
+if ! pkg-config --exists gstreamer-video-1.0 2>/dev/null || ! command -v gst-launch-1.0 >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "fcn-deploy: installing GStreamer (for the fcnsegment element) ..."
+    # shellcheck disable=SC2086
+    apt-get install -y -q $gst_packages >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $gst_packages >/dev/null; }
+  else
+    echo "fcn-deploy: the GStreamer element needs: sudo apt-get install -y $gst_packages" >&2
+  fi
+fi
+
 make_venv .venv torch,dev,ray,openvino  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve torch,serve,dev,openvino  # OpenVINO 2026.4 runs with numpy 1.26: serve --backend openvino is tested there

@@ -18,6 +18,9 @@ def build(
              "everything (TensorRT engines, checkpoints, CUDA included)."),
     debug: bool = typer.Option(False, "--debug", help="Compile without optimisation, with debug information."),
     show_commands: bool = typer.Option(False, "--show-commands", help="Print the compiler's command lines."),
+    gstreamer: bool = typer.Option(
+        False, "--gstreamer",
+        help="Also build the GStreamer element fcnsegment into OUT/lib/gstreamer-1.0 (GST_PLUGIN_PATH)."),
 ) -> None:
     """Build libfcn_deploy.so: native (OpenVINO, no Python) or embedded (this environment's Python runtime)."""
     from fcn_deploy.errors import InputError
@@ -33,6 +36,7 @@ def build(
         typer.echo(f"pkg-config: {native.pkgconfig}")
         typer.echo(f"cmake:      {native.cmake_package} (find_package(fcn_deploy) with CMAKE_PREFIX_PATH={native.prefix})")
         typer.echo(f"build with: PKG_CONFIG_PATH={native.pkgconfig.parent} pkg-config --cflags --libs fcn_deploy")
+        _build_gstreamer(out, gstreamer, show_commands)
         return
     from fcn_deploy.capi.build import CapiBuildConfig, build_library
 
@@ -41,6 +45,17 @@ def build(
     typer.echo(f"header:     {result.header}")
     typer.echo(f"pkg-config: {result.pkgconfig}")
     typer.echo(f"build with: PKG_CONFIG_PATH={result.pkgconfig.parent} pkg-config --cflags --libs fcn_deploy")
+    _build_gstreamer(out, gstreamer, show_commands)
+
+
+def _build_gstreamer(out: Path, wanted: bool, show_commands: bool) -> None:
+    """With --gstreamer, build the fcnsegment element against the library just built in ``out``."""
+    if not wanted:
+        return
+    from fcn_deploy.capi.gstreamer_build import build_gstreamer_plugin
+
+    element = build_gstreamer_plugin(out, verbose=show_commands)
+    typer.echo(f"gstreamer:  {element.plugin} (GST_PLUGIN_PATH={element.plugin_path})")
 
 
 def register(app: typer.Typer) -> None:
