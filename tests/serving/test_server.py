@@ -294,16 +294,16 @@ def test_client_cli_reports_failed_images_with_exit_code_3(server, image_dir, tm
 # Run in the server's process: each call of the served model first leaves the file 'entered' in the server's
 # folder, then waits (up to 120 s) until the test leaves 'release' there; so requests are surely in flight.
 _GATED_MODEL = """
-import threading
+import time
 from pathlib import Path
 import fcn_deploy.serving.server as served
 _entered, _release, _answer = Path("entered").resolve(), Path("release").resolve(), served.SegmentCallable.__call__
 def _gated(self, requests):
     _entered.touch()
-    for _ in range(2400):
+    for _ in range(2400):  # polls for the test's release file, 120 s at the most
         if _release.exists():
             break
-        threading.Event().wait(0.05)
+        time.sleep(0.05)
     return _answer(self, requests)
 served.SegmentCallable.__call__ = _gated
 """
