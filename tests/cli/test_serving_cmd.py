@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from fcn_deploy.cli import run
-from fcn_deploy.errors import MissingComponentError
+from fcn_deploy.errors import InputError, MissingComponentError
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving import server as server_module
+from fcn_deploy.serving.server import ServeConfig
 
 
 @pytest.fixture
@@ -47,6 +48,23 @@ def test_backend_and_precision_reach_the_segmenter(server_starts, monkeypatch, t
     assert opened == [("fcn.onnx", "auto", BackendChoice("openvino", "bf16"))] * 2
     assert server_starts == ["pytriton.triton"]  # the model was opened first, then the server began
     assert "the server was started" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "host"), [([], "127.0.0.1"), (["--host", "192.0.2.7"], "192.0.2.7")])
+def test_serve_binds_this_machine_only_unless_host_is_given(monkeypatch, tmp_path, capsys, args, host) -> None:
+    bound: list[str] = []
+
+    def check_ports_free(config: ServeConfig) -> None:  # the first use of the address; nothing is bound here
+        bound.append(config.host)
+        raise InputError("stand-in: no port is bound in this test")
+
+    monkeypatch.setattr(server_module, "check_ports_free", check_ports_free)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fcn.onnx").write_bytes(b"stand-in")
+    assert run(["serve", "fcn.onnx", *args]) == 1
+    assert "stand-in: no port is bound" in capsys.readouterr().err
+    assert bound == [host]
+    assert ServeConfig().host == "127.0.0.1"  # the library's default too
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [

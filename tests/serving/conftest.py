@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import os
 import signal
 import socket
@@ -159,29 +160,33 @@ def server_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def start_server(model: Path, tmp: Path, *extra: str, ports: list[int] | None = None,
-                 env: dict[str, str] | None = None) -> Server:
-    """``fcn-deploy serve MODEL`` on 127.0.0.1 with free ports (or ``ports``), run in ``tmp`` (OpenVINO's cache
-    goes there), not waited for; the caller stops it (``stop_process``). ``env`` adds environment variables."""
+def start_server(model: Path, tmp: Path, *extra: str, ports: list[int] | None = None, host: str | None = "127.0.0.1",
+                 prelude: str = "", env: dict[str, str] | None = None) -> Server:
+    """``fcn-deploy serve MODEL`` with free ports (or ``ports``) on ``host`` (None: no --host, serve's default),
+    run in ``tmp`` (OpenVINO's cache goes there), not waited for; the caller stops it (``stop_process``).
+    ``prelude``: Python run in the server's process before the command (stand-ins for a test); ``env`` adds
+    environment variables."""
     tmp.mkdir(parents=True, exist_ok=True)
     ports = ports or [free_port() for _ in range(3)]
     log_path = tmp / "serve.log"
-    command = [sys.executable, "-m", "fcn_deploy.cli", "serve", str(model), "--host", "127.0.0.1",
+    start = ["-m", "fcn_deploy.cli"] if not prelude else [
+        "-c", f"{prelude}\nimport sys\nfrom fcn_deploy.cli import run\nsys.exit(run(sys.argv[1:]))"]
+    command = [sys.executable, *start, "serve", str(model), *(["--host", host] if host is not None else []),
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
                "--workspace", str(tmp / "workspace"), "--device", "cpu", *extra]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**server_env(tmp), **(env or {})},
-                                   cwd=tmp,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**server_env(tmp), **(env or {})}, cwd=tmp, start_new_session=True)
     return Server(process, *ports, log_path)
 
 
 @contextlib.contextmanager
-def running_server(model: Path, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+def running_server(model: Path, tmp: Path, *extra: str, prelude: str = "",
+                   env: dict[str, str] | None = None) -> Iterator[Server]:
     """``start_server``, ready (its model answers); stopped (by PID) whatever happens."""
     import tritonclient.http as http
 
-    server = start_server(model, tmp, *extra, env=env)
+    server = start_server(model, tmp, *extra, prelude=prelude, env=env)
     try:
         client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
         try:
@@ -202,6 +207,49 @@ def process_tree_texts(pid: int) -> dict[str, str]:
                 texts[f"/proc/{each}/{name}"] = Path(f"/proc/{each}/{name}").read_bytes().replace(b"\0", b" ").decode(
                     "utf-8", errors="replace")
     return texts
+
+
+def _proc_net_address(hex_address: str) -> str:
+    """An address of /proc/net/tcp or tcp6 (32-bit words in host byte order) as text; IPv4-mapped ones as IPv4."""
+    words = bytes.fromhex(hex_address)
+    if sys.byteorder == "little":
+        words = b"".join(words[i:i + 4][::-1] for i in range(0, len(words), 4))
+    address = ipaddress.ip_address(words)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def listening_addresses(ports: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket of this machine that listens on one of ``ports``, IPv4 and IPv6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port = local.split(":")
+                if state == "0A" and int(port, 16) in ports:  # 0A: LISTEN
+                    found.add((_proc_net_address(address), int(port, 16)))
+    return found
+
+
+def raw_http_call(port: int, method: str, path: str, headers: dict[str, str],
+                  timeout_s: float = 10.0) -> tuple[int, str]:
+    """The status and body an HTTP server on 127.0.0.1:``port`` answers to a request with ``headers`` written
+    byte for byte (no client library checks or rewrites a name: HTTP clients refuse a name holding ':')."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Length: 0", "Connection: close",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # until the server closes the connection
+            with contextlib.suppress(socket.timeout):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode("utf-8", errors="replace")
 
 
 def _hpack_int(value: int) -> bytes:

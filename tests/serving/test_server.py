@@ -6,8 +6,6 @@ import io
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,12 +19,14 @@ from serving.conftest import (
     descendants,
     encode,
     free_port,
+    listening_addresses,
     process_tree_texts,
     raw_grpc_call,
+    raw_http_call,
     running_server,
-    server_env,
     start_server,
     stop_process,
+    wait_ready,
 )
 
 from fcn_deploy.cli import run
@@ -34,7 +34,7 @@ from fcn_deploy.errors import InputError
 from fcn_deploy.infer import InferConfig, infer_folder
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.serving.client import ClientConfig, parse_url, segment_remote
-from fcn_deploy.serving.server import ServeConfig, check_command_line_values
+from fcn_deploy.serving.server import CLOSED_HEADER, ServeConfig, _triton, check_command_line_values
 
 
 def _masks(folder: Path) -> dict[str, np.ndarray]:
@@ -79,6 +79,7 @@ def test_served_masks_with_openvino_equal_infer_with_openvino(serve_stack, openv
 @pytest.mark.slow
 def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
     import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
 
     good = sorted(image_dir.glob("*.jpg"))[0].read_bytes()
     bad = [b"not an image", good[: len(good) // 3], b"", encode(np.zeros((500, 500, 3), np.uint8))]
@@ -93,7 +94,8 @@ def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
             pending.append(client.async_infer("fcn_segment", [tensor]))
         wrong = http.InferInput("image", [1, 3], "UINT8")  # Triton itself refuses a wrong dtype/shape, alone
         wrong.set_data_from_numpy(np.zeros((1, 3), np.uint8))
-        with pytest.raises(Exception, match="(?i)unexpected datatype|expected|shape|type"):
+        with pytest.raises(InferenceServerException, match=r"^\[400\] .*data-type is 'UINT8', but model "
+                                                          r"'fcn_segment' expects 'BYTES'"):
             client.infer("fcn_segment", [wrong])
         results = [p.get_result(timeout=120) for p in pending]
         errors = [r.as_numpy("error")[0, 0].decode() for r in results]
@@ -134,27 +136,32 @@ def test_admin_endpoints_stay_closed_to_whatever_our_processes_show(server) -> N
     try:
         assert client.is_server_live() and client.is_server_ready()
         assert client.get_inference_statistics("fcn_segment")["model_stats"][0]["name"] == "fcn_segment"  # open
+        refused = f"This API is restricted, expecting header '{CLOSED_HEADER}'"
+        grpc_refused = f"This protocol is restricted, expecting header 'triton-grpc-protocol-{CLOSED_HEADER}'"
         for header, value in candidates:
-            with pytest.raises(Exception):
-                client.get_log_settings(headers={header: value})
-            with pytest.raises(Exception):
-                client.load_model("fcn_segment", headers={header: value})
-            with pytest.raises(Exception):
-                client.unload_model("fcn_segment", headers={header: value})
+            for method, path in (("GET", "/v2/logging"), ("POST", "/v2/repository/models/fcn_segment/load"),
+                                 ("POST", "/v2/repository/models/fcn_segment/unload")):
+                status, body = raw_http_call(server.http_port, method, path, {header: value})
+                assert status == 403 and refused in body, (method, path, header, status, body)
             grpc_header = f"triton-grpc-protocol-{header}".encode()
             answer = raw_grpc_call(server.grpc_port, "/inference.GRPCInferenceService/LogSettings",
                                    {grpc_header: value.encode()})
             assert b"grpc-status" in answer and b"grpc-status\x010" not in answer, answer[-300:]
+            # gRPC itself refuses a key holding ':' (the stream's headers are malformed); Triton refuses the others
+            reason = b"Missing :method header" if ":" in header else grpc_refused.encode()
+            assert reason in answer, answer
         assert client.is_model_ready("fcn_segment")
     finally:
         client.close()
 
 
 @pytest.mark.slow
-def test_health_ready_and_the_serving_line_wait_for_the_model(serve_stack, random_onnx, tmp_path) -> None:
+def test_health_ready_and_the_serving_line_wait_for_the_model_on_this_machine_only(serve_stack, random_onnx,
+                                                                                 tmp_path) -> None:
+    """Started without --host: once ready, every port serve opened listens on 127.0.0.1 alone."""
     import tritonclient.http as http
 
-    server = start_server(random_onnx, tmp_path / "srv")
+    server = start_server(random_onnx, tmp_path / "srv", host=None)
     client = http.InferenceServerClient(f"127.0.0.1:{server.http_port}", connection_timeout=2.0, network_timeout=2.0)
     early: list[str] = []
     try:
@@ -173,6 +180,8 @@ def test_health_ready_and_the_serving_line_wait_for_the_model(serve_stack, rando
             time.sleep(0.02)
         assert "serving " in server.log(), server.log()
         assert not early, early[:3]
+        ports = [server.http_port, server.grpc_port, server.metrics_port]
+        assert listening_addresses(ports) == {("127.0.0.1", port) for port in ports}
     finally:
         client.close()
         stop_process(server.process)
@@ -196,22 +205,16 @@ def test_a_port_in_use_is_refused_at_once(serve_stack, random_onnx, tmp_path) ->
 def test_a_tritonserver_that_cannot_start_stops_serve_with_its_own_message(serve_stack, random_onnx,
                                                                           tmp_path) -> None:
     """The port check skipped: tritonserver itself meets the taken port and exits; serve stops at once."""
-    code = ("import sys; import fcn_deploy.serving.server as server; server.check_ports_free = lambda config: None; "
-            "from fcn_deploy.cli import run; sys.exit(run(sys.argv[1:]))")
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        log_path = tmp_path / "serve.log"
-        command = [sys.executable, "-c", code, "serve", str(random_onnx), "--http-port", str(port),
-                   "--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--device", "cpu",
-                   "--workspace", str(tmp_path / "workspace")]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(tmp_path),
-                                       cwd=tmp_path, start_new_session=True)
+        server = start_server(random_onnx, tmp_path, host=None, ports=[port, free_port(), free_port()],
+                              prelude="import fcn_deploy.serving.server as server\n"
+                                      "server.check_ports_free = lambda config: None")
         try:
-            code = process.wait(START_TIMEOUT_S)  # a bound, not a timing claim: the fault is a 300 s wait
+            code = server.process.wait(START_TIMEOUT_S)  # a bound, not a timing claim: the fault is a 300 s wait
         finally:
-            stop_process(process)
-    text = log_path.read_text(errors="replace")
+            stop_process(server.process)
+    text = server.log_path.read_text(errors="replace")
     assert code == 1, text[-3000:]
     error = [line for line in text.splitlines() if line.startswith("error: ")]
     assert error and "tritonserver could not start" in error[0] and "already in use" in error[0], text[-3000:]
@@ -288,12 +291,31 @@ def test_client_cli_reports_failed_images_with_exit_code_3(server, image_dir, tm
     assert not (tmp_path / "masks" / "broken.png").exists()
 
 
+# Run in the server's process: each call of the served model first leaves the file 'entered' in the server's
+# folder, then waits (up to 120 s) until the test leaves 'release' there; so requests are surely in flight.
+_GATED_MODEL = """
+import time
+from pathlib import Path
+import fcn_deploy.serving.server as served
+_entered, _release, _answer = Path("entered").resolve(), Path("release").resolve(), served.SegmentCallable.__call__
+def _gated(self, requests):
+    _entered.touch()
+    for _ in range(2400):  # polls for the test's release file, 120 s at the most
+        if _release.exists():
+            break
+        time.sleep(0.05)
+    return _answer(self, requests)
+served.SegmentCallable.__call__ = _gated
+"""
+
+
 @pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_running(serve_stack, random_onnx, image_dir,
                                                                           tmp_path) -> None:
     import tritonclient.grpc as grpc
 
-    with running_server(random_onnx, tmp_path / "srv") as server:
+    folder = tmp_path / "srv"
+    with running_server(random_onnx, folder, prelude=_GATED_MODEL) as server:
         children = descendants(server.process.pid)
         assert children  # tritonserver and its Python stub
         client = grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
@@ -310,8 +332,12 @@ def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_running(serve
             tensor = grpc.InferInput("image", [1, 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[payload]], dtype=object))
             client.async_infer("fcn_segment", [tensor], callback)
-        time.sleep(0.3)
+        wait_ready(lambda: (folder / "entered").exists(), server.process, server.log_path, 120)
         server.process.send_signal(signal.SIGTERM)
+        wait_ready(lambda: "stopping: finishing in-flight requests" in server.log(), server.process,
+                   server.log_path, 60)
+        assert not results  # the signal came while every request was still in flight
+        (folder / "release").touch()
         assert done.wait(120), "in-flight requests were not answered"
         client.close()
         assert all(not isinstance(r, Exception) for r in results), results
@@ -349,3 +375,12 @@ def test_bad_serve_options_are_refused(changes) -> None:
 def test_values_that_would_break_tritonserver_options_are_refused_before_start(changes) -> None:
     with pytest.raises(InputError, match="white space"):
         check_command_line_values(ServeConfig(**changes))
+
+
+@pytest.mark.parametrize(("host", "address"), [(None, "127.0.0.1"), ("192.0.2.7", "192.0.2.7")])
+def test_tritonserver_is_told_to_bind_each_endpoint_to_the_host(serve_stack, tmp_path, host, address) -> None:
+    """The options PyTriton will give tritonserver: HTTP, gRPC and metrics on 127.0.0.1 unless a host is given."""
+    config = ServeConfig(workspace=tmp_path / "workspace", **({} if host is None else {"host": host}))
+    arguments = _triton(config)._triton_server_config.to_args_list()
+    options = dict(zip(arguments[::2], arguments[1::2]))
+    assert [options.get(f"--{endpoint}-address") for endpoint in ("http", "grpc", "metrics")] == [address] * 3
