@@ -1,22 +1,26 @@
 """Peak memory and time of tiled inference on one large random image (default 8192×8192), on the CPU.
 
-Each case runs in a fresh child process; its peak RSS is read from /proc/self/status (VmHWM; ``resource.getrusage``
-elsewhere), and the peak while segmenting is measured separately after resetting the count:
+Each case runs in a fresh child process:
 
 - ``standin``: a cheap backend (each class a scaled input channel) isolates the cost of tiling,
   blending and streaming;
-- ``onnx``: a random-weight FCN-32s exported to ONNX and run by ONNX Runtime through the same segmenter;
-- ``infer``: the whole ``infer`` path on a JPEG file of that size (decode, segment with the ONNX model, write
-  the palette PNG), as ``fcn-deploy infer MODEL DIR --out OUT --max-pixels N`` runs it;
-- ``folder``: the same on a folder of three such JPEGs (the pipeline's pixel budget against one image's peak).
+- ``onnx``: a random-weight FCN-32s exported to ONNX and run by ONNX Runtime through the same segmenter, on an
+  in-memory image, ``--device cpu`` (its peak RSS from /proc/self/status, VmHWM, and the peak while segmenting
+  measured separately after resetting the count);
+- ``infer``: the command a user types, ``fcn-deploy infer MODEL DIR --out OUT --max-pixels N`` with every other
+  option at its default (device auto), on a noise JPEG of that size: decode, segment, write the palette PNG.
+  Its peak RSS is the child's own, from the rusage ``wait4`` returns;
+- ``folder``: the same command on a folder of three such JPEGs (the pipeline's pixel budget against one
+  image's peak).
 
 It also reports the pixels the model processed over the image's own and the time per image megapixel against
 a 1024×1024 whole-image pass of the same backend (the default options' targets: at most 1.3× and 1.35×).
 
 Each line also gives the terms of the memory bound: image bytes (3 a pixel), label bytes (1 a pixel) and the
 stitching sums of the plan used (``fcn_deploy.tiling.stitch_bytes``), on top of the process before the image.
+The limits are 1.2 GiB up to 12000×12000 and 1.6 GiB at 16000×16000 (``LIMITS_GIB``).
 
-Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000] [--cases standin,onnx,infer,folder]
+Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000,16000] [--cases standin,onnx,infer,folder]
        [--model PATH.onnx] [--json results.json]
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-LIMIT_GIB = 1.2  # the target for a 12000×12000 image; smaller images must stay within it too
+LIMITS_GIB = ((12000, 1.2), (16000, 1.6))  # (largest side, peak RSS limit): 1.2 GiB up to 12000², 1.6 GiB to 16000²
 FOLDER_IMAGES = 3  # JPEGs in the folder case
 PIXEL_RATIO_LIMIT = 1.3  # pixels the model processes over the image's own, at the default options
 TIME_RATIO_LIMIT = 1.35  # time per image megapixel over a 1-MP whole-image pass
@@ -106,35 +111,54 @@ def bound_terms(segmenter, size: int) -> dict:
             "plan_tile": list(plan.tile_hw)}
 
 
-def run_infer(case: str, size: int, model: str, images: str) -> dict:
-    """The ``infer`` path on the folder of JPEGs in this process: decode, segment, write the masks; time and peak
-    RSS."""
-    from fcn_deploy.bench import peak_rss_mb
-    from fcn_deploy.infer import InferConfig, infer_folder
+def limit_gib(size: int) -> float:
+    """The peak RSS limit for a size×size image: that of the smallest listed size it fits."""
+    return next((limit for side, limit in LIMITS_GIB if size <= side), LIMITS_GIB[-1][1])
+
+
+def cli_command() -> list[str]:
+    """``fcn-deploy`` as installed beside this interpreter, else the same entry point through ``-m``."""
+    script = Path(sys.executable).with_name("fcn-deploy")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "fcn_deploy.cli"]
+
+
+def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> dict:
+    """``fcn-deploy infer MODEL IMAGES --out OUT --max-pixels N`` (defaults otherwise) as a fresh process; its time
+    and its own peak RSS (``ru_maxrss`` from ``wait4``), with the mode and tiles from the summary it writes."""
+    command = cli_command() + ["infer", model, str(images), "--out", str(out), "--max-pixels", str(size * size)]
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(command)} exited {child.returncode}:\n{log.read().decode()[-3000:]}")
+    record = json.loads((out / "summary.json").read_text())["images"][0]
+    terms = cli_bound_terms(model, size)
+    return {"case": case, "size": size, "images": len(list(images.iterdir())), "mode": record["mode"],
+            "tiles": record["tiles"], "tile": terms["plan_tile"], "seconds": round(seconds, 2),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "command": f"fcn-deploy infer MODEL DIR --out OUT --max-pixels {size * size}", **terms}
+
+
+def cli_bound_terms(model: str, size: int) -> dict:
+    """The bound's terms for the plan ``fcn-deploy infer`` uses on a size×size image (in this process, not the
+    measured one)."""
     from fcn_deploy.runtime import open_backend
     from fcn_deploy.segmenter import Segmenter
 
-    with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        summary = infer_folder(model, images, out, InferConfig(device="cpu", max_pixels=None, progress=False))
-        seconds = time.perf_counter() - started
-        record = summary.images[0]
-    peak = peak_rss_mb()
     with open_backend(model, "cpu") as backend:
-        terms = bound_terms(Segmenter(backend), size)
-    return {"case": case, "size": size, "images": len(summary.images), "mode": record.mode, "tiles": record.tiles,
-            "tile": terms["plan_tile"], "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1), **terms}
+        return bound_terms(Segmenter(backend), size)
 
 
-def run_case(case: str, size: int, model: str | None, images: str | None = None) -> dict:
+def run_case(case: str, size: int, model: str | None) -> dict:
     """Segment one random image with the case's backend in this process; return time, RSS and mode."""
     from fcn_deploy.bench import peak_rss_mb
     from fcn_deploy.runtime import open_backend
     from fcn_deploy.segmenter import Segmenter
 
-    if case in ("infer", "folder"):
-        assert model is not None and images is not None
-        return run_infer(case, size, model, images)
     backend = standin_backend() if case == "standin" else open_backend(model, "cpu")
     reference_s = whole_pass_seconds(backend, REFERENCE_SIDE)
     opened_peak = peak_rss_mb()
@@ -182,10 +206,9 @@ def main() -> int:
     parser.add_argument("--model", help="an fcn-deploy ONNX file (default: export a random-weight fcn32s)")
     parser.add_argument("--json", help="also write every case's figures to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--images", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_case(args.child, args.size, args.model, args.images)))
+        print(json.dumps(run_case(args.child, args.size, args.model)))
         return 0
     sizes = [args.size] if args.size else [int(v) for v in args.sizes.split(",") if v.strip()]
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -206,30 +229,33 @@ def main() -> int:
 
 
 def run_child(case: str, size: int, model: str | None, tmp: Path) -> dict:
-    """One case in a fresh process (``infer`` and ``folder`` on JPEGs written for them); its figures."""
+    """One case in a fresh process (``infer`` and ``folder``: the CLI on JPEGs written for them); its figures."""
+    print(f"running {case} on {FOLDER_IMAGES if case == 'folder' else 'a'} {size}x{size} image(s) ...", file=sys.stderr,
+          flush=True)
+    if case in ("infer", "folder"):
+        assert model is not None
+        images, out = tmp / f"images-{size}", tmp / f"masks-{size}"
+        write_jpegs(size, images, FOLDER_IMAGES if case == "folder" else 1)
+        try:
+            return run_cli_infer(case, size, model, images, out)
+        finally:
+            shutil.rmtree(images, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, __file__, "--child", case, "--size", str(size)]
     if model:
         command += ["--model", model]
-    images = tmp / f"images-{size}"
-    if case in ("infer", "folder"):
-        write_jpegs(size, images, FOLDER_IMAGES if case == "folder" else 1)
-        command += ["--images", str(images)]
-    print(f"running {case} on {FOLDER_IMAGES if case == 'folder' else 'a'} {size}x{size} image(s) ...", file=sys.stderr,
-          flush=True)
-    try:
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    finally:
-        shutil.rmtree(images, ignore_errors=True)
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def report(figures: dict) -> bool:
     """Print one case's lines; True when it meets its limits (peak RSS; pixels and time for the onnx case)."""
-    within = figures["peak_rss_mib"] <= LIMIT_GIB * 1024
+    limit = limit_gib(figures["size"])
+    within = figures["peak_rss_mib"] <= limit * 1024
     count = f"{figures['images']} x " if figures.get("images", 1) > 1 else ""
     print(f"{figures['case']:8s} {count}{figures['size']}x{figures['size']}  mode {figures['mode']}  "
           f"{figures['tiles']} tiles of {figures['tile'][0]}x{figures['tile'][1]}  {figures['seconds']:.1f} s  peak RSS "
-          f"{figures['peak_rss_mib']:.0f} MiB ({'within' if within else 'OVER'} {LIMIT_GIB} GiB); bound terms: image "
+          f"{figures['peak_rss_mib']:.0f} MiB ({'within' if within else 'OVER'} {limit} GiB); bound terms: image "
           f"{figures['image_mib']:.0f} + labels {figures['labels_mib']:.0f} + stitch {figures['stitch_mib']:.0f} MiB",
           flush=True)
     if "open_peak_mib" in figures:

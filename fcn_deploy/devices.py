@@ -39,6 +39,13 @@ def cuda_device_count() -> int | None:
         return None
 
 
+def driver_reports_cuda_device() -> bool:
+    """True when the NVIDIA driver reports a CUDA device: what 'auto' asks before it loads any CUDA library (the
+    runtimes' CUDA providers map cuBLAS, cuDNN, cuFFT, cuRAND and NVRTC, about 190 MiB, even where they find no
+    device)."""
+    return (cuda_device_count() or 0) > 0
+
+
 def torch_device(name: str, option: str = "device") -> torch.device:
     """'auto', 'cpu', 'cuda' or 'cuda:N' as a torch.device; 'auto' is CUDA when PyTorch sees a device."""
     torch = require("torch")

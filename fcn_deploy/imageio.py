@@ -34,6 +34,12 @@ _MAX_IMAGE_PIXELS_LOCK = threading.Lock()  # Pillow's limit is a module global; 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (2, 3, 4, 5, 6, 7, 8)  # 1 is upright
 _CONVERT_BAND_BYTES = 16 << 20  # rows of Pillow's image (4 bytes a pixel) converted to numpy at a time
+_PACK_BAND_BYTES = 1 << 20  # rows packed from 4 to 3 bytes a pixel at a time (the first few through a temporary)
+# Pillow modes it keeps 4 bytes a pixel with red, green and blue first, and the layout that maps a buffer as such
+_FOUR_BYTE_RGB_LAYOUTS = {"RGB": "RGBX", "RGBX": "RGBX", "RGBA": "RGBA"}
+# formats whose Pillow plugins decode the whole image, as its header sizes it, into the image core they are given
+# (TIFF is not one: it turns images by their orientation tag while loading)
+_DECODED_IN_PLACE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk with its CRC
 _PNG_PALETTE = 3  # IHDR colour type of palette images
@@ -192,7 +198,9 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
         raise InputError(f"max_pixels must be positive, got {max_pixels}", MAX_PIXELS_HINT)
     try:
         with _opened(source, name) as handle, _open_checked(handle, max_pixels, name) as image:
-            image.load()
+            pixels = _decode_in_place(image)
+            if pixels is not None:
+                return pixels
             if image.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
                 ImageOps.exif_transpose(image, in_place=True)  # otherwise it returns a full copy
             return to_rgb_array(image)
@@ -214,6 +222,56 @@ def _decode(source: Path | io.BytesIO, name: object, max_pixels: int | None) -> 
 def _opened(source: Path | io.BytesIO, name: object) -> contextlib.AbstractContextManager[BinaryIO]:
     """An in-memory file as it is, a path opened if it is a regular file."""
     return contextlib.nullcontext(source) if isinstance(source, io.BytesIO) else open_regular_file(source, name)
+
+
+def _decode_in_place(image: Image.Image) -> np.ndarray | None:
+    """Load an opened RGB or RGBA image with Pillow's decoder writing straight into a numpy buffer; the upright
+    uint8 H×W×3 array, or None when Pillow loaded the pixels into memory of its own (other modes, a memory-mapped
+    raw file), to be converted as usual.
+
+    Pillow keeps these modes 4 bytes a pixel: decoding into its own image and converting held that image beside
+    the array (7 bytes a pixel). Here the buffer it decodes into becomes the array: packed to 3 bytes a pixel in
+    place and shrunk, so the peak is 4 bytes a pixel.
+    """
+    layout = _FOUR_BYTE_RGB_LAYOUTS.get(image.mode)
+    if layout is None or image.format not in _DECODED_IN_PLACE_FORMATS:
+        image.load()
+        return None
+    width, height = image.size
+    pixels = np.empty((height, width, 4), np.uint8)
+    target = Image.frombuffer(layout, image.size, pixels, "raw", layout, 0, 1).im
+    image.im = target  # ImageFile.load decodes into an image core already set instead of allocating one
+    image.load()
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if image.im is not target:
+        return None
+    image.close()  # drops the core mapped onto the buffer, so that the buffer can shrink
+    del target
+    _pack_rgb(pixels)
+    try:
+        pixels.resize(height * width * 3)  # realloc: the fourth bytes go back to the system, the data stays put
+    except ValueError:  # still referenced elsewhere: keep a packed copy instead
+        return _upright(pixels.reshape(-1)[: height * width * 3].reshape(height, width, 3).copy(), orientation)
+    return _upright(pixels.reshape(height, width, 3), orientation)
+
+
+def _pack_rgb(pixels: np.ndarray) -> None:
+    """Move the first three bytes of each pixel of an H×W×4 array to the front of its memory (H×W×3, row-major),
+    a band of rows at a time: each band lands at or before where it was read, so nothing unread is overwritten
+    (numpy copies a band through a temporary where it overlaps itself)."""
+    height, width = pixels.shape[:2]
+    packed = pixels.reshape(-1)[: height * width * 3].reshape(height, width, 3)
+    rows = max(1, _PACK_BAND_BYTES // (4 * width))
+    for top in range(0, height, rows):
+        packed[top : top + rows] = pixels[top : top + rows, :, :3]
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """An H×W×3 array turned as Pillow's ``ImageOps.exif_transpose`` turns an image of that EXIF orientation."""
+    turned = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+              5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+              7: lambda a: a[::-1, ::-1].transpose(1, 0, 2), 8: lambda a: a.transpose(1, 0, 2)[::-1]}.get(orientation)
+    return pixels if turned is None else np.ascontiguousarray(turned(pixels))
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:

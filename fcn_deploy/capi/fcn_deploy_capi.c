@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,34 @@ static int _fcn_store_metadata(fcn_segmenter* handle, int num_classes, const cha
         cursor += length + 1;
     }
     return FCN_OK;
+}
+
+/* --- the host's signals --------------------------------------------------------------------------------- */
+
+/* Signal handling belongs to the host. The runtimes the embedded Python loads may install handlers of their own:
+ * Ray's core worker takes SIGTERM, SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL (a SIGTERM then ends the process
+ * in an abort with a stack dump, and its handlers stay after ray.shutdown), and a Python started with its own
+ * handlers takes SIGINT and ignores SIGPIPE and SIGXFSZ. Every call into Python therefore puts back the
+ * dispositions these signals had when the call began. */
+static const int fcn_host_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGXFSZ,
+                                       SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+#define FCN_HOST_SIGNAL_COUNT (sizeof fcn_host_signals / sizeof fcn_host_signals[0])
+
+typedef struct {
+    struct sigaction actions[FCN_HOST_SIGNAL_COUNT];
+} fcn_host_signal_state;
+
+static void fcn_save_host_signals(fcn_host_signal_state* state) {
+    for (size_t i = 0; i < FCN_HOST_SIGNAL_COUNT; ++i) sigaction(fcn_host_signals[i], NULL, &state->actions[i]);
+}
+
+/* Put back each handler the call replaced (the others are left alone). */
+static void fcn_restore_host_signals(const fcn_host_signal_state* state) {
+    for (size_t i = 0; i < FCN_HOST_SIGNAL_COUNT; ++i) {
+        struct sigaction now;
+        if (sigaction(fcn_host_signals[i], NULL, &now) == 0 && now.sa_handler != state->actions[i].sa_handler)
+            sigaction(fcn_host_signals[i], &state->actions[i], NULL);
+    }
 }
 
 /* --- embedded Python start-up -------------------------------------------------------------------------- */
@@ -206,12 +235,14 @@ int fcn_segmenter_create(const char* model_path, const char* device, fcn_segment
     struct stat info;
     if (stat(model_path, &info) != 0)
         return fcn_fail(FCN_E_NOT_FOUND, "model file not found: %s (%s)", model_path, strerror(errno));
-    int status = fcn_start_python();
-    if (status != FCN_OK) return status;
     fcn_segmenter* handle = (fcn_segmenter*)calloc(1, sizeof *handle);
     if (handle == NULL) return fcn_fail(FCN_E_OUT_OF_MEMORY, "out of memory creating the segmenter");
     handle->key = -1;
-    status = _fcn_py_create(model_path, device, handle);
+    fcn_host_signal_state host_signals;
+    fcn_save_host_signals(&host_signals);
+    int status = fcn_start_python();
+    if (status == FCN_OK) status = _fcn_py_create(model_path, device, handle);
+    fcn_restore_host_signals(&host_signals);
     if (status != FCN_OK) {
         fcn_free_handle(handle);
         if (fcn_error_message[0] == '\0') fcn_fail(status, "opening %s failed", model_path);
@@ -288,11 +319,13 @@ int fcn_segmenter_apply(fcn_segmenter* segmenter, const fcn_image* images, int c
         int status = fcn_check_image(&images[i], i);
         if (status != FCN_OK) return status;
     }
-    int status = fcn_start_python();
-    if (status != FCN_OK) return status;
     fcn_mask* result = fcn_allocate_masks(images, count);
     if (result == NULL) return fcn_fail(FCN_E_OUT_OF_MEMORY, "out of memory allocating %d masks", count);
-    status = _fcn_py_apply(segmenter->key, images, count, result);
+    fcn_host_signal_state host_signals;
+    fcn_save_host_signals(&host_signals);
+    int status = fcn_start_python();
+    if (status == FCN_OK) status = _fcn_py_apply(segmenter->key, images, count, result);
+    fcn_restore_host_signals(&host_signals);
     if (status != FCN_OK) {
         fcn_masks_release(result, count);
         if (fcn_error_message[0] == '\0') fcn_fail(status, "segmentation failed");
@@ -335,6 +368,11 @@ int fcn_segmenter_palette(const fcn_segmenter* segmenter, const uint8_t** rgb, i
 void fcn_segmenter_destroy(fcn_segmenter* segmenter) {
     fcn_clear_error();
     if (segmenter == NULL) return;
-    if (segmenter->key >= 0 && fcn_start_python() == FCN_OK) _fcn_py_destroy(segmenter->key);
+    if (segmenter->key >= 0) {
+        fcn_host_signal_state host_signals;
+        fcn_save_host_signals(&host_signals);
+        if (fcn_start_python() == FCN_OK) _fcn_py_destroy(segmenter->key);
+        fcn_restore_host_signals(&host_signals);
+    }
     fcn_free_handle(segmenter);
 }

@@ -2,7 +2,9 @@
 
 onnxruntime-gpu lists the CUDA provider even where it cannot load (no driver, no device, missing CUDA
 libraries) and then silently runs on the CPU. The session's actual providers are therefore checked:
-an explicit 'cuda' that cannot be honoured is a MissingComponentError saying why.
+an explicit 'cuda' that cannot be honoured is a MissingComponentError saying why. 'auto' asks the NVIDIA driver
+first and tries the CUDA provider only where it reports a device, so a machine without one never loads the CUDA
+libraries.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from fcn_deploy.contract import TensorSignature, read_onnx_spec, require_artifact
 from fcn_deploy.deps import require
-from fcn_deploy.devices import check_device, cuda_device_count
+from fcn_deploy.devices import check_device, cuda_device_count, driver_reports_cuda_device
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.heap import return_freed_heap
 from fcn_deploy.runtime.base import Backend
@@ -184,7 +186,7 @@ def open_session(path: Path, device: str, threads: int = 0) -> tuple[Any, str]:
             f"device 'cuda' requested but this onnxruntime ({ort.__version__}) is a CPU-only build",
             "pip install onnxruntime-gpu (and uninstall onnxruntime), or pass --device cpu",
         )
-    if device == "cpu" or not cuda_build:
+    if device == "cpu" or not cuda_build or (device == "auto" and not driver_reports_cuda_device()):
         return _new_session(ort, path, [CPU_PROVIDER], session_options(ort, threads)), "cpu"
     _preload_cuda_libraries(ort)
     with _quiet_ort(ort):

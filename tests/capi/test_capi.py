@@ -276,3 +276,20 @@ def test_openvino_device_strings_match_python(capi_build, capi_model, device, tm
 def test_unknown_openvino_precision_is_refused_in_c(capi_build, capi_model):
     status, message = create_status(capi_build, capi_model, "openvino:fp16")
     assert status == "FCN_E_INVALID_ARG" and "openvino:bf16" in message
+
+
+SIGNAL_HOST_SOURCE = Path(__file__).resolve().parent / "signal_host.c"
+
+
+@pytest.mark.parametrize("host", ["default", "handler"])
+def test_a_host_receiving_sigterm_ends_by_it_or_handles_it(capi_build, capi_model, tmp_path, host):
+    """Signals belong to the host: after each call every signal's handling is the host's again (runtimes loaded
+    by the embedded Python may install handlers of their own; Ray's turn SIGTERM into an abort), so SIGTERM ends a
+    host that left it at its default and reaches the handler of a host that has one; never a crash."""
+    import signal
+
+    program = compile_c(SIGNAL_HOST_SOURCE, tmp_path / "signal_host", capi_build.prefix)
+    done = run_program(program, capi_model, host, timeout=300)
+    expected = -signal.SIGTERM if host == "default" else 0
+    assert done.returncode == expected, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "segmented; raising SIGTERM" in done.stdout

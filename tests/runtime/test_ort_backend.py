@@ -243,3 +243,65 @@ def test_an_onnx_with_nan_weights_and_no_sidecar_vouching_for_it_is_refused(tmp_
         OrtBackend(path, "cpu")
     with OrtBackend(tiny_onnx(tmp_path / "fine.onnx"), "cpu") as backend:  # finite weights open as before
         assert backend.spec.num_classes == 21
+
+
+_CUDA_LIBRARIES = ("libcublas", "libcudnn", "libcufft", "libcurand", "libnvrtc")
+_INFER_THEN_LIST_LIBRARIES = """
+import json, sys
+from fcn_deploy.cli import run
+code = run(["infer", sys.argv[1], sys.argv[2], "--out", sys.argv[3]])
+maps = open("/proc/self/maps").read()
+print(json.dumps({"exit": code, "torch": "torch" in sys.modules,
+                  "loaded": sorted({lib for lib in sys.argv[4].split(",") if lib in maps})}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the process's mappings from /proc (Linux)")
+def test_auto_without_a_cuda_device_loads_no_cuda_library(tmp_path: Path, tiny_onnx) -> None:
+    """`fcn-deploy infer MODEL DIR` (device auto) in a fresh process on a machine whose driver reports no CUDA
+    device: no CUDA library is mapped and PyTorch is not imported on the ONNX path."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from fcn_deploy.devices import driver_reports_cuda_device
+
+    if driver_reports_cuda_device():
+        pytest.skip("a CUDA device is present: 'auto' is meant to load the CUDA libraries here")
+    model = tiny_onnx(tmp_path / "fcn.onnx")
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "images" / "a.jpg")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", _INFER_THEN_LIST_LIBRARIES, str(model), str(tmp_path / "images"),
+                           str(tmp_path / "out"), ",".join(_CUDA_LIBRARIES)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures == {"exit": 0, "torch": False, "loaded": []}
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+@pytest.mark.parametrize("devices, providers", [(None, ["CPUExecutionProvider"]), (0, ["CPUExecutionProvider"]),
+                                                (1, ["CUDAExecutionProvider", "CPUExecutionProvider"])],
+                         ids=["no-driver", "no-device", "one-device"])
+def test_auto_tries_cuda_only_where_the_driver_reports_a_device(tiny_onnx, tmp_path: Path, monkeypatch,
+                                                                devices, providers) -> None:
+    from fcn_deploy.runtime import ort_backend
+
+    monkeypatch.setattr("fcn_deploy.devices.cuda_device_count", lambda: devices)
+    monkeypatch.setattr(ort_backend.require("onnxruntime"), "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    asked = []
+    real_new_session = ort_backend._new_session
+
+    def recording(ort, path, wanted, options):
+        asked.append(list(wanted))
+        return real_new_session(ort, path, ["CPUExecutionProvider"], options)
+
+    monkeypatch.setattr(ort_backend, "_new_session", recording)
+    monkeypatch.setattr(ort_backend, "_preload_cuda_libraries", lambda ort: asked.append("preload"))
+    with OrtBackend(tiny_onnx(tmp_path / "fcn.onnx"), "auto") as backend:
+        assert backend.device == "cpu"
+    assert asked == ([providers] if devices is None or devices == 0 else ["preload", providers])
