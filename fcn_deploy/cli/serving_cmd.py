@@ -102,9 +102,9 @@ def triton_export(
                                                              "must compute BF16 natively)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="The segmenter model refuses larger images."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace models of the same name in the repository."),
-    triton_version: Optional[str] = typer.Option(None, "--triton-version", help="NGC tag of the Triton container "
-                                                 "that will serve a plan (e.g. 25.12-trtllm-python-py3): the plan's "
-                                                 "TensorRT version must be the one it runs."),
+    triton_version: Optional[str] = typer.Option(None, "--triton-version", help="Full NGC tag of the Triton container "
+                                                 "that will serve a plan (e.g. 24.05-py3 or 25.12-trtllm-python-py3): "
+                                                 "the plan's TensorRT version must be the one it runs."),
 ) -> None:
     """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
     from fcn_deploy.runtime import BackendChoice

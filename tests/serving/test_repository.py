@@ -83,6 +83,20 @@ def test_triton_export_of_a_plan_records_its_tensorrt_and_refuses_another_triton
     assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
 
 
+def test_triton_export_checks_a_plan_against_a_standard_py3_container(fake_engine: Path, tmp_path: Path) -> None:
+    spec, document = read_sidecar(fake_engine)
+    document["tensorrt_version"] = "10.0.1.6"
+    fake_engine.with_name(fake_engine.name + ".json").write_text(json.dumps(document))
+    result = export_repository(fake_engine, tmp_path / "repo", RepositoryConfig(name="seg", triton_version="24.05-py3"))
+    parameters = parameters_of(parse_config((result.network / CONFIG_NAME).read_text(), "network"))
+    assert parameters["triton_version"] == "24.05-py3" and parameters["tensorrt_version"] == "10.0.1.6"
+    with pytest.raises(InputError, match="TensorRT 10.0.1.6.*Triton 24.02-py3 runs TensorRT 8.6.3"):
+        export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="24.02-py3"))
+    with pytest.raises(InputError, match="names a Triton release but not its container"):
+        export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="24.05"))
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
+
+
 def test_triton_version_is_refused_for_an_onnx_model(random_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="ONNX Runtime"):
         export_repository(random_onnx, tmp_path / "repo", RepositoryConfig(triton_version="25.12-trtllm-python-py3"))
