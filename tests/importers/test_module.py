@@ -35,7 +35,7 @@ def test_import_fcn_deploy_does_not_import_torch() -> None:
 
 
 @pytest.mark.slow
-def test_readme_python_example_runs_and_exports_without_the_class(tmp_path: Path) -> None:
+def test_guide_python_example_runs_and_exports_without_the_class(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     (example,) = _guide_blocks("python")
@@ -52,7 +52,7 @@ def test_readme_python_example_runs_and_exports_without_the_class(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_readme_import_commands_run(tmp_path: Path, monkeypatch, d2l_state_dict: Path) -> None:
+def test_guide_import_commands_run(tmp_path: Path, monkeypatch, d2l_state_dict: Path) -> None:
     torch = pytest.importorskip("torch")
     segmentation = pytest.importorskip("torchvision.models.segmentation")
     pytest.importorskip("onnxruntime")
