@@ -128,7 +128,8 @@ def make_precision_onnx(onnx_path: Path, config: BuildConfig) -> Path:
         from fcn_deploy.precision.fp16 import convert_fp16
 
         result = convert_fp16(onnx_path, target)
-        log(f"wrote {target}: FP16 weights and compute, FP32 kept for {', '.join(result.fp32_nodes)}")
+        log(f"wrote {target}: FP16 weights and compute, {len(result.fp32_nodes)} nodes kept in FP32 "
+            f"(listed under 'fp32_nodes' in {sidecar_path(target)})")
     else:
         if config.calib_data is None:
             raise InputError(f"{target} must be made first and INT8 calibration needs data",

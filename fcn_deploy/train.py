@@ -126,7 +126,7 @@ def _check_options(config: TrainConfig) -> None:
     if config.backbone_weights is not None and not Path(config.backbone_weights).is_file():
         raise InputError(
             f"backbone weights file not found: {config.backbone_weights}",
-            "pass a local torchvision state dict saved with torch.save (see the README, 'Training')",
+            "pass a local torchvision state dict saved with torch.save (see docs/getting-started.md, 'Training')",
         )
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():

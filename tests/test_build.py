@@ -15,7 +15,7 @@ from fcn_deploy.build import (
     resolve_profile,
 )
 from fcn_deploy.cli import run
-from fcn_deploy.contract import read_sidecar
+from fcn_deploy.contract import read_sidecar, sidecar_path
 from fcn_deploy.errors import InputError, MissingComponentError
 from fcn_deploy.runtime.tensorrt_support import require_tensorrt
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
@@ -56,6 +56,9 @@ def test_fp16_build_writes_onnx_then_exits_2(workspace: Path, capsys: pytest.Cap
     assert "TensorRT" in err and "pip install 'fcn-deploy[tensorrt]'" in err
     fp16 = workspace.with_name("fcn.fp16.onnx")
     assert fp16.is_file() and read_sidecar(fp16)[0].precision == "fp16"
+    kept = read_sidecar(fp16)[1]["fp32_nodes"]  # the nodes kept in FP32: counted on screen, listed in the sidecar
+    assert f"{len(kept)} nodes kept in FP32" in err and str(sidecar_path(fp16)) in err
+    assert len(kept) > 1 and not any(node in err for node in kept)
     assert not Path("engines").exists() or not any(Path("engines").iterdir())
     before = fp16.stat().st_mtime_ns
     assert run(["build", str(workspace), "--fp16", "--no-parity", "not under test"]) == 2

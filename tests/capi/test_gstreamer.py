@@ -225,7 +225,7 @@ def test_caps_change_mid_stream(gst_sdk, capi_model, python_openvino, tmp_path):
 
 
 def test_a_video_file_through_decodebin(gst_sdk, capi_model, tmp_path):
-    """The README's file pipeline: a WebM video decoded, segmented (overlay) and encoded again."""
+    """The file pipeline of docs/c-and-gstreamer.md: a WebM video decoded, segmented (overlay) and encoded again."""
     video, result = tmp_path / "demo.webm", tmp_path / "seg.webm"
     assert_ran(launch(gst_sdk, f"videotestsrc num-buffers=8 ! video/x-raw,width=96,height=64 ! videoconvert ! vp8enc "
                       f"! webmmux ! filesink location={video}"))

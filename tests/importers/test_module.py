@@ -1,4 +1,4 @@
-"""import_module: any nn.Module -> a checkpoint that reloads without its class; the README's examples run."""
+"""import_module: any nn.Module -> a checkpoint that reloads without its class; the guide's examples run."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from fcn_deploy.errors import InputError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _readme_section() -> str:
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    return text.split("## Importing your model", 1)[1].split("\n## ", 1)[0]
+def _guide_text() -> str:
+    return (REPO_ROOT / "docs" / "your-own-model.md").read_text(encoding="utf-8")
 
 
-def _readme_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", _readme_section(), flags=re.S)
+def _guide_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", _guide_text(), flags=re.S)
 
 
 def _env() -> dict[str, str]:
@@ -36,10 +35,10 @@ def test_import_fcn_deploy_does_not_import_torch() -> None:
 
 
 @pytest.mark.slow
-def test_readme_python_example_runs_and_exports_without_the_class(tmp_path: Path) -> None:
+def test_guide_python_example_runs_and_exports_without_the_class(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    (example,) = _readme_blocks("python")
+    (example,) = _guide_blocks("python")
     (tmp_path / "example.py").write_text(example)
     subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=_env(), check=True, timeout=300)
     assert (tmp_path / "checkpoints" / "tiny.pt").is_file()
@@ -53,11 +52,11 @@ def test_readme_python_example_runs_and_exports_without_the_class(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_readme_import_commands_run(tmp_path: Path, monkeypatch, d2l_state_dict: Path) -> None:
+def test_guide_import_commands_run(tmp_path: Path, monkeypatch, d2l_state_dict: Path) -> None:
     torch = pytest.importorskip("torch")
     segmentation = pytest.importorskip("torchvision.models.segmentation")
     pytest.importorskip("onnxruntime")
-    (commands,) = _readme_blocks("bash")
+    (commands,) = _guide_blocks("bash")
     monkeypatch.chdir(tmp_path)
     os.replace(d2l_state_dict, tmp_path / "d2l-fcn.pt")
     torch.manual_seed(0)
