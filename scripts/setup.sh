@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install fcn-deploy with its test extras (dev, ray, openvino); re-installs only when pyproject.toml or the extras change.
+# Create .venv (once) and install fcn-deploy with its test extras (dev, ray, openvino, tiff); re-installs only when pyproject.toml or the extras change.
 # Also creates .venv-serve with the serve and openvino extras (PyTriton needs numpy < 2, the main environment runs numpy 2);
 # set FCN_DEPLOY_NO_SERVE=1 to skip it.
 set -euo pipefail
@@ -19,7 +19,7 @@ make_venv() {  # make_venv FOLDER EXTRAS
   fi
 }
 
-make_venv .venv dev,ray,openvino  # the Ray and OpenVINO backend tests run wherever the suite runs
+make_venv .venv dev,ray,openvino,tiff  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve serve,dev,openvino  # OpenVINO 2026.4 runs with numpy 1.26: serve --backend openvino is tested there
 fi
