@@ -8,7 +8,10 @@ elsewhere), and the peak while segmenting is measured separately after resetting
 - ``onnx``: a random-weight FCN-32s exported to ONNX and run by ONNX Runtime through the same segmenter;
 - ``infer``: the whole ``infer`` path on a JPEG file of that size (decode, segment with the ONNX model, write
   the palette PNG), as ``fcn-deploy infer MODEL DIR --out OUT --max-pixels N`` runs it;
-- ``folder``: the same on a folder of three such JPEGs (the pipeline's pixel budget against one image's peak).
+- ``folder``: the same on a folder of three such JPEGs (the pipeline's pixel budget against one image's peak);
+- ``tiff``: the ``infer`` path on a tiled (256²) JPEG-compressed BigTIFF of that size, generated tile by tile:
+  read window by window and written as a tiled label TIFF, so neither the image nor its labels are ever whole in
+  memory (its image and label terms do not apply; needs the ``tiff`` extra).
 
 It also reports the pixels the model processed over the image's own and the time per image megapixel against
 a 1024×1024 whole-image pass of the same backend (the default options' targets: at most 1.3× and 1.35×).
@@ -16,7 +19,7 @@ a 1024×1024 whole-image pass of the same backend (the default options' targets:
 Each line also gives the terms of the memory bound: image bytes (3 a pixel), label bytes (1 a pixel) and the
 stitching sums of the plan used (``fcn_deploy.tiling.stitch_bytes``), on top of the process before the image.
 
-Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000] [--cases standin,onnx,infer,folder]
+Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000] [--cases standin,onnx,infer,folder,tiff]
        [--model PATH.onnx] [--json results.json]
 """
 
@@ -96,6 +99,17 @@ def write_jpegs(size: int, folder: Path, count: int = 1) -> None:
         image.save(folder / f"noise-{size}-{index}.jpg", quality=90)
 
 
+def write_tiled_tiff(size: int, folder: Path) -> None:
+    """A size×size noise BigTIFF with 256² JPEG tiles in ``folder``, written from a generator in bounded memory."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = (-(-size // 256)) ** 2
+    noise_tile = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    tifffile.imwrite(folder / f"noise-{size}.tif", data=(noise_tile for _ in range(tiles)), shape=(size, size, 3),
+                     dtype=np.uint8, tile=(256, 256), photometric="rgb", compression="jpeg", bigtiff=True)
+
+
 def bound_terms(segmenter, size: int) -> dict:
     """The bound's terms for a size×size image under ``segmenter``'s plan, in MiB."""
     from fcn_deploy.tiling import stitch_bytes
@@ -132,7 +146,7 @@ def run_case(case: str, size: int, model: str | None, images: str | None = None)
     from fcn_deploy.runtime import open_backend
     from fcn_deploy.segmenter import Segmenter
 
-    if case in ("infer", "folder"):
+    if case in ("infer", "folder", "tiff"):
         assert model is not None and images is not None
         return run_infer(case, size, model, images)
     backend = standin_backend() if case == "standin" else open_backend(model, "cpu")
@@ -192,7 +206,7 @@ def main() -> int:
     results, failed = [], False
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
-        if {"onnx", "infer", "folder"} & set(cases) and model is None:
+        if {"onnx", "infer", "folder", "tiff"} & set(cases) and model is None:
             print("exporting a random-weight fcn32s to ONNX ...", file=sys.stderr, flush=True)
             model = str(export_random_fcn32s(Path(tmp)))
         for size in sizes:  # one case at a time: the figures are peaks of a whole process
@@ -213,6 +227,9 @@ def run_child(case: str, size: int, model: str | None, tmp: Path) -> dict:
     images = tmp / f"images-{size}"
     if case in ("infer", "folder"):
         write_jpegs(size, images, FOLDER_IMAGES if case == "folder" else 1)
+        command += ["--images", str(images)]
+    elif case == "tiff":
+        write_tiled_tiff(size, images)
         command += ["--images", str(images)]
     print(f"running {case} on {FOLDER_IMAGES if case == 'folder' else 'a'} {size}x{size} image(s) ...", file=sys.stderr,
           flush=True)

@@ -27,6 +27,7 @@ import numpy as np
 from fcn_deploy.deps import require
 from fcn_deploy.errors import FcnDeployError, InputError, MissingComponentError
 from fcn_deploy.fileio import atomic_path
+from fcn_deploy.imageio import open_regular_file
 from fcn_deploy.palette import VOC_PNG_PALETTE
 
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
@@ -58,9 +59,14 @@ class TiffWindows:
         import zarr
 
         self.path = Path(path)
+        try:  # a regular file only: a pipe named .tif never blocks the run
+            self._handle = open_regular_file(self.path)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read the file ({exc.strerror or exc})") from exc
         try:
-            self._file = tifffile.TiffFile(self.path)
+            self._file = tifffile.TiffFile(self._handle, name=self.path.name)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            self._handle.close()
             raise InputError(f"{self.path}: not a readable TIFF ({exc})") from exc
         try:
             series = self._file.series[0]
@@ -131,6 +137,7 @@ class TiffWindows:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._file.close()
+        self._handle.close()  # tifffile leaves a handle it was given open
 
     def __enter__(self) -> TiffWindows:
         return self
@@ -255,10 +262,9 @@ class LabelTiffWriter:
 
 
 def tiff_level_hw(path: str | os.PathLike[str], level: int = 0) -> tuple[int, int] | None:
-    """(height, width) of pyramid ``level`` of a TIFF from its header; None when unreadable."""
-    tifffile = _tifffile()
+    """(height, width) of pyramid ``level`` of a TIFF from its header; None when unreadable or not installed."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with open_regular_file(path) as handle, _tifffile().TiffFile(handle, name=Path(path).name) as tif:
             chosen = tif.series[0].levels[level]
             return _yx_shape(chosen.shape, chosen.axes)
     except Exception:
@@ -267,9 +273,9 @@ def tiff_level_hw(path: str | os.PathLike[str], level: int = 0) -> tuple[int, in
 
 def is_label_tiff_of_size(path: str | os.PathLike[str], height: int, width: int) -> bool:
     """True when ``path`` is a complete palette TIFF of ``height``×``width`` labels (a finished output)."""
-    tifffile = _tifffile()
     try:
-        with tifffile.TiffFile(path) as tif:
+        tifffile = _tifffile()
+        with open_regular_file(path) as handle, tifffile.TiffFile(handle, name=Path(path).name) as tif:
             page = tif.pages.first
             return page.shape[:2] == (height, width) and page.photometric == tifffile.PHOTOMETRIC.PALETTE
     except Exception:

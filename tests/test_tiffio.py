@@ -4,6 +4,7 @@ over, pyramid levels, and bad files failing alone with a clear error."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,13 @@ def test_an_undecodable_compression_names_the_extra(tifffile, tmp_path):
     with pytest.raises(MissingComponentError, match="cannot decode its EER_V0 compressed tiles") as info:
         TiffWindows(path)
     assert "fcn-deploy[tiff]" in info.value.hint
+
+
+def test_a_pipe_named_like_a_tiff_fails_alone_without_blocking(tifffile, standin, tmp_path):
+    write_tiled(tifffile, tmp_path / "in" / "good.tif", noise(100, 100))
+    os.mkfifo(tmp_path / "in" / "pipe.tif")
+    with pytest.raises(BatchFailure):
+        infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "out", InferConfig(progress=False))
+    records = {r["path"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["images"]}
+    assert records["good.tif"]["status"] == "ok"
+    assert "is a named pipe" in records["pipe.tif"]["error"]
