@@ -545,11 +545,13 @@ def test_local_ray_listens_on_loopback_only_checks_its_own_token_and_leaves_home
         # Ray's node, servers and workers (the driver got no token from this test: it made one for them)
         ray_processes = [environment_of(pid) for pid, command in commands.items()
                          if b"ray" in command and b"fcn_deploy.cli" not in command]
-        assert len(ray_processes) > 3
-        tokens = {e.get("RAY_AUTH_TOKEN") for e in ray_processes}
-        assert len(tokens) == 1, tokens  # the node's servers and the workers share one token ...
+        servers = [environment_of(pid) for pid, command in commands.items()
+                   if b"gcs_server" in command or b"raylet" in command]
+        assert len(ray_processes) > 3 and servers
+        tokens = {e["RAY_AUTH_TOKEN"] for e in ray_processes if "RAY_AUTH_TOKEN" in e}
+        assert len(tokens) == 1, tokens  # one token for the whole node ...
         token = tokens.pop()
-        assert token is not None and len(token) == 64
+        assert len(token) == 64 and all(e.get("RAY_AUTH_TOKEN") == token for e in servers)  # ... its servers hold it
         assert token != loopback_environment()["RAY_AUTH_TOKEN"]  # ... made by the job, not inherited from here
         head = [environment_of(pid) for pid, command in commands.items() if b"--head" in command]
         assert head and all(e.get("RAY_AUTH_MODE") == "token" for e in head)  # the head checks it
