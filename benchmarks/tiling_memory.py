@@ -11,7 +11,10 @@ Each case runs in a fresh child process:
   option at its default (device auto), on a noise JPEG of that size: decode, segment, write the palette PNG.
   Its peak RSS is the child's own, from the rusage ``wait4`` returns;
 - ``folder``: the same command on a folder of three such JPEGs (the pipeline's pixel budget against one
-  image's peak).
+  image's peak);
+- ``tiff``: the same command on a tiled (256²) JPEG-compressed BigTIFF of that size, generated tile by tile:
+  read window by window and written as a tiled label TIFF, so neither the image nor its labels are ever whole in
+  memory (its image and label terms do not apply; needs the ``tiff`` extra).
 
 It also reports the pixels the model processed over the image's own and the time per image megapixel against
 a 1024×1024 whole-image pass of the same backend (the default options' targets: at most 1.3× and 1.35×).
@@ -20,7 +23,7 @@ Each line also gives the terms of the memory bound: image bytes (3 a pixel), lab
 stitching sums of the plan used (``fcn_deploy.tiling.stitch_bytes``), on top of the process before the image.
 The limits are 1.2 GiB up to 12000×12000 and 1.6 GiB at 16000×16000 (``LIMITS_GIB``).
 
-Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000,16000] [--cases standin,onnx,infer,folder]
+Usage: python benchmarks/tiling_memory.py [--sizes 4096,8192,12000,16000] [--cases standin,onnx,infer,folder,tiff]
        [--model PATH.onnx] [--json results.json]
 """
 
@@ -99,6 +102,17 @@ def write_jpegs(size: int, folder: Path, count: int = 1) -> None:
     image = Image.fromarray(random_image(size))
     for index in range(count):
         image.save(folder / f"noise-{size}-{index}.jpg", quality=90)
+
+
+def write_tiled_tiff(size: int, folder: Path) -> None:
+    """A size×size noise BigTIFF with 256² JPEG tiles in ``folder``, written from a generator in bounded memory."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = (-(-size // 256)) ** 2
+    noise_tile = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    tifffile.imwrite(folder / f"noise-{size}.tif", data=(noise_tile for _ in range(tiles)), shape=(size, size, 3),
+                     dtype=np.uint8, tile=(256, 256), photometric="rgb", compression="jpeg", bigtiff=True)
 
 
 def bound_terms(segmenter, size: int) -> dict:
@@ -215,7 +229,7 @@ def main() -> int:
     results, failed = [], False
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
-        if {"onnx", "infer", "folder"} & set(cases) and model is None:
+        if {"onnx", "infer", "folder", "tiff"} & set(cases) and model is None:
             print("exporting a random-weight fcn32s to ONNX ...", file=sys.stderr, flush=True)
             model = str(export_random_fcn32s(Path(tmp)))
         for size in sizes:  # one case at a time: the figures are peaks of a whole process
@@ -232,10 +246,13 @@ def run_child(case: str, size: int, model: str | None, tmp: Path) -> dict:
     """One case in a fresh process (``infer`` and ``folder``: the CLI on JPEGs written for them); its figures."""
     print(f"running {case} on {FOLDER_IMAGES if case == 'folder' else 'a'} {size}x{size} image(s) ...", file=sys.stderr,
           flush=True)
-    if case in ("infer", "folder"):
+    if case in ("infer", "folder", "tiff"):
         assert model is not None
         images, out = tmp / f"images-{size}", tmp / f"masks-{size}"
-        write_jpegs(size, images, FOLDER_IMAGES if case == "folder" else 1)
+        if case == "tiff":
+            write_tiled_tiff(size, images)
+        else:
+            write_jpegs(size, images, FOLDER_IMAGES if case == "folder" else 1)
         try:
             return run_cli_infer(case, size, model, images, out)
         finally:

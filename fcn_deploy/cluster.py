@@ -596,8 +596,11 @@ def ray_session(address: str) -> Iterator[ModuleType]:
             temp_dir = short_temp_dir()
             stack.callback(shutil.rmtree, temp_dir, True)
             stack.callback(remove_orphaned_model_copies)  # after the node stopped: its workers are gone
-            # every file of Ray's (the driver's included) stays in the job's private temp folder
-            stack.enter_context(_environment({**loopback_environment(), "RAY_TMPDIR": str(temp_dir)}))
+            # every file of Ray's (the driver's included) stays in the job's private temp folder, and so do the
+            # caches its workers' libraries keep under XDG_CACHE_HOME (ONNX Runtime writes a device id on import):
+            # nothing of the job is written into the user's home
+            stack.enter_context(_environment({**loopback_environment(), "RAY_TMPDIR": str(temp_dir),
+                                              "XDG_CACHE_HOME": str(temp_dir / "cache")}))
             ray = require_ray()
             _reload_ray_settings(ray)
             resources = local_node_resources()

@@ -31,6 +31,8 @@ _INSTALL_HINTS = {
     "cffi": "pip install 'fcn-deploy[capi]' (installs cffi, needed by 'fcn-deploy capi build')",
     "ray": "pip install 'fcn-deploy[ray]' (Ray Data; on the driver and on every node of the cluster)",
     "pyarrow": "pip install 'fcn-deploy[ray]' (installs Ray Data and pyarrow)",
+    "tifffile": "pip install 'fcn-deploy[tiff]' (tifffile, imagecodecs and zarr: windowed TIFF reading and writing)",
+    "zarr": "pip install 'fcn-deploy[tiff]' (tifffile, imagecodecs and zarr: windowed TIFF reading and writing)",
 }
 
 

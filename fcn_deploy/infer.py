@@ -64,11 +64,13 @@ from fcn_deploy.progress import log, progress_bar
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import (
+    WHOLE_COPY_ROWS,
     Segmenter,
     SegmenterConfig,
     SegmentResult,
     open_segmenter,
 )
+from fcn_deploy.tiffio import LabelTiffWriter, TiffWindows, is_label_tiff_of_size, is_tiff_path, tiff_level_hw
 from fcn_deploy.workspace import default_model  # importable from here too
 
 SUMMARY_NAME = "summary.json"
@@ -78,6 +80,8 @@ def summary_location(summary: Path | None, out_dir: Path) -> Path:
     """Where a folder run's summary goes: ``summary`` as given, else ``<out_dir>/summary.json``."""
     return Path(summary) if summary is not None else out_dir / SUMMARY_NAME
 MASK_SUFFIX = ".png"
+TIFF_MASK_SUFFIX = ".tif"
+WINDOWED = object()  # in the decoded queue in place of an image: a TIFF read window by window
 OVERLAY_SUFFIX = ".overlay.jpg"
 
 
@@ -99,6 +103,7 @@ class InferConfig:
     # images in flight (decoded, segmented or being written) hold at most this many pixels in all; a larger
     # image runs alone, so a folder of huge images costs one image's memory, not one per pipeline stage
     inflight_pixels: int = 32_000_000
+    level: int = 0  # pyramid level of TIFF inputs (0: full resolution)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -109,6 +114,8 @@ class InferConfig:
             raise InputError(f"prefetch must be positive, got {self.prefetch}")
         if self.inflight_pixels < 1:
             raise InputError(f"inflight_pixels must be positive, got {self.inflight_pixels}")
+        if self.level < 0:
+            raise InputError(f"level must be 0 (full resolution) or more, got {self.level}")
 
 
 @dataclass(frozen=True)
@@ -221,12 +228,18 @@ def scan_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> t
 
 def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> ImageJob:
     """Where the outputs of the image ``relative`` (to ``in_dir``) go under ``out_dir``."""
-    mask_relative = Path(relative).with_suffix(MASK_SUFFIX).as_posix()
+    mask_relative = mask_relative_of(Path(relative))
     overlay_path = out_dir / Path(relative).with_suffix(OVERLAY_SUFFIX) if overlay else None
     return ImageJob(relative, in_dir / relative, out_dir / mask_relative, mask_relative, overlay_path)
 
 
-def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrite: bool, overlay: bool) -> FolderPlan:
+def mask_relative_of(relative: Path) -> str:
+    """The mask's path for the image ``relative``: a palette PNG, or a tiled label TIFF for a TIFF input."""
+    return relative.with_suffix(TIFF_MASK_SUFFIX if is_tiff_path(relative) else MASK_SUFFIX).as_posix()
+
+
+def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrite: bool, overlay: bool,
+                level: int = 0) -> FolderPlan:
     """Fail images whose mask name another image already claims or whose outputs cannot be written inside
     ``out_dir``; skip those already done unless ``overwrite``."""
     todo: list[str] = []
@@ -235,7 +248,7 @@ def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrit
     out_real = out_dir.resolve()
     for relative_path in relatives:
         relative = relative_path.as_posix()
-        mask_relative = relative_path.with_suffix(MASK_SUFFIX).as_posix()
+        mask_relative = mask_relative_of(relative_path)
         key = mask_relative.lower()
         if key in claimed:
             records.append(ImageRecord(relative, "failed", error=(
@@ -247,17 +260,20 @@ def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrit
         problem = next((p for p in (_output_problem(o, out_dir, out_real) for o in outputs) if p), None)
         if problem:
             records.append(ImageRecord(relative, "failed", error=f"cannot write its output: {problem}"))
-        elif not overwrite and _done(job):
+        elif not overwrite and _done(job, level):
             records.append(ImageRecord(relative, "skipped", output=mask_relative))
         else:
             todo.append(relative)
     return FolderPlan(tuple(todo), tuple(records))
 
 
-def _done(job: ImageJob) -> bool:
-    """Every output of ``job`` exists, and the mask is a complete palette PNG of the image's size."""
+def _done(job: ImageJob, level: int = 0) -> bool:
+    """Every output of ``job`` exists, and the mask is a complete palette PNG (or TIFF) of the image's size."""
     if not job.mask.is_file() or (job.overlay is not None and not job.overlay.is_file()):
         return False
+    if is_tiff_path(job.source):
+        size = tiff_level_hw(job.source, level)
+        return size is not None and is_label_tiff_of_size(job.mask, *size)
     size = image_size(job.source)
     return size is not None and is_mask_of_size(job.mask, *size)
 
@@ -335,10 +351,41 @@ def _write_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def segment_windowed(segmenter: Segmenter, job: ImageJob, config: InferConfig) -> ImageRecord:
+    """Segment a TIFF window by window into a tiled label TIFF, neither ever whole in memory; its record.
+
+    A file that cannot be read, a corrupt tile or a compression this installation cannot decode fails the image
+    alone (the message names the extra to install where that is the cause); a broken model propagates."""
+    if job.overlay is not None:
+        return ImageRecord(job.relative, "failed", error=(
+            "overlays are not written for TIFF inputs (read window by window); run without --overlay"))
+    try:
+        with TiffWindows(job.source, config.level) as image:
+            height, width = image.shape[:2]
+            block_rows = max(segmenter.plan((height, width)).tile_hw[0], WHOLE_COPY_ROWS)
+            writer = LabelTiffWriter(job.mask, height, width, block_rows, image.geo_tags())
+            try:
+                result = segmenter.segment_into(image, writer)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    except ArtifactError:
+        raise
+    except (FcnDeployError, MemoryError) as exc:
+        return failed_record(job, exc)
+    except OSError as exc:
+        return failed_record(job, _write_error(exc))
+    return _ok_record(job, result)
+
+
 def process_image(segmenter: Segmenter, job: ImageJob, config: InferConfig) -> ImageRecord:
     """Decode, segment and write one image; its status record. One bad image costs only itself.
 
-    An image over ``config.inflight_pixels`` hands back the memory each step leaves behind, as the pipeline does."""
+    An image over ``config.inflight_pixels`` hands back the memory each step leaves behind, as the pipeline does.
+    A TIFF is read and written window by window (``segment_windowed``)."""
+    if is_tiff_path(job.source):
+        return segment_windowed(segmenter, job, config)
     try:
         image = decode_image(job, config.max_pixels)
     except InputError as exc:
@@ -482,6 +529,10 @@ class _Pipeline:
         """Decode images ahead of the model, within the pixel budget; a decoding error travels in place of the
         image (and gives its pixels back at once)."""
         for job in jobs:
+            if is_tiff_path(job.source):  # read window by window while it is segmented: nothing decoded here
+                if not _put(decoded, (job, WINDOWED, 0), self.stop):
+                    return
+                continue
             pixels = _pixels(job)
             if self.stop.is_set() or not self.budget.acquire(pixels, self.stop):
                 return
@@ -551,6 +602,9 @@ class _Pipeline:
             del item
             if isinstance(image, BaseException):
                 self._record(failed_record(job, image))
+                continue
+            if image is WINDOWED:
+                self._record(segment_windowed(self.segmenter, job, self.config))
                 continue
             result = segment_image(self.segmenter, job, image)
             if pixels > self.budget.limit:  # it ran alone: the runtime's working memory need not wait for the next
@@ -661,7 +715,7 @@ def planned_folder(model: str | os.PathLike[str] | None, in_dir: str | os.PathLi
     with folder_lock(out_dir, config.wait):
         remove_stale_temps(out_dir)
         remove_stale_temps(summary_path.parent, recursive=False, target_name=summary_path.name)
-        plan = plan_images(in_dir, out_dir, relatives, config.overwrite, config.overlay)  # after the lock: a run
+        plan = plan_images(in_dir, out_dir, relatives, config.overwrite, config.overlay, config.level)  # after the lock: a run
         yield FolderJob(model_path, in_dir, out_dir,                                       # waited for is skipped
                         FolderPlan(plan.todo, (*unreadable, *plan.records)))
 

@@ -24,8 +24,8 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,6 +49,7 @@ Mode = Literal["auto", "whole", "slide"]
 Blend = Literal["hann", "gaussian", "mean"]
 MODES: tuple[str, ...] = ("auto", "whole", "slide")
 MAX_OVERLAP = 0.9
+WHOLE_COPY_ROWS = 64  # rows per block when whole-mode labels go to a windowed writer
 DEFAULT_BATCH = 4
 #: context a default tile overlap gives each side of a tile seam, in output-stride cells (alignment pixels each):
 #: an FCN output pixel reads 2×2 cells of the stride-32 features (the upsampler), whose last 3×3 convolutions
@@ -129,17 +130,8 @@ class Segmenter:
         started = time.perf_counter()
         height, width = image.shape[:2]
         padded = whole_size((height, width), self.spec.alignment, self.spec.shape_range.min[1:])
-        fits = self.spec.shape_range.contains_hw(*padded)
-        mode = self.config.mode
-        if mode == "auto":
-            mode = "whole" if fits and self.config.tile is None else "slide"
+        mode = self.mode_for((height, width))
         if mode == "whole":
-            if not fits:
-                raise InputError(
-                    f"a {height}x{width} image (padded to {padded[0]}x{padded[1]}) is outside the model's "
-                    f"size range {self.spec.shape_range.min[1:]} .. {self.spec.shape_range.max[1:]} for whole mode",
-                    "use mode 'auto' or 'slide' (tiled inference)",
-                )
             if self.backend.has_labels:  # the argmax runs in the graph: no logits copied out
                 labels = np.ascontiguousarray(self._run_labels(pad_to(image, *padded)[None])[0, :height, :width])
             else:
@@ -148,6 +140,43 @@ class Segmenter:
         plan = self.plan((height, width))
         labels = slide_labels(image, plan, self._run, self.spec.num_classes, self.config.blend)
         return SegmentResult(labels, "slide", plan.count, plan.tile_hw, time.perf_counter() - started)
+
+    def mode_for(self, image_hw: tuple[int, int]) -> str:
+        """'whole' or 'slide': the mode ``segment`` uses for an image of ``image_hw`` (InputError if none fits)."""
+        height, width = image_hw
+        padded = whole_size((height, width), self.spec.alignment, self.spec.shape_range.min[1:])
+        fits = self.spec.shape_range.contains_hw(*padded)
+        mode = self.config.mode
+        if mode == "auto":
+            mode = "whole" if fits and self.config.tile is None else "slide"
+        if mode == "whole" and not fits:
+            raise InputError(
+                f"a {height}x{width} image (padded to {padded[0]}x{padded[1]}) is outside the model's "
+                f"size range {self.spec.shape_range.min[1:]} .. {self.spec.shape_range.max[1:]} for whole mode",
+                "use mode 'auto' or 'slide' (tiled inference)",
+            )
+        return mode
+
+    def segment_into(self, image: Any, labels: Any) -> SegmentResult:
+        """Segment a windowed H×W×3 uint8 image (``shape`` and 2-D slicing, e.g. ``tiffio.TiffWindows``) into
+        ``labels`` (2-D slices are writable uint8 views, e.g. ``tiffio.LabelTiffWriter``), block by block.
+
+        The same mode, tile plan and stitching as ``segment``, so the labels are identical; slide mode never holds
+        the whole image or labels (whole mode reads the image at once: it is no larger than the model's input).
+        The result's ``labels`` is a zero-size-in-memory placeholder of the image's shape.
+        """
+        started = time.perf_counter()
+        height, width = image.shape[:2]
+        if self.mode_for((height, width)) == "whole":
+            result = self.segment(image[0:height, 0:width])
+            for top in range(0, height, WHOLE_COPY_ROWS):
+                bottom = min(height, top + WHOLE_COPY_ROWS)
+                labels[top:bottom, 0:width][...] = result.labels[top:bottom]
+            return replace(result, labels=np.broadcast_to(np.uint8(0), (height, width)))
+        plan = self.plan((height, width))
+        slide_labels(image, plan, self._run, self.spec.num_classes, self.config.blend, labels)
+        return SegmentResult(np.broadcast_to(np.uint8(0), (height, width)), "slide", plan.count, plan.tile_hw,
+                             time.perf_counter() - started)
 
     def segment_labels(self, image: np.ndarray) -> np.ndarray:
         """Only the H×W uint8 labels of ``segment``."""

@@ -388,12 +388,17 @@ class LabelStitcher:
             self.strip[:, : tile_h - stop_y, x : x + stop_x] = logits[:, stop_y:, :stop_x]
 
 
-def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str) -> np.ndarray:
-    """H×W uint8 labels by tiled inference, holding only the open overlaps (needs ``neighbours_only(plan)``)."""
+def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str,
+                  labels: np.ndarray | None = None) -> np.ndarray:
+    """H×W uint8 labels by tiled inference, holding only the open overlaps (needs ``neighbours_only(plan)``).
+
+    ``image`` may be any array-like with ``shape`` and 2-D slicing, and ``labels`` anything whose 2-D slices are
+    writable uint8 views (blocks come in row-major order of tile rows): then neither is ever whole in memory.
+    """
     height, width = plan.image_hw
     if image.shape[:2] != (height, width):
         raise ValueError(f"image is {image.shape[:2]}, the plan is for {plan.image_hw}")
-    labels = np.empty(plan.image_hw, np.uint8)
+    labels = np.empty(plan.image_hw, np.uint8) if labels is None else labels
     stitcher = LabelStitcher(plan, num_classes, blend_window(plan.tile_hw, blend), labels)
     for tiles in plan.batches():
         _run_batch(image, plan, tiles, run, num_classes, stitcher.add)
@@ -401,16 +406,17 @@ def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classe
 
 
 def slide_labels(
-    image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str
+    image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """H×W uint8 labels of ``image`` by tiled inference (``num_classes`` at most 256).
 
     Overlaps up to half a tile stitch with ``LabelStitcher`` (memory of the overlaps only); larger ones blend in
-    the band accumulator.
+    the band accumulator. ``image`` and ``labels`` may be windowed stand-ins, as for ``stitch_labels``.
     """
     if neighbours_only(plan):
-        return stitch_labels(image, plan, run, num_classes, blend)
-    labels = np.empty(plan.image_hw, np.uint8)
+        return stitch_labels(image, plan, run, num_classes, blend, labels)
+    labels = np.empty(plan.image_hw, np.uint8) if labels is None else labels
     slide(image, plan, run, num_classes, blend, label_sink(labels))
     return labels
 

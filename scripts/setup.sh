@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install fcn-deploy with its test extras (torch, dev, ray, openvino); re-installs only when
+# Create .venv (once) and install fcn-deploy with its test extras (torch, dev, ray, openvino, tiff); re-installs only when
 # pyproject.toml or the extras change.
 # Also creates .venv-serve with the serve, openvino and torch extras (PyTriton needs numpy < 2, the main environment
 # runs numpy 2); set FCN_DEPLOY_NO_SERVE=1 to skip it.
@@ -46,7 +46,7 @@ if ! pkg-config --exists gstreamer-video-1.0 2>/dev/null || ! command -v gst-lau
   fi
 fi
 
-make_venv .venv torch,dev,ray,openvino  # the Ray and OpenVINO backend tests run wherever the suite runs
+make_venv .venv torch,dev,ray,openvino,tiff  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve torch,serve,dev,openvino  # OpenVINO 2026.4 runs with numpy 1.26: serve --backend openvino is tested there
 fi

@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "fcn_deploy"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fcn_deploy", "errors", "fileio", "palette", "progress", "interrupts", "heap"),  # ground floor
     ("deps",),
-    ("spec", "devices", "imageio", "metrics", "flops"),
+    ("spec", "devices", "imageio", "tiffio", "metrics", "flops"),
     ("contract",),  # an artifact and its spec: ONNX metadata, sidecars, spec-vs-graph checks
     ("data", "model", "upsampler", "program"),
     ("checkpoint",),

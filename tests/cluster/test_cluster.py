@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from fcn_deploy.cluster import (
     RayConfig,
     check_worker_fits,
     free_loopback_port,
+    loopback_environment,
     model_files,
     remove_orphaned_model_copies,
     remove_partial_outputs,
@@ -111,6 +113,26 @@ def one_image_renamed(tmp_path: Path, count: int, name: str) -> Path:
     write_images(images, count)
     (images / "001.png").rename(images / name)
     return images
+
+
+@contextlib.contextmanager
+def stuck_job(command: list[str], env: dict[str, str], mark: Path, job_id: str) -> Iterator[subprocess.Popen]:
+    """A CLI job running with one worker stuck (``mark`` exists); on leaving the block it is stopped by SIGTERM,
+    must exit 143, and every process it started (all inherit ``FCN_TEST_JOB=job_id``) must end with it."""
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: mark.exists() or job.poll() is not None, JOB_TIMEOUT, f"a worker stuck on {mark.name}")
+        assert job.poll() is None, "the job ended before a worker got stuck"
+        yield job
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 143, stderr
+    # none is left to PID 1
+    wait_for(lambda: processes_with("FCN_TEST_JOB", job_id) == [], 30, "the job's processes to end")
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
@@ -457,19 +479,81 @@ def test_sigterm_during_a_stuck_worker_stops_every_process_of_the_local_ray(netn
                           "--ray", "local")
     env = hooked_env(TMPDIR=str(temp_root), FCN_TEST_HANG_ON_OPEN="stuck.png", FCN_TEST_HANG_MARK=str(mark),
                      FCN_TEST_JOB=job_id)
-    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: mark.exists() or job.poll() is not None, JOB_TIMEOUT, "a worker stuck on stuck.png")
-        assert job.poll() is None, "the job ended before a worker got stuck"
+    with stuck_job(command, env, mark, job_id):
         assert len(processes_with("FCN_TEST_JOB", job_id)) > 3  # the driver, the node's servers, the workers
-        job.send_signal(signal.SIGTERM)
-        _, stderr = job.communicate(timeout=JOB_TIMEOUT)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
-    assert job.returncode == 143, stderr
-    # every process the job started (all inherit its environment) ends with it: none is left to PID 1
-    wait_for(lambda: processes_with("FCN_TEST_JOB", job_id) == [], 30, "the job's processes to end")
     assert [p.name for p in temp_root.iterdir() if p.is_dir()] == []  # Ray's files (the driver's too) went with it
     assert json.loads((out / "summary.json").read_text())["interrupted"] == "SIGTERM"
+
+
+def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket listening in one of ``pids`` (Linux /proc: the sockets the processes
+    hold open, looked up in their network namespace's tables)."""
+    inodes: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError), os.scandir(f"/proc/{pid}/fd") as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    target = os.readlink(entry.path)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = set()
+    for pid in pids:
+        for table in ("tcp", "tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                        address, port = fields[1].split(":")
+                        raw = bytes.fromhex(address)
+                        words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # host-order words
+                        host = ipaddress.ip_address(words)
+                        host = getattr(host, "ipv4_mapped", None) or host  # gRPC's [::ffff:127.0.0.1]
+                        found.add((str(host), int(port, 16)))
+    return found
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    with contextlib.suppress(OSError):
+        pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+    return {}
+
+
+@pytest.mark.slow
+def test_local_ray_listens_on_loopback_only_checks_its_own_token_and_leaves_home_alone(netns_prefix, tmp_path_factory,
+                                                                                     tiny_onnx, tmp_path):
+    """``--ray local``'s promise: every server of the job's Ray binds 127.0.0.1, token authentication is on with a
+    token the job made (none is inherited here), and nothing is written in the user's home."""
+    images, out, home = one_image_renamed(tmp_path, 3, "stuck.png"), tmp_path / "out", tmp_path / "home"
+    home.mkdir()
+    temp_root, mark, job_id = tmp_path_factory.mktemp("h"), tmp_path / "stuck", uuid.uuid4().hex
+    env = hooked_env(TMPDIR=str(temp_root), FCN_TEST_HANG_ON_OPEN="stuck.png", FCN_TEST_HANG_MARK=str(mark),
+                     FCN_TEST_JOB=job_id, HOME=str(home))
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(name, None)  # the job must turn authentication on by itself
+    command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
+                          "--ray", "local")
+    with stuck_job(command, env, mark, job_id):
+        pids = processes_with("FCN_TEST_JOB", job_id)
+        listening = listening_addresses(pids)
+        assert len(listening) >= 2, listening  # at least the GCS and the raylet
+        assert {host for host, _ in listening} == {"127.0.0.1"}, listening
+        commands = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):  # a worker starting or ending meanwhile
+                commands[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # Ray's node, servers and workers (the driver got no token from this test: it made one for them)
+        ray_processes = [environment_of(pid) for pid, command in commands.items()
+                         if b"ray" in command and b"fcn_deploy.cli" not in command]
+        servers = [environment_of(pid) for pid, command in commands.items()
+                   if b"gcs_server" in command or b"raylet" in command]
+        assert len(ray_processes) > 3 and servers
+        tokens = {e["RAY_AUTH_TOKEN"] for e in ray_processes if "RAY_AUTH_TOKEN" in e}
+        assert len(tokens) == 1, tokens  # one token for the whole node ...
+        token = tokens.pop()
+        assert len(token) == 64 and all(e.get("RAY_AUTH_TOKEN") == token for e in servers)  # ... its servers hold it
+        assert token != loopback_environment()["RAY_AUTH_TOKEN"]  # ... made by the job, not inherited from here
+        head = [environment_of(pid) for pid, command in commands.items() if b"--head" in command]
+        assert head and all(e.get("RAY_AUTH_MODE") == "token" for e in head)  # the head checks it
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [], f"the job wrote into HOME: {written}"  # nothing, not even ~/.ray
