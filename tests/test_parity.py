@@ -110,34 +110,23 @@ def test_non_finite_pixels_agree_with_nothing() -> None:
     assert compare_logits(both_nan, both_nan)[2] == 0.0  # numpy's argmax says class 0 for both: not agreement
 
 
-def _report(**changes) -> ParityReport:
-    base = dict(
-        model="m.onnx", reference="r.pt", model_backend="onnxruntime", model_device="cpu", model_precision="int8",
-        reference_backend="pytorch", reference_device="cpu", data_dir="VOC", split="val", num_images=1,
-        num_pixels=4, max_abs_diff=0.01, max_abs_logit=5.0, argmax_agreement=1.0, model_miou=0.5,
-        model_pixel_accuracy=0.9, reference_miou=0.5, reference_pixel_accuracy=0.9, delta_miou=0.0,
-        model_seconds=0.0, reference_seconds=0.0, images=(),
-    )
-    return ParityReport(**{**base, **changes})
-
-
 @pytest.mark.parametrize("changes", [dict(max_abs_diff=float("nan")), dict(max_abs_logit=float("nan")),
                                      dict(delta_miou=float("nan")), dict(argmax_agreement=float("nan"))])
-def test_the_precision_gate_fails_every_nan_figure(changes) -> None:
+def test_the_precision_gate_fails_every_nan_figure(changes, parity_report) -> None:
     from fcn_deploy.parity.gate import INT8_MAX_DELTA_MIOU, INT8_MIN_AGREEMENT, _thresholds
 
-    assert _thresholds(_report(), INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU) == ()
-    assert _thresholds(_report(**changes), INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU)
+    assert _thresholds(parity_report(), INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU) == ()
+    assert _thresholds(parity_report(**changes), INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU)
 
 
-def test_a_nan_report_says_fail_in_every_form() -> None:
+def test_a_nan_report_says_fail_in_every_form(parity_report) -> None:
     from fcn_deploy.parity.report import render_markdown
 
-    report = _report(max_abs_diff=float("nan"))
+    report = parity_report(max_abs_diff=float("nan"))
     assert not report.logits_finite and "non-finite logits" in report.non_finite_problem()
     assert "FAIL: non-finite logits" in report.summary() and "FAIL: non-finite logits" in render_markdown(report)
     assert report.to_dict()["logits_finite"] is False and report.to_dict()["max_abs_diff"] is None
-    assert _report().non_finite_problem() is None and "FAIL" not in _report().summary()
+    assert parity_report().non_finite_problem() is None and "FAIL" not in parity_report().summary()
 
 
 def test_parity_of_a_model_with_nan_logits_fails(tmp_path: Path, tiny_voc, monkeypatch, capsys) -> None:
