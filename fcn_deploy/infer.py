@@ -226,20 +226,22 @@ def scan_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> t
     return sorted(found, key=lambda p: p.as_posix()), unreadable
 
 
-def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool) -> ImageJob:
-    """Where the outputs of the image ``relative`` (to ``in_dir``) go under ``out_dir``."""
-    mask_relative = mask_relative_of(Path(relative))
+def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool, tiff_masks: bool = True) -> ImageJob:
+    """Where the outputs of the image ``relative`` (to ``in_dir``) go under ``out_dir``; ``tiff_masks=False`` for
+    a run whose masks are always PNGs (the client writes the server's PNG)."""
+    mask_relative = mask_relative_of(Path(relative), tiff_masks)
     overlay_path = out_dir / Path(relative).with_suffix(OVERLAY_SUFFIX) if overlay else None
     return ImageJob(relative, in_dir / relative, out_dir / mask_relative, mask_relative, overlay_path)
 
 
-def mask_relative_of(relative: Path) -> str:
+def mask_relative_of(relative: Path, tiff_masks: bool = True) -> str:
     """The mask's path for the image ``relative``: a palette PNG, or a tiled label TIFF for a TIFF input."""
-    return relative.with_suffix(TIFF_MASK_SUFFIX if is_tiff_path(relative) else MASK_SUFFIX).as_posix()
+    tiff = tiff_masks and is_tiff_path(relative)
+    return relative.with_suffix(TIFF_MASK_SUFFIX if tiff else MASK_SUFFIX).as_posix()
 
 
 def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrite: bool, overlay: bool,
-                level: int = 0) -> FolderPlan:
+                level: int = 0, tiff_masks: bool = True) -> FolderPlan:
     """Fail images whose mask name another image already claims or whose outputs cannot be written inside
     ``out_dir``; skip those already done unless ``overwrite``."""
     todo: list[str] = []
@@ -248,14 +250,14 @@ def plan_images(in_dir: Path, out_dir: Path, relatives: Iterable[Path], overwrit
     out_real = out_dir.resolve()
     for relative_path in relatives:
         relative = relative_path.as_posix()
-        mask_relative = mask_relative_of(relative_path)
+        mask_relative = mask_relative_of(relative_path, tiff_masks)
         key = mask_relative.lower()
         if key in claimed:
             records.append(ImageRecord(relative, "failed", error=(
                 f"its mask {mask_relative} is also the mask of {claimed[key]}; rename one of them")))
             continue
         claimed[key] = relative
-        job = image_job(in_dir, out_dir, relative, overlay)
+        job = image_job(in_dir, out_dir, relative, overlay, tiff_masks)
         outputs = [job.mask] + ([job.overlay] if job.overlay is not None else [])
         problem = next((p for p in (_output_problem(o, out_dir, out_real) for o in outputs) if p), None)
         if problem:
@@ -271,7 +273,7 @@ def _done(job: ImageJob, level: int = 0) -> bool:
     """Every output of ``job`` exists, and the mask is a complete palette PNG (or TIFF) of the image's size."""
     if not job.mask.is_file() or (job.overlay is not None and not job.overlay.is_file()):
         return False
-    if is_tiff_path(job.source):
+    if job.mask.suffix == TIFF_MASK_SUFFIX:
         size = tiff_level_hw(job.source, level)
         return size is not None and is_label_tiff_of_size(job.mask, *size)
     size = image_size(job.source)
@@ -629,13 +631,13 @@ def _ok_record(job: ImageJob, result: SegmentResult) -> ImageRecord:
 
 
 def check_locations(model: Path | None, in_dir: Path, out_dir: Path, summary: Path, relatives: Iterable[Path],
-                    overlay: bool) -> None:
+                    overlay: bool, tiff_masks: bool = True) -> None:
     """Before any work: no output (the folder, a mask, an overlay, the summary) replaces an input (the model, its
     sidecar, the input folder or an image); the summary is a writable JSON file that is no other output.
 
     ``model`` None: a remote run (the client), whose model is on the server.
     """
-    jobs = [image_job(in_dir, out_dir, relative.as_posix(), overlay) for relative in relatives]
+    jobs = [image_job(in_dir, out_dir, relative.as_posix(), overlay, tiff_masks) for relative in relatives]
     inputs = [Place("the input folder", in_dir), *(Place("an input image", job.source) for job in jobs)]
     if model is not None:
         inputs += with_sidecar("the model", model)

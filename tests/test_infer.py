@@ -555,3 +555,22 @@ def test_an_unexpected_error_in_the_reader_stops_the_run_instead_of_hanging_it(s
     runner.join(30)
     assert not runner.is_alive(), "the run hung after its reader thread failed"
     assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError) and "a bug in the reader" in str(outcome[0])
+
+
+def test_a_run_of_png_masks_names_a_tiff_inputs_mask_png_and_finds_it_done(tmp_path: Path) -> None:
+    """The client writes the server's PNG for every image: a TIFF input's mask is NAME.png there, and a finished
+    one is skipped on the next run (infer itself writes NAME.tif for TIFF inputs)."""
+    from PIL import Image
+
+    from fcn_deploy.imageio import write_mask
+    from fcn_deploy.infer import image_job, plan_images
+
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(in_dir / "a.tif")
+    assert image_job(in_dir, out_dir, "a.tif", False).mask == out_dir / "a.tif"
+    assert image_job(in_dir, out_dir, "a.tif", False, tiff_masks=False).mask == out_dir / "a.png"
+    out_dir.mkdir()
+    write_mask(out_dir / "a.png", np.zeros((12, 10), np.uint8))
+    plan = plan_images(in_dir, out_dir, [Path("a.tif")], overwrite=False, overlay=False, tiff_masks=False)
+    assert plan.todo == () and [(r.status, r.output) for r in plan.records] == [("skipped", "a.png")]

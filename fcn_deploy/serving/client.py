@@ -194,9 +194,10 @@ def segment_remote(
     out_dir = Path(out_dir)
     in_dir, relatives = _resolve_inputs([Path(p) for p in paths], out_dir, config.recursive)
     summary_path = summary_location(config.summary, out_dir)
-    check_locations(None, in_dir, out_dir, summary_path, relatives, overlay=False)
-    plan = plan_images(in_dir, out_dir, relatives, config.overwrite, overlay=False)
-    todo = [image_job(in_dir, out_dir, relative, overlay=False) for relative in plan.todo]
+    # the server answers a PNG for every image, TIFF inputs included
+    check_locations(None, in_dir, out_dir, summary_path, relatives, overlay=False, tiff_masks=False)
+    plan = plan_images(in_dir, out_dir, relatives, config.overwrite, overlay=False, tiff_masks=False)
+    todo = [image_job(in_dir, out_dir, relative, overlay=False, tiff_masks=False) for relative in plan.todo]
     if todo:
         check_model_ready(endpoint, config.model_name, min(config.timeout_s, READY_TIMEOUT_S))
     records = list(plan.records)
