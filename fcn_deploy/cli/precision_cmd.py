@@ -102,12 +102,12 @@ def build(
     )
     result = build_engine(onnx, config)
     typer.echo(f"precision ONNX {result.precision_onnx}")
-    typer.echo(f"wrote {result.engine} and {result.engine.name}.json")
     if result.engine is not None:
-        from fcn_deploy.contract import read_sidecar
-        from fcn_deploy.runtime.tensorrt_support import engine_parity_note
+        from fcn_deploy.runtime.tensorrt_support import engine_build_notes
 
-        typer.echo(engine_parity_note(read_sidecar(result.engine)[1]))
+        typer.echo(f"wrote {result.engine} and {result.engine.name}.json")
+        for note in engine_build_notes(result.engine):  # the gate's record and the FP32 layers' math
+            typer.echo(note)
 
 
 def register(app: typer.Typer) -> None:
