@@ -17,6 +17,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,7 @@ from fcn_deploy.palette import VOC_PNG_PALETTE
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 TIFF_HINT = "pip install 'fcn-deploy[tiff]' (tifffile with imagecodecs decodes JPEG, Deflate, LZW, ZSTD, ... tiles)"
 LABEL_TILE = 256  # side of the output's TIFF tiles
+ABORT_WAIT_S = 10.0  # how long an aborted label write may take to stop before its file is removed
 QUEUED_BANDS = 2  # bands of finished label rows waiting for the encoder thread
 
 #: GeoTIFF and GDAL tags copied from the input to the labels: pixel scale, tie points, transformation, GeoKeys and
@@ -253,7 +255,8 @@ class LabelTiffWriter:
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self._failure = self._failure or InputError("aborted")
-                while self._thread.is_alive():
+                deadline = time.monotonic() + ABORT_WAIT_S  # a stuck write (a hung disk) is left to its daemon thread
+                while self._thread.is_alive() and time.monotonic() < deadline:
                     with contextlib.suppress(queue.Full):
                         self._bands.put(None, timeout=0.1)
                     self._thread.join(0.1)
