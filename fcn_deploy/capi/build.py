@@ -19,8 +19,8 @@ from pathlib import Path
 
 from fcn_deploy import __version__
 from fcn_deploy.deps import require
-from fcn_deploy.errors import InputError, MissingComponentError
-from fcn_deploy.fileio import atomic_path, write_text_atomic
+from fcn_deploy.errors import MissingComponentError
+from fcn_deploy.fileio import atomic_path, check_output_dir, write_text_atomic
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 HEADER_NAME = "fcn_deploy.h"
@@ -171,11 +171,8 @@ def _pkgconfig_text(prefix: Path) -> str:
 
 
 def install_prefix(out_dir: str | os.PathLike[str]) -> Path:
-    """``out_dir`` as an absolute path; InputError when it exists and is not a folder."""
-    prefix = Path(out_dir).resolve()
-    if prefix.exists() and not prefix.is_dir():
-        raise InputError(f"--out {out_dir} exists and is not a folder", "pass a folder path")
-    return prefix
+    """``out_dir`` as an absolute path; InputError when it is not or cannot become a folder."""
+    return check_output_dir(out_dir, "--out").resolve()
 
 
 def build_library(out_dir: str | os.PathLike[str], config: CapiBuildConfig = CapiBuildConfig()) -> CapiBuildResult:

@@ -293,3 +293,15 @@ def test_a_host_receiving_sigterm_ends_by_it_or_handles_it(capi_build, capi_mode
     expected = -signal.SIGTERM if host == "default" else 0
     assert done.returncode == expected, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert "segmented; raising SIGTERM" in done.stdout
+
+
+@pytest.mark.parametrize("where, message", [("afile", "exists and is not a folder"),
+                                            ("afile/lib", "cannot be created: .*afile is a file")])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_building(tmp_path, where, message) -> None:
+    from fcn_deploy.capi.build import install_prefix
+    from fcn_deploy.errors import InputError
+
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(InputError, match=f"--out .*{message}"):
+        install_prefix(tmp_path / where)
+    assert install_prefix(tmp_path / "new") == (tmp_path / "new").resolve()
