@@ -26,13 +26,7 @@ from fcn_deploy.data.voc import dataset_places
 from fcn_deploy.errors import ArtifactError, InputError
 from fcn_deploy.fileio import Place, check_outputs_apart, sha256_file, write_bytes_atomic
 from fcn_deploy.parity import ParityConfig
-from fcn_deploy.parity.gate import (
-    FP16_MIN_AGREEMENT,
-    INT8_MAX_DELTA_MIOU,
-    INT8_MIN_AGREEMENT,
-    PrecisionParity,
-    check_precision,
-)
+from fcn_deploy.parity.gate import PrecisionParity, check_precision, engine_gate_problems
 from fcn_deploy.parity.report import ParityReport
 from fcn_deploy.parity.run import run_parity
 from fcn_deploy.progress import log
@@ -218,19 +212,12 @@ def gate_record(config: BuildConfig, data: ParityData | None, parity: PrecisionP
     return {"status": "passed", "gate": parity.emulated, **where, **_figures(parity.report)}
 
 
-def engine_within_gate(precision: str, report: ParityReport) -> bool:
-    """Whether the engine's own figures meet the thresholds of its precision's gate (FP16's for FP32)."""
-    if precision == "int8":
-        return report.argmax_agreement >= INT8_MIN_AGREEMENT and abs(report.delta_miou) <= INT8_MAX_DELTA_MIOU
-    return report.argmax_agreement >= FP16_MIN_AGREEMENT
-
-
 def check_engine_parity(engine: Path, data: ParityData, config: BuildConfig) -> dict[str, Any]:
     """Run the built engine against the reference on the gate's images; its figures, for the sidecar."""
     report = run_parity(engine, data.reference, data.data_dir,
                         ParityConfig(split=data.split, device="cuda",
                                      report=config.calibration_dir / f"parity-{engine.stem}-engine.md"))
-    passed = engine_within_gate(config.precision, report)
+    passed = not engine_gate_problems(config.precision, report)  # non-finite logits fail it too
     log(f"the engine itself against the reference: agreement {100 * report.argmax_agreement:.4f}%, "
         f"ΔmIoU {100 * report.delta_miou:+.2f} pt" + ("" if passed else " (OUTSIDE the gate's thresholds)"))
     return {**_figures(report), "passed": passed}

@@ -113,6 +113,13 @@ def _write_emulation(fp16_artifact: Path, workdir: Path) -> Path:
     return path
 
 
+def engine_gate_problems(precision: str, report: ParityReport) -> tuple[str, ...]:
+    """The thresholds a built engine's own report misses: its precision's gate (FP16's for an FP32 engine)."""
+    if precision == "int8":
+        return _thresholds(report, INT8_MIN_AGREEMENT, INT8_MAX_DELTA_MIOU)
+    return _thresholds(report, FP16_MIN_AGREEMENT, None)
+
+
 def _thresholds(report: ParityReport, min_agreement: float, max_delta_miou: float | None) -> tuple[str, ...]:
     """The thresholds a report misses, as readable sentences.
 

@@ -47,3 +47,14 @@ def test_bf16_below_its_agreement_fails(monkeypatch: pytest.MonkeyPatch, parity_
     monkeypatch.setattr(gate, "run_parity", lambda *args, **kwargs: report)
     result = gate.check_bf16(tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path)
     assert not result.passed and result.problems == ("pixel agreement 99.400% < 99.5%",)
+
+
+@pytest.mark.parametrize(("precision", "changes", "passes"), [
+    ("fp32", dict(argmax_agreement=gate.FP16_MIN_AGREEMENT), True),
+    ("fp32", dict(argmax_agreement=gate.FP16_MIN_AGREEMENT - 0.001), False),  # an FP32 engine is held to FP16's gate
+    ("int8", dict(argmax_agreement=gate.INT8_MIN_AGREEMENT), True),
+    ("int8", dict(delta_miou=gate.INT8_MAX_DELTA_MIOU + 0.005), False),
+    ("fp16", dict(max_abs_diff=float("nan")), False),  # non-finite logits fail an engine too
+])
+def test_an_engines_own_figures_are_held_to_its_precisions_gate(parity_report, precision, changes, passes) -> None:
+    assert (gate.engine_gate_problems(precision, parity_report(**changes)) == ()) is passes
