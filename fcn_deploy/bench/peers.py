@@ -33,7 +33,7 @@ from fcn_deploy.bench.probes import machine_info, peak_rss_mb
 from fcn_deploy.bench.report import iters_in_round
 from fcn_deploy.bench.run import _arch_gflop, find_source_checkpoint
 from fcn_deploy.errors import FcnDeployError, InputError
-from fcn_deploy.fileio import write_text_atomic
+from fcn_deploy.fileio import sha256_file, write_text_atomic
 from fcn_deploy.metrics import agreeing_pixels
 from fcn_deploy.progress import log
 from fcn_deploy.workspace import CHECKPOINT_DIR, EXPORT_DIR
@@ -620,9 +620,11 @@ def peer_models(models: Sequence[Path], scratch: Path, *, given: bool = True) ->
     onnx_files = [(m, read_onnx_spec(m)) for m in models if m.suffix.lower() == ".onnx"]
     onnx_files = [(m, spec) for m, spec in onnx_files if spec.precision in ("fp32", "int8")]
     notes = []
+    digest = None  # the checkpoint's SHA-256 where it is already known (found by it)
     if checkpoint is None and onnx_files:
         path, spec = sorted(onnx_files, key=lambda item: item[1].precision != "fp32")[0]  # an FP32 one first
         checkpoint = find_source_checkpoint(spec, path, (str(CHECKPOINT_DIR),))
+        digest = spec.source_checkpoint_sha256 if checkpoint is not None else None
     if checkpoint is None:
         if models:
             raise InputError("the peers need the PyTorch checkpoint (the reference)",
@@ -630,7 +632,7 @@ def peer_models(models: Sequence[Path], scratch: Path, *, given: bool = True) ->
         checkpoint = _random_checkpoint(scratch)
         notes.append("no model given or found: a random-weight fcn32s (timings are real; agreement is not "
                      "representative)")
-    paired, left_out = _paired_with(checkpoint, onnx_files, given)
+    paired, left_out = _paired_with(checkpoint, onnx_files, given, digest)
     notes.extend(left_out)
     onnx, int8 = paired.get("fp32"), paired.get("int8")
     if onnx is None:
@@ -639,13 +641,12 @@ def peer_models(models: Sequence[Path], scratch: Path, *, given: bool = True) ->
     return checkpoint, onnx, int8, "; ".join(notes)
 
 
-def _paired_with(checkpoint: Path, onnx_files: Sequence[tuple[Path, Any]],
-                 given: bool) -> tuple[dict[str, Path], list[str]]:
+def _paired_with(checkpoint: Path, onnx_files: Sequence[tuple[Path, Any]], given: bool,
+                 digest: str | None = None) -> tuple[dict[str, Path], list[str]]:
     """The first ONNX of each precision made from ``checkpoint`` (by the source SHA-256 in its spec), and a note
-    for each one left out; InputError for a ``given`` one made from other weights."""
-    from fcn_deploy.fileio import sha256_file
-
-    wanted = sha256_file(checkpoint)
+    for each one left out; InputError for a ``given`` one made from other weights. ``digest``: the checkpoint's
+    SHA-256 when already computed (a checkpoint can be hundreds of MB)."""
+    wanted = digest or sha256_file(checkpoint)
     paired: dict[str, Path] = {}
     left_out = []
     for path, spec in onnx_files:
