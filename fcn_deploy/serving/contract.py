@@ -42,10 +42,6 @@ class Outcome:
     def ok(self) -> bool:
         return not self.error
 
-    def as_outputs(self) -> dict[str, np.ndarray]:
-        """This image's output tensors with a leading batch axis of 1 (``request_outputs`` of one outcome)."""
-        return request_outputs([self])
-
 
 def request_outputs(outcomes: Sequence[Outcome]) -> dict[str, np.ndarray]:
     """One request's output tensors: row ``i`` answers the request's image ``i``.

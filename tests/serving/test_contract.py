@@ -91,10 +91,10 @@ def test_each_request_gets_its_own_outcome(segmenter) -> None:
 
 def test_outputs_have_a_batch_axis_and_errors_leave_a_void_placeholder(segmenter) -> None:
     (good,), (bad,) = answer(segmenter, [_request(encode(np.zeros((33, 65, 3), np.uint8))), _request(b"x")], None)
-    outputs = good.as_outputs()
+    outputs = request_outputs([good])
     assert outputs[LABELS_OUTPUT].shape == (1, 33, 65) and outputs[LABELS_OUTPUT].dtype == np.uint8
     assert outputs[MASK_OUTPUT].shape == (1, 1) and outputs[ERROR_OUTPUT][0, 0] == b""
-    failed = bad.as_outputs()
+    failed = request_outputs([bad])
     assert failed[LABELS_OUTPUT].tolist() == [[[255]]] and failed[MASK_OUTPUT][0, 0] == b""
     assert b"not a readable image" in failed[ERROR_OUTPUT][0, 0]
 
