@@ -85,8 +85,7 @@ class ServeConfig:
     start_timeout_s: int = 300  # how long tritonserver may take to load the model and open its ports
 
     def __post_init__(self) -> None:
-        ports = [_port(self.http_port, "the HTTP port"), _port(self.grpc_port, "the gRPC port"),
-                 _port(self.metrics_port, "the metrics port")]
+        ports = [_port(port, f"the {what} port") for what, _, port in _ports(self)]
         if len(set(ports)) != 3:
             raise InputError(f"the HTTP, gRPC and metrics ports must differ, got {ports}")
         if not self.host:
