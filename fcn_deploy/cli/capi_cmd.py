@@ -27,31 +27,30 @@ def build(
 
     if runtime not in RUNTIMES:
         raise InputError(f"unknown --runtime {runtime!r}", f"use one of: {', '.join(RUNTIMES)}")
+    if gstreamer:  # before the library's build (minutes): its prerequisites fail at once
+        from fcn_deploy.capi.gstreamer_build import gstreamer_flags
+
+        gstreamer_flags()
     if runtime == "native":
         from fcn_deploy.capi.native_build import NativeBuildConfig, build_native_library
 
-        native = build_native_library(out, NativeBuildConfig(optimize=not debug, verbose=show_commands))
-        typer.echo(f"library:    {native.library}")
-        typer.echo(f"header:     {native.header}")
-        typer.echo(f"pkg-config: {native.pkgconfig}")
-        typer.echo(f"cmake:      {native.cmake_package} (find_package(fcn_deploy) with CMAKE_PREFIX_PATH={native.prefix})")
-        typer.echo(f"build with: PKG_CONFIG_PATH={native.pkgconfig.parent} pkg-config --cflags --libs fcn_deploy")
-        _build_gstreamer(out, gstreamer, show_commands)
-        return
-    from fcn_deploy.capi.build import CapiBuildConfig, build_library
+        result = build_native_library(out, NativeBuildConfig(optimize=not debug, verbose=show_commands))
+    else:
+        from fcn_deploy.capi.build import CapiBuildConfig, build_library
 
-    result = build_library(out, CapiBuildConfig(optimize=not debug, verbose=show_commands))
+        result = build_library(out, CapiBuildConfig(optimize=not debug, verbose=show_commands))
     typer.echo(f"library:    {result.library}")
     typer.echo(f"header:     {result.header}")
     typer.echo(f"pkg-config: {result.pkgconfig}")
+    if runtime == "native":
+        typer.echo(f"cmake:      {result.cmake_package} (find_package(fcn_deploy) with CMAKE_PREFIX_PATH={result.prefix})")
     typer.echo(f"build with: PKG_CONFIG_PATH={result.pkgconfig.parent} pkg-config --cflags --libs fcn_deploy")
-    _build_gstreamer(out, gstreamer, show_commands)
+    if gstreamer:
+        _build_gstreamer(out, show_commands)
 
 
-def _build_gstreamer(out: Path, wanted: bool, show_commands: bool) -> None:
-    """With --gstreamer, build the fcnsegment element against the library just built in ``out``."""
-    if not wanted:
-        return
+def _build_gstreamer(out: Path, show_commands: bool) -> None:
+    """--gstreamer: build the fcnsegment element against the library just built in ``out``."""
     from fcn_deploy.capi.gstreamer_build import build_gstreamer_plugin
 
     element = build_gstreamer_plugin(out, verbose=show_commands)

@@ -326,3 +326,14 @@ def test_300_frames_without_rss_growth(gst_sdk, capi_model):
     growth = max(rss[50:]) - rss[50]
     print(f"RSS at frame 50: {rss[50]} KiB, growth to frame 299: {growth} KiB")
     assert growth < RSS_GROWTH_BOUND_KB, f"RSS grew by {growth} KiB over 250 frames"
+
+
+def test_gstreamer_prerequisites_are_checked_before_the_library_is_built(monkeypatch, tmp_path, capsys):
+    """Without GStreamer's development files `capi build --gstreamer` stops at once (exit 2), building nothing."""
+    from fcn_deploy.capi import gstreamer_build
+    from fcn_deploy.cli import run
+
+    monkeypatch.setattr(gstreamer_build.shutil, "which", lambda name: None)
+    assert run(["capi", "build", "--out", str(tmp_path / "out"), "--gstreamer"]) == 2
+    assert "pkg-config" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
