@@ -200,6 +200,8 @@ def _segment_on_ray(config: InferConfig, cluster: RayConfig) -> FolderRunner:
         files = model_files(job.model)
         try:
             with ray_session(cluster.address) as ray:
+                if cluster.address != LOCAL:  # a local node was checked before it started
+                    check_worker_fits_a_node(cluster, ray)
                 setup = WorkerSetup([ray.put(files)], job.model.name, str(job.in_dir.resolve()),
                                     str(job.out_dir.resolve()), config, cluster.threads)
                 del files
@@ -230,17 +232,27 @@ def local_node_resources() -> dict[str, float]:
     return {"CPU": cpus, "GPU": float(cuda_device_count() or 0)}
 
 
-def check_worker_fits(cluster: RayConfig, node: dict[str, float]) -> None:
+def check_worker_fits(cluster: RayConfig, node: dict[str, float], where: str = "the local Ray node") -> None:
     """Refuse a worker that needs more CPUs or GPUs than the node has: Ray would wait for ever to place it."""
     for resource, option, wanted in (("CPU", "--cpus-per-worker", cluster.cpus_per_worker),
                                      ("GPU", "--gpus-per-worker", cluster.gpus_per_worker)):
         have = node.get(resource, 0.0)
         if wanted > have:
             raise InputError(
-                f"{option} {wanted:g}: one worker needs {wanted:g} {resource}s but the local Ray node has {have:g}; "
+                f"{option} {wanted:g}: one worker needs {wanted:g} {resource}s but {where} has {have:g}; "
                 "Ray would wait for ever to place it",
                 f"use at most {option} {have:g} (fractions share one), or run on a cluster with larger nodes "
                 "(--ray HEAD:PORT)" if have else f"leave {option} at 0, or run on a cluster with {resource}s")
+
+
+def check_worker_fits_a_node(cluster: RayConfig, ray: ModuleType) -> None:
+    """On a running cluster: refuse a worker that no alive node can hold (checked against the roomiest one)."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    fitting = [node for node in nodes if node.get("CPU", 0.0) >= cluster.cpus_per_worker
+               and node.get("GPU", 0.0) >= cluster.gpus_per_worker]
+    if not fitting:
+        roomiest = max(nodes, key=lambda node: (node.get("GPU", 0.0), node.get("CPU", 0.0)), default={})
+        check_worker_fits(cluster, roomiest, "the roomiest node of the cluster")
 
 
 def model_files(model_path: Path) -> dict[str, bytes]:

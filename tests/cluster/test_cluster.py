@@ -204,6 +204,23 @@ def test_a_worker_shape_is_checked_for_gpus_too():
     check_worker_fits(RayConfig(cpus_per_worker=2, gpus_per_worker=0.5), {"CPU": 2.0, "GPU": 1.0})
 
 
+def test_a_worker_no_node_of_a_running_cluster_can_hold_is_refused():
+    """On a cluster (not local), Ray would wait for ever for a node with room: one node must hold a whole worker."""
+    from types import SimpleNamespace
+
+    from fcn_deploy.cluster import check_worker_fits_a_node
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 2.0, "GPU": 1.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    ray = SimpleNamespace(nodes=lambda: nodes)
+    check_worker_fits_a_node(RayConfig(cpus_per_worker=8), ray)
+    check_worker_fits_a_node(RayConfig(cpus_per_worker=2, gpus_per_worker=1), ray)
+    with pytest.raises(InputError, match="needs 4 CPUs but the roomiest node of the cluster has 2"):
+        check_worker_fits_a_node(RayConfig(cpus_per_worker=4, gpus_per_worker=1), ray)  # no node has both
+    with pytest.raises(InputError, match="needs 2 GPUs but the roomiest node of the cluster has 1"):
+        check_worker_fits_a_node(RayConfig(gpus_per_worker=2), ray)  # the dead node does not count
+
+
 def test_model_files_travel_with_the_sidecar(tmp_path):
     (tmp_path / "fcn.onnx").write_bytes(b"graph")
     assert model_files(tmp_path / "fcn.onnx") == {"fcn.onnx": b"graph"}
