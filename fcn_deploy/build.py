@@ -180,7 +180,9 @@ def _figures(report: ParityReport) -> dict[str, Any]:
     """The figures a sidecar keeps of a parity report."""
     return {"agreement": report.argmax_agreement, "delta_miou": report.delta_miou,
             "max_abs_diff": report.max_abs_diff, "images": report.num_images,
-            "report": str(report.markdown_path) if report.markdown_path else None}
+            "report": str(report.markdown_path) if report.markdown_path else None,
+            "boundary_share": report.boundary_share,
+            "html": str(report.html_path) if report.html_path else None}
 
 
 def run_precision_parity(artifact: Path, data: ParityData, config: BuildConfig) -> PrecisionParity | None:
@@ -192,7 +194,8 @@ def run_precision_parity(artifact: Path, data: ParityData, config: BuildConfig) 
         return None
     report = config.calibration_dir / f"parity-{artifact.stem}.md"
     parity = check_precision(artifact, data.reference, data.data_dir,
-                             ParityConfig(split=data.split, device="cpu", report=report))
+                             ParityConfig(split=data.split, device="cpu", report=report,
+                                          html=report.with_suffix(".html")))
     log(parity.summary())
     if not parity.passed:
         raise ArtifactError(f"{artifact} fails the {config.precision} parity gate: " + "; ".join(parity.problems),
@@ -214,12 +217,14 @@ def gate_record(config: BuildConfig, data: ParityData | None, parity: PrecisionP
 
 def check_engine_parity(engine: Path, data: ParityData, config: BuildConfig) -> dict[str, Any]:
     """Run the built engine against the reference on the gate's images; its figures, for the sidecar."""
+    report_path = config.calibration_dir / f"parity-{engine.stem}-engine.md"
     report = run_parity(engine, data.reference, data.data_dir,
-                        ParityConfig(split=data.split, device="cuda",
-                                     report=config.calibration_dir / f"parity-{engine.stem}-engine.md"))
+                        ParityConfig(split=data.split, device="cuda", report=report_path,
+                                     html=report_path.with_suffix(".html")))
     passed = not engine_gate_problems(config.precision, report)  # non-finite logits fail it too
     log(f"the engine itself against the reference: agreement {100 * report.argmax_agreement:.4f}%, "
-        f"ΔmIoU {100 * report.delta_miou:+.2f} pt" + ("" if passed else " (OUTSIDE the gate's thresholds)"))
+        f"ΔmIoU {100 * report.delta_miou:+.2f} pt" + ("" if passed else " (OUTSIDE the gate's thresholds)")
+        + f"; {report.boundary_line()}; pictures in {report.html_path}")
     return {**_figures(report), "passed": passed}
 
 

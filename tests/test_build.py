@@ -102,6 +102,8 @@ def test_fp16_build_runs_parity_before_stopping(precision_onnx: Path, precision_
     assert code == 2, err
     assert "fp16 parity" in err and "PASS" in err
     assert Path("calibration/parity-fcn.fp16.md").is_file()
+    assert Path("calibration/parity-fcn.fp16.html").is_file() and "calibration/parity-fcn.fp16.html" in err
+    assert "of them lie within 2 px of a reference class boundary" in err or "no pixel disagrees" in err
 
 
 def test_profile_defaults_to_the_spec_range_and_checks_given_ones() -> None:
@@ -417,6 +419,24 @@ def test_without_parity_data_the_gate_runs_on_synthetic_crops_and_the_sidecar_sa
     assert record["engine"]["agreement"] == 0.9991 and record["engine"]["passed"] is True
     assert "passed on" in engine_parity_note(read_sidecar(result.engine)[1])
     assert read_sidecar(result.engine)[1]["engine_sha256"]  # still the plan's hash after the engine figures
+
+
+def test_the_gate_and_the_engine_check_write_html_beside_their_markdown(
+        gpu_standins, workspace: Path, recorded_parity: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fcn_deploy import build as build_module
+
+    asked: list[tuple[Path, Path | None]] = []
+    for name in ("check_precision", "run_parity"):
+        recorded = getattr(build_module, name)
+
+        def spy(*args, _recorded=recorded):
+            asked.append((args[3].report, args[3].html))
+            return _recorded(*args)
+
+        monkeypatch.setattr(build_module, name, spy)
+    _whole_build(workspace)
+    assert asked == [(Path("calibration/parity-fcn.fp16.md"), Path("calibration/parity-fcn.fp16.html")),
+                     (Path("calibration/parity-fcn-engine.md"), Path("calibration/parity-fcn-engine.html"))]
 
 
 def test_the_gate_uses_the_given_folders_validation_split(gpu_standins, workspace: Path, recorded_parity: list,

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -595,7 +596,21 @@ def peer_summary_lines(report: PeerReport) -> list[str]:
         lines.append(f"fastest fcn-deploy {precision} path: {fastest.name} {fastest.median_ms:.1f} ms")
     if report.config.get("note"):
         lines.append(f"models: {report.config['note']}")
+    lines.append(agreement_pictures_line(report.config))
     return lines
+
+
+def agreement_pictures_line(config: dict[str, Any]) -> str:
+    """Where the agreement column's disagreeing pixels are: the parity command whose HTML report shows them per
+    image (on object boundaries or over whole regions), with this run's models where they are still on disk."""
+
+    def kept(key: str, placeholder: str) -> str:
+        value = config.get(key)
+        return shlex.quote(value) if value and Path(value).is_file() else placeholder
+
+    return ("agreement %: argmax agreement with pytorch-eager; to see where the INT8 pixels differ (boundaries or "
+            f"whole regions): fcn-deploy parity {kept('int8_onnx', 'INT8.onnx')} --reference "
+            f"{kept('checkpoint', 'CHECKPOINT.pt')} --data VOC_DIR --html parity/int8.html")
 
 
 # --- which models ------------------------------------------------------------------------------------

@@ -44,10 +44,12 @@ class PrecisionParity:
 
     def summary(self) -> str:
         """A few lines: agreement, ΔmIoU, verdict."""
-        lines = [f"{self.precision} parity ({self.emulated}): {self.report.summary()}"]
+        lines = [f"{self.precision} parity ({self.emulated}): {self.report.summary()}", self.report.boundary_line()]
         if self.artifact_report is not None:
             lines.append(f"fp16 ONNX on CPU (weight rounding only): agreement "
                          f"{100 * self.artifact_report.argmax_agreement:.4f}%")
+        written = [self.report.markdown_path, self.report.html_path]
+        lines.append("gate report: " + ", ".join(str(path) for path in written if path is not None))
         lines.append("PASS" if self.passed else "FAIL: " + "; ".join(self.problems))
         return "\n".join(lines)
 
@@ -64,7 +66,8 @@ def check_precision(
     if spec.precision == "fp16":
         base = Path(config.report)
         direct_report = base.with_name(base.with_suffix("").name + "-cpu-onnx.md")
-        direct = run_parity(artifact, reference, data_dir, _with_report(config, direct_report))
+        direct_html = direct_report.with_suffix(".html") if config.html is not None else None
+        direct = run_parity(artifact, reference, data_dir, replace(config, report=direct_report, html=direct_html))
         with tempfile.TemporaryDirectory(prefix="fcn-fp16-emulation-") as workdir:
             emulation = _write_emulation(artifact, Path(workdir))
             gate = run_parity(emulation, reference, data_dir, config)
@@ -90,10 +93,6 @@ def check_bf16(
     problems = _thresholds(report, BF16_MIN_AGREEMENT, None)
     return PrecisionParity(Path(onnx_path), "bf16", report, None, "none (OpenVINO bf16 inference precision, native)",
                            not problems, problems)
-
-
-def _with_report(config: ParityConfig, report: Path) -> ParityConfig:
-    return replace(config, report=report)
 
 
 def _write_emulation(fp16_artifact: Path, workdir: Path) -> Path:

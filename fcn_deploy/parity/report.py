@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from fcn_deploy.parity.visual import BOUNDARY_RADIUS
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,13 @@ class ImageParity:
     model_pixel_accuracy: float
     reference_miou: float
     reference_pixel_accuracy: float
+    disagreeing_pixels: int = 0  # pixels whose class differs from the reference's (or whose logits are not finite)
+    boundary_disagreeing_pixels: int = 0  # of those, the pixels within BOUNDARY_RADIUS px of a reference boundary
+
+    @property
+    def boundary_share(self) -> float:
+        """The share of disagreeing pixels near a reference class boundary; NaN when none disagrees."""
+        return _share(self.boundary_disagreeing_pixels, self.disagreeing_pixels)
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,22 @@ class ParityReport:
     images: tuple[ImageParity, ...]
     markdown_path: Path | None = None
     json_path: Path | None = None
+    disagreeing_pixels: int = 0
+    boundary_disagreeing_pixels: int = 0
+    html_path: Path | None = None  # the visual report, when asked for
+
+    @property
+    def boundary_share(self) -> float:
+        """The share of disagreeing pixels within BOUNDARY_RADIUS px of a reference class boundary (harmless
+        edge jitter, unlike a whole region flipped); NaN when no pixel disagrees."""
+        return _share(self.boundary_disagreeing_pixels, self.disagreeing_pixels)
+
+    def boundary_line(self) -> str:
+        """Where the disagreeing pixels lie, as one line."""
+        if not self.disagreeing_pixels:
+            return "no pixel disagrees with the reference"
+        return (f"{self.disagreeing_pixels} pixels disagree; {_pct(self.boundary_share)} of them lie within "
+                f"{BOUNDARY_RADIUS} px of a reference class boundary")
 
     @property
     def relative_diff(self) -> float:
@@ -75,10 +101,12 @@ class ParityReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict (paths as strings, NaN kept as null; ``logits_finite`` says whether any was NaN)."""
         data = asdict(self)
-        data["images"] = [asdict(image) for image in self.images]
+        data["images"] = [{**asdict(image), "boundary_share": image.boundary_share} for image in self.images]
         data["relative_diff"] = self.relative_diff
         data["logits_finite"] = self.logits_finite
-        for key in ("markdown_path", "json_path"):
+        data["boundary_share"] = self.boundary_share
+        data["boundary_radius_px"] = BOUNDARY_RADIUS
+        for key in ("markdown_path", "json_path", "html_path"):
             data[key] = str(data[key]) if data[key] is not None else None
         return _nan_to_none(data)
 
@@ -93,6 +121,10 @@ class ParityReport:
         )
         problem = self.non_finite_problem()
         return text + (f"\nFAIL: {problem}" if problem else "")
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else float("nan")
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -128,6 +160,21 @@ def _math_note(report: ParityReport) -> str:
             "default on compute capability 8.0 and newer (Ampere+), so its logits differ slightly from strict FP32")
 
 
+def _boundary_cell(report: ParityReport) -> str:
+    if not report.disagreeing_pixels:
+        return "n/a (no pixel disagrees)"
+    return f"{_pct(report.boundary_share)} ({report.boundary_disagreeing_pixels} of {report.disagreeing_pixels})"
+
+
+def _html_link(report: ParityReport) -> str:
+    """A Markdown link to the HTML report, relative to the Markdown's folder when both paths are known."""
+    html = Path(report.html_path)
+    if report.markdown_path is None:
+        return f"`{html}`"
+    target = Path(os.path.relpath(html.resolve(), Path(report.markdown_path).resolve().parent)).as_posix()
+    return f"[{html.name}]({target})"
+
+
 def render_markdown(report: ParityReport) -> str:
     """The Markdown report: setup, overall figures, one row per image."""
     lines = [
@@ -139,6 +186,8 @@ def render_markdown(report: ParityReport) -> str:
         f"- data: `{report.data_dir}`, split `{report.split}`, {report.num_images} images, {report.num_pixels} pixels",
         "- each image run whole: reflect-padded to a multiple of the alignment, one pass, cropped back",
         *([f"- **FAIL: {report.non_finite_problem()}**"] if not report.logits_finite else []),
+        *([f"- pictures (inputs, masks, disagreement maps, confusion matrix): {_html_link(report)}"]
+          if report.html_path is not None else []),
         "",
         "## Overall",
         "",
@@ -148,6 +197,7 @@ def render_markdown(report: ParityReport) -> str:
         f"| max \\|reference logit\\| | {report.max_abs_logit:.4g} |",
         f"| relative difference | {report.relative_diff:.3e} |",
         f"| argmax agreement | {100 * report.argmax_agreement:.4f}% |",
+        f"| disagreeing pixels within {BOUNDARY_RADIUS} px of a reference boundary | {_boundary_cell(report)} |",
         f"| mIoU model / reference / Δ | {_pct(report.model_miou)} / {_pct(report.reference_miou)} / "
         f"{_signed_pct(report.delta_miou)} |",
         f"| pixel accuracy model / reference | {_pct(report.model_pixel_accuracy)} / "
@@ -156,12 +206,14 @@ def render_markdown(report: ParityReport) -> str:
         "",
         "## Per image",
         "",
-        "| image | size | max \\|Δlogit\\| | agreement | mIoU model | mIoU reference | pixel acc. model | pixel acc. reference |",
-        "|---|---|---|---|---|---|---|---|",
+        "| image | size | max \\|Δlogit\\| | agreement | disagreement near a boundary | mIoU model | mIoU reference "
+        "| pixel acc. model | pixel acc. reference |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report.images:
         lines.append(
             f"| {r.image_id} | {r.height}x{r.width} | {r.max_abs_diff:.3g} | {100 * r.argmax_agreement:.4f}% | "
+            f"{_pct(r.boundary_share)} | "
             f"{_pct(r.model_miou)} | {_pct(r.reference_miou)} | {_pct(r.model_pixel_accuracy)} | "
             f"{_pct(r.reference_pixel_accuracy)} |"
         )

@@ -25,12 +25,16 @@ from fcn_deploy.metrics import (
     max_logit_difference,
     scores_from_confusion,
 )
+from fcn_deploy.parity.html import Confusions, WorstImages, render_html
 from fcn_deploy.parity.report import ImageParity, ParityReport, render_markdown
+from fcn_deploy.parity.visual import image_pictures, near_boundary, split_disagreement
 from fcn_deploy.progress import log
 from fcn_deploy.runtime import Backend, BackendChoice, open_backend
 from fcn_deploy.tiling import pad_to, whole_size
 
 REPORT_SUFFIXES = ("", ".md", ".json")
+HTML_SUFFIXES = (".html", ".htm")
+HTML_IMAGES = 50  # pictures of the worst 50 images: an HTML page of a few MB, whatever the split's size
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class ParityConfig:
     limit: int | None = None  # only the first N ids of the split
     backend: BackendChoice = BackendChoice()  # the runtime of the model checked (the reference runs by its suffix)
     progress: bool = True
+    html: Path | None = None  # the visual report (pictures, per-class IoU, confusion matrix), when wanted
+    html_images: int = HTML_IMAGES  # the worst images the HTML report shows pictures of (all are in its table)
 
 
 def report_paths(report: Path) -> tuple[Path, Path]:
@@ -62,13 +68,17 @@ def run_parity(
 ) -> ParityReport:
     """Compare ``model`` with ``reference`` (any artifacts open_backend opens) on a VOC split; write both reports."""
     markdown_path, json_path = report_paths(config.report)
-    check_outputs_apart([Place("the parity report", markdown_path), Place("the parity report", json_path)],
-                        [*with_sidecar("the model", model), *with_sidecar("the reference", reference),
-                         *dataset_places(data_dir)])
-    check_output_file(markdown_path, "the parity report")
-    check_output_file(json_path, "the parity report")
+    outputs = [Place("the parity report", markdown_path), Place("the parity report", json_path)]
+    if config.html is not None:
+        outputs.append(Place("the HTML parity report", check_html_path(config.html)))
+    check_outputs_apart(outputs, [*with_sidecar("the model", model), *with_sidecar("the reference", reference),
+                                  *dataset_places(data_dir)])
+    for output in outputs:
+        check_output_file(output.path, output.what)
     if config.limit is not None and config.limit < 1:
         raise InputError(f"limit must be positive, got {config.limit}")
+    if config.html_images < 0:
+        raise InputError(f"the HTML report's image count must be 0 or more, got {config.html_images}")
     layout = VocLayout(Path(data_dir))
     ids = layout.check_files(config.split)[: config.limit]
     with open_backend(model, config.device, config.backend) as candidate, open_backend(reference, config.device) as ref:
@@ -76,14 +86,27 @@ def run_parity(
         if config.progress:
             log(f"parity of {model} ({candidate.name} on {candidate.device}) with {reference} ({ref.name} on "
                 f"{ref.device}) on {len(ids)} images of split '{config.split}'...")
-        results, totals = _run_images(candidate, ref, layout, ids, config)
+        pictures = WorstImages(config.html_images if config.html is not None else 0)
+        results, totals = _run_images(candidate, ref, layout, ids, config, pictures)
     report = _aggregate(model, reference, candidate, ref, layout, config.split, results, totals)
-    report = replace(report, markdown_path=markdown_path, json_path=json_path)
+    report = replace(report, markdown_path=markdown_path, json_path=json_path, html_path=config.html)
+    if config.html is not None:
+        write_text_atomic(config.html, render_html(report, ref.spec, Confusions(
+            totals["reference_cm"], totals["model_cm"], totals["pair_cm"]), pictures.worst_first()))
     write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
     write_text_atomic(markdown_path, render_markdown(report))
     if config.progress:
-        log(f"wrote {markdown_path} and {json_path.name}")
+        log(f"wrote {markdown_path} and {json_path.name}" + (f" and {config.html}" if config.html else ""))
     return report
+
+
+def check_html_path(html: str | os.PathLike[str]) -> Path:
+    """The HTML report's path; InputError unless it ends in .html or .htm."""
+    html = Path(html)
+    if html.suffix.lower() not in HTML_SUFFIXES:
+        raise InputError(f"HTML report path {html} must end in .html",
+                         f"pass e.g. {html.with_suffix('.html')}")
+    return html
 
 
 def _check_compatible(candidate: Backend, ref: Backend, model: Any, reference: Any) -> None:
@@ -106,12 +129,15 @@ def _logits(backend: Backend, image: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _run_images(
-    candidate: Backend, ref: Backend, layout: VocLayout, ids: tuple[str, ...], config: ParityConfig
+    candidate: Backend, ref: Backend, layout: VocLayout, ids: tuple[str, ...], config: ParityConfig,
+    pictures: WorstImages,
 ) -> tuple[list[ImageParity], dict[str, Any]]:
-    """Per-image results, plus summed confusion matrices and timings."""
+    """Per-image results, plus summed confusion matrices and timings; the worst images' pictures into
+    ``pictures``."""
     classes = ref.spec.num_classes
     totals: dict[str, Any] = {
         "model_cm": np.zeros((classes, classes), np.int64), "reference_cm": np.zeros((classes, classes), np.int64),
+        "pair_cm": np.zeros((classes, classes), np.int64), "disagree": 0, "boundary_disagree": 0,
         "agree": 0, "pixels": 0, "model_seconds": 0.0, "reference_seconds": 0.0,
     }
     results = []
@@ -123,7 +149,11 @@ def _run_images(
         model_pred, ref_pred = model_logits.argmax(axis=0), ref_logits.argmax(axis=0)
         model_cm = confusion_matrix(mask, model_pred, classes)
         ref_cm = confusion_matrix(mask, ref_pred, classes)
-        agree = int(np.count_nonzero(agreeing_pixels(ref_logits, model_logits, class_axis=0)))
+        agreeing = agreeing_pixels(ref_logits, model_logits, class_axis=0)
+        agree = int(np.count_nonzero(agreeing))
+        near = near_boundary(ref_pred)
+        disagreement = split_disagreement(~agreeing, near)
+        pair_cm = confusion_matrix(ref_pred, model_pred, classes)
         model_scores, ref_scores = scores_from_confusion(model_cm), scores_from_confusion(ref_cm)
         result = ImageParity(
             image_id=image_id, height=int(image.shape[0]), width=int(image.shape[1]),
@@ -131,8 +161,16 @@ def _run_images(
             argmax_agreement=agree / model_pred.size,
             model_miou=model_scores.mean_iou, model_pixel_accuracy=model_scores.pixel_accuracy,
             reference_miou=ref_scores.mean_iou, reference_pixel_accuracy=ref_scores.pixel_accuracy,
+            disagreeing_pixels=disagreement.pixels, boundary_disagreeing_pixels=disagreement.near_boundary,
         )
+        if pictures.wants(result.argmax_agreement):
+            pictures.add(image_pictures(
+                image_id, result.argmax_agreement, image, ref_pred, model_pred, ~agreeing, near, ref.spec.palette,
+                (ref_scores.per_class_iou, model_scores.per_class_iou), pair_cm))
         results.append(result)
+        totals["pair_cm"] += pair_cm
+        totals["disagree"] += disagreement.pixels
+        totals["boundary_disagree"] += disagreement.near_boundary
         totals["model_cm"] += model_cm
         totals["reference_cm"] += ref_cm
         totals["agree"] += agree
@@ -165,4 +203,5 @@ def _aggregate(
         delta_miou=model_scores.mean_iou - ref_scores.mean_iou,
         model_seconds=totals["model_seconds"], reference_seconds=totals["reference_seconds"],
         images=tuple(results),
+        disagreeing_pixels=int(totals["disagree"]), boundary_disagreeing_pixels=int(totals["boundary_disagree"]),
     )

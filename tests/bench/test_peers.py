@@ -199,3 +199,15 @@ def test_onnx_files_are_paired_with_the_checkpoint_they_were_exported_from(tmp_p
     short = ["--no-rss", "--sizes", "64x64", "--iters", "1", "--rounds", "1", "--warmup", "0", "--gemm-size", "64"]
     assert run(["bench", "--peers", str(new), str(stale), *short]) == 1  # refused before anything is timed
     assert "a-old.onnx was made from another checkpoint" in capsys.readouterr().err
+
+
+def test_the_agreement_column_points_at_the_visual_parity_report(tmp_path):
+    from fcn_deploy.bench.peers import agreement_pictures_line
+
+    int8, checkpoint = tmp_path / "my model.int8.onnx", tmp_path / "fcn.pt"
+    int8.write_bytes(b"x")
+    checkpoint.write_bytes(b"x")
+    line = agreement_pictures_line({"int8_onnx": str(int8), "checkpoint": str(checkpoint)})
+    assert f"fcn-deploy parity '{int8}' --reference {checkpoint} --data VOC_DIR --html parity/int8.html" in line
+    gone = agreement_pictures_line({"int8_onnx": str(tmp_path / "scratch.onnx"), "checkpoint": None})
+    assert "fcn-deploy parity INT8.onnx --reference CHECKPOINT.pt --data VOC_DIR --html" in gone

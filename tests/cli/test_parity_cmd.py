@@ -98,3 +98,22 @@ def test_out_dir_naming_a_file_exits_1_before_any_work(tmp_path: Path, capsys) -
     assert code == 1
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "  fix: " in err
+
+
+def test_parity_html_is_written_and_the_last_line_names_every_report(make_tiny_fcn, tiny_voc: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    model, reference = make_tiny_fcn(tmp_path / "m.onnx", seed=1), make_tiny_fcn(tmp_path / "r.onnx", seed=0)
+    out, html = tmp_path / "reports", tmp_path / "pictures" / "parity.html"
+    code = run(["parity", str(model), "--reference", str(reference), "--data", str(tiny_voc), "--device", "cpu",
+                "--out-dir", str(out), "--html", str(html)])
+    assert code == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "of them lie within 2 px of a reference class boundary" in printed[-2]
+    assert printed[-1] == f"wrote {out / 'parity.md'}, {out / 'parity.json'}, {html}"
+    assert html.is_file() and "[parity.html](../pictures/parity.html)" in (out / "parity.md").read_text()
+
+
+def test_parity_html_of_another_suffix_exits_1(tmp_path: Path, tiny_voc: Path, capsys) -> None:
+    code = run(["parity", "m.onnx", "--reference", "c.pt", "--data", str(tiny_voc), "--html", str(tmp_path / "p.md")])
+    assert code == 1
+    assert "must end in .html" in capsys.readouterr().err
