@@ -46,6 +46,16 @@ if ! pkg-config --exists gstreamer-video-1.0 2>/dev/null || ! command -v gst-lau
   fi
 fi
 
+# the HTML parity report is opened in headless Chromium by tests/parity/test_html_in_browser.py (skipped without it)
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "fcn-deploy: installing Chromium (the HTML parity report's browser test) ..."
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "fcn-deploy: the browser test of the HTML parity report needs: sudo apt-get install -y chromium" >&2
+  fi
+fi
+
 make_venv .venv torch,dev,ray,openvino,tiff  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve torch,serve,dev,openvino  # OpenVINO 2026.4 runs with numpy 1.26: serve --backend openvino is tested there
