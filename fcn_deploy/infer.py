@@ -60,7 +60,7 @@ from fcn_deploy.imageio import (
     write_overlay,
 )
 from fcn_deploy.interrupts import signals_interrupt
-from fcn_deploy.progress import log, progress_bar
+from fcn_deploy.progress import ItemLines, progress_bar
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import (
@@ -413,9 +413,10 @@ def process_image(segmenter: Segmenter, job: ImageJob, config: InferConfig) -> I
 class ProgressReporter:
     """Progress bar (images/s) and error lines on stderr; silent when progress is off."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, summary_path: Path | None = None) -> None:
         self.total = total
         self.enabled = enabled
+        self._errors = ItemLines("failed images", f"the summary lists every one: {summary_path or SUMMARY_NAME}")
         self._bar = contextlib.ExitStack()
         self._advance: Callable[..., None] | None = None
         self._started = time.perf_counter()
@@ -428,6 +429,7 @@ class ProgressReporter:
 
     def __exit__(self, *exc_info: object) -> None:
         self._bar.close()
+        self._errors.close()
 
     def advance(self, segmented: bool) -> None:
         """One image finished (segmented, or failed)."""
@@ -437,9 +439,9 @@ class ProgressReporter:
             self._advance(status=f"{rate:.2f} images/s")
 
     def error(self, relative: str, message: str) -> None:
-        """One error line for a failed image."""
+        """One error line for a failed image (a screenful of them; the rest are counted, summary.json has all)."""
         if self.enabled:
-            log(f"error: {printable(relative)}: {printable(message)}")
+            self._errors.line(f"error: {printable(relative)}: {printable(message)}")
 
     def report_planned(self, records: tuple[ImageRecord, ...]) -> None:
         """Error lines for the images that failed while planning (clashing mask names)."""
@@ -732,7 +734,8 @@ def run_folder_job(job: FolderJob, config: InferConfig, runner: FolderRunner) ->
     interrupted = None
     with signals_interrupt(signal.SIGTERM) as received:
         try:
-            with ProgressReporter(len(job.plan.todo), config.progress) as reporter:
+            summary_path = summary_location(config.summary, job.out_dir)
+            with ProgressReporter(len(job.plan.todo), config.progress, summary_path) as reporter:
                 reporter.report_planned(job.plan.records)
                 runner(job, reporter, progress)
         except KeyboardInterrupt:

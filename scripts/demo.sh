@@ -28,12 +28,13 @@ step "segmenting the images in $images"
 fcn infer "$images" --out demo/masks --overwrite
 
 step "parity of the ONNX model with the PyTorch checkpoint on the validation split"
-fcn parity export/fcn.onnx --reference checkpoints/fcn32s-best.pt --data "$data" --split val --out-dir demo/parity
+fcn parity export/fcn.onnx --reference checkpoints/fcn32s-best.pt --data "$data" --split val --out-dir demo/parity \
+  --html demo/parity/parity.html
 
 step "INT8 (CPU target) calibration on training crops"
 fcn calibrate export/fcn.onnx --data "$data" --num 32 --crop 96x128 --target cpu
 fcn parity export/fcn.int8-cpu.onnx --reference checkpoints/fcn32s-best.pt --data "$data" --split val \
-  --out-dir demo/parity-int8
+  --out-dir demo/parity-int8 --html demo/parity-int8/parity.html
 
 step "FP16 precision artifact and TensorRT engine build"
 set +e
@@ -58,6 +59,6 @@ produced:
   checkpoints/           trained weights + model spec
   export/fcn.onnx        ONNX model (+ fcn.onnx.json sidecar); export/fcn.fp16.onnx, export/fcn.int8-cpu.onnx
   demo/masks/            VOC palette masks and summary.json
-  demo/parity/, demo/parity-int8/   parity reports (Markdown + JSON) of the FP32 and INT8 ONNX
+  demo/parity/, demo/parity-int8/   parity reports (Markdown + JSON + HTML pictures) of the FP32 and INT8 ONNX
   calibration/           INT8 crop plan and per-tensor ranges; FP16 parity report
 SUMMARY

@@ -6,17 +6,21 @@ error's code (1 bad usage or input, 2 missing component, 3 some inputs of a batc
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import typer
 
 from fcn_deploy import __version__
 from fcn_deploy.cli.commands import register_all
-from fcn_deploy.errors import FcnDeployError, Interrupted, printable
+from fcn_deploy.errors import FcnDeployError, InputError, Interrupted, printable
 from fcn_deploy.interrupts import signals_interrupt
+from fcn_deploy.progress import NORMAL, QUIET, VERBOSE, set_verbosity
 
 
 @dataclass
@@ -43,11 +47,25 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+    context: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Every detail: each image's line, long lists, "
+                                 "tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (the exit code tells the rest)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Train, export, quantise, build and run FCN segmentation models."""
+    if verbose and quiet:
+        raise InputError("--verbose and --quiet both given", "pass one of them")
     settings.verbose = verbose
+    set_verbosity(VERBOSE if verbose else QUIET if quiet else NORMAL)
+    if quiet:  # the command's results on stdout go nowhere until it returns; errors still reach stderr
+        context.with_resource(_stdout_to_nowhere())
+
+
+@contextlib.contextmanager
+def _stdout_to_nowhere() -> Iterator[None]:
+    with open(os.devnull, "w", encoding="utf-8") as nowhere, contextlib.redirect_stdout(nowhere):
+        yield
 
 
 def _fail(message: str, hint: str | None, code: int, details: tuple[str, ...] = ()) -> int:
@@ -99,6 +117,7 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(exc.format_message(), usage, 1)
     finally:
         settings.verbose = False
+        set_verbosity(NORMAL)
     return result if isinstance(result, int) else 0
 
 

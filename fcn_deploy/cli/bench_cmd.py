@@ -151,6 +151,8 @@ def _write_json(report: Any, json_out: Optional[Path]) -> None:
     if json_out is not None:
         report.write_json(json_out)
         typer.echo(f"wrote {json_out}")
+    else:
+        typer.echo("results: the table above only (--json FILE keeps them)")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,7 @@ def synth(
 
     config = SynthConfig(out=out, num=num, size=parse_size(size, "--size"), seed=seed, overwrite=overwrite)
     result = synthesize(config)
-    typer.echo(f"{result.root} ({len(result.train_ids)} train, {len(result.val_ids)} val)")
+    typer.echo(f"wrote {result.root} ({len(result.train_ids)} train, {len(result.val_ids)} val)")
 
 
 def check(

@@ -41,9 +41,9 @@ def export(
         upsampler=upsampler, verify=verify,
     )
     result = export_onnx(checkpoint or newest_checkpoint(), out, config)
-    typer.echo(f"wrote {result.onnx_path} and {result.sidecar_path} (export {result.export_seconds:.1f} s)")
     for check in result.checks:
         typer.echo(f"onnxruntime vs pytorch {check.describe()}")
+    typer.echo(f"wrote {result.onnx_path} and {result.sidecar_path} (export {result.export_seconds:.1f} s)")
 
 
 def register(app: typer.Typer) -> None:

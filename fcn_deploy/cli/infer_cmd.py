@@ -85,13 +85,13 @@ def infer(
             gpus_per_worker=gpus_per_worker if gpus_per_worker is not None else defaults.gpus_per_worker,
         )
         result = infer_on_ray(model, folder, out, config, cluster)
+    for note in engine_build_notes(result.model):
+        typer.echo(note)
     typer.echo(
         f"segmented {result.count('ok')} images ({result.count('skipped')} skipped, already done) in "
         f"{result.seconds:.1f} s, {result.images_per_second:.2f} images/s on {result.backend}/{result.device}; "
         f"masks in {out}, summary {result.summary_path}"
     )
-    for note in engine_build_notes(result.model):
-        typer.echo(note)
 
 
 def register(app: typer.Typer) -> None:

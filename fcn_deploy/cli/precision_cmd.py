@@ -38,11 +38,11 @@ def calibrate(
         target=cast(Target, target), seed=seed, small=cast(SmallPolicy, small), out=out,
     )
     result = calibrate_int8(onnx, config)
-    typer.echo(f"wrote {result.path} ({result.quantized_nodes} quantised tensors; the upsampling head and "
-               f"logits stay float: {len(result.excluded_nodes)} nodes)")
-    typer.echo(f"crop plan {result.plan_path}, ranges {result.ranges_path}")
+    typer.echo(f"{result.quantized_nodes} quantised tensors; the upsampling head and logits stay float: "
+               f"{len(result.excluded_nodes)} nodes")
     if config.target == "tensorrt":
         typer.echo("Q/DQ lint: passes TensorRT's explicit-quantisation rules")
+    typer.echo(f"wrote {result.path}; crop plan {result.plan_path}, ranges {result.ranges_path}")
 
 
 def build(
@@ -101,13 +101,14 @@ def build(
         tf32=not no_tf32,
     )
     result = build_engine(onnx, config)
-    typer.echo(f"precision ONNX {result.precision_onnx}")
-    if result.engine is not None:
-        from fcn_deploy.runtime.tensorrt_support import engine_build_notes
+    if result.engine is None:
+        typer.echo(f"precision ONNX {result.precision_onnx}")
+        return
+    from fcn_deploy.runtime.tensorrt_support import engine_build_notes
 
-        typer.echo(f"wrote {result.engine} and {result.engine.name}.json")
-        for note in engine_build_notes(result.engine):  # the gate's record and the FP32 layers' math
-            typer.echo(note)
+    for note in engine_build_notes(result.engine):  # the gate's record and the FP32 layers' math
+        typer.echo(note)
+    typer.echo(f"wrote {result.engine} and {result.engine.name}.json; precision ONNX {result.precision_onnx}")
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from fcn_deploy.metrics import (
 from fcn_deploy.parity.html import Confusions, WorstImages, render_html
 from fcn_deploy.parity.report import ImageParity, ParityReport, render_markdown
 from fcn_deploy.parity.visual import image_pictures, near_boundary, split_disagreement
-from fcn_deploy.progress import log
+from fcn_deploy.progress import ItemLines, log
 from fcn_deploy.runtime import Backend, BackendChoice, open_backend
 from fcn_deploy.tiling import pad_to, whole_size
 
@@ -141,6 +141,7 @@ def _run_images(
         "agree": 0, "pixels": 0, "model_seconds": 0.0, "reference_seconds": 0.0,
     }
     results = []
+    lines = ItemLines("images", f"the report lists every one: {report_paths(config.report)[0]}")
     for index, image_id in enumerate(ids, 1):
         image, mask = read_pair(layout, image_id)
         model_logits, model_seconds = _logits(candidate, image)
@@ -178,8 +179,9 @@ def _run_images(
         totals["model_seconds"] += model_seconds
         totals["reference_seconds"] += ref_seconds
         if config.progress:
-            log(f"  [{index}/{len(ids)}] {image_id} {result.height}x{result.width}: max |Δlogit| "
-                f"{result.max_abs_diff:.3g}, agreement {100 * result.argmax_agreement:.4f}%")
+            lines.line(f"  [{index}/{len(ids)}] {image_id} {result.height}x{result.width}: max |Δlogit| "
+                       f"{result.max_abs_diff:.3g}, agreement {100 * result.argmax_agreement:.4f}%")
+    lines.close()
     return results, totals
 
 

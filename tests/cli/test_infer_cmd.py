@@ -161,3 +161,23 @@ def test_refusals_come_with_a_fix(workspace, capsys, args):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "\n  fix: " in err
     assert not os.path.exists("masks/one.png")
+
+
+def test_error_lines_beyond_a_screen_are_counted_with_where_they_all_are(workspace, capsys, monkeypatch):
+    from fcn_deploy import progress
+
+    monkeypatch.setattr(progress, "SCREEN_LINES", 1)
+    for name in ("bad1.png", "bad2.png", "bad3.png"):
+        open(f"imgs/{name}", "wb").write(b"\x89PNG\r\n\x1a\n broken")
+    assert run(["infer", "imgs", "--out", "masks"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("error: bad") == 1
+    assert ("... and 2 more failed images (not listed: --verbose lists them; the summary lists every one: "
+            "masks/summary.json)") in err
+    assert run(["--verbose", "infer", "imgs", "--out", "masks2"]) == 3
+    assert capsys.readouterr().err.count("error: bad") == 3
+
+
+def test_infer_ends_with_where_the_masks_are(workspace, capsys):
+    assert run(["infer", "imgs", "--out", "masks"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("masks in masks, summary masks/summary.json")
