@@ -35,11 +35,6 @@ def set_verbosity(level: int) -> None:
     _verbosity.level = level
 
 
-def verbosity() -> int:
-    """The current verbosity (QUIET, NORMAL or VERBOSE)."""
-    return _verbosity.level
-
-
 def stderr_console() -> Console:
     """A console on stderr, so progress never mixes with a command's result on stdout."""
     return Console(stderr=True, highlight=False)
@@ -48,12 +43,6 @@ def stderr_console() -> Console:
 def log(message: str) -> None:
     """One plain progress line on stderr (none when quiet)."""
     if _verbosity.level >= NORMAL:
-        stderr_console().print(message, markup=False, soft_wrap=True)
-
-
-def detail(message: str) -> None:
-    """A line only ``--verbose`` shows (long lists, every item of a batch)."""
-    if _verbosity.level >= VERBOSE:
         stderr_console().print(message, markup=False, soft_wrap=True)
 
 

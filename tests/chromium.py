@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ def find_chromium() -> str | None:
 
 class ChromiumError(RuntimeError):
     """The browser did not answer in time, or answered with an error."""
-
-
-@dataclass
-class PageErrors:
-    """What the page reported as errors: console.error/assert calls, uncaught exceptions, failed loads."""
-
-    messages: list[str] = field(default_factory=list)
 
 
 class Chromium:
