@@ -120,7 +120,8 @@ def test_an_unknown_tag_is_checked_against_the_stated_tensorrt() -> None:
 
 
 def test_a_stated_tensorrt_may_not_contradict_the_table() -> None:
-    assert server_tensorrt("25.01-py3", stated="10.8.0.43").source == "fcn-deploy's table, per Triton 25.01 release notes"
+    assert server_tensorrt("25.01-py3", stated="10.8.0.43").source == ("fcn-deploy's table, per Triton 25.01 "
+                                                                        "release notes")
     with pytest.raises(InputError, match="contradicts fcn-deploy's table: 25.01-py3 runs TensorRT 10.8.0.43"):
         server_tensorrt("25.01-py3", stated="10.16.1.11")
 
