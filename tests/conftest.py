@@ -324,6 +324,12 @@ def openvino_missing(monkeypatch) -> None:
 
 
 @pytest.fixture
+def av_missing(monkeypatch) -> None:
+    """``av`` (PyAV) cannot be imported through fcn_deploy.deps (as on a machine without the video extra)."""
+    _hide_package(monkeypatch, "av")
+
+
+@pytest.fixture
 def tritonclient_missing(monkeypatch) -> None:
     """``tritonclient`` cannot be imported through fcn_deploy.deps (as on a machine without the serve extra)."""
     _hide_package(monkeypatch, "tritonclient")
