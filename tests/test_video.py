@@ -196,6 +196,27 @@ def test_a_killed_run_resumes_where_its_finished_chunks_end(av, clip, tmp_path, 
     assert len(decoded(av, out)[0]) == FRAMES and not resume.exists()
 
 
+def test_the_output_appears_only_complete_and_a_failed_join_resumes_without_segmenting(
+        av, clip, tmp_path, tiny_fcn, counted_segments, monkeypatch):
+    import fcn_deploy.video as video_module
+
+    real_join = video_module._join_chunks
+
+    def join_then_fail(av_module, resume, chunks, output, rate):  # the last chunk's file vanishes mid-join
+        real_join(av_module, resume, [*chunks, {"first": 99, "frames": 1}], output, rate)
+
+    out = tmp_path / "seg.mp4"
+    with monkeypatch.context() as patch:
+        patch.setattr(video_module, "_join_chunks", join_then_fail)
+        with pytest.raises(Exception):
+            infer_video(tiny_fcn, clip, out, QUIET)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert len(counted_segments) == FRAMES
+    summary = infer_video(tiny_fcn, clip, out, QUIET)
+    assert (summary.resumed, summary.segmented, len(counted_segments)) == (FRAMES, 0, FRAMES)
+    assert len(decoded(av, out)[0]) == FRAMES
+
+
 def interrupt_at(monkeypatch, frame_number: int) -> None:
     """Ctrl-C arrives while the Segmenter segments the ``frame_number``-th frame of the run."""
     real, calls = Segmenter.segment, []
