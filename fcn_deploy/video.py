@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -72,6 +74,7 @@ PROGRESS_NAME = "progress.json"
 CHUNK_SUFFIX = ".mkv"  # chunks are Matroska, which holds every codec the outputs use
 VOID_LABEL = 255  # a failed frame of a mask video is drawn in the void colour
 STATE_VERSION = 1
+WRITE_QUEUE_FRAMES = 4  # segmented frames waiting for the writer thread
 
 
 @dataclass(frozen=True)
@@ -201,11 +204,11 @@ def encoding_for(output: Path, mode: str, height: int, width: int) -> Encoding:
     if mode == "mask":
         if webm:
             return Encoding("libvpx-vp9", "gbrp", (("lossless", "1"),))
-        return Encoding("libx264rgb", "rgb24", (("crf", "0"), ("bf", "0")))
+        return Encoding("libx264rgb", "rgb24", (("crf", "0"), ("preset", "veryfast"), ("bf", "0")))
     if webm:
         return Encoding("libvpx-vp9", "yuv420p")
     return Encoding("libx264", "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p",
-                    (("crf", "18"), ("bf", "0")))  # crf 18: the palette's edges stay sharp
+                    (("crf", "18"), ("preset", "veryfast"), ("bf", "0")))  # crf 18: the palette's edges stay sharp
 
 
 def _check_locations(model: Path, video: Path, output: Path) -> None:
@@ -437,11 +440,10 @@ def _frame_line(index: int, rate: Fraction, labels: np.ndarray | None, names: tu
     return json.dumps(line)
 
 
-class _FrameSegmenter:
-    """Turns decoded frames into output frames with the one Segmenter: the overlay or the mask colours."""
+class _FrameDrawer:
+    """Draws output frames from segmented ones: the overlay, or the mask colours; and what a failed frame shows."""
 
     def __init__(self, segmenter: Segmenter, mode: str, info: VideoInfo) -> None:
-        self.segmenter = segmenter
         self.mode = mode
         self.palette = segmenter.spec.palette
         self.colors = np.asarray(mask_palette(self.palette), np.uint8)
@@ -449,12 +451,9 @@ class _FrameSegmenter:
         self.failed_frame = np.broadcast_to(self.colors[VOID_LABEL] if mode == "mask" else np.uint8(0),
                                             (info.height, info.width, 3))
 
-    def render(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the output frame, the labels); InputError or MemoryError for a frame that cannot be segmented."""
-        labels = self.segmenter.segment(image).labels
-        if self.mode == "mask":
-            return self.colors[labels], labels
-        return overlay(image, labels, self.palette), labels
+    def draw(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The overlay of ``labels`` on ``image``, or the labels' mask colours."""
+        return self.colors[labels] if self.mode == "mask" else overlay(image, labels, self.palette)
 
     def unsegmented(self, image: np.ndarray | None) -> np.ndarray:
         """What a failed frame shows: the input frame in an overlay video (where decoded), else the fill."""
@@ -574,56 +573,131 @@ def infer_video(model: str | os.PathLike[str] | None, video: str | os.PathLike[s
 def _segment_chunks(av: Any, model: Path, video: Path, resume: Path, identity: dict[str, Any],
                     chunks: list[dict[str, int]], info: VideoInfo, encoding: Encoding, config: VideoConfig,
                     counts: FrameCounts) -> None:
-    """Segment the frames after the finished ``chunks``, appending each chunk to them (and to the record) once its
-    file is complete."""
+    """Segment the frames after the finished ``chunks`` here while a writer thread draws, encodes and closes chunks
+    (appending each to ``chunks`` and to the record once its file is complete)."""
     skip = counts.done_before
     with contextlib.ExitStack() as outer, open_segmenter(model, config.device, config.segmenter,
                                                          config.backend) as segmenter:
         counts.backend, counts.device = segmenter.backend.name, segmenter.backend.device
-        frames = _FrameSegmenter(segmenter, config.mode, info)
         progress = _FrameProgress(config.progress, info.expected_frames, skip, outer)
-        with av.open(str(video), "r") as container:
-            stream = container.streams.video[0]
-            stack, chunk = contextlib.ExitStack(), None
-            try:
-                for index, image, error in decoded_frames(av, container, stream, info, skip):
-                    if chunk is None:
-                        chunk = _open_chunk(av, resume, index, info, encoding, stack)
-                    rendered, segmented = _render(frames, index, image, error, info.rate, chunk, progress)
-                    counts.segmented += int(segmented)
-                    counts.failed += int(not segmented)
-                    _encode(av, chunk, rendered, index)
-                    if index + 1 - chunk.first >= config.chunk_frames:
-                        _close_chunk(chunk, stack, resume, identity, chunks)
-                        progress.chunk_done()
-                        stack, chunk = contextlib.ExitStack(), None
-                if chunk is not None:
-                    _close_chunk(chunk, stack, resume, identity, chunks)
-                    progress.chunk_done()
-            except BaseException as exc:  # an unfinished chunk: its container closes and its temporary file goes
-                stack.__exit__(type(exc), exc, exc.__traceback__)
-                raise
+        writer = _ChunkWriter(av, _FrameDrawer(segmenter, config.mode, info), resume, identity, chunks, info,
+                              encoding, config.chunk_frames, progress, counts)
+        with av.open(str(video), "r") as container, writer.running():
+            for index, image, error in decoded_frames(av, container, container.streams.video[0], info, skip):
+                labels = None
+                if error is None:
+                    labels, error = _segment_frame(segmenter, image)
+                writer.put((index, image, labels, error))
 
 
-def _render(frames: _FrameSegmenter, index: int, image: np.ndarray | None, error: InputError | None, rate: Fraction,
-            chunk: _Chunk, progress: _FrameProgress) -> tuple[np.ndarray, bool]:
-    """The output frame of one input frame and whether it was segmented; a failure is logged and kept in its line."""
-    if error is None and image is not None:
+def _segment_frame(segmenter: Segmenter, image: np.ndarray) -> tuple[np.ndarray | None, InputError | None]:
+    """(labels, None), or (None, the reason) for a frame that cannot be segmented; a broken model propagates."""
+    try:
+        return segmenter.segment(image).labels, None
+    except ArtifactError:
+        raise
+    except InputError as exc:
+        return None, exc
+    except MemoryError as exc:
+        return None, InputError(f"not enough memory to segment it ({exc})")
+
+
+_END, _DISCARD = object(), object()  # what the writer is told last: close the chunk it holds, or discard it
+
+
+class _ChunkWriter:
+    """The writer thread: draws each segmented frame, encodes it into the open chunk and closes full chunks, in
+    frame order, while the model segments the next frames. Stopped early, it still writes the frames handed to
+    it and discards only the chunk left unfinished."""
+
+    def __init__(self, av: Any, drawer: _FrameDrawer, resume: Path, identity: dict[str, Any],
+                 chunks: list[dict[str, int]], info: VideoInfo, encoding: Encoding, chunk_frames: int,
+                 progress: _FrameProgress, counts: FrameCounts) -> None:
+        self.av, self.drawer, self.resume, self.identity, self.chunks = av, drawer, resume, identity, chunks
+        self.info, self.encoding, self.chunk_frames = info, encoding, chunk_frames
+        self.progress, self.counts = progress, counts
+        self.queue: queue.Queue = queue.Queue(WRITE_QUEUE_FRAMES)
+        self.fatal: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="fcn-video-write", daemon=True)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[_ChunkWriter]:
+        """Run the thread for the block; at its end the last chunk is closed, or discarded if the block raised."""
+        self.thread.start()
         try:
-            rendered, labels = frames.render(image)
-        except ArtifactError:
+            yield self
+        except BaseException:
+            self._stop(_DISCARD)
             raise
-        except (InputError, MemoryError) as exc:
-            error = exc if isinstance(exc, InputError) else InputError(f"not enough memory ({exc})")
-        else:
-            chunk.lines.append(_frame_line(index, rate, labels, frames.names))
-            progress.frame(True)
-            return rendered, True
-    message = describe(error) if error is not None else "no image"
-    chunk.lines.append(_frame_line(index, rate, None, frames.names, message))
-    progress.error(index, message)
-    progress.frame(False)
-    return frames.unsegmented(image), False
+        self._stop(_END)
+        if self.fatal is not None:
+            raise self.fatal
+
+    def put(self, item: tuple[int, np.ndarray | None, np.ndarray | None, InputError | None]) -> None:
+        """Hand one frame over; re-raise what stopped the thread, if something did."""
+        while True:
+            if self.fatal is not None:
+                raise self.fatal
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _stop(self, last: object) -> None:
+        while self.fatal is None and self.thread.is_alive():
+            try:
+                self.queue.put(last, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.thread.join()
+
+    def _run(self) -> None:
+        stack, chunk = contextlib.ExitStack(), None
+        try:
+            while (item := self.queue.get()) not in (_END, _DISCARD):
+                index, image, labels, error = item
+                if chunk is None:
+                    chunk = _open_chunk(self.av, self.resume, index, self.info, self.encoding, stack)
+                _encode(self.av, chunk, self._draw(chunk, index, image, labels, error), index)
+                if index + 1 - chunk.first >= self.chunk_frames:
+                    self._close(chunk, stack)
+                    stack, chunk = contextlib.ExitStack(), None
+            if item is _END and chunk is not None:
+                self._close(chunk, stack)
+                chunk = None
+        except OSError as exc:  # a full disk, a read-only folder: the chunks finished so far are kept
+            self.fatal = InputError(f"cannot write the video's chunks in {self.resume} ({exc.strerror or exc})",
+                                    "free disk space or fix the folder's permissions, then run again to resume")
+        except BaseException as exc:  # anything else stops the run too; the segmenting thread re-raises it
+            self.fatal = exc
+        finally:
+            if chunk is not None:  # unfinished: its container closes and its temporary file goes
+                discarded = _Discarded()
+                with contextlib.suppress(_Discarded):
+                    stack.__exit__(_Discarded, discarded, None)
+
+    def _draw(self, chunk: _Chunk, index: int, image: np.ndarray | None, labels: np.ndarray | None,
+              error: InputError | None) -> np.ndarray:
+        """The output frame, its JSON line kept for the chunk; a failed frame is logged and drawn unsegmented."""
+        segmented = labels is not None and image is not None
+        message = None if segmented else describe(error) if error is not None else "no image"
+        chunk.lines.append(_frame_line(index, self.info.rate, labels, self.drawer.names, message))
+        self.counts.segmented += int(segmented)
+        self.counts.failed += int(not segmented)
+        if message is not None:
+            self.progress.error(index, message)
+        self.progress.frame(segmented)
+        return self.drawer.draw(image, labels) if segmented else self.drawer.unsegmented(image)
+
+    def _close(self, chunk: _Chunk, stack: contextlib.ExitStack) -> None:
+        _close_chunk(chunk, stack, self.resume, self.identity, self.chunks)
+        self.progress.chunk_done()
+
+
+class _Discarded(Exception):
+    """Thrown into an unfinished chunk's context, so that its temporary file is removed, not renamed."""
 
 
 def _close_chunk(chunk: _Chunk, stack: contextlib.ExitStack, resume: Path, identity: dict[str, Any],

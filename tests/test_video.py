@@ -156,19 +156,26 @@ def test_progress_lines_give_frames_done_speed_and_time_left(av, clip, tmp_path,
 
 KILLED_RUN = """
 import sys, threading
+import fcn_deploy.video as video
 from fcn_deploy.segmenter import Segmenter
 from fcn_deploy.video import VideoConfig, infer_video
 
-real, calls = Segmenter.segment, []
+real_segment, real_encode, calls, sixth_frame_encoded = Segmenter.segment, video._encode, [], threading.Event()
+
+def encode(av, chunk, rgb, index):
+    real_encode(av, chunk, rgb, index)
+    if index == 5:  # chunk 0 (frames 0-3) is finished and recorded; chunk 1 is half encoded
+        sixth_frame_encoded.set()
 
 def segment(self, image):
     calls.append(1)
-    if len(calls) == 7:  # chunk 0 (frames 0-3) is finished; chunk 1 is half encoded
+    if len(calls) == 7:
+        sixth_frame_encoded.wait()
         print("blocked", flush=True)
         threading.Event().wait()
-    return real(self, image)
+    return real_segment(self, image)
 
-Segmenter.segment = segment
+Segmenter.segment, video._encode = segment, encode
 infer_video(sys.argv[1], sys.argv[2], sys.argv[3], VideoConfig(device="cpu", progress=False, chunk_frames=4))
 """
 
@@ -215,6 +222,30 @@ def test_the_output_appears_only_complete_and_a_failed_join_resumes_without_segm
     summary = infer_video(tiny_fcn, clip, out, QUIET)
     assert (summary.resumed, summary.segmented, len(counted_segments)) == (FRAMES, 0, FRAMES)
     assert len(decoded(av, out)[0]) == FRAMES
+
+
+def test_a_write_error_stops_the_run_cleanly_and_the_next_run_resumes(av, clip, tmp_path, tiny_fcn, monkeypatch):
+    import errno
+
+    import fcn_deploy.video as video_module
+
+    real_encode = video_module._encode
+
+    def encode(av_module, chunk, rgb, index):
+        if index == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_encode(av_module, chunk, rgb, index)
+
+    out = tmp_path / "seg.mp4"
+    with monkeypatch.context() as patch:
+        patch.setattr(video_module, "_encode", encode)
+        with pytest.raises(InputError, match=r"cannot write the video's chunks .* \(No space left on device\)"):
+            infer_video(tiny_fcn, clip, out, QUIET)
+    assert not out.exists()  # the unfinished chunk is gone, neither kept under a temporary name nor its own
+    assert sorted(p.name for p in resume_dir_of(out).iterdir()) == [
+        "chunk-0000000000.jsonl", "chunk-0000000000.mkv", "progress.json"]
+    summary = infer_video(tiny_fcn, clip, out, QUIET)
+    assert (summary.resumed, summary.segmented) == (4, 8)
 
 
 def interrupt_at(monkeypatch, frame_number: int) -> None:
