@@ -553,6 +553,7 @@ def infer_video(model: str | os.PathLike[str] | None, video: str | os.PathLike[s
                     "command again to resume", None, None, received[-1] if received else "SIGINT") from None
         frames = sum(chunk["frames"] for chunk in chunks)
         if frames == 0:
+            shutil.rmtree(resume)
             raise InputError(f"{video}: no video frames could be decoded", "check that the file holds video frames")
         lines = [line for chunk in chunks
                  for line in (resume / f"{_chunk_name(chunk['first'])}.jsonl").read_text(encoding="utf-8").splitlines()]
