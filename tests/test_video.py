@@ -25,30 +25,6 @@ FRAMES, HEIGHT, WIDTH = 12, 64, 96
 QUIET = VideoConfig(device="cpu", progress=False, chunk_frames=4)
 
 
-def pattern(index: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
-    """Frame ``index`` of the test videos: colours that depend on the position and move with the frame."""
-    rows, cols = np.mgrid[0:height, 0:width]
-    return np.stack([(cols * 3 + index * 10) % 256, (rows * 4 + index * 3) % 256, ((rows + cols) * 2) % 256],
-                    axis=-1).astype(np.uint8)
-
-
-def write_video(av, path: Path, frames: int = FRAMES, rate: Fraction = Fraction(25), codec: str = "libx264",
-                height: int = HEIGHT, width: int = WIDTH, container_format: str | None = None) -> Path:
-    """A small video of ``pattern`` frames, written with PyAV."""
-    with av.open(str(path), "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(pattern(index, height, width), format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def decoded(av, path: Path) -> tuple[list[np.ndarray], object]:
     """Every frame of a video as RGB arrays, and its video stream's (rate, width, height)."""
     with av.open(str(path)) as container:
@@ -70,15 +46,9 @@ def count_lines(path: Path) -> list[dict]:
 
 
 @pytest.fixture
-def av():
-    """PyAV (the video extra); skip with the reason where it is not installed."""
-    return pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
-
-
-@pytest.fixture
-def clip(av, tmp_path) -> Path:
+def clip(make_video, tmp_path) -> Path:
     """A 12-frame 64×96 H.264 MP4 at 25 fps."""
-    return write_video(av, tmp_path / "clip.mp4")
+    return make_video(tmp_path / "clip.mp4")
 
 
 @pytest.fixture
@@ -103,8 +73,9 @@ def reference_labels(av, model: Path, video: Path) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("suffix,rate", [(".mkv", Fraction(25)), (".mp4", Fraction(30000, 1001)), (".webm", Fraction(25))])
-def test_mask_video_decodes_to_the_segmenters_labels_at_the_inputs_rate_and_size(av, tmp_path, tiny_fcn, suffix, rate):
-    video = write_video(av, tmp_path / "in.mkv", rate=rate)
+def test_mask_video_decodes_to_the_segmenters_labels_at_the_inputs_rate_and_size(av, make_video, tmp_path, tiny_fcn,
+                                                                                  suffix, rate):
+    video = make_video(tmp_path / "in.mkv", rate=rate)
     out = tmp_path / f"mask{suffix}"
     summary = infer_video(tiny_fcn, video, out, VideoConfig(device="cpu", progress=False, mode="mask", chunk_frames=5))
     expected = reference_labels(av, tiny_fcn, video)
@@ -136,8 +107,8 @@ def test_overlay_video_blends_the_segmenters_labels(av, clip, tmp_path, tiny_fcn
         assert sum(line["counts"].values()) == HEIGHT * WIDTH
 
 
-def test_odd_frame_sizes_are_kept(av, tmp_path, tiny_fcn):
-    video = write_video(av, tmp_path / "odd.mkv", frames=3, codec="ffv1", height=33, width=45)
+def test_odd_frame_sizes_are_kept(av, make_video, tmp_path, tiny_fcn):
+    video = make_video(tmp_path / "odd.mkv", frames=3, codec="ffv1", height=33, width=45)
     out = tmp_path / "odd.mp4"
     infer_video(tiny_fcn, video, out, QUIET)
     frames, (_, width, height) = decoded(av, out)
@@ -288,19 +259,9 @@ def test_existing_outputs_are_skipped_unless_overwrite(av, clip, tmp_path, tiny_
 # --- bad input -------------------------------------------------------------------------------------------
 
 
-def damage_packet(av, video: Path, packet_index: int) -> None:
-    """Zero the payload of one packet of ``video`` in place (its container stays intact)."""
-    with av.open(str(video)) as container:
-        packets = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
-    position, size = packets[packet_index]
-    data = bytearray(video.read_bytes())
-    data[position + 4 : position + size - 4] = bytes(size - 8)
-    video.write_bytes(bytes(data))
-
-
-def test_a_frame_that_cannot_be_decoded_fails_alone(av, tmp_path, tiny_fcn, capsys):
-    video = write_video(av, tmp_path / "damaged.avi", codec="mjpeg")
-    damage_packet(av, video, 5)
+def test_a_frame_that_cannot_be_decoded_fails_alone(av, make_video, damage_video, tmp_path, tiny_fcn, capsys):
+    video = make_video(tmp_path / "damaged.avi", codec="mjpeg")
+    damage_video(video, 5)
     out = tmp_path / "seg.mp4"
     with pytest.raises(BatchFailure, match="1 of 12 frames failed") as failure:
         infer_video(tiny_fcn, video, out, VideoConfig(device="cpu", chunk_frames=4))
@@ -341,8 +302,8 @@ def test_an_unreadable_file_is_an_input_error_and_writes_nothing(av, tmp_path, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
 
 
-def test_a_file_cut_short_keeps_the_frames_before_the_cut(av, tmp_path, tiny_fcn):
-    video = write_video(av, tmp_path / "cut.mkv", frames=24, codec="mjpeg", container_format="matroska")
+def test_a_file_cut_short_keeps_the_frames_before_the_cut(av, make_video, tmp_path, tiny_fcn):
+    video = make_video(tmp_path / "cut.mkv", frames=24, codec="mjpeg", container_format="matroska")
     video.write_bytes(video.read_bytes()[: video.stat().st_size * 2 // 3])
     out = tmp_path / "seg.mkv"
     try:

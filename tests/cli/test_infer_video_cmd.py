@@ -18,12 +18,6 @@ FRAMES = 12
 
 
 @pytest.fixture
-def av():
-    """PyAV (the video extra); skip with the reason where it is not installed."""
-    return pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
-
-
-@pytest.fixture
 def workspace(tmp_path, monkeypatch, make_tiny_fcn):
     """A working directory with export/fcn.onnx (a tiny FCN), the default model of ``infer``."""
     monkeypatch.chdir(tmp_path)
@@ -31,26 +25,8 @@ def workspace(tmp_path, monkeypatch, make_tiny_fcn):
     return tmp_path
 
 
-def write_demo(av, path, frames=FRAMES, codec="libx264"):
-    """A 64×96 video whose colours depend on the position and move with the frame."""
-    rows, cols = np.mgrid[0:64, 0:96]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height = 96, 64
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for index in range(frames):
-            image = np.stack([(cols * 3 + index * 10) % 256, rows * 4, (rows + cols) * 2], -1).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def test_infer_demo_mp4_out_seg_mp4(av, workspace, capsys):
-    write_demo(av, workspace / "demo.mp4")
+def test_infer_demo_mp4_out_seg_mp4(av, make_video, workspace, capsys):
+    make_video(workspace / "demo.mp4")
     assert run(["infer", "demo.mp4", "--out", "seg.mp4"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("segmented 12 frames of demo.mp4 (0 done by an earlier run)")
@@ -64,8 +40,8 @@ def test_infer_demo_mp4_out_seg_mp4(av, workspace, capsys):
     assert "exist: nothing to do (pass --overwrite" in capsys.readouterr().out
 
 
-def test_model_then_video_in_mask_mode(av, workspace, make_tiny_fcn, capsys):
-    write_demo(av, workspace / "demo.mkv")
+def test_model_then_video_in_mask_mode(av, make_video, workspace, make_tiny_fcn, capsys):
+    make_video(workspace / "demo.mkv")
     model = make_tiny_fcn(workspace / "other.onnx", seed=3)
     assert run(["infer", str(model), "demo.mkv", "--out", "labels.webm", "--video-mode", "mask", "--device", "cpu",
                 "--tile", "32x64"]) == 0
@@ -82,13 +58,8 @@ def test_a_missing_video_extra_names_it(workspace, av_missing, capsys):
     assert "fix: pip install 'fcn-deploy[video]'" in err
 
 
-def test_a_bad_frame_exits_3_with_its_error_line(av, workspace, capsys):
-    video = write_demo(av, workspace / "demo.avi", codec="mjpeg")
-    with av.open(str(video)) as container:
-        position, size = [(p.pos, p.size) for p in container.demux(video=0) if p.size][7]
-    data = bytearray(video.read_bytes())
-    data[position + 4 : position + size - 4] = bytes(size - 8)
-    video.write_bytes(bytes(data))
+def test_a_bad_frame_exits_3_with_its_error_line(make_video, damage_video, workspace, capsys):
+    damage_video(make_video(workspace / "demo.avi", codec="mjpeg"), 7)
     assert run(["infer", "demo.avi", "--out", "seg.mp4"]) == 3
     err = capsys.readouterr().err
     assert "error: frame 7: cannot decode this frame" in err
@@ -103,8 +74,8 @@ def test_an_unreadable_video_exits_1(workspace, av, capsys):
     assert "error: demo.mp4: cannot be read as a video" in capsys.readouterr().err
 
 
-def test_ctrl_c_exits_130_and_the_next_run_resumes(av, workspace, monkeypatch, capsys):
-    write_demo(av, workspace / "demo.mp4", frames=130)  # the default chunk holds 120 frames
+def test_ctrl_c_exits_130_and_the_next_run_resumes(make_video, workspace, monkeypatch, capsys):
+    make_video(workspace / "demo.mp4", frames=130)  # the default chunk holds 120 frames
     real, calls = Segmenter.segment, []
 
     def segment(self, image):
@@ -140,17 +111,17 @@ def test_folder_options_are_refused_for_a_video(workspace, extra, named, capsys)
     (["frames", "--out", "masks", "--video-mode", "mask"], "--video-mode applies to a video input"),
     (["missing.mp4", "--out", "seg.mp4"], "input video missing.mp4: not found"),
 ])
-def test_bad_video_usage_exits_1(av, workspace, args, message, capsys):
-    write_demo(av, workspace / "demo.mp4", frames=2)
+def test_bad_video_usage_exits_1(make_video, workspace, args, message, capsys):
+    make_video(workspace / "demo.mp4", frames=2)
     (workspace / "frames").mkdir()
     assert run(["infer", *args]) == 1
     assert message in capsys.readouterr().err
 
 
-def test_a_folder_run_names_the_videos_it_leaves_out(av, workspace, capsys):
+def test_a_folder_run_names_the_videos_it_leaves_out(make_video, workspace, capsys):
     (workspace / "shots").mkdir()
     Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(workspace / "shots" / "still.png")
-    write_demo(av, workspace / "shots" / "clip.mp4", frames=2)
+    make_video(workspace / "shots" / "clip.mp4", frames=2)
     assert run(["infer", "shots", "--out", "masks"]) == 0
     captured = capsys.readouterr()
     assert "note: a folder run segments images only; 1 video files in shots (e.g. clip.mp4) are left out" in captured.err
