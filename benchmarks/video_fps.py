@@ -27,21 +27,12 @@ from fcn_deploy.progress import log as say
 
 def write_clip(path: Path, frames: int, height: int, width: int) -> Path:
     """An H.264 MP4 of moving colour bands, ``frames`` long at 25 fps."""
-    import av
+    from fcn_deploy.video import write_video
 
     rows, cols = np.mgrid[0:height, 0:width]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(frames):
-            image = np.stack([(cols + index * 8) % 256, (rows * 2) % 256, ((rows + cols + index) // 2) % 256], -1)
-            frame = av.VideoFrame.from_ndarray(image.astype(np.uint8), format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    bands = (np.stack([(cols + index * 8) % 256, (rows * 2) % 256, ((rows + cols + index) // 2) % 256], -1)
+             for index in range(frames))
+    return write_video(path, (band.astype(np.uint8) for band in bands), Fraction(25))
 
 
 def segmenter_rate(model: Path, clip: Path) -> float:

@@ -27,7 +27,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -306,6 +306,27 @@ def decoded_frames(av: Any, container: Any, stream: Any, info: VideoInfo,
             else:
                 yield index, frame.to_ndarray(format="rgb24"), None
             index += 1
+
+
+def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], rate: Fraction | int = 25,
+                codec: str = "libx264", pixel_format: str = "yuv420p", container_format: str | None = None) -> Path:
+    """Encode H×W×3 uint8 RGB frames as a video at ``rate`` frames/s (e.g. a clip to try ``infer_video`` on);
+    the container follows the suffix unless ``container_format`` names one."""
+    av = _av()
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = None
+        for index, image in enumerate(frames):
+            if stream is None:
+                stream = container.add_stream(codec, rate=rate)
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt = pixel_format
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode() if stream is not None else ():
+            container.mux(packet)
+    return Path(path)
 
 
 # --- the resume record -----------------------------------------------------------------------------
@@ -714,4 +735,4 @@ def _close_chunk(chunk: _Chunk, stack: contextlib.ExitStack, resume: Path, ident
 
 __all__ = ["OUTPUT_SUFFIXES", "VIDEO_MODES", "VIDEO_SUFFIXES", "VideoConfig", "VideoSummary", "counts_path_of",
            "decoded_frames", "encoding_for", "infer_video", "is_video_path", "open_video", "resume_dir_of",
-           "videos_in"]
+           "videos_in", "write_video"]

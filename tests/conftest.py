@@ -423,20 +423,10 @@ def video_pattern(index: int, height: int = 64, width: int = 96):
 def write_test_video(path: Path, frames: int = 12, rate=25, codec: str = "libx264", height: int = 64, width: int = 96,
                      container_format: str | None = None) -> Path:
     """A small video of ``video_pattern`` frames (``codec``: libx264, mjpeg, ffv1, ...), written with PyAV."""
-    import av
+    from fcn_deploy.video import write_video
 
-    with av.open(str(path), "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(video_pattern(index, height, width), format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, (video_pattern(index, height, width) for index in range(frames)), rate, codec,
+                       "yuvj420p" if codec == "mjpeg" else "yuv420p", container_format)
 
 
 def damage_video_packet(path: Path, packet_index: int) -> Path:
