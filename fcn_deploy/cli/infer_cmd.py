@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, cast
+from typing import TYPE_CHECKING, Optional, cast
 
 import typer
 
 from fcn_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from fcn_deploy.runtime import BackendChoice
+    from fcn_deploy.segmenter import SegmenterConfig
 
 
 def split_model_and_folder(paths: list[Path]) -> tuple[Optional[Path], Path]:
@@ -68,7 +72,6 @@ def infer(
     from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.runtime.tensorrt_support import engine_build_notes
     from fcn_deploy.segmenter import Blend, SegmenterConfig
-
     from fcn_deploy.video import is_video_path
 
     model, folder = split_model_and_folder(paths)
@@ -117,8 +120,8 @@ def infer(
         typer.echo(note)
 
 
-def _infer_video(model: Optional[Path], video: Path, out: Path, segmenter, device: str, backend, mode: str,
-                 overwrite: bool, wait: bool, folder_only: list[str]) -> None:
+def _infer_video(model: Optional[Path], video: Path, out: Path, segmenter: SegmenterConfig, device: str,
+                 backend: BackendChoice, mode: str, overwrite: bool, wait: bool, folder_only: list[str]) -> None:
     """The video branch of ``infer``: options that apply to folders only are refused, not ignored."""
     from fcn_deploy.devices import check_device
     from fcn_deploy.video import VideoConfig, VideoMode, infer_video
@@ -149,8 +152,9 @@ def _note_videos(folder: Path, recursive: bool) -> None:
         return
     videos = videos_in(folder, recursive)
     if videos:
-        log(f"note: a folder run segments images only; {len(videos)} video files in {folder} (e.g. {videos[0]}) are "
-            "left out: run 'fcn-deploy infer VIDEO --out OUT.mp4' for each")
+        files = "1 video file" if len(videos) == 1 else f"{len(videos)} video files"
+        log(f"note: a folder run segments images only; {files} in {folder} (e.g. {videos[0]}) left out: run "
+            "'fcn-deploy infer VIDEO --out OUT.mp4' for each")
 
 
 def register(app: typer.Typer) -> None:

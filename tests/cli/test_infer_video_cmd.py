@@ -124,5 +124,5 @@ def test_a_folder_run_names_the_videos_it_leaves_out(make_video, workspace, caps
     make_video(workspace / "shots" / "clip.mp4", frames=2)
     assert run(["infer", "shots", "--out", "masks"]) == 0
     captured = capsys.readouterr()
-    assert "note: a folder run segments images only; 1 video files in shots (e.g. clip.mp4) are left out" in captured.err
+    assert "note: a folder run segments images only; 1 video file in shots (e.g. clip.mp4) left out" in captured.err
     assert "segmented 1 images" in captured.out
