@@ -59,6 +59,7 @@ from fcn_deploy.fileio import (
 )
 from fcn_deploy.imageio import mask_palette, overlay
 from fcn_deploy.interrupts import signals_interrupt
+from fcn_deploy.palette import VOID_LABEL  # a failed frame of a mask video is drawn in the void colour
 from fcn_deploy.progress import log, progress_bar, stderr_console
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
@@ -72,7 +73,6 @@ VIDEO_MODES: tuple[str, ...] = ("overlay", "mask")
 COUNTS_SUFFIX = ".counts.jsonl"
 PROGRESS_NAME = "progress.json"
 CHUNK_SUFFIX = ".mkv"  # chunks are Matroska, which holds every codec the outputs use
-VOID_LABEL = 255  # a failed frame of a mask video is drawn in the void colour
 STATE_VERSION = 1
 WRITE_QUEUE_FRAMES = 4  # segmented frames waiting for the writer thread
 
