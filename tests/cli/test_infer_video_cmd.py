@@ -126,3 +126,25 @@ def test_a_folder_run_names_the_videos_it_leaves_out(make_video, workspace, caps
     captured = capsys.readouterr()
     assert "note: a folder run segments images only; 1 video file in shots (e.g. clip.mp4) left out" in captured.err
     assert "segmented 1 images" in captured.out
+
+
+def test_sigterm_exits_143_and_keeps_the_finished_chunks(make_video, workspace, monkeypatch, capsys, own_process):
+    if own_process:  # the real signal was sent in a fresh pytest process, which passed
+        return
+    import os
+    import signal
+
+    make_video(workspace / "demo.mp4", frames=130)
+    real, calls = Segmenter.segment, []
+
+    def segment(self, image):
+        calls.append(1)
+        if len(calls) == 125:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, image)
+
+    monkeypatch.setattr(Segmenter, "segment", segment)
+    assert run(["infer", "demo.mp4", "--out", "seg.mp4"]) == 143
+    assert "interrupted: 120 frames done and kept" in capsys.readouterr().err
+    record = json.loads((workspace / ".seg.mp4.resume" / "progress.json").read_text())
+    assert record["chunks"] == [{"first": 0, "frames": 120}]
