@@ -215,6 +215,15 @@ Engine RequestPool::acquire() {
     }
 }
 
+void RequestPool::add(Engine engine) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++created_;
+        idle_.push_back(std::move(engine));
+    }
+    returned_.notify_one();
+}
+
 void RequestPool::release(Engine engine) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -231,24 +240,34 @@ Runtime::Runtime(const std::string& path, const RuntimeOptions& options) {
                                     "use the device \"openvino:f32\" (or \"cpu\"), or the INT8 model "
                                     "(fcn-deploy calibrate) for speed");
     }
-    model_ = read_model(core_, path);
-    const std::string spec_json = metadata_spec(*model_, path);
-    spec_ = spec_from_json(spec_json, path + " metadata");
-    check_sidecar(path, spec_json);
-    check_signatures(*model_, spec_, path);
+    std::shared_ptr<ov::Model> model = read_model(core_, path);
+    opened_spec_json_ = metadata_spec(*model, path);
+    path_ = path;
+    spec_ = spec_from_json(opened_spec_json_, path + " metadata");
+    check_sidecar(path, opened_spec_json_);
+    check_signatures(*model, spec_, path);
     if (spec_.num_classes > 256)
         throw artifact_error(std::to_string(spec_.num_classes) + " classes do not fit uint8 labels (at most 256)");
-    input_type_ = model_->input().get_element_type();
-    logits_index_ = output_index(*model_, spec_.output_name);
-    if (spec_.labels_name) labels_index_ = output_index(*model_, *spec_.labels_name);
+    input_type_ = model->input().get_element_type();
+    logits_index_ = output_index(*model, spec_.output_name);
+    if (spec_.labels_name) labels_index_ = output_index(*model, *spec_.labels_name);
     compile_config_ = compile_config(options);
-    pool_.emplace([this] { return compile(); }, kParallelCalls);
-    pool_->release(pool_->acquire());  // the first engine now: compile errors surface here, not in a call
+    pool_.emplace([this] { return compile(nullptr); }, kParallelCalls);
+    pool_->add(compile(std::move(model)));  // the first engine now: compile errors surface here, not in a call
 }
 
-Engine Runtime::compile() const {
+Engine Runtime::compile(std::shared_ptr<ov::Model> model) const {
+    if (!model) {
+        model = read_model(core_, path_);
+        if (!model->has_rt_info("framework", kOnnxMetadataKey) ||
+            model->get_rt_info<std::string>("framework", kOnnxMetadataKey) != opened_spec_json_)
+            throw artifact_error(path_ + " changed after the handle opened it (a second concurrent call reads it "
+                                         "again)",
+                                 "destroy the handle and create it again to use the new file");
+        check_signatures(*model, spec_, path_);
+    }
     Engine engine;
-    engine.compiled = core_.compile_model(model_, kCpuDevice, compile_config_);
+    engine.compiled = core_.compile_model(model, kCpuDevice, compile_config_);
     engine.request = engine.compiled.create_infer_request();
     return engine;
 }

@@ -51,6 +51,8 @@ public:
     // An idle engine (a new one while fewer than ``limit`` exist; otherwise wait for one to come back).
     Engine acquire();
     void release(Engine engine);
+    // Count in and lend out an engine made elsewhere (the first, compiled when the model opens).
+    void add(Engine engine);
 
 private:
     std::function<Engine()> make_;
@@ -92,11 +94,16 @@ public:
     RequestPool& pool() { return *pool_; }
 
 private:
-    Engine compile() const;
+    // A new engine: from ``model`` (the first), else from the file read again (see opened_spec_json_).
+    Engine compile(std::shared_ptr<ov::Model> model) const;
 
     ModelSpec spec_;
     mutable ov::Core core_;
-    std::shared_ptr<ov::Model> model_;  // kept for engines compiled later (it shares its weights with them)
+    std::string path_;
+    // The spec the handle opened with: a later engine reads the file again (keeping the model instead would
+    // hold a second copy of the weights where the first engine came from the compiled-model cache) and is
+    // refused if the file no longer holds this spec.
+    std::string opened_spec_json_;
     ov::AnyMap compile_config_;
     ov::element::Type input_type_;
     std::size_t logits_index_ = 0;
