@@ -170,13 +170,15 @@ int usable_cpus() {
 }
 
 // One stream per engine, the CPUs shared out between the engines that may run at once: a lone call uses
-// 1/kParallelCalls of them, two calls together use them all instead of competing for the same ones.
+// 1/kParallelCalls of them, two calls together use them all instead of competing for the same ones. No CPU
+// pinning: each compiled model pins its stream from the first CPU on, so two engines pinned (the LATENCY hint's
+// default) would both run on the same CPUs and two calls would take turns instead of overlapping.
 ov::AnyMap compile_config(const RuntimeOptions& options) {
     const ov::element::Type precision = options.precision == "bf16" ? ov::element::bf16 : ov::element::f32;
     const int threads = std::max(1, usable_cpus() / static_cast<int>(kParallelCalls));
     ov::AnyMap config{ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY),
                       ov::hint::inference_precision(precision), ov::num_streams(1),
-                      ov::inference_num_threads(threads)};
+                      ov::inference_num_threads(threads), ov::hint::enable_cpu_pinning(false)};
     if (!options.cache_dir.empty()) config.emplace(ov::cache_dir(options.cache_dir));
     return config;
 }
