@@ -17,7 +17,7 @@ implementations interleaved round by round, so load changes on the machine hit t
   tiled sizes (over 1 megapixel) make one call per figure and skip the images/s runs (1 thread: 1 / latency);
 - peak RSS of the process (getrusage);
 - bare: OpenVINO's own inference on an already normalised input with the native library's compile settings
-  (LATENCY hint, one stream of cores/2 threads), so ``native latency / bare - 1`` is the library's per-image
+  (LATENCY hint, one stream of cores/2 threads, no pinning), so ``native latency / bare - 1`` is the library's per-image
   overhead.
 
 Sizes: 320×480 (whole image) and ``--tiled``² (tiled; 0 skips it). ``--memory N`` adds one N×N image through the
@@ -148,7 +148,8 @@ if segmenter.spec.shape_range.contains_hw(height, width) and height % 32 == 0 an
     core = ov.Core()
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
     compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                                                 "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+                                                 "INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False,
+                                                 "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     batch = segmenter.spec.to_model_input(image[None])
     request.infer({0: batch})
