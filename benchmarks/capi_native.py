@@ -182,10 +182,11 @@ def build_timer(library_dir: Path, output: Path) -> Path:
     return output
 
 
-def measure(command: list[str], env: dict[str, str] | None) -> dict:
-    """Run one measuring process: seconds from spawn to its first mask, and the figures it prints."""
+def measure(command: list[str], env: dict[str, str] | None, folder: Path) -> dict:
+    """Run one measuring process in ``folder`` (so that caches relative to the working folder stay out of the
+    source tree): seconds from spawn to its first mask, and the figures it prints."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=folder)
     assert process.stdout is not None
     first_line = process.stdout.readline()
     first = time.perf_counter() - started
@@ -257,23 +258,23 @@ def main() -> None:
             whole = height * width <= TILED_PIXELS
             repeat = args.repeat if whole else 1
             # fill the warm cache (the compiled model does not depend on the image)
-            measure([str(native_timer), str(model), "cpu", str(raw), str(width), str(height), "1", "0"], warm)
+            measure([str(native_timer), str(model), "cpu", str(raw), str(width), str(height), "1", "0"], warm, folder)
             results: dict[str, list[dict]] = {name: [] for name in [*timers, "python"]}
             rounds = args.rounds if whole else args.tiled_rounds
             for round_index in range(rounds):
                 for name, (timer, device, env) in timers.items():
                     command = [str(timer), str(model), device, str(raw), str(width), str(height), str(repeat),
                                str(int(whole))]
-                    results[name].append(measure(command, env))
+                    results[name].append(measure(command, env, folder))
                 command = [sys.executable, "-c", PYTHON_SOURCE, str(model), str(raw), str(width), str(height),
                            str(repeat)]
-                results["python"].append(measure(command, None))
+                results["python"].append(measure(command, None, folder))
                 say(f"{height}x{width}: round {round_index + 1}/{rounds} done")
             report(f"{height}x{width}", results)
         if args.memory:
             raw = image_file(folder, args.memory, args.memory)
             figures = measure([str(native_timer), str(model), "cpu", str(raw), str(args.memory), str(args.memory),
-                               "1", "0"], cold)
+                               "1", "0"], cold, folder)
             say(f"\n{args.memory}x{args.memory} through the native library: peak RSS {figures['peak_rss_mib']:.0f} MiB, "
                 f"{figures['latency_ms'][0] / 1e3:.1f} s a call")
 
