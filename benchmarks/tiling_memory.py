@@ -9,7 +9,8 @@ Each case runs in a fresh child process:
   measured separately after resetting the count);
 - ``infer``: the command a user types, ``fcn-deploy infer MODEL DIR --out OUT --max-pixels N`` with every other
   option at its default (device auto), on a noise JPEG of that size: decode, segment, write the palette PNG.
-  Its peak RSS is the child's own, from the rusage ``wait4`` returns;
+  Its peak RSS is the child's own, from the rusage ``wait4`` returns to a small launcher process
+  (``command_peak``: a child started by this script would report this script's own peak as well);
 - ``folder``: the same command on a folder of three such JPEGs (the pipeline's pixel budget against one
   image's peak);
 - ``tiff``: the same command on a tiled (256²) JPEG-compressed BigTIFF of that size, generated tile by tile:
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -138,23 +138,46 @@ def cli_command() -> list[str]:
 
 def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> dict:
     """``fcn-deploy infer MODEL IMAGES --out OUT --max-pixels N`` (defaults otherwise) as a fresh process; its time
-    and its own peak RSS (``ru_maxrss`` from ``wait4``), with the mode and tiles from the summary it writes."""
+    and its own peak RSS (``command_peak``), with the mode and tiles from the summary it writes."""
     command = cli_command() + ["infer", model, str(images), "--out", str(out), "--max-pixels", str(size * size)]
-    with tempfile.TemporaryFile() as log:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(command)} exited {child.returncode}:\n{log.read().decode()[-3000:]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "infer.log"
+        returncode, seconds, peak_mib = command_peak(command, log)
+        if returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {returncode}:\n{log.read_text(errors='replace')[-3000:]}")
     record = json.loads((out / "summary.json").read_text())["images"][0]
     terms = cli_bound_terms(model, size)
     return {"case": case, "size": size, "images": len(list(images.iterdir())), "mode": record["mode"],
             "tiles": record["tiles"], "tile": terms["plan_tile"], "seconds": round(seconds, 2),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "peak_rss_mib": round(peak_mib, 1),
             "command": f"fcn-deploy infer MODEL DIR --out OUT --max-pixels {size * size}", **terms}
+
+
+# Run by a fresh interpreter: runs the command after the log path, its output to that log, and prints its exit code,
+# wall seconds and peak RSS (``ru_maxrss`` from ``wait4``, KiB) as JSON.
+_PEAK_LAUNCHER = r"""
+import json, os, subprocess, sys, time
+with open(sys.argv[1], "wb") as log:
+    started = time.perf_counter()
+    child = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(child.pid, 0)
+print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - started,
+                  "peak_kib": usage.ru_maxrss}))
+"""
+
+
+def command_peak(command: list[str], log: Path) -> tuple[int, float, float]:
+    """Run ``command`` (its output to ``log``); its exit code, wall seconds and own peak RSS in MiB.
+
+    Started through a small launcher: a child's ``ru_maxrss`` starts from the peak of the address space it runs in
+    until it execs, which for a child that ``subprocess`` starts (vfork) is its parent's, so a child of this script
+    would report the peak of the images this script made (1.8 GiB at 16000², whatever the child used). The launcher's
+    own peak, the floor of the figure, is that of a bare interpreter (about 10 MiB).
+    """
+    launched = subprocess.run([sys.executable, "-S", "-c", _PEAK_LAUNCHER, str(log), *command], check=True,
+                              capture_output=True, text=True)
+    figures = json.loads(launched.stdout.strip().splitlines()[-1])
+    return figures["returncode"], figures["seconds"], figures["peak_kib"] / 1024
 
 
 def cli_bound_terms(model: str, size: int) -> dict:

@@ -8,8 +8,10 @@ stops the build with MissingComponentError (exit 2).
 
 The parity gate never passes silently: it runs on the given VOC folder's validation split, else on synthetic
 crops generated at the spec's crop size, or is skipped only with ``--no-parity REASON``. The engine's sidecar
-records which (data, figures, or the reason), and after the build the engine itself is compared with the
-reference on the same images.
+records which (data, figures, or the reason). After the build the engine itself is compared with the reference on
+the same images, in a hidden folder beside ``--out``: only an engine within its gate's thresholds is moved to
+``--out`` (where ``infer`` picks engines by default); one outside them stops the build and leaves ``--out`` as it
+was.
 """
 
 from __future__ import annotations
@@ -216,16 +218,40 @@ def gate_record(config: BuildConfig, data: ParityData | None, parity: PrecisionP
 
 
 def check_engine_parity(engine: Path, data: ParityData, config: BuildConfig) -> dict[str, Any]:
-    """Run the built engine against the reference on the gate's images; its figures, for the sidecar."""
+    """Run the built engine against the reference on the gate's images; its figures and the thresholds it misses."""
     report_path = config.calibration_dir / f"parity-{engine.stem}-engine.md"
     report = run_parity(engine, data.reference, data.data_dir,
                         ParityConfig(split=data.split, device="cuda", report=report_path,
                                      html=report_path.with_suffix(".html")))
-    passed = not engine_gate_problems(config.precision, report)  # non-finite logits fail it too
+    problems = engine_gate_problems(config.precision, report)  # non-finite logits fail it too
     log(f"the engine itself against the reference: agreement {100 * report.argmax_agreement:.4f}%, "
-        f"ΔmIoU {100 * report.delta_miou:+.2f} pt" + ("" if passed else " (OUTSIDE the gate's thresholds)")
+        f"ΔmIoU {100 * report.delta_miou:+.2f} pt" + ("" if not problems else " (OUTSIDE the gate's thresholds)")
         + f"; {report.boundary_line()}; pictures in {report.html_path}")
-    return {**_figures(report), "passed": passed}
+    return {**_figures(report), "passed": not problems, "problems": list(problems)}
+
+
+def refuse_failed_engine(out: Path, figures: dict[str, Any], config: BuildConfig) -> None:
+    """ArtifactError for an engine that misses its gate's thresholds on the GPU (it is not moved to ``out``).
+
+    The CPU gate checks the precision ONNX; TensorRT's kernels (TF32 in the FP32 head, its own FP16 and INT8
+    kernels) can still differ, and an engine in ``engines/`` is what ``infer`` runs by default.
+    """
+    kept = f"{out} is unchanged" if out.exists() else f"nothing was written to {out}"
+    raise ArtifactError(f"the {config.precision} engine fails its parity gate on the GPU: "
+                        + "; ".join(figures["problems"]) + f" (report {figures.get('report')}); {kept}",
+                        "rebuild with --no-tf32 (the FP32 layers ran in TF32), keep more layers in FP32 or "
+                        "recalibrate; to keep such an engine on purpose, build it with --no-parity REASON")
+
+
+def install_engine(built: Path, out: Path) -> None:
+    """Move a checked plan and its sidecar to ``out``: the old sidecar first, then the plan, then its sidecar.
+
+    An interruption can leave a plan without a sidecar (refused on load), never a plan beside a sidecar that
+    describes another build.
+    """
+    sidecar_path(out).unlink(missing_ok=True)
+    os.replace(built, out)
+    os.replace(sidecar_path(built), sidecar_path(out))
 
 
 def _record_engine_parity(engine: Path, figures: dict[str, Any]) -> None:
@@ -305,12 +331,18 @@ def build(onnx_path: str | os.PathLike[str], config: BuildConfig) -> BuildResult
         parity = run_precision_parity(artifact, data, config) if data is not None else None
         record = gate_record(config, data, parity)
         trt, gpu = require_tensorrt()
-        engine = build_engine(trt, artifact, spec, profile, gpu, config, out,
-                              {"parity": record, "labels_dtype": labels_dtype_of(proto, spec)})
-        if data is not None:
-            record = {**record, "engine": check_engine_parity(engine, data, config)}
-            _record_engine_parity(engine, record["engine"])
-    return BuildResult(artifact, engine, parity, parity_record=record)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".fcn-build-", dir=out.parent) as unchecked:
+            built = build_engine(trt, artifact, spec, profile, gpu, config, Path(unchecked) / out.name,
+                                 {"parity": record, "labels_dtype": labels_dtype_of(proto, spec)})
+            if data is not None:
+                record = {**record, "engine": check_engine_parity(built, data, config)}
+                _record_engine_parity(built, record["engine"])
+                if not record["engine"]["passed"]:
+                    refuse_failed_engine(out, record["engine"], config)
+            install_engine(built, out)
+    log(f"wrote {out} and {out.name}.json")
+    return BuildResult(artifact, out, parity, parity_record=record)
 
 
 def check_build_paths(onnx_path: Path, out: Path, config: BuildConfig) -> None:
@@ -381,7 +413,7 @@ def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4
         **(facts or {}),
     })
     _save_timing_cache(config_trt, cache_path)
-    log(f"wrote {out} and {out.name}.json in {time.perf_counter() - started:.0f} s")
+    log(f"built the engine in {time.perf_counter() - started:.0f} s")
     return out
 
 

@@ -329,8 +329,6 @@ def _stream(ray: ModuleType, todo: tuple[str, ...], setup: WorkerSetup, cluster:
     worker takes no other image's call with it."""
     pyarrow = require("pyarrow")
     blocks = [pyarrow.table({"path": list(todo[start:start + per_block])}) for start in range(0, len(todo), per_block)]
-    context = ray.data.DataContext.get_current()
-    context.max_errored_blocks = -1  # a call that failed every try drops its images; the caller accounts for them
     pool = ray.data.ActorPoolStrategy(size=cluster.workers, **({} if in_flight is None else
                                                                {"max_tasks_in_flight_per_actor": in_flight}))
     with warnings.catch_warnings():  # Ray 2.60 (the extra's pin) takes an actor's restart and retry limits only
@@ -624,14 +622,28 @@ def ray_session(address: str) -> Iterator[ModuleType]:
         with _stop_handlers_kept():
             _connect(ray, address)
         stack.callback(ray.shutdown)
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the job has its own bar
-        context.print_on_execution_start = False
+        # the job has its own bar; a call that failed every try drops its images, and _run_pool accounts for them
+        stack.enter_context(_data_settings(ray, enable_progress_bars=False, print_on_execution_start=False,
+                                           max_errored_blocks=-1))
         data_logger = logging.getLogger("ray.data")
         stack.callback(data_logger.setLevel, data_logger.level)
         # Ray Data's notices would interleave with the bar, and a given-up call's traceback is the image's record
         data_logger.setLevel(logging.CRITICAL)
         yield ray
+
+
+@contextlib.contextmanager
+def _data_settings(ray: ModuleType, **settings: object) -> Iterator[None]:
+    """Ray Data's process-wide settings for the job, put back when it ends: a caller's own Ray work keeps its own."""
+    context = ray.data.DataContext.get_current()
+    before = {name: getattr(context, name) for name in settings}
+    try:
+        for name, value in settings.items():
+            setattr(context, name, value)
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(context, name, value)
 
 
 @contextlib.contextmanager

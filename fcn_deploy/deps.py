@@ -33,6 +33,7 @@ _INSTALL_HINTS = {
     "pyarrow": "pip install 'fcn-deploy[ray]' (installs Ray Data and pyarrow)",
     "tifffile": "pip install 'fcn-deploy[tiff]' (tifffile, imagecodecs and zarr: windowed TIFF reading and writing)",
     "zarr": "pip install 'fcn-deploy[tiff]' (tifffile, imagecodecs and zarr: windowed TIFF reading and writing)",
+    "av": "pip install 'fcn-deploy[video]' (PyAV: video files decoded and encoded frame by frame)",
 }
 
 

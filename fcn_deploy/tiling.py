@@ -20,6 +20,9 @@ with the image, with its width alone), and a tile-sized part of the current row.
 to half a tile) keeps the columns the next tile shares; ``SeamAccumulator`` (larger overlaps, and any other
 sink) keeps one tile-sized window of sums and their weights. Everything else is a constant independent of the
 image: one batch of tiles, their logits and the model's working memory. There is no image-sized float array.
+The labels are written tile row by tile row, so their pages become resident as the rows finish: a process's
+resident memory climbs by the label term through the pass and peaks at its last tile row, with nothing allocated
+late (docs/memory.md measures the sum of these terms through ``fcn-deploy infer``).
 """
 
 from __future__ import annotations

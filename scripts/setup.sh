@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install fcn-deploy with its test extras (torch, dev, ray, openvino, tiff); re-installs only when
+# Create .venv (once) and install fcn-deploy with its test extras (torch, dev, ray, openvino, tiff, video); re-installs only when
 # pyproject.toml or the extras change.
 # Also creates .venv-serve with the serve, openvino and torch extras (PyTriton needs numpy < 2, the main environment
 # runs numpy 2); set FCN_DEPLOY_NO_SERVE=1 to skip it.
-# And .venv-runtime: the runtime install without PyTorch (the base package with the dev, ray and openvino extras), where the
+# And .venv-runtime: the runtime install without PyTorch (the base package with the dev, ray, openvino and video extras), where the
 # tests marked 'runtime' run once more; set FCN_DEPLOY_NO_RUNTIME=1 to skip it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,12 +56,12 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   fi
 fi
 
-make_venv .venv torch,dev,ray,openvino,tiff  # the Ray and OpenVINO backend tests run wherever the suite runs
+make_venv .venv torch,dev,ray,openvino,tiff,video  # the Ray and OpenVINO backend tests run wherever the suite runs
 if [ -z "${FCN_DEPLOY_NO_SERVE:-}" ]; then
   make_venv .venv-serve torch,serve,dev,openvino  # OpenVINO 2026.4 runs with numpy 1.26: serve --backend openvino is tested there
 fi
 if [ -z "${FCN_DEPLOY_NO_RUNTIME:-}" ]; then
-  make_venv .venv-runtime dev,ray,openvino  # no PyTorch (the native C library builds against OpenVINO): these extras must never pull it in
+  make_venv .venv-runtime dev,ray,openvino,video  # no PyTorch (the native C library builds against OpenVINO): these extras must never pull it in
   if "$root/.venv-runtime/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"; then
     echo "fcn-deploy: .venv-runtime has PyTorch installed; it must not (remove .venv-runtime and run again)" >&2
     exit 1

@@ -324,6 +324,12 @@ def openvino_missing(monkeypatch) -> None:
 
 
 @pytest.fixture
+def av_missing(monkeypatch) -> None:
+    """``av`` (PyAV) cannot be imported through fcn_deploy.deps (as on a machine without the video extra)."""
+    _hide_package(monkeypatch, "av")
+
+
+@pytest.fixture
 def tritonclient_missing(monkeypatch) -> None:
     """``tritonclient`` cannot be imported through fcn_deploy.deps (as on a machine without the serve extra)."""
     _hide_package(monkeypatch, "tritonclient")
@@ -400,3 +406,55 @@ def special_files() -> Iterator[SpecialFiles]:
         yield files
     finally:
         files.close()
+
+
+# --- small videos written with PyAV (the video extra) ---------------------------------------------------
+
+
+def video_pattern(index: int, height: int = 64, width: int = 96):
+    """Frame ``index`` of the test videos: colours that depend on the position and move with the frame."""
+    import numpy as np
+
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([(cols * 3 + index * 10) % 256, (rows * 4 + index * 3) % 256, ((rows + cols) * 2) % 256],
+                    axis=-1).astype(np.uint8)
+
+
+def write_test_video(path: Path, frames: int = 12, rate=25, codec: str = "libx264", height: int = 64, width: int = 96,
+                     container_format: str | None = None) -> Path:
+    """A small video of ``video_pattern`` frames (``codec``: libx264, mjpeg, ffv1, ...), written with PyAV."""
+    from fcn_deploy.video import write_video
+
+    return write_video(path, (video_pattern(index, height, width) for index in range(frames)), rate, codec,
+                       "yuvj420p" if codec == "mjpeg" else "yuv420p", container_format)
+
+
+def damage_video_packet(path: Path, packet_index: int) -> Path:
+    """Zero the payload of one packet of the video at ``path`` in place (its container stays intact)."""
+    import av
+
+    with av.open(str(path)) as container:
+        packets = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
+    position, size = packets[packet_index]
+    data = bytearray(path.read_bytes())
+    data[position + 4 : position + size - 4] = bytes(size - 8)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def av():
+    """PyAV (the video extra); skip with the reason where it is not installed."""
+    return pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+
+
+@pytest.fixture
+def make_video(av):
+    """``write_test_video``: writes a small test video to a path (skips without PyAV)."""
+    return write_test_video
+
+
+@pytest.fixture
+def damage_video(av):
+    """``damage_video_packet``: zeroes one packet of a video in place, so that frame cannot be decoded."""
+    return damage_video_packet

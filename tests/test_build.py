@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from fcn_deploy.build import (
 )
 from fcn_deploy.cli import run
 from fcn_deploy.contract import read_sidecar, sidecar_path
-from fcn_deploy.errors import InputError, MissingComponentError
+from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.runtime.tensorrt_support import require_tensorrt
 from fcn_deploy.spec import INPUT_UINT8_NHWC, ModelSpec, ShapeRange
 
@@ -437,6 +438,34 @@ def test_the_gate_and_the_engine_check_write_html_beside_their_markdown(
     _whole_build(workspace)
     assert asked == [(Path("calibration/parity-fcn.fp16.md"), Path("calibration/parity-fcn.fp16.html")),
                      (Path("calibration/parity-fcn-engine.md"), Path("calibration/parity-fcn-engine.html"))]
+
+
+def test_an_engine_outside_its_gate_stops_the_build_and_leaves_out_as_it_was(
+        gpu_standins, workspace: Path, recorded_parity: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fcn_deploy import build as build_module
+
+    first = _whole_build(workspace)
+    before = (first.engine.read_bytes(), read_sidecar(first.engine)[1])
+    failing = _report(Path("engine"), workspace, "val", "cuda")
+    monkeypatch.setattr(build_module, "run_parity",
+                        lambda *args: dataclasses.replace(failing, argmax_agreement=0.9, max_abs_diff=float("nan")))
+    with pytest.raises(ArtifactError, match="the fp16 engine fails its parity gate on the GPU: .*non-finite.*pixel "
+                                            r"agreement 90.000% < 99.5%.*engines/fcn.engine is unchanged") as caught:
+        _whole_build(workspace)
+    assert "--no-tf32" in caught.value.hint and "--no-parity REASON" in caught.value.hint
+    assert (first.engine.read_bytes(), read_sidecar(first.engine)[1]) == before
+    assert sorted(p.name for p in first.engine.parent.iterdir()) == ["fcn.engine", "fcn.engine.json"]
+
+
+def test_a_first_engine_outside_its_gate_writes_nothing(gpu_standins, workspace: Path, recorded_parity: list,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fcn_deploy import build as build_module
+
+    failing = _report(Path("engine"), workspace, "val", "cuda")
+    monkeypatch.setattr(build_module, "run_parity", lambda *args: dataclasses.replace(failing, argmax_agreement=0.5))
+    with pytest.raises(ArtifactError, match="nothing was written to engines/fcn.engine"):
+        _whole_build(workspace)
+    assert list(Path("engines").iterdir()) == []
 
 
 def test_the_gate_uses_the_given_folders_validation_split(gpu_standins, workspace: Path, recorded_parity: list,

@@ -32,12 +32,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("parity",),  # runs artifacts through the runtime; its precision gate runs ONNX Runtime
     ("build",),  # precision ONNX -> parity gate -> engine, so it sits above both
     ("segmenter",),
-    ("infer", "bench", "capi", "serving", "cluster"),
+    ("infer", "video", "bench", "capi", "serving", "cluster"),
     ("cli",),
 )
 # imported only inside the functions that need them, so that the CLI and every module load without them
 HEAVY_MODULES = ("torch", "torchvision", "onnx", "onnxscript", "onnxruntime", "tensorrt", "cuda", "openvino", "ray",
-                 "pytriton", "tritonclient")
+                 "pytriton", "tritonclient", "av")
 
 
 def module_name(path: Path) -> str:

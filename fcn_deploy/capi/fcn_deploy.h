@@ -12,8 +12,8 @@
  *   - Every function that can fail returns an int status: FCN_OK (0) or one of the FCN_E_* codes.
  *     fcn_last_error() then gives a message for the last failed call made by the calling thread.
  *   - Every API call clears the calling thread's message first; after a success it is "".
- *   - Handles may be used from several threads: the native library runs such calls in parallel (a pool of
- *     OpenVINO infer requests), the embedded one serialises them.
+ *   - Handles may be used from several threads: the native library runs up to two such calls in parallel (each
+ *     with its own OpenVINO compiled model and infer request), the embedded one serialises them.
  *   - Memory returned by the library is released by the library (fcn_masks_release,
  *     fcn_segmenter_destroy); strings and palettes stay valid until the handle is destroyed.
  *
@@ -100,7 +100,10 @@ FCN_API const char* fcn_status_name(int status);
  * an ONNX model with OpenVINO on the CPU (bf16: bfloat16 arithmetic, refused with FCN_E_BACKEND_UNAVAILABLE on
  * a CPU without native BF16). The native library runs "auto" and "cpu" as "openvino:f32" and refuses "cuda"
  * with FCN_E_BACKEND_UNAVAILABLE. On success *out receives a new handle; on failure *out is set to NULL.
- * In the embedded library the first call in a process starts the Python runtime (this takes a few seconds). */
+ * In the embedded library the first call in a process starts the Python runtime (this takes a few seconds).
+ * The native library keeps compiled models in a per-user cache ($XDG_CACHE_HOME or ~/.cache, fcn_deploy/openvino)
+ * so that a model opens faster the second time: the environment variable FCN_DEPLOY_CACHE_DIR=DIR moves it, set
+ * and empty turns it off; a folder it cannot use means no cache and one warning line on stderr, not a failure. */
 FCN_API int fcn_segmenter_create(const char* model_path, const char* device, fcn_segmenter** out);
 
 /* Segment count images (count >= 1). On success *masks receives an array of count masks, mask i the

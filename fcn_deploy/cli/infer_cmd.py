@@ -1,13 +1,18 @@
-"""``fcn-deploy infer [MODEL] DIR --out OUT``: segment a folder of images into VOC palette masks."""
+"""``fcn-deploy infer [MODEL] DIR --out OUT``: segment a folder of images into VOC palette masks; or
+``fcn-deploy infer [MODEL] VIDEO --out OUT.mp4``: segment a video file into an overlay or mask video."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, cast
+from typing import TYPE_CHECKING, Optional, cast
 
 import typer
 
 from fcn_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from fcn_deploy.runtime import BackendChoice
+    from fcn_deploy.segmenter import SegmenterConfig
 
 
 def split_model_and_folder(paths: list[Path]) -> tuple[Optional[Path], Path]:
@@ -20,9 +25,11 @@ def split_model_and_folder(paths: list[Path]) -> tuple[Optional[Path], Path]:
 
 
 def infer(
-    paths: list[Path] = typer.Argument(..., metavar="[MODEL] DIR",
-                                       help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks mirror the input tree as <name>.png."),
+    paths: list[Path] = typer.Argument(..., metavar="[MODEL] DIR|VIDEO",
+                                       help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image "
+                                            "folder or a video file (.mp4, .mkv, .mov, .avi, .webm)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks mirror the input tree as <name>.png. For a video: "
+                             "the output video (.mp4, .mkv, .mov, .webm), with <name>.counts.jsonl beside it."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     backend: str = typer.Option("auto", "--backend", help="Runtime: auto (by the model's suffix), pytorch, onnxruntime, openvino or tensorrt."),
     precision: str = typer.Option("f32", "--precision", help="OpenVINO inference precision: f32, or bf16 on CPUs with native BF16."),
@@ -50,8 +57,14 @@ def infer(
                                                          "its threads are this rounded up."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="With --ray: GPUs each worker reserves (default 0)."),
     wait: bool = typer.Option(False, "--wait", help="If another run is writing into OUT, wait for it (default: refuse)."),
+    video_mode: Optional[str] = typer.Option(None, "--video-mode", help="For a video input: overlay (the palette blended over "
+                                             "each frame, the default) or mask (the palette colours alone, lossless)."),
 ) -> None:
-    """Segment every image in DIR (jpg, png, bmp, webp, tif) into VOC palette masks under OUT; resumable."""
+    """Segment every image in DIR (jpg, png, bmp, webp, tif) into VOC palette masks under OUT; resumable.
+
+    A video file is segmented frame by frame into an overlay or mask video OUT at its frame rate and size, with
+    each frame's class pixel counts as JSON lines beside it; resumable (pip install 'fcn-deploy[video]').
+    """
     from fcn_deploy.data.transforms import parse_size
     from fcn_deploy.devices import check_device
     from fcn_deploy.imageio import DEFAULT_MAX_PIXELS
@@ -59,11 +72,23 @@ def infer(
     from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.runtime.tensorrt_support import engine_build_notes
     from fcn_deploy.segmenter import Blend, SegmenterConfig
+    from fcn_deploy.video import is_video_path
 
     model, folder = split_model_and_folder(paths)
     segmenter = SegmenterConfig(  # a tile forces slide mode; the config checks the blend's name
         tile=parse_size(tile, "--tile") if tile else None, overlap=overlap, batch=batch, blend=cast(Blend, blend),
     )
+    if is_video_path(folder) and not folder.is_dir():
+        folder_only = (("--recursive", recursive), ("--overlay", overlay), ("--summary", summary is not None),
+                       ("--level", level != 0), ("--max-pixels", max_pixels is not None), ("--ray", ray is not None),
+                       ("--workers", workers is not None), ("--cpus-per-worker", cpus_per_worker is not None),
+                       ("--gpus-per-worker", gpus_per_worker is not None))
+        _infer_video(model, folder, out, segmenter, device, BackendChoice(backend, precision), video_mode or "overlay",
+                     overwrite, wait, [name for name, given in folder_only if given])
+        return
+    if video_mode is not None:
+        raise InputError(f"--video-mode applies to a video input; {folder} is not a video file",
+                         "drop --video-mode, or pass a video (.mp4, .mkv, .mov, .avi, .webm)")
     config = InferConfig(
         segmenter=segmenter, device=check_device(device), backend=BackendChoice(backend, precision), recursive=recursive, overlay=overlay,
         overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
@@ -74,6 +99,7 @@ def infer(
                                           ("--gpus-per-worker", gpus_per_worker)) if value is not None]
         if given:
             raise InputError(f"{', '.join(given)} only apply with --ray", "add --ray local (or a cluster address), or drop them")
+        _note_videos(folder, recursive)
         result = infer_folder(model, folder, out, config)
     else:
         from fcn_deploy.cluster import RayConfig, infer_on_ray
@@ -92,6 +118,43 @@ def infer(
         f"{result.seconds:.1f} s, {result.images_per_second:.2f} images/s on {result.backend}/{result.device}; "
         f"masks in {out}, summary {result.summary_path}"
     )
+
+
+def _infer_video(model: Optional[Path], video: Path, out: Path, segmenter: SegmenterConfig, device: str,
+                 backend: BackendChoice, mode: str, overwrite: bool, wait: bool, folder_only: list[str]) -> None:
+    """The video branch of ``infer``: options that apply to folders only are refused, not ignored."""
+    from fcn_deploy.devices import check_device
+    from fcn_deploy.video import VideoConfig, VideoMode, infer_video
+
+    if folder_only:
+        raise InputError(f"{', '.join(folder_only)} apply to a folder of images, not to a video input",
+                         "drop them (--video-mode overlay|mask chooses what the output video shows)")
+    config = VideoConfig(segmenter=segmenter, device=check_device(device), backend=backend,
+                         mode=cast(VideoMode, mode), overwrite=overwrite, wait=wait)
+    result = infer_video(model, video, out, config)
+    if result.skipped:
+        typer.echo(f"{out} and {result.counts} exist: nothing to do (pass --overwrite to segment {video} again)")
+        return
+    typer.echo(
+        f"segmented {result.segmented} frames of {video} ({result.resumed} done by an earlier run) in "
+        f"{result.seconds:.1f} s, {result.frames_per_second:.2f} frames/s on {result.backend}/{result.device}; "
+        f"{result.mode} video {out} ({result.width}x{result.height}, {result.frames} frames at {result.rate} fps), "
+        f"class counts {result.counts}"
+    )
+
+
+def _note_videos(folder: Path, recursive: bool) -> None:
+    """A folder run segments images only: say so when the folder holds videos, rather than pass them by unsaid."""
+    from fcn_deploy.progress import log
+    from fcn_deploy.video import videos_in
+
+    if not folder.is_dir():
+        return
+    videos = videos_in(folder, recursive)
+    if videos:
+        files = "1 video file" if len(videos) == 1 else f"{len(videos)} video files"
+        log(f"note: a folder run segments images only; {files} in {folder} (e.g. {videos[0]}) left out: run "
+            "'fcn-deploy infer VIDEO --out OUT.mp4' for each")
 
 
 def register(app: typer.Typer) -> None:

@@ -105,6 +105,9 @@ def triton_export(
     triton_version: Optional[str] = typer.Option(None, "--triton-version", help="Full NGC tag of the Triton container "
                                                  "that will serve a plan (e.g. 24.05-py3 or 25.12-trtllm-python-py3): "
                                                  "the plan's TensorRT version must be the one it runs."),
+    triton_tensorrt: Optional[str] = typer.Option(None, "--triton-tensorrt", help="The TensorRT version that "
+                                                  "container runs, as read in it (e.g. 10.8.0.43), for a tag "
+                                                  "fcn-deploy's table does not hold."),
 ) -> None:
     """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
     from fcn_deploy.runtime import BackendChoice
@@ -121,7 +124,7 @@ def triton_export(
                               max_queue_delay_us=max_queue_delay_us, device=cast(Optional[TritonDevice], device),
                               network_runtime=cast(NetworkRuntime, segment_network),  # as written; the config refuses others
                               backend=BackendChoice(backend, precision), max_pixels=max_pixels, overwrite=overwrite,
-                              triton_version=triton_version)
+                              triton_version=triton_version, triton_tensorrt=triton_tensorrt)
     chosen = model if model is not None else default_model(engine_unavailable=tensorrt_unavailable,
                                                           backend=config.backend.backend)
     result = export_repository(chosen, out, config)

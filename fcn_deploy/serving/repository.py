@@ -87,6 +87,7 @@ class RepositoryConfig:
     max_pixels: int | None = None
     overwrite: bool = False
     triton_version: str | None = None  # NGC tag of the Triton container: a plan must match its TensorRT
+    triton_tensorrt: str | None = None  # that container's TensorRT as the user read it (for a tag not in the table)
 
     def __post_init__(self) -> None:
         if not self.name or set(self.name) - _NAME_CHARS or self.name.startswith("."):
@@ -98,6 +99,9 @@ class RepositoryConfig:
             raise InputError(f"instances must be positive, got {self.instances}")
         if self.max_queue_delay_us < 0:
             raise InputError(f"the queue delay must be 0 or more microseconds, got {self.max_queue_delay_us}")
+        if self.triton_tensorrt is not None and self.triton_version is None:
+            raise InputError("--triton-tensorrt states the TensorRT version of the container --triton-version names, "
+                             "and no --triton-version was given", "give the container's NGC tag with --triton-version")
         if self.device is not None and self.device not in TRITON_DEVICES:
             raise InputError(f"unknown device {self.device!r}", f"use one of: {', '.join(TRITON_DEVICES)}")
         if self.network_runtime not in NETWORK_RUNTIMES:
@@ -267,8 +271,10 @@ def network_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, An
                          "ONNX Runtime", "drop --triton-version, or export the TensorRT engine")
     if artifact.sidecar is not None:
         if config.triton_version is not None:
-            check_plan_for_triton(artifact.path, artifact.sidecar, config.triton_version)
-            parameters["triton_version"] = config.triton_version
+            server = check_plan_for_triton(artifact.path, artifact.sidecar, config.triton_version,
+                                           config.triton_tensorrt)
+            parameters.update(triton_version=server.tag, triton_tensorrt=server.version,
+                              triton_tensorrt_source=server.source)
         for key in ("tensorrt_version", "gpu", "compute_capability"):
             parameters[key] = str(artifact.sidecar.get(key, ""))
     return {

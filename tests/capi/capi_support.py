@@ -49,6 +49,13 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+#: the environment programs run in: empty but for the native library's compiled-model cache turned off, so that
+#: tests write nothing outside their temporary folders (the cache tests set it themselves)
+NO_CACHE = {"FCN_DEPLOY_CACHE_DIR": ""}
+
+
 def run_program(*args: object, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a compiled C program with an empty environment (unless ``env`` is given), capturing text output."""
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env or {}, timeout=timeout)
+    """Run a compiled C program in an empty environment plus ``env`` (the cache off unless ``env`` sets it),
+    capturing text output."""
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env={**NO_CACHE, **(env or {})},
+                          timeout=timeout)

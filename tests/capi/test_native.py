@@ -162,6 +162,111 @@ def test_tiled_labels_equal_python_openvino(native_build, capi_model, python_ope
     assert agreement >= 0.99999, f"{agreement:.6%} of the labels agree"
 
 
+def python_labels(model: Path, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Labels of Python's OpenVINO backend (FP32, no cache) on ``model`` for each image."""
+    from fcn_deploy.runtime.openvino_backend import OpenVinoBackend, OpenVinoOptions
+    from fcn_deploy.segmenter import Segmenter
+
+    with OpenVinoBackend(model, "cpu", OpenVinoOptions(precision="f32", cache_dir=None)) as backend:
+        segmenter = Segmenter(backend)
+        return [segmenter.segment(image).labels for image in images]
+
+
+def native_labels(build, model: Path, images: list[np.ndarray], folder: Path) -> list[np.ndarray]:
+    """Labels of the native library on ``model`` for each image (one create, one apply of them all)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    args = [write_raw(image, folder / f"{i}.rgb") for i, image in enumerate(images)]
+    assert_ran(run_program(build.test_program, "apply", model, folder / "out", *args))
+    return [read_labels(folder / f"out{i}.labels", image.shape[:2]) for i, image in enumerate(images)]
+
+
+#: whole images of several shapes and one the test model tiles (1100×1536 exceeds its 512×512 range)
+WHOLE_AND_TILED = [(281, 500, 0), (33, 65, 1), (300, 200, 2), (1100, 1536, 3)]
+
+
+def assert_same_labels(got: list[np.ndarray], expected: list[np.ndarray]) -> None:
+    """Whole images label alike pixel for pixel; the tiled one (the last) in at least 99.999% of its pixels."""
+    for index, (ours, theirs) in enumerate(zip(got[:-1], expected[:-1])):
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"image {index}")
+    agreement = float(np.mean(got[-1] == expected[-1]))
+    assert agreement >= 0.99999, f"tiled: {agreement:.6%} of the labels agree"
+    assert len(np.unique(np.concatenate([g.ravel() for g in got]))) > 2, "too few classes to prove much"
+
+
+@pytest.fixture(scope="module")
+def int8_model(capi_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The INT8 Q/DQ model `fcn-deploy calibrate --target cpu` makes of the test model (on synthetic VOC images;
+    the graph's nodes named first, as an export names them, so that calibration finds its head)."""
+    import onnx
+
+    from fcn_deploy.data.synth import SynthConfig, synthesize
+    from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8
+
+    folder = tmp_path_factory.mktemp("int8")
+    model = onnx.load(str(capi_model))
+    for index, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type.lower()}_{index}"
+    named = folder / "fcn.onnx"
+    onnx.save(model, str(named))
+    shutil.copy(f"{capi_model}.json", f"{named}.json")
+    voc = synthesize(SynthConfig(out=folder / "VOC2012", num=8, size=(64, 64), seed=5)).root
+    config = CalibrationConfig(data_dir=voc, num=4, crop=(64, 64), method="minmax", target="cpu",
+                               out=folder / "fcn.int8-cpu.onnx", calibration_dir=folder / "calibration")
+    result = calibrate_int8(named, config)
+    assert result.quantized_nodes > 0 and result.spec.precision == "int8"
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    return result.path
+
+
+def test_int8_qdq_labels_equal_python_openvino(native_build, int8_model, tmp_path):
+    images = [textured(h, w, seed) for h, w, seed in WHOLE_AND_TILED]
+    assert_same_labels(native_labels(native_build, int8_model, images, tmp_path),
+                       python_labels(int8_model, images))
+
+
+def openvino_ir(onnx_path: Path, xml: Path) -> Path:
+    """The ONNX model saved as OpenVINO IR (.xml + .bin, FP32 weights) with the model contract in its runtime
+    info under the keys OpenVINO gives the ONNX metadata ('framework' / 'fcn_deploy.spec'), where
+    `fcn-deploy build --target openvino` writes it."""
+    import openvino as ov
+
+    from fcn_deploy.contract import ONNX_METADATA_KEY, read_onnx_spec
+
+    model = ov.Core().read_model(str(onnx_path))
+    key = ["framework", ONNX_METADATA_KEY]
+    if not model.has_rt_info(key):  # OpenVINO keeps the ONNX metadata; set it where a version would not
+        model.set_rt_info(read_onnx_spec(onnx_path).to_json(), key)
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return xml
+
+
+def test_openvino_ir_reads_the_contract_from_its_runtime_info(native_build, capi_model, tmp_path):
+    import openvino as ov
+
+    from fcn_deploy.contract import ONNX_METADATA_KEY
+
+    xml = openvino_ir(capi_model, tmp_path / "ir" / "fcn.xml")
+    assert xml.with_suffix(".bin").is_file() and not Path(f"{xml}.json").exists()
+    assert ov.Core().read_model(str(xml)).has_rt_info(["framework", ONNX_METADATA_KEY])
+    images = [textured(h, w, seed) for h, w, seed in WHOLE_AND_TILED]
+    assert_same_labels(native_labels(native_build, xml, images, tmp_path / "ir-out"),
+                       python_labels(capi_model, images))
+
+
+def test_an_openvino_ir_without_the_contract_is_refused(native_build, capi_model, tmp_path):
+    import re
+
+    xml = openvino_ir(capi_model, tmp_path / "fcn.xml")
+    text = xml.read_text()
+    stripped = re.sub(r"\s*<framework>.*?</framework>", "", text, flags=re.DOTALL)
+    assert stripped != text
+    xml.write_text(stripped)
+    status, message = create_status(native_build, xml, "cpu")
+    assert status == "FCN_E_BAD_MODEL", message
+    assert f"{xml} is an OpenVINO IR without the fcn-deploy model contract" in message
+    assert "fix: build the IR with 'fcn-deploy build --target openvino'" in message
+
+
 def _python_plan(height: int, width: int, alignment: int, min_shape, max_shape) -> str:
     from fcn_deploy.segmenter import Segmenter
     from fcn_deploy.spec import ModelSpec, ShapeRange
@@ -248,6 +353,49 @@ def test_a_spec_that_contradicts_the_graph_is_refused(native_build, tiny_onnx, t
                                                          shape_range=ShapeRange((1, 32, 32), (1, 64, 64), (2, 128, 128))))
     status, message = create_status(native_build, model, "cpu")
     assert status == "FCN_E_BAD_MODEL" and "has 21 classes, the spec 2" in message and "fix:" in message
+
+
+# --- the compiled-model cache --------------------------------------------------------------------------
+
+
+def cache_entries(folder: Path) -> dict[str, int]:
+    """The files under ``folder`` with their modification times (ns)."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_compiled_models_are_cached_per_user_reused_moved_or_turned_off(native_build, capi_model, tmp_path):
+    image = write_raw(textured(64, 80, 2), tmp_path / "image.rgb")
+
+    def apply(env: dict[str, str], name: str) -> subprocess.CompletedProcess:
+        """The test program in exactly ``env`` (run_program would turn the cache off)."""
+        done = subprocess.run([str(native_build.test_program), "apply", str(capi_model), str(tmp_path / name), image],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert_ran(done)
+        return done
+
+    home = tmp_path / "home"
+    default = home / ".cache" / "fcn_deploy" / "openvino"
+    apply({"HOME": str(home)}, "first")
+    entries = cache_entries(default)
+    assert entries, "opening the model left nothing in the per-user cache"
+    assert default.stat().st_mode & 0o777 == 0o700
+    apply({"HOME": str(home)}, "second")
+    assert cache_entries(default) == entries, "the second open compiled again instead of loading the cache"
+    np.testing.assert_array_equal(read_labels(tmp_path / "second0.labels", (64, 80)),
+                                  read_labels(tmp_path / "first0.labels", (64, 80)))
+    apply({"HOME": str(home), "FCN_DEPLOY_CACHE_DIR": str(tmp_path / "chosen")}, "chosen")
+    assert cache_entries(tmp_path / "chosen") and cache_entries(default) == entries
+    apply({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(home)}, "xdg")
+    assert cache_entries(tmp_path / "xdg" / "fcn_deploy" / "openvino") and cache_entries(default) == entries
+    apply({"HOME": str(tmp_path / "other-home"), "FCN_DEPLOY_CACHE_DIR": ""}, "off")
+    assert not (tmp_path / "other-home").exists()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    done = apply({"FCN_DEPLOY_CACHE_DIR": str(blocked / "cache")}, "blocked")  # opens, compiles without a cache
+    assert done.stderr.count("fcn_deploy: warning: no compiled-model cache") == 1, done.stderr
+    assert f"{blocked}" in done.stderr and "set FCN_DEPLOY_CACHE_DIR to a writable folder" in done.stderr
+    np.testing.assert_array_equal(read_labels(tmp_path / "blocked0.labels", (64, 80)),
+                                  read_labels(tmp_path / "first0.labels", (64, 80)))
 
 
 def thread_images(tmp_path: Path, count: int) -> list[str]:

@@ -285,6 +285,41 @@ def test_stopping_a_node_kills_its_processes_in_other_groups_and_those_left_to_p
                 os.kill(pid, signal.SIGKILL)
 
 
+def _data_context() -> SimpleNamespace:
+    """A stand-in for Ray Data's process-wide context, holding a caller's own settings."""
+    return SimpleNamespace(enable_progress_bars=True, print_on_execution_start=True, max_errored_blocks=0)
+
+
+def _stub_local_node(monkeypatch, ray, ray_data, context: SimpleNamespace) -> list:
+    """``ray_session(LOCAL)`` with no Ray started: the node is ``true``, connecting and shutting down do nothing."""
+    from fcn_deploy import cluster
+
+    started = []
+    monkeypatch.setattr(cluster, "start_node", lambda temp_dir, **_: started.append(temp_dir) or
+                        cluster.RayNode(subprocess.Popen(["true"]), temp_dir, "127.0.0.1:1"))
+    monkeypatch.setattr(cluster, "_connect", lambda *_: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_data.DataContext, "get_current", lambda: context)
+    return started
+
+
+def test_a_session_puts_ray_datas_settings_back_as_the_caller_had_them(monkeypatch, tmp_path_factory):
+    """Ray Data's context is the whole process's: the job's settings (no bars, dropped blocks) end with the job."""
+    ray_data = pytest.importorskip("ray.data")
+    import ray
+
+    from fcn_deploy import cluster
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("t")))
+    monkeypatch.setattr(cluster.tempfile, "tempdir", None)
+    context = _data_context()
+    _stub_local_node(monkeypatch, ray, ray_data, context)
+    with cluster.ray_session(cluster.LOCAL):
+        assert context == SimpleNamespace(enable_progress_bars=False, print_on_execution_start=False,
+                                          max_errored_blocks=-1)
+    assert context == _data_context()
+
+
 def test_a_local_session_keeps_every_file_of_ray_in_its_own_temp_folder(monkeypatch, tmp_path_factory):
     """The driver's default Ray folder too (RAY_TMPDIR): nothing of the job lands in a shared, world-writable one."""
     ray_data = pytest.importorskip("ray.data")
@@ -295,12 +330,7 @@ def test_a_local_session_keeps_every_file_of_ray_in_its_own_temp_folder(monkeypa
     temp_root = tmp_path_factory.mktemp("t")
     monkeypatch.setenv("TMPDIR", str(temp_root))
     monkeypatch.setattr(cluster.tempfile, "tempdir", None)  # read TMPDIR again
-    started = []
-    monkeypatch.setattr(cluster, "start_node", lambda temp_dir, **_: started.append(temp_dir) or
-                        cluster.RayNode(subprocess.Popen(["true"]), temp_dir, "127.0.0.1:1"))
-    monkeypatch.setattr(cluster, "_connect", lambda *_: None)
-    monkeypatch.setattr(ray, "shutdown", lambda: None)
-    monkeypatch.setattr(ray_data.DataContext, "get_current", SimpleNamespace)
+    started = _stub_local_node(monkeypatch, ray, ray_data, _data_context())
     with cluster.ray_session(cluster.LOCAL):
         default = Path(ray._common.utils.get_default_ray_temp_dir())
         assert started and started[0] in default.parents and started[0].parent == temp_root

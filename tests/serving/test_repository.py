@@ -74,10 +74,12 @@ def test_triton_export_of_a_plan_records_its_tensorrt_and_refuses_another_triton
                                RepositoryConfig(name="seg", triton_version="25.12-trtllm-python-py3"))
     parameters = parameters_of(parse_config((result.network / CONFIG_NAME).read_text(), "network"))
     assert parameters["tensorrt_version"] == "10.13.3.9"
-    assert parameters["triton_version"] == "25.12-trtllm-python-py3"
+    assert parameters["triton_version"] == "25.12-trtllm-python-py3" and parameters["triton_tensorrt"] == "10.13.3.9"
+    assert parameters["triton_tensorrt_source"] == ("fcn-deploy's table, per Triton's TensorRT-LLM container "
+                                                    "compatibility table")
     with pytest.raises(InputError, match="TensorRT 10.13.3.9.*runs TensorRT 10.11.0.33") as caught:
         export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="25.10-trtllm-python-py3"))
-    assert "build the engine with TensorRT 10.11.0.33" in caught.value.hint
+    assert "build the engine where TensorRT 10.11.0.33 is installed" in caught.value.hint
     with pytest.raises(InputError, match="not in fcn-deploy's table"):
         export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="99.01-py3"))
     assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
@@ -95,6 +97,29 @@ def test_triton_export_checks_a_plan_against_a_standard_py3_container(fake_engin
     with pytest.raises(InputError, match="names a Triton release but not its container"):
         export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="24.05"))
     assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
+
+
+def test_triton_export_of_a_tag_outside_the_table_needs_the_stated_tensorrt(fake_engine: Path, tmp_path: Path) -> None:
+    spec, document = read_sidecar(fake_engine)
+    document["tensorrt_version"] = "10.16.1.11"
+    fake_engine.with_name(fake_engine.name + ".json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match="'26.08-py3' is not in fcn-deploy's table") as caught:
+        export_repository(fake_engine, tmp_path / "other", RepositoryConfig(triton_version="26.08-py3"))
+    assert "--triton-tensorrt" in caught.value.hint
+    with pytest.raises(InputError, match="runs TensorRT 10.15.1.29"):
+        export_repository(fake_engine, tmp_path / "other",
+                          RepositoryConfig(triton_version="26.08-py3", triton_tensorrt="10.15.1.29"))
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
+    result = export_repository(fake_engine, tmp_path / "repo", RepositoryConfig(
+        name="seg", triton_version="26.08-py3", triton_tensorrt="10.16.1.11"))
+    parameters = parameters_of(parse_config((result.network / CONFIG_NAME).read_text(), "network"))
+    assert parameters["triton_tensorrt"] == "10.16.1.11"
+    assert parameters["triton_tensorrt_source"] == "stated with --triton-tensorrt"
+
+
+def test_triton_tensorrt_without_triton_version_is_refused() -> None:
+    with pytest.raises(InputError, match="no --triton-version was given"):
+        RepositoryConfig(triton_tensorrt="10.16.1.11")
 
 
 def test_triton_version_is_refused_for_an_onnx_model(random_onnx: Path, tmp_path: Path) -> None:
@@ -221,3 +246,16 @@ def test_cli_triton_export(random_onnx, tmp_path, capsys) -> None:
     assert parameters_of(segment)["network_runtime"] == "in_process"
     assert run(["triton", "export", str(random_onnx), "--out", str(out), "--name", "voc"]) == 1
     shutil.rmtree(out)
+
+
+def test_cli_triton_export_passes_the_stated_tensorrt(fake_engine: Path, tmp_path: Path, capsys) -> None:
+    spec, document = read_sidecar(fake_engine)
+    document["tensorrt_version"] = "10.16.1.11"
+    fake_engine.with_name(fake_engine.name + ".json").write_text(json.dumps(document))
+    out = tmp_path / "repo"
+    assert run(["triton", "export", str(fake_engine), "--out", str(out), "--triton-version", "26.08-py3"]) == 1
+    assert "--triton-tensorrt VERSION" in capsys.readouterr().err
+    assert run(["triton", "export", str(fake_engine), "--out", str(out), "--triton-version", "26.08-py3",
+                "--triton-tensorrt", "10.16.1.11"]) == 0
+    parameters = parameters_of(parse_config((out / "fcn" / CONFIG_NAME).read_text(), "network"))
+    assert parameters["triton_tensorrt"] == "10.16.1.11"

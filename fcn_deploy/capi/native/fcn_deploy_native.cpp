@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cache_dir.hpp"
 #include "errors.hpp"
 #include "fcn_deploy.h"
 #include "preprocess.hpp"
@@ -165,6 +166,7 @@ FCN_API int fcn_segmenter_create(const char* model_path, const char* device, fcn
         auto handle = std::make_unique<fcn_segmenter>();
         fcn::RuntimeOptions options;
         options.precision = precision_of(device);
+        options.cache_dir = fcn::compiled_model_cache_dir();
         handle->segmenter = std::make_unique<fcn::Segmenter>(std::make_unique<fcn::Runtime>(model_path, options));
         const fcn::ModelSpec& spec = handle->segmenter->spec();
         handle->class_names = spec.class_names;

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include "errors.hpp"
@@ -15,9 +17,6 @@ namespace {
 constexpr const char* kExportHint = "export the model with 'fcn-deploy export CHECKPOINT'";
 constexpr const char* kReexportHint = "the file was modified after export; re-export it with 'fcn-deploy export'";
 constexpr const char* kCpuDevice = "CPU";
-// Infer requests (and CPU streams) of one model: two host threads run at once; more would split the cores
-// further without making one image faster.
-constexpr std::size_t kParallelCalls = 2;
 
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -52,6 +51,12 @@ std::shared_ptr<ov::Model> read_model(ov::Core& core, const std::string& path) {
 
 // The spec JSON OpenVINO keeps from the ONNX metadata.
 std::string metadata_spec(const ov::Model& model, const std::string& path) {
+    if (!model.has_rt_info("framework", kOnnxMetadataKey) && ends_with(path, ".xml"))
+        throw artifact_error(path + " is an OpenVINO IR without the fcn-deploy model contract (no '" +
+                                 std::string(kOnnxMetadataKey) + "' under 'framework' in its runtime info)",
+                             "build the IR with 'fcn-deploy build --target openvino', which writes the contract "
+                             "into it (openvino.save_model of the fcn-deploy ONNX model keeps it too), or pass the "
+                             "exported .onnx file");
     if (!model.has_rt_info("framework", kOnnxMetadataKey))
         throw artifact_error(path + " is not an fcn-deploy ONNX model (no '" + std::string(kOnnxMetadataKey) +
                                  "' metadata)",
@@ -149,10 +154,33 @@ std::set<std::string> cpu_flags() {
     return {};
 }
 
-ov::Output<const ov::Node> compiled_port(const ov::CompiledModel& compiled, const std::string& name) {
-    for (const auto& port : compiled.outputs())
-        if (has_name(port, name)) return port;
-    throw artifact_error("the compiled model has no output '" + name + "'", kReexportHint);
+std::size_t output_index(const ov::Model& model, const std::string& name) {
+    const auto outputs = model.outputs();
+    for (std::size_t index = 0; index < outputs.size(); ++index)
+        if (has_name(outputs[index], name)) return index;
+    throw artifact_error("the model has no output '" + name + "'", kReexportHint);
+}
+
+// CPUs this process may run on (its affinity mask, so taskset and container limits count).
+int usable_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+// One stream per engine, the CPUs shared out between the engines that may run at once: a lone call uses
+// 1/kParallelCalls of them, two calls together use them all instead of competing for the same ones. No CPU
+// pinning: each compiled model pins its stream from the first CPU on, so two engines pinned (the LATENCY hint's
+// default) would both run on the same CPUs and two calls would take turns instead of overlapping.
+ov::AnyMap compile_config(const RuntimeOptions& options) {
+    const ov::element::Type precision = options.precision == "bf16" ? ov::element::bf16 : ov::element::f32;
+    const int threads = std::max(1, usable_cpus() / static_cast<int>(kParallelCalls));
+    ov::AnyMap config{ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY),
+                      ov::hint::inference_precision(precision), ov::num_streams(1),
+                      ov::inference_num_threads(threads), ov::hint::enable_cpu_pinning(false)};
+    if (!options.cache_dir.empty()) config.emplace(ov::cache_dir(options.cache_dir));
+    return config;
 }
 
 }  // namespace
@@ -169,18 +197,18 @@ std::string bf16_unsupported_reason(const std::vector<std::string>& capabilities
     return "";
 }
 
-ov::InferRequest RequestPool::acquire() {
+Engine RequestPool::acquire() {
     std::unique_lock<std::mutex> lock(mutex_);
     returned_.wait(lock, [this] { return !idle_.empty() || created_ < limit_; });
     if (!idle_.empty()) {
-        ov::InferRequest request = std::move(idle_.back());
+        Engine engine = std::move(idle_.back());
         idle_.pop_back();
-        return request;
+        return engine;
     }
     ++created_;  // counted before creating, so a failure below gives the slot back
     try {
         lock.unlock();
-        return compiled_.create_infer_request();
+        return make_();
     } catch (...) {
         lock.lock();
         --created_;
@@ -189,10 +217,19 @@ ov::InferRequest RequestPool::acquire() {
     }
 }
 
-void RequestPool::release(ov::InferRequest request) {
+void RequestPool::add(Engine engine) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        idle_.push_back(std::move(request));
+        ++created_;
+        idle_.push_back(std::move(engine));
+    }
+    returned_.notify_one();
+}
+
+void RequestPool::release(Engine engine) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        idle_.push_back(std::move(engine));
     }
     returned_.notify_one();
 }
@@ -205,21 +242,36 @@ Runtime::Runtime(const std::string& path, const RuntimeOptions& options) {
                                     "use the device \"openvino:f32\" (or \"cpu\"), or the INT8 model "
                                     "(fcn-deploy calibrate) for speed");
     }
-    const std::shared_ptr<ov::Model> model = read_model(core_, path);
-    const std::string spec_json = metadata_spec(*model, path);
-    spec_ = spec_from_json(spec_json, path + " metadata");
-    check_sidecar(path, spec_json);
+    std::shared_ptr<ov::Model> model = read_model(core_, path);
+    opened_spec_json_ = metadata_spec(*model, path);
+    path_ = path;
+    spec_ = spec_from_json(opened_spec_json_, path + " metadata");
+    check_sidecar(path, opened_spec_json_);
     check_signatures(*model, spec_, path);
     if (spec_.num_classes > 256)
         throw artifact_error(std::to_string(spec_.num_classes) + " classes do not fit uint8 labels (at most 256)");
     input_type_ = model->input().get_element_type();
-    const ov::element::Type precision = options.precision == "bf16" ? ov::element::bf16 : ov::element::f32;
-    compiled_ = core_.compile_model(model, kCpuDevice, ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY),
-                                    ov::hint::inference_precision(precision),
-                                    ov::num_streams(static_cast<int>(kParallelCalls)));
-    logits_port_ = compiled_port(compiled_, spec_.output_name);
-    if (spec_.labels_name) labels_port_ = compiled_port(compiled_, *spec_.labels_name);
-    pool_.emplace(compiled_, kParallelCalls);
+    logits_index_ = output_index(*model, spec_.output_name);
+    if (spec_.labels_name) labels_index_ = output_index(*model, *spec_.labels_name);
+    compile_config_ = compile_config(options);
+    pool_.emplace([this] { return compile(nullptr); }, kParallelCalls);
+    pool_->add(compile(std::move(model)));  // the first engine now: compile errors surface here, not in a call
+}
+
+Engine Runtime::compile(std::shared_ptr<ov::Model> model) const {
+    if (!model) {
+        model = read_model(core_, path_);
+        if (!model->has_rt_info("framework", kOnnxMetadataKey) ||
+            model->get_rt_info<std::string>("framework", kOnnxMetadataKey) != opened_spec_json_)
+            throw artifact_error(path_ + " changed after the handle opened it (a second concurrent call reads it "
+                                         "again)",
+                                 "destroy the handle and create it again to use the new file");
+        check_signatures(*model, spec_, path_);
+    }
+    Engine engine;
+    engine.compiled = core_.compile_model(model, kCpuDevice, compile_config_);
+    engine.request = engine.compiled.create_infer_request();
+    return engine;
 }
 
 }  // namespace fcn

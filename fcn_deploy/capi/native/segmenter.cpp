@@ -120,7 +120,7 @@ void Segmenter::segment_whole(const fcn_image& image, HW padded, std::uint8_t* l
     const auto ph = static_cast<std::size_t>(padded.height), pw = static_cast<std::size_t>(padded.width);
     const auto width = static_cast<std::size_t>(image.width);
     if (runtime_->has_labels()) {  // the argmax ran in the graph: no logits copied out
-        const ov::Tensor out = request.get_tensor(runtime_->labels_port());
+        const ov::Tensor out = request.get_output_tensor(runtime_->labels_index());
         check_output("labels", out.get_shape(), ov::Shape{slots, ph, pw});
         for (int r = 0; r < image.height; ++r) {
             const std::size_t row = static_cast<std::size_t>(r) * pw;
@@ -135,7 +135,7 @@ void Segmenter::segment_whole(const fcn_image& image, HW padded, std::uint8_t* l
         }
         return;
     }
-    ov::Tensor out = request.get_tensor(runtime_->logits_port());
+    ov::Tensor out = request.get_output_tensor(runtime_->logits_index());
     const auto classes = static_cast<std::size_t>(spec().num_classes);
     check_output("logits", out.get_shape(), ov::Shape{slots, classes, ph, pw});
     std::vector<float> converted;
@@ -176,7 +176,7 @@ void Segmenter::segment_tiled(const fcn_image& image, std::uint8_t* labels) cons
             request.set_input_tensor(batch.tensor());
             request.infer();
         }
-        ov::Tensor out = request.get_tensor(runtime_->logits_port());
+        ov::Tensor out = request.get_output_tensor(runtime_->logits_index());
         check_output("logits", out.get_shape(), ov::Shape{slots, classes, th, tw});
         float* logits = float_logits(out, converted);
         for (std::size_t i = 0; i < n; ++i) {
