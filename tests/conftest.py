@@ -273,10 +273,17 @@ def tiny_onnx():
     return _tiny_onnx
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_voc():
     """Writes a two-image VOC2012-layout folder (splits 'train' and 'val') under a path."""
     return _tiny_voc
+
+
+@pytest.fixture(scope="session")
+def nncf():
+    """The nncf module (with openvino); the tests that need it skip where the 'openvino' extra is not installed."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn-deploy[openvino]')")
+    return pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'fcn-deploy[openvino]')")
 
 
 @pytest.fixture(scope="session")
