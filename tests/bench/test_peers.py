@@ -199,3 +199,26 @@ def test_onnx_files_are_paired_with_the_checkpoint_they_were_exported_from(tmp_p
     short = ["--no-rss", "--sizes", "64x64", "--iters", "1", "--rounds", "1", "--warmup", "0", "--gemm-size", "64"]
     assert run(["bench", "--peers", str(new), str(stale), *short]) == 1  # refused before anything is timed
     assert "a-old.onnx was made from another checkpoint" in capsys.readouterr().err
+
+
+def test_the_ir_peers_run_the_irs_of_the_same_checkpoint_or_say_how_to_build_them(small_models, nncf, make_tiny_fcn,
+                                                                                  tmp_path):
+    from fcn_deploy.build_openvino import OpenVinoBuildConfig, build_openvino
+
+    checkpoint, onnx = small_models
+    ir = build_openvino(onnx, OpenVinoBuildConfig(
+        precision="int8", max_drop=99, calib_num=2, calib_crop=(64, 96), accuracy_control=False,
+        engines_dir=tmp_path / "engines", calibration_dir=tmp_path / "calibration")).ir
+    assert peers.peer_irs([checkpoint, onnx, ir], onnx) == (None, ir, "")
+    other = make_tiny_fcn(tmp_path / "other" / "fcn.onnx")  # records no source checkpoint
+    with pytest.raises(InputError, match="was not made from the checkpoint of"):
+        peers.peer_irs([ir], other)
+    assert peers.peer_irs([ir], other, given=False)[2].endswith("left out: made from another checkpoint")
+    rgb = np.zeros((1, *SMALL, 3), np.uint8)
+    config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_ir=ir, size=SMALL)
+    peer = peers.open_peer("openvino-ir-int8", config, rgb)
+    assert peer.run(peer.feed).shape == (1, 21, *SMALL)
+    peer.close()
+    with pytest.raises(InputError, match="no BF16 OpenVINO IR given") as info:
+        peers.open_peer("openvino-ir-bf16", config, rgb)
+    assert "build --target openvino --precision bf16" in info.value.hint
