@@ -36,7 +36,8 @@ from fcn_deploy.contract import (
     with_sidecar,
     write_sidecar,
 )
-from fcn_deploy.data.voc import VocLayout, dataset_places
+from fcn_deploy.build import build_inputs
+from fcn_deploy.data.voc import VocLayout
 from fcn_deploy.deps import require
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
 from fcn_deploy.fileio import check_outputs_apart, fsync_path, sha256_file
@@ -63,7 +64,6 @@ DEFAULT_MAX_DROP = 1.0  # points of argmax agreement and of mIoU (INT8 ≥ 99.0%
 VALIDATION_CROPS = 16  # held-out crops NNCF's accuracy control ranks the layers on
 SYNTHETIC_VAL = 8  # held-out synthetic images when no VOC folder is given
 IR_FORMAT = "openvino-ir"
-_SPEC_PRECISION = {"f32": "fp32", "bf16": "fp32", "int8": "int8"}  # bf16 is a compile hint on FP32 weights
 
 
 @dataclass(frozen=True)
@@ -224,13 +224,8 @@ def build_openvino(onnx_path: str | os.PathLike[str], config: OpenVinoBuildConfi
 
 def _check_paths(onnx_path: Path, outputs: list[Path], config: OpenVinoBuildConfig) -> None:
     """Refuse, before any work, an IR written over what the build reads."""
-    inputs = with_sidecar("the model", onnx_path)
-    if config.reference is not None:
-        inputs += with_sidecar("--reference", config.reference)
-    for option, folder in (("--calib-data", config.calib_data), ("--parity-data", config.parity_data)):
-        if folder is not None:
-            inputs += dataset_places(folder, option)
-    check_outputs_apart([place for out in outputs for place in with_sidecar("--out", out)], inputs)
+    check_outputs_apart([place for out in outputs for place in with_sidecar("--out", out)],
+                        build_inputs(onnx_path, config.reference, config.calib_data, config.parity_data))
 
 
 def _gate_failure(candidate: Candidate, config: OpenVinoBuildConfig) -> ArtifactError:
