@@ -15,9 +15,12 @@ nothing. ``auto`` builds INT8 where it passes, else BF16 where the CPU computes 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -307,8 +310,9 @@ def make_candidate(onnx_path: Path, spec: ModelSpec, precision: str, config: Ope
         return candidate
     log("the plain INT8 misses the budget (" + "; ".join(candidate.problems) + "): NNCF's accuracy-controlled "
         "quantisation puts the costliest layers back in float")
-    controlled = accuracy_controlled(nncf, model, spec, calibration, data, crop, config)
-    reverted = reverted_layers(plain, controlled)
+    with nncf_reverted_names() as named:
+        controlled = accuracy_controlled(nncf, model, spec, calibration, data, crop, config)
+    reverted = tuple(named) or reverted_layers(plain, controlled)
     controlled_spec = int8_spec.replace(quantization=replace(
         info, notes=f"NNCF accuracy-controlled quantisation: {len(reverted)} quantised inputs back to float"))
     written = write_candidate(controlled, controlled_spec, "int8", work / "controlled",
@@ -359,8 +363,30 @@ def _quantised_inputs(model: Any) -> set[str]:
     return found
 
 
+@contextlib.contextmanager
+def nncf_reverted_names() -> Iterator[list[str]]:
+    """The operations NNCF's accuracy control says it put back in float (its closing log message lists them),
+    collected while the block runs; empty when the message did not come."""
+    names: list[str] = []
+
+    class Reverted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines = record.getMessage().splitlines()
+            if lines and "reverted back to the floating-point precision" in lines[0]:
+                names[:] = [line.strip() for line in lines[1:] if line.strip()]
+
+    handler = Reverted()
+    logger = logging.getLogger("nncf")
+    logger.addHandler(handler)
+    try:
+        yield names
+    finally:
+        logger.removeHandler(handler)
+
+
 def reverted_layers(plain: Any, controlled: Any) -> tuple[str, ...]:
-    """The layers the plain quantisation quantised and the accuracy-controlled one left in float."""
+    """The layers the plain quantisation quantised and the accuracy-controlled one left in float, from the graphs
+    (consumers of FakeQuantize nodes): a fallback where NNCF's own list did not come."""
     return tuple(sorted(_quantised_inputs(plain) - _quantised_inputs(controlled)))
 
 

@@ -101,7 +101,8 @@ def build(
         raise InputError(f"unknown --target {target!r}", f"use one of: {', '.join(BUILD_TARGETS)}")
     if target == "openvino":
         tensorrt_only = [name for name, used in (
-            ("--fp32/--fp16/--int8", fp32 or fp16 or int8), ("--min/--opt/--max", any((min_shape, opt_shape, max_shape))),
+            ("--fp32/--fp16/--int8", fp32 or fp16 or int8),
+            ("--min/--opt/--max", any((min_shape, opt_shape, max_shape))),
             ("--timing-cache", timing_cache is not None), ("--no-tf32", no_tf32), ("--workspace", workspace != 4.0),
             ("--calib-method", calib_method != "percentile")) if used]
         if tensorrt_only:

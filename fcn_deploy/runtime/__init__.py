@@ -18,7 +18,8 @@ from fcn_deploy.runtime.base import INFERENCE_PRECISIONS, Backend
 #: runtimes that can run an artifact; 'auto' picks one from the file's suffix
 BACKENDS: tuple[str, ...] = ("auto", "pytorch", "onnxruntime", "openvino", "tensorrt")
 _SUFFIX_BACKENDS = {"pytorch": "a checkpoint (.pt)", "onnxruntime": "an ONNX file (.onnx)",
-                    "openvino": "an ONNX file (.onnx) or an OpenVINO IR (.xml)", "tensorrt": "a TensorRT engine (.engine)"}
+                    "openvino": "an ONNX file (.onnx) or an OpenVINO IR (.xml)",
+                    "tensorrt": "a TensorRT engine (.engine)"}
 
 MODEL_HINT = ("pass the path of a checkpoint (.pt), ONNX file (.onnx), OpenVINO IR (.xml) or engine (.engine); "
               "'fcn-deploy export' writes export/fcn.onnx")
