@@ -88,6 +88,7 @@ def build(
     max_drop: float = typer.Option(1.0, "--max-drop", help="With --target openvino: INT8 budget, points of argmax "
                                    "agreement with FP32 and of mIoU lost at most on the held-out split."),
     calib_split: str = typer.Option("train", "--calib-split", help="Split of --calib-data the crops come from."),
+    parity_split: str = typer.Option("val", "--parity-split", help="Split of the parity folder the gate runs on."),
 ) -> None:
     """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU); or, with
     --target openvino, an OpenVINO IR (FP32, BF16 or NNCF INT8 within --max-drop) after the same kind of gate."""
@@ -111,7 +112,7 @@ def build(
         _build_openvino(onnx, precision or "auto", max_drop, calib_data, calib_split,
                         64 if calib_num is None else calib_num,
                         parse_size(calib_crop, "--calib-crop") if calib_crop else None, reference, parity_data,
-                        no_parity, out)
+                        parity_split, no_parity, out)
         return
     if precision is not None or max_drop != 1.0:
         raise InputError("--precision and --max-drop belong to --target openvino",
@@ -131,7 +132,7 @@ def build(
     config = BuildConfig(
         precision=cast(Precision, chosen[0]), calib_data=calib_data, calib_num=256 if calib_num is None else calib_num,
         calib_method=calib_method, calib_crop=parse_size(calib_crop or "320x480", "--calib-crop"),
-        calib_split=calib_split, profile=profile, workspace_gib=workspace,
+        calib_split=calib_split, parity_split=parity_split, profile=profile, workspace_gib=workspace,
         timing_cache=timing_cache, reference=reference, parity_data=parity_data, no_parity=no_parity, out=out,
         tf32=not no_tf32,
     )
@@ -147,13 +148,15 @@ def build(
 
 def _build_openvino(onnx: Path, precision: str, max_drop: float, calib_data: Optional[Path], calib_split: str,
                     calib_num: int, calib_crop: Optional[tuple[int, int]], reference: Optional[Path],
-                    parity_data: Optional[Path], no_parity: Optional[str], out: Optional[Path]) -> None:
+                    parity_data: Optional[Path], parity_split: str, no_parity: Optional[str],
+                    out: Optional[Path]) -> None:
     """``build --target openvino``: the gated IR, and what was chosen and why."""
     from fcn_deploy.build_openvino import OpenVinoBuildConfig, build_openvino
 
     result = build_openvino(onnx, OpenVinoBuildConfig(
         precision=precision, max_drop=max_drop, calib_data=calib_data, calib_split=calib_split, calib_num=calib_num,
-        calib_crop=calib_crop, reference=reference, parity_data=parity_data, no_parity=no_parity, out=out))
+        calib_crop=calib_crop, reference=reference, parity_data=parity_data, parity_split=parity_split,
+        no_parity=no_parity, out=out))
     for note in result.notes:
         typer.echo(note)
     typer.echo(f"wrote {result.ir} ({result.precision.upper()} OpenVINO IR) with its .bin and {result.ir.name}.json")
