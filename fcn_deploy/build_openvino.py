@@ -204,7 +204,7 @@ def build_openvino(onnx_path: str | os.PathLike[str], config: OpenVinoBuildConfi
     engines.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".fcn-openvino-build-", dir=engines) as workdir:
         work = Path(workdir)
-        data = None if config.no_parity else gate_data(onnx_path, spec, config, work)
+        data = None if config.no_parity else gate_data(onnx_path, spec, config, work, "int8" in wanted)
         for precision in wanted:
             if precision == "bf16" and bf16_missing:
                 notes.append(f"not BF16: {bf16_missing}")
@@ -245,16 +245,18 @@ def _gate_failure(candidate: Candidate, config: OpenVinoBuildConfig) -> Artifact
 # --- data --------------------------------------------------------------------------------------------------
 
 
-def gate_data(onnx_path: Path, spec: ModelSpec, config: OpenVinoBuildConfig, work: Path) -> GateData:
-    """The calibration split and the held-out gate split: the given VOC folders, else synthetic crops."""
+def gate_data(onnx_path: Path, spec: ModelSpec, config: OpenVinoBuildConfig, work: Path,
+              calibrates: bool = True) -> GateData:
+    """The calibration split and the held-out gate split: the given VOC folders, else synthetic crops (made only
+    where needed: an FP32 or BF16 build with a gate folder calibrates nothing)."""
     reference = Path(config.reference) if config.reference is not None else onnx_path
     if not reference.is_file():
         raise InputError(f"--reference {reference} does not exist", "pass a checkpoint or the FP32 ONNX")
     folder = config.parity_data or config.calib_data
-    if config.calib_data is not None and folder is not None:
-        return GateData(Path(config.calib_data), config.calib_split, Path(folder), config.parity_split, reference,
-                        f"calibration {config.calib_data} ('{config.calib_split}'), gate {folder} "
-                        f"('{config.parity_split}')")
+    if folder is not None and (config.calib_data is not None or not calibrates):
+        calibration = f"calibration {config.calib_data} ('{config.calib_split}'), " if calibrates else ""
+        return GateData(Path(config.calib_data or folder), config.calib_split, Path(folder), config.parity_split,
+                        reference, f"{calibration}gate {folder} ('{config.parity_split}')")
     from fcn_deploy.data.synth import SynthConfig, synthesize
 
     height, width = config.calib_crop or spec.crop_size
