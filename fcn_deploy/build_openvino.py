@@ -134,7 +134,7 @@ def budget_problems(report: ParityReport, max_drop: float) -> tuple[str, ...]:
     points (a NaN figure fails, as every test is written 'not within')."""
     problems = [problem] if (problem := report.non_finite_problem()) else []
     if not 100 * report.argmax_agreement >= 100 - max_drop:
-        problems.append(f"pixel agreement {100 * report.argmax_agreement:.3f}% < {100 - max_drop:.2f}%")
+        problems.append(f"pixel agreement {100 * report.argmax_agreement:.3f}% < {100 - max_drop:g}%")
     if not -100 * report.delta_miou <= max_drop:
         shown = "n/a (no labelled pixel)" if math.isnan(report.delta_miou) else f"{-100 * report.delta_miou:.2f} points"
         problems.append(f"mIoU drop {shown} > {max_drop:g}")
@@ -320,10 +320,14 @@ def make_candidate(onnx_path: Path, spec: ModelSpec, precision: str, config: Ope
     written = write_candidate(controlled, controlled_spec, "int8", work / "controlled",
                               {**facts, "reverted_to_float": list(reverted)})
     result = replace(gated(written, config, data), reverted_to_float=reverted)
+    problems = result.problems
     if not _quantised_inputs(controlled):  # within the budget only as the FP32 model: not an INT8 IR
-        return replace(result, problems=(*result.problems, f"accuracy control put every quantised layer back in float "
-                                         f"({len(reverted)}): no INT8 IR is within {config.max_drop:g} points"))
-    return result
+        problems = (*problems, f"accuracy control put every quantised layer back in float ({len(reverted)}): no "
+                               f"INT8 IR is within {config.max_drop:g} points")
+    if not problems:
+        return result
+    return replace(result, problems=("plain quantisation: " + "; ".join(candidate.problems),
+                                     "accuracy-controlled: " + "; ".join(problems)))
 
 
 def accuracy_controlled(nncf: Any, model: Any, spec: ModelSpec, calibration: list[np.ndarray], data: GateData,
