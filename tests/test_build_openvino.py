@@ -84,7 +84,8 @@ def test_infer_parity_and_bench_open_the_ir(workspace, f32_ir: Path, tmp_path: P
         ir.release_working_memory()
     assert run(["infer", str(f32_ir), str(voc / "JPEGImages"), "--out", str(tmp_path / "masks")]) == 0
     assert sorted(p.name for p in (tmp_path / "masks").glob("*.png")) == ["a.png", "b.png"]
-    assert run(["parity", str(f32_ir), "--reference", str(onnx), "--data", str(voc), "--report", str(tmp_path / "p.md")]) == 0
+    assert run(["parity", str(f32_ir), "--reference", str(onnx), "--data", str(voc),
+                "--report", str(tmp_path / "p.md")]) == 0
     assert run(["bench", str(f32_ir), "--sizes", "64x64", "--iters", "2", "--rounds", "1", "--warmup", "1",
                 "--no-rss"]) == 0
     assert "openvino" in capsys.readouterr().out
@@ -170,7 +171,8 @@ def test_budget_reads_agreement_and_miou_drop_and_fails_a_nan(parity_report) -> 
     assert budget_problems(parity_report(argmax_agreement=0.9905, delta_miou=-0.009), 1.0) == ()
     below = budget_problems(parity_report(argmax_agreement=0.989, delta_miou=0.0), 1.0)
     assert "pixel agreement 98.900% < 99%" in below[0]
-    assert "mIoU drop 1.10 points > 1" in budget_problems(parity_report(argmax_agreement=1.0, delta_miou=-0.011), 1.0)[0]
+    dropped = budget_problems(parity_report(argmax_agreement=1.0, delta_miou=-0.011), 1.0)
+    assert "mIoU drop 1.10 points > 1" in dropped[0]
     assert budget_problems(parity_report(argmax_agreement=1.0, delta_miou=0.05), 1.0) == ()  # a gain is no drop
     assert budget_problems(parity_report(argmax_agreement=float("nan"), delta_miou=0.0), 1.0)
 
