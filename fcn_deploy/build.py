@@ -355,13 +355,19 @@ def check_build_paths(onnx_path: Path, out: Path, config: BuildConfig) -> None:
         outputs += with_sidecar(f"the {config.precision} ONNX", precision_onnx_path(onnx_path, config.precision))
     if config.timing_cache is not None:
         outputs.append(Place("--timing-cache", config.timing_cache))
+    check_outputs_apart(outputs, build_inputs(onnx_path, config.reference, config.calib_data, config.parity_data))
+
+
+def build_inputs(onnx_path: Path, reference: Path | None, calib_data: Path | None,
+                 parity_data: Path | None) -> list[Place]:
+    """What a build reads (the export, the reference, the data folders), for ``check_outputs_apart``."""
     inputs = with_sidecar("the model", onnx_path)
-    if config.reference is not None:
-        inputs += with_sidecar("--reference", config.reference)
-    for option, data in (("--calib-data", config.calib_data), ("--parity-data", config.parity_data)):
+    if reference is not None:
+        inputs += with_sidecar("--reference", reference)
+    for option, data in (("--calib-data", calib_data), ("--parity-data", parity_data)):
         if data is not None:
             inputs += dataset_places(data, option)
-    check_outputs_apart(outputs, inputs)
+    return inputs
 
 
 def build_engine(trt: Any, artifact: Path, spec: ModelSpec, profile: tuple[Dims4, Dims4, Dims4],

@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
 ONNX_METADATA_KEY = "fcn_deploy.spec"
 ONNX_SUFFIX = ".onnx"
 ENGINE_SUFFIXES: tuple[str, ...] = (".engine", ".plan")
+IR_SUFFIX = ".xml"  # an OpenVINO IR: the graph (.xml) beside its weights (.bin of the same stem)
+IR_WEIGHTS_SUFFIX = ".bin"
+# where OpenVINO keeps an ONNX file's metadata in a model's runtime info, and so where an IR keeps the spec
+OV_METADATA_SECTION = "framework"
 EXPORT_HINT = "export the model with 'fcn-deploy export CHECKPOINT'"
 # onnx TensorProto element types used by the graph checks
 FLOAT, UINT8, INT64, FLOAT16 = 1, 2, 7, 10
@@ -67,9 +71,18 @@ def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+def ir_weights_path(ir: str | os.PathLike[str]) -> Path:
+    """The weights file OpenVINO reads beside an IR: ``fcn.int8.xml`` -> ``fcn.int8.bin``."""
+    return Path(ir).with_suffix(IR_WEIGHTS_SUFFIX)
+
+
 def with_sidecar(what: str, artifact: str | os.PathLike[str]) -> list[Place]:
-    """An artifact and its sidecar as places a command reads or writes (for ``fileio.check_outputs_apart``)."""
-    return [Place(what, Path(artifact)), Place(f"the sidecar of {what}", sidecar_path(artifact))]
+    """An artifact and its sidecar (and an IR's weights file) as places a command reads or writes (for
+    ``fileio.check_outputs_apart``)."""
+    places = [Place(what, Path(artifact)), Place(f"the sidecar of {what}", sidecar_path(artifact))]
+    if Path(artifact).suffix.lower() == IR_SUFFIX:
+        places.append(Place(f"the weights of {what}", ir_weights_path(artifact)))
+    return places
 
 
 def write_sidecar(

@@ -28,6 +28,7 @@ _INSTALL_HINTS = {
     "tritonclient": "pip install 'fcn-deploy[serve]' (tritonclient with HTTP and gRPC)",
     "google.protobuf": "pip install 'fcn-deploy[serve]' (protobuf, for Triton model configs)",
     "openvino": "pip install 'fcn-deploy[openvino]' (the OpenVINO backend: --backend openvino)",
+    "nncf": "pip install 'fcn-deploy[openvino]' (NNCF: the INT8 OpenVINO IR of 'build --target openvino')",
     "cffi": "pip install 'fcn-deploy[capi]' (installs cffi, needed by 'fcn-deploy capi build')",
     "ray": "pip install 'fcn-deploy[ray]' (Ray Data; on the driver and on every node of the cluster)",
     "pyarrow": "pip install 'fcn-deploy[ray]' (installs Ray Data and pyarrow)",

@@ -19,6 +19,20 @@ VOC_SAMPLE = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012
 RUNTIME_ONLY = "FCN_DEPLOY_RUNTIME_ONLY"  # set by scripts/test.sh for its run in .venv-runtime (no PyTorch)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory) -> Iterator[Path]:
+    """Per-user caches (OpenVINO's compiled models) go to a folder of this test session, not the user's home:
+    set in the environment, so the processes the tests start inherit it."""
+    folder = tmp_path_factory.mktemp("cache-home")
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 def pytest_ignore_collect(collection_path, config):
     """With FCN_DEPLOY_RUNTIME_ONLY=1 a test module that marks nothing 'runtime' is not even imported (many import
     torch at the top)."""
@@ -273,10 +287,17 @@ def tiny_onnx():
     return _tiny_onnx
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_voc():
     """Writes a two-image VOC2012-layout folder (splits 'train' and 'val') under a path."""
     return _tiny_voc
+
+
+@pytest.fixture(scope="session")
+def nncf():
+    """The nncf module (with openvino); the tests that need it skip where the 'openvino' extra is not installed."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'fcn-deploy[openvino]')")
+    return pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'fcn-deploy[openvino]')")
 
 
 @pytest.fixture(scope="session")

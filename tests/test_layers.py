@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runtime",),
     ("tiling",),
     ("parity",),  # runs artifacts through the runtime; its precision gate runs ONNX Runtime
-    ("build",),  # precision ONNX -> parity gate -> engine, so it sits above both
+    ("build", "build_openvino"),  # precision ONNX or IR -> parity gate -> engine, so it sits above both
     ("segmenter",),
     ("infer", "video", "bench", "capi", "serving", "cluster"),
     ("cli",),

@@ -42,14 +42,18 @@ from fcn_deploy.workspace import CHECKPOINT_DIR, EXPORT_DIR
 PEERS: tuple[str, ...] = (
     "pytorch-eager-nchw", "pytorch-eager-channels-last", "torch-compile-inductor",
     "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-bf16", "openvino-int8",
+    "openvino-ir-bf16", "openvino-ir-int8",
 )
 REFERENCE_PEER = "pytorch-eager-nchw"
 #: the peers fcn-deploy itself offers (its deployment paths), per precision
-OWN_PATHS = {"fp32": ("onnxruntime-fp32", "openvino-fp32"), "bf16": ("openvino-bf16",),
-             "int8": ("onnxruntime-int8", "openvino-int8")}
+OWN_PATHS = {"fp32": ("onnxruntime-fp32", "openvino-fp32"), "bf16": ("openvino-bf16", "openvino-ir-bf16"),
+             "int8": ("onnxruntime-int8", "openvino-int8", "openvino-ir-int8")}
 _PEER_PRECISION = {"pytorch-eager-nchw": "fp32", "pytorch-eager-channels-last": "fp32",
                    "torch-compile-inductor": "fp32", "onnxruntime-fp32": "fp32", "onnxruntime-int8": "int8",
-                   "openvino-fp32": "fp32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
+                   "openvino-fp32": "fp32", "openvino-bf16": "bf16", "openvino-int8": "int8",
+                   "openvino-ir-bf16": "bf16", "openvino-ir-int8": "int8"}
+# the IR peers: the BF16 IR and NNCF's INT8 IR of 'build --target openvino' (OpenVINO on the IR's own precision)
+_IR_PEERS = {"openvino-ir-bf16": "bf16", "openvino-ir-int8": "int8"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class PeerConfig:
     checkpoint: Path
     onnx: Path
     int8_onnx: Path | None = None
+    bf16_ir: Path | None = None  # engines/fcn.bf16.xml of 'build --target openvino'
+    int8_ir: Path | None = None  # engines/fcn.int8.xml (NNCF)
     size: tuple[int, int] = (320, 480)
     batch: int = 1
     warmup: int = 2
@@ -204,9 +210,20 @@ def _torch_peer(name: str, config: PeerConfig, rgb: np.ndarray) -> _Peer:
 
 
 def _backend_peer(name: str, config: PeerConfig, rgb: np.ndarray) -> _Peer:
-    """An fcn-deploy runtime backend (ONNX Runtime or OpenVINO) on the FP32 or INT8 ONNX."""
+    """An fcn-deploy runtime backend (ONNX Runtime or OpenVINO) on the FP32 or INT8 ONNX, or OpenVINO on an IR."""
     from fcn_deploy.runtime import BackendChoice, open_backend
 
+    if name in _IR_PEERS:
+        precision = _IR_PEERS[name]
+        ir = config.int8_ir if precision == "int8" else config.bf16_ir
+        if ir is None:
+            raise InputError(f"no {precision.upper()} OpenVINO IR given",
+                             f"build one: fcn-deploy build --target openvino --precision {precision}, and pass "
+                             f"engines/fcn.{precision}.xml")
+        started = time.perf_counter()
+        backend = open_backend(ir, "cpu")
+        return _Peer(name, backend.spec.to_model_input, backend.infer, time.perf_counter() - started, rgb,
+                     backend.close)
     runtime, precision = name.split("-", 1)
     path = config.int8_onnx if precision == "int8" else config.onnx
     if path is None:
@@ -425,7 +442,7 @@ def _config_dict(config: PeerConfig) -> dict[str, Any]:
 
 def _config_from_dict(data: dict[str, Any]) -> PeerConfig:
     values = dict(data)
-    for key in ("checkpoint", "onnx", "int8_onnx", "images"):
+    for key in ("checkpoint", "onnx", "int8_onnx", "bf16_ir", "int8_ir", "images"):
         values[key] = Path(values[key]) if values.get(key) else None
     values["size"], values["peers"] = tuple(values["size"]), tuple(values["peers"])
     return PeerConfig(**values)
@@ -681,6 +698,30 @@ def _paired_with(checkpoint: Path, onnx_files: Sequence[tuple[Path, Any]], given
     return paired, left_out
 
 
+def peer_irs(models: Sequence[Path], onnx: Path, *, given: bool = True) -> tuple[Path | None, Path | None, str]:
+    """(BF16 IR, INT8 IR, note) among ``models``: the IRs made from the same checkpoint as the FP32 ONNX ``onnx``
+    (by the source SHA-256 their specs keep), so their agreement compares the same weights; another one is
+    refused when ``given``, else left out with a note."""
+    from fcn_deploy.contract import IR_SUFFIX, read_onnx_spec, read_sidecar
+
+    source = read_onnx_spec(onnx).source_checkpoint_sha256
+    found: dict[str, Path] = {}
+    notes = []
+    for path in (m for m in models if m.suffix.lower() == IR_SUFFIX):
+        spec, document = read_sidecar(path)
+        precision = document.get("precision")
+        if precision not in ("bf16", "int8") or precision in found:
+            continue
+        if source and spec.source_checkpoint_sha256 == source:
+            found[precision] = path
+            continue
+        if given:
+            raise InputError(f"{path} was not made from the checkpoint of {onnx}: its agreement would compare "
+                             "different weights", f"build it from {onnx}: fcn-deploy build {onnx} --target openvino")
+        notes.append(f"{path} left out: made from another checkpoint")
+    return found.get("bf16"), found.get("int8"), "; ".join(notes)
+
+
 def _random_checkpoint(folder: Path) -> Path:
     """A random-weight fcn32s checkpoint (seeded) in ``folder``."""
     from fcn_deploy.checkpoint import Checkpoint, save_checkpoint
@@ -693,10 +734,12 @@ def _random_checkpoint(folder: Path) -> Path:
 
 
 def workspace_models() -> list[Path]:
-    """The newest checkpoint in checkpoints/ and every ONNX in export/ (none on a clean checkout)."""
-    from fcn_deploy.workspace import default_bench_models
+    """The newest checkpoint in checkpoints/, every ONNX in export/ and every IR in engines/ (none on a clean
+    checkout)."""
+    from fcn_deploy.workspace import ENGINE_DIR, default_bench_models
 
+    irs = sorted(ENGINE_DIR.glob("*.xml")) if ENGINE_DIR.is_dir() else []
     try:
-        return default_bench_models()
+        return default_bench_models() + irs
     except FcnDeployError:  # no checkpoint: the peers make a random-weight model
-        return sorted(EXPORT_DIR.glob("*.onnx")) if EXPORT_DIR.is_dir() else []
+        return (sorted(EXPORT_DIR.glob("*.onnx")) if EXPORT_DIR.is_dir() else []) + irs

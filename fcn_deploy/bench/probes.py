@@ -204,7 +204,7 @@ def import_runtime_for(path: Path, backend: str = "auto") -> None:
     import importlib
 
     suffix = path.suffix.lower()
-    if backend == "openvino":
+    if backend == "openvino" or suffix == ".xml":
         modules = ("openvino", "fcn_deploy.runtime.openvino_backend")
     elif suffix == ".onnx":
         modules = ("onnxruntime", "fcn_deploy.runtime.ort_backend")

@@ -31,7 +31,8 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 def bench(
     models: Optional[list[Path]] = typer.Argument(
-        None, help="Checkpoints (.pt), ONNX files, engines. Default: newest checkpoint + export/*.onnx."
+        None, help="Checkpoints (.pt), ONNX files, OpenVINO IRs (.xml), engines. Default: newest checkpoint + "
+        "export/*.onnx (with --peers also engines/*.xml)."
     ),
     sizes: str = typer.Option("320x480", "--sizes", help="Input sizes HEIGHTxWIDTH, comma-separated."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated."),
@@ -116,6 +117,7 @@ def _run_peers(models: list[Path], given: bool, size: tuple[int, int], batch: in
     from fcn_deploy.bench.peers import (
         PEER_COLUMNS,
         PeerConfig,
+        peer_irs,
         peer_models,
         peer_rows,
         peer_summary_lines,
@@ -124,9 +126,11 @@ def _run_peers(models: list[Path], given: bool, size: tuple[int, int], batch: in
 
     with tempfile.TemporaryDirectory(prefix="fcn-peers-") as scratch:
         checkpoint, onnx, int8, note = peer_models(models, Path(scratch), given=given)
-        config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, size=size, batch=batch,
+        bf16_ir, int8_ir, ir_note = peer_irs(models, onnx, given=given)
+        config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_onnx=int8, bf16_ir=bf16_ir, int8_ir=int8_ir,
+                            size=size, batch=batch,
                             warmup=warmup, iters=iters, rounds=rounds, measure_rss=rss, matmul_size=gemm_size,
-                            images=images, note=note)
+                            images=images, note="; ".join(n for n in (note, ir_note) if n))
         report = run_peers(config)
     _print_table(PEER_COLUMNS, peer_rows(report), peer_summary_lines(report), width=180)
     _write_json(report, json_out)

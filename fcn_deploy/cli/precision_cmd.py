@@ -1,4 +1,5 @@
-"""``fcn-deploy calibrate`` (INT8 Q/DQ ONNX on VOC crops) and ``fcn-deploy build`` (TensorRT engine)."""
+"""``fcn-deploy calibrate`` (INT8 Q/DQ ONNX on VOC crops) and ``fcn-deploy build`` (TensorRT engine, or an OpenVINO
+IR with ``--target openvino``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import typer
 
 from fcn_deploy.errors import InputError
 from fcn_deploy.workspace import DEFAULT_ONNX
+
+BUILD_TARGETS = ("tensorrt", "openvino")
 
 
 def calibrate(
@@ -51,8 +54,10 @@ def build(
     fp16: bool = typer.Option(False, "--fp16", help="FP16 engine (writes <onnx>.fp16.onnx first)."),
     int8: bool = typer.Option(False, "--int8", help="INT8 engine (calibrates <onnx>.int8.onnx when needed)."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="VOC folder for INT8 calibration."),
-    calib_num: int = typer.Option(256, "--calib-num", help="Calibration crops."),
-    calib_crop: str = typer.Option("320x480", "--calib-crop", help="Calibration crop HEIGHTxWIDTH."),
+    calib_num: Optional[int] = typer.Option(None, "--calib-num", help="Calibration crops (default 256; 64 with "
+                                            "--target openvino)."),
+    calib_crop: Optional[str] = typer.Option(None, "--calib-crop", help="Calibration crop HEIGHTxWIDTH (default "
+                                             "320x480; with --target openvino the spec's crop size)."),
     calib_method: str = typer.Option("percentile", "--calib-method", help="percentile, entropy or minmax."),
     min_shape: Optional[str] = typer.Option(None, "--min", help="Profile minimum in the export's input layout: "
                                             "NxCxHxW for float32 NCHW exports, NxHxWxC for uint8 NHWC ones "
@@ -73,15 +78,45 @@ def build(
                                             "purpose; the reason is recorded in the engine's sidecar."),
     no_tf32: bool = typer.Option(False, "--no-tf32", help="Strict FP32 for the engine's FP32 layers (TensorRT "
                                  "allows TF32 on Ampere and newer by default)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine path (default engines/fcn.<precision>.engine)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine path (default engines/fcn.<precision>.engine; "
+                                       "with --target openvino engines/fcn.<precision>.xml)."),
+    target: str = typer.Option("tensorrt", "--target", help="tensorrt (an engine, on a GPU) or openvino (an IR for "
+                               "the CPU)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="With --target openvino: f32, bf16, int8 "
+                                            "(NNCF) or auto (INT8 where it passes, else BF16 where the CPU has it, "
+                                            "else FP32)."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="With --target openvino: INT8 budget, points of argmax "
+                                   "agreement with FP32 and of mIoU lost at most on the held-out split."),
+    calib_split: str = typer.Option("train", "--calib-split", help="Split of --calib-data the crops come from."),
+    parity_split: str = typer.Option("val", "--parity-split", help="Split of the parity folder the gate runs on."),
 ) -> None:
-    """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU)."""
+    """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU); or, with
+    --target openvino, an OpenVINO IR (FP32, BF16 or NNCF INT8 within --max-drop) after the same kind of gate."""
     from fcn_deploy.build import BuildConfig, parse_dims
     from fcn_deploy.contract import read_onnx_spec
     from fcn_deploy.build import build as build_engine
     from fcn_deploy.data.transforms import parse_size
     from fcn_deploy.workspace import Precision
 
+    if target not in BUILD_TARGETS:
+        raise InputError(f"unknown --target {target!r}", f"use one of: {', '.join(BUILD_TARGETS)}")
+    if target == "openvino":
+        tensorrt_only = [name for name, used in (
+            ("--fp32/--fp16/--int8", fp32 or fp16 or int8),
+            ("--min/--opt/--max", any((min_shape, opt_shape, max_shape))),
+            ("--timing-cache", timing_cache is not None), ("--no-tf32", no_tf32), ("--workspace", workspace != 4.0),
+            ("--calib-method", calib_method != "percentile")) if used]
+        if tensorrt_only:
+            raise InputError(f"{', '.join(tensorrt_only)} belong to the TensorRT build, not --target openvino",
+                             "choose the IR's precision with --precision f32|bf16|int8|auto")
+        _build_openvino(onnx, precision or "auto", max_drop, calib_data, calib_split,
+                        64 if calib_num is None else calib_num,
+                        parse_size(calib_crop, "--calib-crop") if calib_crop else None, reference, parity_data,
+                        parity_split, no_parity, out)
+        return
+    if precision is not None or max_drop != 1.0:
+        raise InputError("--precision and --max-drop belong to --target openvino",
+                         "choose the engine's precision with --fp32, --fp16 or --int8")
     chosen = [name for name, flag in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if flag]
     if len(chosen) != 1:
         raise InputError("choose exactly one precision: --fp32, --fp16 or --int8"
@@ -95,8 +130,9 @@ def build(
         profile = (parse_dims(min_shape, "--min", spec), parse_dims(opt_shape, "--opt", spec),
                    parse_dims(max_shape, "--max", spec))
     config = BuildConfig(
-        precision=cast(Precision, chosen[0]), calib_data=calib_data, calib_num=calib_num, calib_method=calib_method,
-        calib_crop=parse_size(calib_crop, "--calib-crop"), profile=profile, workspace_gib=workspace,
+        precision=cast(Precision, chosen[0]), calib_data=calib_data, calib_num=256 if calib_num is None else calib_num,
+        calib_method=calib_method, calib_crop=parse_size(calib_crop or "320x480", "--calib-crop"),
+        calib_split=calib_split, parity_split=parity_split, profile=profile, workspace_gib=workspace,
         timing_cache=timing_cache, reference=reference, parity_data=parity_data, no_parity=no_parity, out=out,
         tf32=not no_tf32,
     )
@@ -109,6 +145,31 @@ def build(
     for note in engine_build_notes(result.engine):  # the gate's record and the FP32 layers' math
         typer.echo(note)
     typer.echo(f"wrote {result.engine} and {result.engine.name}.json; precision ONNX {result.precision_onnx}")
+
+
+def _build_openvino(onnx: Path, precision: str, max_drop: float, calib_data: Optional[Path], calib_split: str,
+                    calib_num: int, calib_crop: Optional[tuple[int, int]], reference: Optional[Path],
+                    parity_data: Optional[Path], parity_split: str, no_parity: Optional[str],
+                    out: Optional[Path]) -> None:
+    """``build --target openvino``: the gated IR, and what was chosen and why."""
+    from fcn_deploy.build_openvino import OpenVinoBuildConfig, build_openvino
+
+    result = build_openvino(onnx, OpenVinoBuildConfig(
+        precision=precision, max_drop=max_drop, calib_data=calib_data, calib_split=calib_split, calib_num=calib_num,
+        calib_crop=calib_crop, reference=reference, parity_data=parity_data, parity_split=parity_split,
+        no_parity=no_parity, out=out))
+    for note in result.notes:
+        typer.echo(note)
+    typer.echo(f"wrote {result.ir} ({result.precision.upper()} OpenVINO IR) with its .bin and {result.ir.name}.json")
+    gate = result.parity
+    if gate.get("status") == "passed":
+        typer.echo(f"gate: agreement {100 * gate['agreement']:.3f}%, ΔmIoU {100 * gate['delta_miou']:+.2f} pt on "
+                   f"{gate['images']} held-out images")
+    else:
+        typer.echo(f"gate skipped on purpose: {gate.get('reason')}")
+    if result.reverted_to_float:
+        typer.echo(f"accuracy control kept {len(result.reverted_to_float)} layer(s) in float: "
+                   + ", ".join(result.reverted_to_float))
 
 
 def register(app: typer.Typer) -> None:

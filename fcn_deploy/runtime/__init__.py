@@ -10,20 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_deploy.checkpoint import CHECKPOINT_SUFFIXES
-from fcn_deploy.contract import ENGINE_SUFFIXES, ONNX_SUFFIX
+from fcn_deploy.contract import ENGINE_SUFFIXES, IR_SUFFIX, ONNX_SUFFIX
 from fcn_deploy.devices import DEVICES, Device, check_device, cuda_device_count
 from fcn_deploy.errors import ArtifactError, InputError
-from fcn_deploy.runtime.base import Backend
+from fcn_deploy.runtime.base import INFERENCE_PRECISIONS, Backend
 
 #: runtimes that can run an artifact; 'auto' picks one from the file's suffix
 BACKENDS: tuple[str, ...] = ("auto", "pytorch", "onnxruntime", "openvino", "tensorrt")
-#: inference precision hints (OpenVINO's): 'f32' computes as the artifact says, 'bf16' in bfloat16
-INFERENCE_PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 _SUFFIX_BACKENDS = {"pytorch": "a checkpoint (.pt)", "onnxruntime": "an ONNX file (.onnx)",
-                    "openvino": "an ONNX file (.onnx)", "tensorrt": "a TensorRT engine (.engine)"}
+                    "openvino": "an ONNX file (.onnx) or an OpenVINO IR (.xml)",
+                    "tensorrt": "a TensorRT engine (.engine)"}
 
-MODEL_HINT = ("pass the path of a checkpoint (.pt), ONNX file (.onnx) or engine (.engine); 'fcn-deploy export' "
-              "writes export/fcn.onnx")
+MODEL_HINT = ("pass the path of a checkpoint (.pt), ONNX file (.onnx), OpenVINO IR (.xml) or engine (.engine); "
+              "'fcn-deploy export' writes export/fcn.onnx")
 
 
 @dataclass(frozen=True)
@@ -63,17 +62,19 @@ def parse_device_string(text: str) -> tuple[Device, BackendChoice]:
 
 
 def suffix_backend(path: Path) -> str:
-    """The backend that runs a file by its suffix ('pytorch', 'onnxruntime' or 'tensorrt')."""
+    """The backend that runs a file by its suffix ('pytorch', 'onnxruntime', 'openvino' or 'tensorrt')."""
     suffix = path.suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
         return "pytorch"
     if suffix == ONNX_SUFFIX:
         return "onnxruntime"
+    if suffix == IR_SUFFIX:
+        return "openvino"
     if suffix in ENGINE_SUFFIXES:
         return "tensorrt"
     raise ArtifactError(
         f"{path} is not an fcn-deploy artifact (unknown suffix {suffix!r})",
-        "pass a checkpoint (.pt), an ONNX file (.onnx) or a TensorRT engine (.engine)",
+        "pass a checkpoint (.pt), an ONNX file (.onnx), an OpenVINO IR (.xml) or a TensorRT engine (.engine)",
     )
 
 
@@ -94,7 +95,8 @@ def chosen_backend(path: Path, choice: BackendChoice) -> str:
 def open_backend(
     path: str | os.PathLike[str], device: Device = "auto", choice: BackendChoice = BackendChoice(), *, threads: int = 0
 ) -> Backend:
-    """Open a checkpoint (.pt/.pth), ONNX file (.onnx) or TensorRT engine (.engine/.plan) with the chosen runtime.
+    """Open a checkpoint (.pt/.pth), ONNX file (.onnx), OpenVINO IR (.xml) or TensorRT engine (.engine/.plan) with the
+    chosen runtime.
 
     ``threads`` caps the CPU threads of one inference (0: the runtime's default; TensorRT ignores it).
     """

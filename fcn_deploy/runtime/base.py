@@ -10,6 +10,9 @@ import numpy as np
 from fcn_deploy.errors import ArtifactError, InputError, ShapeError
 from fcn_deploy.spec import ModelSpec
 
+#: inference precision hints (OpenVINO's): 'f32' computes as the artifact says, 'bf16' in bfloat16; the one list
+INFERENCE_PRECISIONS: tuple[str, ...] = ("f32", "bf16")
+
 
 class Backend(abc.ABC):
     """A loaded artifact that maps an input batch to N×C×H×W float32 logits.

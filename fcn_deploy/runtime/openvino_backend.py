@@ -1,36 +1,53 @@
-"""The OpenVINO backend: an fcn-deploy ONNX file (FP32, FP16 or INT8 Q/DQ) compiled for the CPU by OpenVINO.
+"""The OpenVINO backend: an fcn-deploy ONNX file (FP32, FP16 or INT8 Q/DQ) or OpenVINO IR (``.xml`` + ``.bin``
+from ``fcn-deploy build --target openvino``) compiled for the CPU by OpenVINO.
 
 ``precision`` is OpenVINO's inference precision hint: 'f32' computes in float32, 'bf16' lets the CPU plugin run
 convolutions and matrix multiplies in bfloat16 (no calibration data needed). BF16 is only accepted on a CPU that
 computes it natively (AVX-512 BF16 or AMX); elsewhere it is refused with the reason instead of being emulated
-slowly. Compiled models go to OpenVINO's cache (``CACHE_DIR``), so the second load of a model skips compilation.
+slowly. An IR built for BF16 carries the hint in its runtime info and runs in BF16 (``precision`` 'f32', the
+default, leaves the IR's own hint in place). The IR keeps the spec where OpenVINO puts an ONNX file's metadata
+(runtime info ``framework`` / ``fcn_deploy.spec``), so it is read the same way as the ONNX. Compiled models go to
+OpenVINO's cache (``CACHE_DIR``, a per-user cache folder by default), so the second load skips compilation; a
+cache folder that cannot be written is a warning and no cache, never a refused model.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fcn_deploy.contract import (
+    IR_SUFFIX,
     ONNX_METADATA_KEY,
+    OV_METADATA_SECTION,
     TensorSignature,
+    check_spec_against_signatures,
+    ir_weights_path,
     read_onnx_spec,
+    read_sidecar,
     require_artifact,
+    spec_from_metadata,
 )
 from fcn_deploy.deps import require
 from fcn_deploy.devices import check_device
 from fcn_deploy.errors import ArtifactError, InputError, MissingComponentError
-from fcn_deploy.runtime.base import Backend
+from fcn_deploy.fileio import sha256_file
+from fcn_deploy.progress import log
+from fcn_deploy.runtime.base import INFERENCE_PRECISIONS, Backend
 from fcn_deploy.runtime.runtime_spec import checked_runtime_spec
+from fcn_deploy.spec import ModelSpec
 
-OV_PRECISIONS: tuple[str, ...] = ("f32", "bf16")
-DEFAULT_CACHE_DIR = Path("cache") / "openvino"  # under the workspace, beside export/ and engines/
+OV_PRECISIONS = INFERENCE_PRECISIONS  # one list, kept in runtime.base
 CPU_DEVICE = "CPU"
+# where an IR keeps the compile properties OpenVINO applies by itself (the C++ library gets BF16 from it too)
+RUNTIME_OPTIONS_SECTION = "runtime_options"
+PRECISION_HINT = "INFERENCE_PRECISION_HINT"
+IR_HINT = "rebuild it with 'fcn-deploy build --target openvino'"
 #: CPU flags (as /proc/cpuinfo names them) that mean native BF16 arithmetic
 BF16_CPU_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 _CPUINFO = Path("/proc/cpuinfo")
@@ -38,12 +55,20 @@ _CPUINFO = Path("/proc/cpuinfo")
 _OV_ELEM_TYPES = {"f32": 1, "u8": 2, "i64": 7, "f16": 10}
 
 
+def default_cache_dir() -> Path:
+    """The per-user folder for OpenVINO's compiled models: $XDG_CACHE_HOME/fcn-deploy/openvino (absolute; default
+    ~/.cache), so every workspace of one user shares it and no run writes a cache into the current folder."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return (root / "fcn-deploy" / "openvino").absolute()
+
+
 @dataclass(frozen=True)
 class OpenVinoOptions:
     """How to compile: inference precision hint, cache folder (None: no cache), threads (0: OpenVINO's default)."""
 
     precision: str = "f32"
-    cache_dir: Path | None = DEFAULT_CACHE_DIR
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -80,12 +105,23 @@ def _require_openvino() -> Any:
     return require("openvino")
 
 
-def _metadata(model: Any) -> dict[str, str]:
-    """The ONNX metadata map OpenVINO keeps in the model's runtime info ('framework')."""
+def _rt_section(model: Any, section: str) -> dict[str, str]:
+    """One section of the model's runtime info as strings (empty when absent)."""
     info = model.get_rt_info()
-    framework = info["framework"] if "framework" in info else {}
-    items = framework.items() if hasattr(framework, "items") else []
+    found = info[section] if section in info else {}
+    items = found.items() if hasattr(found, "items") else []
     return {str(key): value.astype(str) if hasattr(value, "astype") else str(value) for key, value in items}
+
+
+def _metadata(model: Any) -> dict[str, str]:
+    """The ONNX metadata map OpenVINO keeps in the model's runtime info ('framework'); an IR keeps it there too."""
+    return _rt_section(model, OV_METADATA_SECTION)
+
+
+def ir_precision_hint(model: Any) -> str | None:
+    """The inference precision an IR asks for in its runtime info ('bf16'), or None."""
+    hint = _rt_section(model, RUNTIME_OPTIONS_SECTION).get(PRECISION_HINT)
+    return {"bf16": "bf16", "bfloat16": "bf16", "f32": "f32", "float32": "f32"}.get(hint or "", None)
 
 
 def _port_name(port: Any, metadata: dict[str, str]) -> str:
@@ -114,18 +150,25 @@ class OpenVinoBackend(Backend):
             raise InputError("the OpenVINO backend runs on the CPU, device 'cuda' was requested",
                              "pass --device cpu (or auto), or use --backend onnxruntime/tensorrt on CUDA")
         self.path = require_artifact(path)
-        self.options = options
+        is_ir = self.path.suffix.lower() == IR_SUFFIX
         ov = _require_openvino()
         core = ov.Core()
+        model = _read_ir(core, self.path) if is_ir else _read_model(core, self.path)
+        hint = ir_precision_hint(model) if is_ir else None
+        if options.precision == "f32" and hint is not None:
+            options = OpenVinoOptions(precision=hint, cache_dir=options.cache_dir, threads=options.threads)
+        self.options = options
         if options.precision == "bf16":
             reason = bf16_unsupported_reason(core.get_property(CPU_DEVICE, "OPTIMIZATION_CAPABILITIES"), cpu_flags())
             if reason is not None:
                 raise MissingComponentError(f"precision 'bf16' refused: {reason}",
-                                            "use --precision f32, or the INT8 model (fcn-deploy calibrate) for speed")
-        model = _read_model(core, self.path)
+                                            "use --precision f32 (or an f32 IR), or an INT8 model for speed")
         metadata = _metadata(model)
-        super().__init__(checked_runtime_spec(metadata, [_signature(p, metadata) for p in model.inputs],
-                                              [_signature(p, metadata) for p in model.outputs], self.path))
+        inputs = [_signature(p, metadata) for p in model.inputs]
+        outputs = [_signature(p, metadata) for p in model.outputs]
+        spec = (checked_ir_spec(metadata, inputs, outputs, self.path) if is_ir
+                else checked_runtime_spec(metadata, inputs, outputs, self.path))
+        super().__init__(spec)
         self._compiled = core.compile_model(model, CPU_DEVICE, _compile_config(options))
         self._request = self._compiled.create_infer_request()
         self._input_dtype = np.float16 if model.inputs[0].get_element_type().get_type_name() == "f16" else None
@@ -156,9 +199,40 @@ class OpenVinoBackend(Backend):
         name = self.spec.labels_name
         return self._run(batch, [name])[name].astype(np.uint8, copy=False)
 
+    def _release_working_memory(self) -> None:
+        """OpenVINO's CompiledModel.release_memory: the CPU plugin frees its intermediate buffers until the next run."""
+        self._compiled.release_memory()
+
     def _release(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def checked_ir_spec(metadata: dict[str, str], inputs: list[TensorSignature], outputs: list[TensorSignature],
+                    path: Path) -> ModelSpec:
+    """An IR's spec (runtime info), checked against its sidecar, whose SHA-256 of the .xml and the .bin must match
+    (the build refuses non-finite weights; a pair changed since is refused), and against the model's signatures."""
+    spec = spec_from_metadata(metadata, str(path))
+    side_spec, document = read_sidecar(path)
+    if side_spec != spec:
+        raise ArtifactError(f"{path} and its sidecar disagree on the model's spec", IR_HINT)
+    for file, key in ((path, "xml_sha256"), (ir_weights_path(path), "bin_sha256")):
+        if document.get(key) != sha256_file(file):
+            raise ArtifactError(f"{file.name} is not the file its sidecar describes (SHA-256 differs or not recorded)",
+                                IR_HINT)
+    check_spec_against_signatures(inputs, outputs, spec, str(path))
+    return spec
+
+
+def _read_ir(core: Any, path: Path) -> Any:
+    """OpenVINO's model of an IR (.xml and its .bin); a missing weights file or an unreadable IR is an ArtifactError."""
+    weights = ir_weights_path(path)
+    if not weights.is_file():
+        raise ArtifactError(f"the IR {path} has no weights file {weights.name} beside it", IR_HINT)
+    try:
+        return core.read_model(str(path), str(weights))
+    except Exception as exc:  # openvino raises RuntimeError subclasses of its own
+        raise ArtifactError(f"OpenVINO cannot read the IR {path} ({exc})", IR_HINT) from exc
 
 
 def _read_model(core: Any, path: Path) -> Any:
@@ -175,14 +249,23 @@ def _compile_config(options: OpenVinoOptions) -> dict[str, Any]:
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": options.precision}
     if options.threads:
         config["INFERENCE_NUM_THREADS"] = options.threads
-    if options.cache_dir is not None:
-        try:
-            options.cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the OpenVINO cache folder {options.cache_dir} ({exc})",
-                             "run from a writable workspace folder") from exc
+    if options.cache_dir is not None and usable_cache_dir(options.cache_dir):
         config["CACHE_DIR"] = str(options.cache_dir)
     return config
+
+
+def usable_cache_dir(folder: Path) -> bool:
+    """Create the cache folder as needed; False (with a warning) when it cannot be created or written: the model
+    is then compiled without a cache, never refused."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log(f"warning: cannot create the OpenVINO cache folder {folder} ({exc}); compiling without a cache")
+        return False
+    if not os.access(folder, os.W_OK | os.X_OK):
+        log(f"warning: the OpenVINO cache folder {folder} is not writable; compiling without a cache")
+        return False
+    return True
 
 
 def openvino_version() -> str:
@@ -193,5 +276,5 @@ def openvino_version() -> str:
         return f"not installed ({exc.message})"
 
 
-__all__ = ["BF16_CPU_FLAGS", "DEFAULT_CACHE_DIR", "OV_PRECISIONS", "OpenVinoBackend", "OpenVinoOptions",
-           "bf16_unsupported_reason", "cpu_flags", "openvino_version"]
+__all__ = ["BF16_CPU_FLAGS", "OV_PRECISIONS", "OpenVinoBackend", "OpenVinoOptions", "bf16_unsupported_reason",
+           "checked_ir_spec", "cpu_flags", "default_cache_dir", "ir_precision_hint", "openvino_version"]

@@ -210,6 +210,13 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
         spec, document = read_sidecar(path)
         inputs, outputs = _engine_tensors(path, spec, document)
         return Artifact(path, "tensorrt_plan", "model.plan", spec, inputs, outputs, document)
+    if suffix == ".xml":
+        raise ArtifactError(
+            f"{path}: an OpenVINO IR is not put in Triton repositories: they hold the network for Triton's "
+            "onnxruntime or tensorrt backend (model.onnx, model.plan); an IR needs Triton's openvino backend, which "
+            "this repository layout and 'serve' do not target",
+            "serve the FP32 export (triton export export/fcn.onnx); the IR runs in infer, parity, bench and the C API",
+        )
     raise ArtifactError(
         f"{path}: Triton serves ONNX files and TensorRT engines, not {suffix or 'this file'}",
         "export the checkpoint first: fcn-deploy export CHECKPOINT, then triton export export/fcn.onnx",

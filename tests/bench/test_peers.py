@@ -211,3 +211,26 @@ def test_the_agreement_column_points_at_the_visual_parity_report(tmp_path):
     assert f"fcn-deploy parity '{int8}' --reference {checkpoint} --data VOC_DIR --html parity/int8.html" in line
     gone = agreement_pictures_line({"int8_onnx": str(tmp_path / "scratch.onnx"), "checkpoint": None})
     assert "fcn-deploy parity INT8.onnx --reference CHECKPOINT.pt --data VOC_DIR --html" in gone
+
+
+def test_the_ir_peers_run_the_irs_of_the_same_checkpoint_or_say_how_to_build_them(small_models, nncf, make_tiny_fcn,
+                                                                                  tmp_path):
+    from fcn_deploy.build_openvino import OpenVinoBuildConfig, build_openvino
+
+    checkpoint, onnx = small_models
+    ir = build_openvino(onnx, OpenVinoBuildConfig(
+        precision="int8", max_drop=99, calib_num=2, calib_crop=(64, 96), accuracy_control=False,
+        engines_dir=tmp_path / "engines", calibration_dir=tmp_path / "calibration")).ir
+    assert peers.peer_irs([checkpoint, onnx, ir], onnx) == (None, ir, "")
+    other = make_tiny_fcn(tmp_path / "other" / "fcn.onnx")  # records no source checkpoint
+    with pytest.raises(InputError, match="was not made from the checkpoint of"):
+        peers.peer_irs([ir], other)
+    assert peers.peer_irs([ir], other, given=False)[2].endswith("left out: made from another checkpoint")
+    rgb = np.zeros((1, *SMALL, 3), np.uint8)
+    config = PeerConfig(checkpoint=checkpoint, onnx=onnx, int8_ir=ir, size=SMALL)
+    peer = peers.open_peer("openvino-ir-int8", config, rgb)
+    assert peer.run(peer.feed).shape == (1, 21, *SMALL)
+    peer.close()
+    with pytest.raises(InputError, match="no BF16 OpenVINO IR given") as info:
+        peers.open_peer("openvino-ir-bf16", config, rgb)
+    assert "build --target openvino --precision bf16" in info.value.hint

@@ -256,3 +256,53 @@ def test_missing_openvino_names_the_extra(openvino_missing, tmp_path: Path) -> N
     with pytest.raises(MissingComponentError, match="openvino") as info:
         OpenVinoBackend(path, "cpu")
     assert "fcn-deploy[openvino]" in (info.value.hint or "")
+
+
+def test_the_cache_defaults_to_an_absolute_per_user_folder(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert OpenVinoOptions().cache_dir == tmp_path / "xdg" / "fcn-deploy" / "openvino"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert OpenVinoOptions().cache_dir == tmp_path / "home" / ".cache" / "fcn-deploy" / "openvino"
+    assert OpenVinoOptions().cache_dir.is_absolute()
+
+
+def test_an_unwritable_cache_folder_is_a_warning_and_no_cache(openvino, tiny_fcn: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    with OpenVinoBackend(tiny_fcn, "cpu", OpenVinoOptions(cache_dir=blocker / "cache")) as backend:
+        assert not backend.loaded_from_cache
+        backend.infer(np.zeros((1, 3, 32, 32), np.float32))
+    assert "warning: cannot create the OpenVINO cache folder" in capsys.readouterr().err
+
+
+def test_a_read_only_cache_folder_is_a_warning_and_no_cache(openvino, tiny_fcn: Path, tmp_path: Path, monkeypatch,
+                                                            capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    monkeypatch.setattr(ovb.os, "access", lambda path, mode: False)  # as for a user without write permission
+    with OpenVinoBackend(tiny_fcn, "cpu", OpenVinoOptions(cache_dir=locked)) as backend:
+        backend.infer(np.zeros((1, 3, 32, 32), np.float32))
+    assert "is not writable; compiling without a cache" in capsys.readouterr().err
+    assert not any(locked.iterdir())
+
+
+def test_release_working_memory_calls_openvinos_release_memory(openvino, tiny_fcn: Path, tmp_path: Path) -> None:
+    calls = []
+    with OpenVinoBackend(tiny_fcn, "cpu", OpenVinoOptions(cache_dir=None)) as backend:
+        backend.infer(np.zeros((1, 3, 32, 32), np.float32))
+        compiled = backend._compiled
+        backend._compiled = type("Recorder", (), {"release_memory": lambda self: calls.append("release_memory")})()
+        backend.release_working_memory()
+        backend._compiled = compiled
+        backend.release_working_memory()  # the real call runs too
+        assert backend.infer(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 21, 32, 32)
+    assert calls == ["release_memory"]
+
+
+def test_the_inference_precisions_are_one_list() -> None:
+    from fcn_deploy.runtime import base
+
+    assert ovb.OV_PRECISIONS is base.INFERENCE_PRECISIONS
+    assert "INFERENCE_PRECISIONS = " not in Path(ovb.__file__).read_text()

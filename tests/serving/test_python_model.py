@@ -128,7 +128,7 @@ def test_in_process_network_opens_with_the_backend_of_the_export(config_schema, 
     from fcn_deploy.serving.model_config import parse_config
     from fcn_deploy.serving.python_model import TritonPythonModel
 
-    monkeypatch.chdir(tmp_path)  # OpenVINO's cache (cache/openvino under the working folder) stays in tmp_path
+    monkeypatch.chdir(tmp_path)  # whatever the model writes beside the working folder stays in tmp_path
     repository = tmp_path / "repo"
     export_repository(random_onnx, repository, RepositoryConfig(network_runtime="in_process",
                                                                 backend=BackendChoice("openvino")))

@@ -61,7 +61,7 @@ def test_served_masks_equal_infer_over_http_and_grpc(server, random_onnx, image_
 @pytest.mark.slow
 def test_served_masks_with_openvino_equal_infer_with_openvino(serve_stack, openvino_runtime, random_onnx, image_dir,
                                                                tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # OpenVINO's cache (cache/openvino under the working folder) stays in tmp_path
+    monkeypatch.chdir(tmp_path)  # whatever the model writes beside the working folder stays in tmp_path
     openvino = BackendChoice("openvino")
     infer_folder(random_onnx, image_dir, tmp_path / "infer", InferConfig(device="cpu", backend=openvino, progress=False))
     expected = _masks(tmp_path / "infer")
