@@ -7,6 +7,7 @@ import pytest
 
 from fcn_deploy.tiling import (
     BLENDS,
+    LabelStitcher,
     SeamAccumulator,
     align_up,
     argmax_classes,
@@ -248,6 +249,25 @@ def test_label_stitcher_equals_the_band_accumulator(blend, image_hw, tile, overl
     stitched = stitch_labels(image, plan, run, 5, blend)
     assert np.mean(stitched == banded) >= 0.9999  # equal up to float summation order at near-ties
     assert len(np.unique(stitched)) > 1
+
+
+@pytest.mark.parametrize("image_hw,tile,overlap", [
+    ((1000, 777), (256, 320), (64, 96)),
+    ((2000, 1500), (992, 992), (96, 96)),
+    ((300, 40), (64, 64), (0, 0)),  # no overlap: nothing carried
+])
+def test_the_label_stitcher_holds_what_stitch_bytes_states(image_hw, tile, overlap):
+    """The module's memory bound for labels: the seam strip plus the widest column carry, and nothing more."""
+    plan = plan_tiles_px(image_hw, tile, overlap, 1, 32)
+    stitcher = LabelStitcher(plan, 5, blend_window(plan.tile_hw, "hann"), np.empty(image_hw, np.uint8))
+    held = 0
+    for y in plan.ys:
+        for x in plan.xs:
+            stitcher.add(y, x, np.random.default_rng(y + x).random((5, *plan.tile_hw), np.float32))
+            carry = 0 if stitcher.carry is None else stitcher.carry.nbytes
+            held = max(held, stitcher.strip.nbytes + carry)
+    assert held == stitch_bytes(plan, 5, labels_only=True)
+    assert stitch_bytes(plan, 5, labels_only=True) < stitch_bytes(plan, 5) or not plan.seam_rows()
 
 
 def test_slide_labels_uses_the_band_beyond_half_a_tile():
