@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fcn_deploy.parity import gate
+from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.spec import ModelSpec
 
 
@@ -42,11 +44,21 @@ def test_int8_missing_a_threshold_fails_and_says_which(int8_report, parity_repor
     assert "FAIL: " + problem in result.summary()
 
 
-def test_bf16_below_its_agreement_fails(monkeypatch: pytest.MonkeyPatch, parity_report, tmp_path: Path) -> None:
-    report = parity_report(argmax_agreement=gate.BF16_MIN_AGREEMENT - 0.001)
-    monkeypatch.setattr(gate, "run_parity", lambda *args, **kwargs: report)
-    result = gate.check_bf16(tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path)
-    assert not result.passed and result.problems == ("pixel agreement 99.400% < 99.5%",)
+@pytest.mark.parametrize(("agreement", "problems"), [
+    (gate.BF16_MIN_AGREEMENT - 0.001, ("pixel agreement 99.400% < 99.5%",)),
+    (gate.BF16_MIN_AGREEMENT, ()),
+])
+def test_bf16_is_run_by_openvino_in_bf16_and_held_to_its_agreement(monkeypatch: pytest.MonkeyPatch, parity_report,
+                                                                   tmp_path: Path, agreement, problems) -> None:
+    report, calls = parity_report(argmax_agreement=agreement), []
+    monkeypatch.setattr(gate, "run_parity", lambda *args: calls.append(args) or report)
+    config = gate.ParityConfig(device="cpu", limit=3)
+    result = gate.check_bf16(tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path / "voc", config)
+    (onnx, reference, data, used), = calls
+    assert (onnx, reference, data) == (tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path / "voc")
+    assert used == replace(config, backend=BackendChoice("openvino", "bf16"))
+    assert (result.artifact, result.precision, result.report) == (tmp_path / "fcn.onnx", "bf16", report)
+    assert result.passed is not problems and result.problems == problems
 
 
 @pytest.mark.parametrize(("precision", "changes", "passes"), [
