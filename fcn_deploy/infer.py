@@ -226,6 +226,11 @@ def scan_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> t
     return sorted(found, key=lambda p: p.as_posix()), unreadable
 
 
+def single_image(path: Path) -> Path | None:
+    """The file name when ``path`` is one image file (``infer scene.tif --out masks/``), else None."""
+    return Path(path.name) if path.is_file() and is_image_path(path) else None
+
+
 def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool, tiff_masks: bool = True) -> ImageJob:
     """Where the outputs of the image ``relative`` (to ``in_dir``) go under ``out_dir``; ``tiff_masks=False`` for
     a run whose masks are always PNGs (the client writes the server's PNG)."""
@@ -706,12 +711,16 @@ def planned_folder(model: str | os.PathLike[str] | None, in_dir: str | os.PathLi
     The same preparation for a run on this machine and one on a cluster; the lock is held for the block.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
+    single = single_image(in_dir)
+    if single is None and not in_dir.is_dir():
+        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images, or one image file")
     model_path = Path(model) if model is not None else default_model(
         config.device, engine_unavailable=tensorrt_unavailable, backend=config.backend.backend)
     summary_path = summary_location(config.summary, out_dir)
-    relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
+    if single is not None:  # one image: its folder is the input folder, the image its only entry
+        in_dir, relatives, unreadable = in_dir.parent, [single], []
+    else:
+        relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
     check_locations(model_path, in_dir, out_dir, summary_path, relatives, config.overlay)
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, config.wait):

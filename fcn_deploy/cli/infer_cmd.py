@@ -21,7 +21,8 @@ def split_model_and_folder(paths: list[Path]) -> tuple[Optional[Path], Path]:
 
 def infer(
     paths: list[Path] = typer.Argument(..., metavar="[MODEL] DIR",
-                                       help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image folder."),
+                                       help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image folder "
+                                            "(or one image file, e.g. scene.tif)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks mirror the input tree as <name>.png."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     backend: str = typer.Option("auto", "--backend", help="Runtime: auto (by the model's suffix), pytorch, onnxruntime, openvino or tensorrt."),
