@@ -25,7 +25,7 @@ image: one batch of tiles, their logits and the model's working memory. There is
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -336,6 +336,24 @@ def _run_batch(image: np.ndarray, plan: TilePlan, tiles: list[tuple[int, int]], 
     del batch
     for (y, x), tile_logits in zip(tiles, logits):
         add(y, x, tile_logits)
+
+
+def resumed_plan(plan: TilePlan, row: int) -> TilePlan:
+    """The tile rows a run that has the labels above image ``row`` must run again: from the first tile row that
+    reaches into the tile row whose final rows hold ``row``. Every label from that tile row's top on then comes out
+    exactly as in an uninterrupted run (the sums start from the same tiles, in the same order); rows above it are
+    recomputed from fewer tiles and must be dropped."""
+    if row <= 0:
+        return plan
+    holding = max(index for index, y in enumerate(plan.ys) if y <= row)
+    first = min(index for index, y in enumerate(plan.ys) if y + plan.tile_hw[0] > plan.ys[holding])
+    return replace(plan, ys=plan.ys[first:])
+
+
+def tile_windows(plan: TilePlan) -> list[tuple[slice, slice]]:
+    """The image windows a slide pass reads, in the order it reads them."""
+    tile_h, tile_w = plan.tile_hw
+    return [(slice(y, y + tile_h), slice(x, x + tile_w)) for tiles in plan.batches() for y, x in tiles]
 
 
 def neighbours_only(plan: TilePlan) -> bool:
