@@ -188,10 +188,11 @@ def test_a_pipe_named_like_a_tiff_fails_alone_without_blocking(tifffile, standin
 # --- resuming a killed run ---------------------------------------------------------------------------------------
 
 KILL_AFTER_ROWS = 512  # the child kills itself once its progress record holds this many label rows
+KILLED_HEIGHT, KILLED_WIDTH = 1100, 150
 RESUME_CONFIG = SegmenterConfig(tile=(64, 64), overlap=0.5)
 
 CHILD = """
-import json, os, signal, sys
+import json, os, signal, sys, threading
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import test_tiffio as t
@@ -200,10 +201,20 @@ from fcn_deploy.infer import InferConfig, infer_folder
 
 tmp, record = Path(sys.argv[2]), Path(sys.argv[3])
 
+plan = t.make_segmenter(t.RESUME_CONFIG).plan((t.KILLED_HEIGHT, t.KILLED_WIDTH))
+# by the tile at this row, the labels above KILL_AFTER_ROWS have gone to the encoder: wait for its record
+waiting_from = sum(y < t.KILL_AFTER_ROWS + 288 for y in plan.ys) * len(plan.xs)
+
+def recorded_rows():
+    return json.loads(record.read_text())["rows"] if record.exists() else 0
+
 class Dying(t.NamedPositionBackend):
     def _infer(self, batch):
-        if record.exists() and json.loads(record.read_text())["rows"] >= t.KILL_AFTER_ROWS:
-            os.kill(os.getpid(), signal.SIGKILL)  # as a power cut or the OOM killer would
+        if t.NamedPositionBackend.tiles >= waiting_from:
+            for _ in range(12000):  # the encoder thread's record, at most two minutes
+                if recorded_rows() >= t.KILL_AFTER_ROWS:
+                    os.kill(os.getpid(), signal.SIGKILL)  # as a power cut or the OOM killer would
+                threading.Event().wait(0.01)
         return super()._infer(batch)
 
 segmenter_module.open_backend = lambda path, device="auto", choice=None, threads=0: Dying(t.SPEC, path)
@@ -244,12 +255,12 @@ def kill_a_run_midway(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("change", [None, "model", "input"])
 def test_a_killed_run_resumes_from_its_last_recorded_rows(tifffile, tmp_path, monkeypatch, change):
-    image = noise(1100, 150, seed=7)
+    image = noise(KILLED_HEIGHT, KILLED_WIDTH, seed=7)
     write_tiled(tifffile, tmp_path / "in" / "scene.tif", image)
     (tmp_path / "m.onnx").write_bytes(b"model one")
     record = kill_a_run_midway(tmp_path)
     rows = json.loads(record.read_text())["rows"]
-    assert KILL_AFTER_ROWS <= rows < 1100 and not (tmp_path / "out" / "scene.tif").exists()
+    assert KILL_AFTER_ROWS <= rows < KILLED_HEIGHT and not (tmp_path / "out" / "scene.tif").exists()
     if change == "model":
         (tmp_path / "m.onnx").write_bytes(b"model two")
     elif change == "input":  # the same pixels, written again: a new file all the same
