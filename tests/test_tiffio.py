@@ -406,3 +406,21 @@ def test_progress_counts_tile_rows_and_gives_an_eta(tifffile, standin, tmp_path)
     assert rows_status(5, 20, 0, 50.0) == "tile row 5/20, ETA 2m30s"
     assert rows_status(15, 20, 10, 50.0) == "tile row 15/20, ETA 0m50s"  # a resumed run's rate counts from its start
     assert rows_status(20, 20, 0, 50.0) == "tile row 20/20"
+
+
+def test_a_spilled_seam_gives_the_same_labels(tifffile, tmp_path, monkeypatch):
+    """Windowed labels of a wide image keep the stitcher's strip in a file; forced here at a small size."""
+    from fcn_deploy import tiling
+    from fcn_deploy.tiffio import LabelTiffWriter, TiffWindows
+
+    spilled, original = [], tiling.SpilledStrip
+    monkeypatch.setattr(tiling, "SPILL_STRIP_BYTES", 0)
+    monkeypatch.setattr(tiling, "SpilledStrip", lambda shape: spilled.append(shape) or original(shape))
+    image = noise(300, 420, seed=11)
+    source = write_tiled(tifffile, tmp_path / "in.tif", image)
+    segmenter = make_segmenter(SegmenterConfig(tile=(128, 96), overlap=0.25))
+    with TiffWindows(source) as windows:
+        writer = LabelTiffWriter(tmp_path / "labels.tif", 300, 420, 128)
+        segmenter.segment_into(windows, writer)
+        writer.close()
+    assert spilled and np.array_equal(tifffile.imread(tmp_path / "labels.tif"), segmenter.segment(image).labels)
