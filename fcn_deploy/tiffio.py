@@ -1,14 +1,22 @@
-"""Windowed reading and streaming label writing of tiled TIFF, BigTIFF, GeoTIFF and OME-TIFF images.
+"""Windowed reading and streaming, resumable label writing of tiled TIFF, BigTIFF, GeoTIFF and OME-TIFF images.
 
 ``TiffWindows`` reads any window of one pyramid level through tifffile's Zarr store, which decodes only the TIFF
-tiles (or strips) the window touches (JPEG, Deflate, LZW, ZSTD, ... through imagecodecs). ``LabelTiffWriter``
-takes label blocks in row-major order of tile rows and writes a tiled, Deflate-compressed BigTIFF (palette
-photometric, the VOC colours) on its own thread as bands of full TIFF tile rows finish, under a temporary name
-renamed when complete; the input's GeoTIFF tags are carried over.
+tiles (or strips) the window touches (JPEG, Deflate, LZW, ZSTD, ... through imagecodecs); ``PrefetchedWindows``
+decodes the windows a tile plan will ask for ahead, on their own thread. ``LabelTiffWriter`` takes label blocks in
+row-major order of tile rows, compresses full bands of TIFF tiles on its own thread into a spool beside the output
+with a progress record after each band (``ResumeState``: a killed run resumes from there), and at the end
+assembles a tiled, Deflate-compressed BigTIFF (palette photometric, the VOC colours; optional overview levels)
+under a temporary name renamed when complete; the input's GeoTIFF tags or OME physical pixel size are carried over.
 
-Memory bound: the reader holds the TIFF tiles of one window (plus Zarr's own per-chunk buffers); the writer holds
-one band of ``band_rows`` × width label bytes and at most ``QUEUED_BANDS`` bands waiting to be encoded. Neither
-grows with the image's height; both grow with its width alone (a 40000-pixel-wide image: a few tens of MiB).
+Memory bound (what the windowed path holds beyond the constant of the model's pass, for an image W pixels wide,
+independent of its height): ``2 × batch`` prefetched windows (3 bytes a tile pixel); the label band,
+(tile height + 256) × W bytes, plus ``QUEUED_BANDS`` 256 × W bands waiting for the encoder and the one it
+encodes; 8 bytes a 256² label tile in the progress record; the stitcher's tile-sized overlaps. The one term that
+grew with the width, the stitcher's strip of classes × seam rows × W floats (330 MiB at W = 40000 for 21 classes),
+is kept in a temporary file (``tiling.SpilledStrip``), outside the process's memory. At W = 40000 the width terms
+come to about 60 MiB against about 15 MiB at W = 10000: a 40000² peak within 10% of a 10000² one, and the
+constant (ONNX Runtime with a 1024² FCN-32s pass, about 450 MiB) keeps both under 1 GiB
+(``benchmarks/tiling_memory.py --cases tiff``; figures in docs/memory.md).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 TIFF_HINT = "pip install 'fcn-deploy[tiff]' (tifffile with imagecodecs decodes JPEG, Deflate, LZW, ZSTD, ... tiles)"
 LABEL_TILE = 256  # side of the output's TIFF tiles
 ABORT_WAIT_S = 10.0  # how long an aborted label write may take to stop before its file is removed
-QUEUED_BANDS = 2  # bands of finished label rows waiting for the encoder thread
+QUEUED_BANDS = 1  # bands of finished label rows waiting for the encoder thread (it encodes one more)
 DEFLATE_LEVEL = 6  # zlib level of the label tiles
 RESUME_SUFFIX = ".resume"  # .NAME.resume: the folder of an unfinished label write (not a temporary: it is kept)
 SPOOL_NAME = "tiles.bin"  # the compressed label tiles written so far, row-major
