@@ -372,8 +372,12 @@ class LabelTiffWriter:
             self._shift(LABEL_TILE)
 
     def _shift(self, rows: int) -> None:
-        self.band[:-rows] = self.band[rows:].copy()
-        self.band[-rows:] = 0
+        """Move the band up by ``rows``, ``rows`` at a time: no copy of the whole band."""
+        kept = self.band.shape[0] - rows
+        for start in range(0, kept, rows):
+            stop = min(start + rows, kept)
+            self.band[start:stop] = self.band[start + rows : stop + rows]
+        self.band[kept:] = 0
         self.base += rows
 
     def _send(self, item: tuple[int, np.ndarray] | None) -> None:

@@ -24,6 +24,8 @@ image: one batch of tiles, their logits and the model's working memory. There is
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -41,6 +43,7 @@ BlockSink = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 _WINDOW_FLOOR = 1e-3  # hann weights never reach 0, so tile borders still count
 _GAUSSIAN_SIGMA = 0.25  # standard deviation as a fraction of the tile side
+SPILL_STRIP_BYTES = 16 << 20  # a larger LabelStitcher strip of windowed labels is kept in a file (SpilledStrip)
 
 
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -378,7 +381,11 @@ class LabelStitcher:
         self.columns = {x: i for i, x in enumerate(plan.xs)}
         # C×seam rows×canvas width: the previous tile row's share of this row. One buffer serves both rows: each
         # tile reads its columns before it writes the columns left of the next tile, which no later read needs.
-        self.strip = np.empty((num_classes, plan.seam_rows(), plan.canvas_hw[1]), np.float32)
+        # With windowed labels (an image never whole in memory) a wide strip goes to a file, so that nothing held
+        # grows with the image's width but the labels' band.
+        shape = (num_classes, plan.seam_rows(), plan.canvas_hw[1])
+        spill = not isinstance(labels, np.ndarray) and 4 * int(np.prod(shape)) > SPILL_STRIP_BYTES
+        self.strip = SpilledStrip(shape) if spill else np.empty(shape, np.float32)
         self.carry: np.ndarray | None = None  # C×tile height×columns: the previous tile's share of this tile
 
     def add(self, y: int, x: int, logits: np.ndarray) -> None:
@@ -404,6 +411,33 @@ class LabelStitcher:
         self.carry = None if last_column else logits[:, :, stop_x:].copy()
         if not last_row and stop_y < tile_h:
             self.strip[:, : tile_h - stop_y, x : x + stop_x] = logits[:, stop_y:, :stop_x]
+
+
+class SpilledStrip:
+    """A C×rows×W float32 strip kept in an unnamed temporary file, column-major, so that a column range reads and
+    writes as one contiguous block: ``strip[:, :rows, a:b]`` reads, ``strip[:, :rows, a:b] = values`` writes.
+    What it holds never counts in the process's memory (the page cache keeps it, and may drop it to disk)."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.shape = shape
+        self._file = tempfile.TemporaryFile(prefix="fcn-seam-")
+        self._column = shape[0] * shape[1] * 4  # bytes of one column: C×rows floats
+
+    def _columns(self, key: tuple[slice, slice, slice]) -> tuple[int, int, int]:
+        _, rows, cols = key
+        return rows.stop if rows.stop is not None else self.shape[1], cols.start, cols.stop
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        rows, start, stop = self._columns(key)
+        block = np.zeros((stop - start, self.shape[0], self.shape[1]), np.float32)
+        os.preadv(self._file.fileno(), [memoryview(block).cast("B")], start * self._column)
+        return block.transpose(1, 2, 0)[:, :rows]
+
+    def __setitem__(self, key: tuple[slice, slice, slice], values: np.ndarray) -> None:
+        rows, start, stop = self._columns(key)
+        block = np.zeros((stop - start, self.shape[0], self.shape[1]), np.float32)
+        block.transpose(1, 2, 0)[:, :rows] = values
+        os.pwritev(self._file.fileno(), [memoryview(block).cast("B")], start * self._column)
 
 
 def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str,
