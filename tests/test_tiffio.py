@@ -424,3 +424,36 @@ def test_a_spilled_seam_gives_the_same_labels(tifffile, tmp_path, monkeypatch):
         segmenter.segment_into(windows, writer)
         writer.close()
     assert spilled and np.array_equal(tifffile.imread(tmp_path / "labels.tif"), segmenter.segment(image).labels)
+
+
+def test_ctrl_c_keeps_the_recorded_rows_and_a_failure_does_not(tifffile, tmp_path):
+    from fcn_deploy.infer import image_job, segment_windowed
+    from fcn_deploy.tiffio import RECORD_NAME, resume_folder
+
+    write_tiled(tifffile, tmp_path / "in" / "scene.tif", noise(KILLED_HEIGHT, KILLED_WIDTH, seed=7))
+    (tmp_path / "m.onnx").write_bytes(b"model")
+    job = image_job(tmp_path / "in", tmp_path / "out", "scene.tif", False)
+    record = resume_folder(job.mask) / RECORD_NAME
+
+    class Stopping(NamedPositionBackend):
+        def __init__(self, spec, path, stop) -> None:
+            super().__init__(spec, path)
+            self.stop = stop
+
+        def _infer(self, batch):
+            if NamedPositionBackend.tiles >= 60:
+                for _ in range(12000):  # wait for the encoder's first record, at most two minutes
+                    if record.exists():
+                        raise self.stop
+                    threading.Event().wait(0.01)
+            return super()._infer(batch)
+
+    NamedPositionBackend.tiles = 0
+    interrupted = Segmenter(Stopping(SPEC, tmp_path / "m.onnx", KeyboardInterrupt()), RESUME_CONFIG)
+    with pytest.raises(KeyboardInterrupt):
+        segment_windowed(interrupted, job, InferConfig(progress=False))
+    assert json.loads(record.read_text())["rows"] >= 256 and not job.mask.exists()
+    NamedPositionBackend.tiles = 0
+    failing = Segmenter(Stopping(SPEC, tmp_path / "m.onnx", InputError("a bad tile")), RESUME_CONFIG)
+    assert segment_windowed(failing, job, InferConfig(progress=False)).status == "failed"
+    assert not resume_folder(job.mask).exists() and not job.mask.exists()
