@@ -334,6 +334,8 @@ class LabelTiffWriter:
         self._tifffile = _tifffile()
         self.target, self.height, self.width = Path(target), height, width
         self.state = state if state is not None else ResumeState(resume_folder(target), {})
+        if len(self.state.tile_bytes) != tile_count(min(self.state.rows, height), width):  # not this image's
+            self.state = ResumeState(self.state.folder, self.state.identity)
         self.resumable = state is not None
         self.done = self.state.rows  # rows spooled before this run
         if not self.done:  # a fresh start: nothing a earlier run left is reused
