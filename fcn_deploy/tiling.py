@@ -16,7 +16,8 @@ the model processes few pixels beyond the image's own.
 Memory bound of slide mode (``stitch_bytes``): both stitchers take the tiles in row-major order and hold, beyond
 the uint8 image (3 bytes a pixel, never copied) and the uint8 labels (1 byte a pixel), only the sums still
 open: the seam, the rows the next tile row shares (classes × seam rows × width floats, the one term that grows
-with the image, with its width alone), and a tile-sized part of the current row. ``LabelStitcher`` (overlaps up
+with the image, with its width alone; ``LabelStitcher`` keeps a wide one of windowed labels in a temporary file,
+``SpilledStrip``), and a tile-sized part of the current row. ``LabelStitcher`` (overlaps up
 to half a tile) keeps the columns the next tile shares; ``SeamAccumulator`` (larger overlaps, and any other
 sink) keeps one tile-sized window of sums and their weights. Everything else is a constant independent of the
 image: one batch of tiles, their logits and the model's working memory. There is no image-sized float array.
