@@ -439,7 +439,8 @@ class LabelTiffWriter:
             for index, ((spool, lengths), (height, width)) in enumerate(zip(spools, sizes)):
                 if index == 0:
                     options = label_page_options(height, width, self.ome_pixel_size)
-                    options.update(subifds=len(levels), extratags=self.extratags)
+                    # overviews: GDAL's reduced-resolution pages after the image; OME-TIFF's convention, SubIFDs
+                    options.update(subifds=len(levels) if ome else None, extratags=self.extratags)
                 else:
                     options = label_page_options(height, width)
                     options.update(subfiletype=1)

@@ -302,7 +302,7 @@ def test_a_resumed_plan_gives_the_uninterrupted_labels_below_its_row(tile, overl
 # --- overviews, OME pixel size, georeferencing, progress, decoding ahead ----------------------------------------
 
 
-def test_overviews_are_nearest_neighbour_levels_in_subifds(tifffile, standin, tmp_path):
+def test_overviews_are_nearest_neighbour_reduced_pages(tifffile, standin, tmp_path):
     image = noise(600, 520, seed=8)
     write_tiled(tifffile, tmp_path / "in" / "scene.tif", image, extratags=GEO)
     config = InferConfig(segmenter=SegmenterConfig(tile=(64, 64)), progress=False, overviews=True)
@@ -316,6 +316,7 @@ def test_overviews_are_nearest_neighbour_levels_in_subifds(tifffile, standin, tm
         page = tif.pages.first
         assert page.tags[33550].value == GEO[0][3] and page.photometric == tifffile.PHOTOMETRIC.PALETTE
         assert levels[1].keyframe.photometric == tifffile.PHOTOMETRIC.PALETTE
+        assert len(tif.pages) == 3 and tif.pages[1].subfiletype == 1  # in the main chain, where GDAL looks
 
 
 def test_the_ome_physical_pixel_size_is_carried_over(tifffile, standin, tmp_path):
@@ -325,10 +326,11 @@ def test_the_ome_physical_pixel_size_is_carried_over(tifffile, standin, tmp_path
                 "PhysicalSizeYUnit": "µm"}
     tifffile.imwrite(tmp_path / "in" / "slide.ome.tif", image, tile=(64, 64), photometric="rgb", ome=True,
                      metadata=metadata)
-    config = InferConfig(segmenter=SegmenterConfig(tile=(64, 64)), progress=False)
+    config = InferConfig(segmenter=SegmenterConfig(tile=(64, 64)), progress=False, overviews=True)
     assert infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "out", config).count("ok") == 1
     with tifffile.TiffFile(tmp_path / "out" / "slide.ome.tif") as tif:
-        assert tif.is_ome
+        assert tif.is_ome and [level.shape for level in tif.series[0].levels] == [(300, 200), (150, 100)]
+        assert len(tif.pages) == 1  # the overview in a SubIFD, as OME-TIFF pyramids keep them
         pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
         assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeY"]) == (0.25, 0.5)
         assert pixels["PhysicalSizeXUnit"] == "µm"
