@@ -13,10 +13,10 @@ independent of its height): ``2 × batch`` prefetched windows (3 bytes a tile pi
 (tile height + 256) × W bytes, plus ``QUEUED_BANDS`` 256 × W bands waiting for the encoder and the one it
 encodes; 8 bytes a 256² label tile in the progress record; the stitcher's tile-sized overlaps. The one term that
 grew with the width, the stitcher's strip of classes × seam rows × W floats (330 MiB at W = 40000 for 21 classes),
-is kept in a temporary file (``tiling.SpilledStrip``), outside the process's memory. At W = 40000 the width terms
-come to about 60 MiB against about 15 MiB at W = 10000: a 40000² peak within 10% of a 10000² one, and the
-constant (ONNX Runtime with a 1024² FCN-32s pass, about 450 MiB) keeps both under 1 GiB
-(``benchmarks/tiling_memory.py --cases tiff``; figures in docs/memory.md).
+is kept in a temporary file (``tiling.SpilledStrip``), outside the process's memory. The label terms come to
+(tile height + 3 × 256) × W bytes: 17 MiB at W = 10000, 68 MiB at W = 40000, so a 40000² peak is the 10000² one
+(498 MiB measured, mostly ONNX Runtime's 1024² FCN-32s pass) plus about 51 MiB: under 1 GiB, and about 1.10× it,
+at the 10% target (``benchmarks/tiling_memory.py --cases tiff``; figures in docs/memory.md).
 """
 
 from __future__ import annotations
