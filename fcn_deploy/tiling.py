@@ -346,11 +346,14 @@ def resumed_plan(plan: TilePlan, row: int) -> TilePlan:
     """The tile rows a run that has the labels above image ``row`` must run again: from the first tile row that
     reaches into the tile row whose final rows hold ``row``. Every label from that tile row's top on then comes out
     exactly as in an uninterrupted run (the sums start from the same tiles, in the same order); rows above it are
-    recomputed from fewer tiles and must be dropped."""
+    recomputed from fewer tiles and must be dropped. It starts on a batch boundary of the whole plan, so every tile
+    runs in the same batch as before (a runtime's results may depend on the batch it is in)."""
     if row <= 0:
         return plan
     holding = max(index for index, y in enumerate(plan.ys) if y <= row)
     first = min(index for index, y in enumerate(plan.ys) if y + plan.tile_hw[0] > plan.ys[holding])
+    while first * len(plan.xs) % plan.batch:
+        first -= 1
     return replace(plan, ys=plan.ys[first:])
 
 

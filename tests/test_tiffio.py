@@ -290,13 +290,16 @@ def test_a_resumed_plan_gives_the_uninterrupted_labels_below_its_row(tile, overl
     from fcn_deploy.tiling import resumed_plan
 
     image = noise(900, 130, seed=5)
-    segmenter = make_segmenter(SegmenterConfig(tile=tile, overlap=overlap))
+    segmenter = make_segmenter(SegmenterConfig(tile=tile, overlap=overlap, batch=3))
     expected = segmenter.segment(image).labels
     plan = segmenter.plan(image.shape[:2])
     for row in (256, 512, 768):
         labels = np.zeros_like(expected)
-        segmenter.segment_into(image, labels, resumed_plan(plan, row))
+        replay = resumed_plan(plan, row)
+        segmenter.segment_into(image, labels, replay)
         assert np.array_equal(labels[row:], expected[row:]), row
+        skipped = plan.count - replay.count
+        assert skipped > 0 and skipped % plan.batch == 0  # every tile in the batch it had before
 
 
 # --- overviews, OME pixel size, georeferencing, progress, decoding ahead ----------------------------------------
