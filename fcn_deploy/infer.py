@@ -389,7 +389,7 @@ def segment_windowed(segmenter: Segmenter, job: ImageJob, config: InferConfig,
             slide = segmenter.mode_for((height, width)) == "slide"
             plan = segmenter.plan((height, width))
             identity = windowed_identity(segmenter, job, config, plan) if slide else None
-            state = load_resume_state(job.mask, identity) if identity is not None else None
+            state = load_resume_state(job.mask, identity, height, width) if identity is not None else None
             done = state.rows if state is not None else 0
             replay = resumed_plan(plan, done) if done < height else None
             rows = _tile_rows_counter(plan, done, on_rows)

@@ -284,15 +284,17 @@ def resume_folder(target: str | os.PathLike[str]) -> Path:
     return target.parent / f".{target.name}{RESUME_SUFFIX}"
 
 
-def load_resume_state(target: str | os.PathLike[str], identity: dict[str, Any]) -> ResumeState:
-    """The state of an unfinished write of ``target`` made with the same ``identity``; a fresh state otherwise
-    (a record of another input, model or plan, or a damaged one, is discarded)."""
+def load_resume_state(target: str | os.PathLike[str], identity: dict[str, Any], height: int, width: int
+                      ) -> ResumeState:
+    """The state of an unfinished write of ``target`` (height×width labels) made with the same ``identity``; a fresh
+    state otherwise (a record of another input, model or plan, or a damaged one, is discarded)."""
     folder = resume_folder(target)
     try:
         record = json.loads((folder / RECORD_NAME).read_text())
         tile_bytes = tuple(int(n) for n in record["tile_bytes"])
         rows = int(record["rows"])
         if (record.get("version") == RECORD_VERSION and record.get("identity") == identity
+                and 0 <= rows <= height and len(tile_bytes) == tile_count(rows, width)
                 and (folder / SPOOL_NAME).stat().st_size >= sum(tile_bytes)):
             return ResumeState(folder, identity, rows, tile_bytes)
     except (OSError, ValueError, KeyError, TypeError):
@@ -334,11 +336,9 @@ class LabelTiffWriter:
         self._tifffile = _tifffile()
         self.target, self.height, self.width = Path(target), height, width
         self.state = state if state is not None else ResumeState(resume_folder(target), {})
-        if len(self.state.tile_bytes) != tile_count(min(self.state.rows, height), width):  # not this image's
-            self.state = ResumeState(self.state.folder, self.state.identity)
         self.resumable = state is not None
         self.done = self.state.rows  # rows spooled before this run
-        if not self.done:  # a fresh start: nothing a earlier run left is reused
+        if not self.done:  # a fresh start: nothing an earlier run left is reused
             shutil.rmtree(self.state.folder, ignore_errors=True)
         self.state.folder.mkdir(parents=True, exist_ok=True)
         self.base = min(first_row, self.done)  # image row of band row 0

@@ -462,3 +462,17 @@ def test_ctrl_c_keeps_the_recorded_rows_and_a_failure_does_not(tifffile, tmp_pat
     failing = Segmenter(Stopping(SPEC, tmp_path / "m.onnx", InputError("a bad tile")), RESUME_CONFIG)
     assert segment_windowed(failing, job, InferConfig(progress=False)).status == "failed"
     assert not resume_folder(job.mask).exists() and not job.mask.exists()
+
+
+def test_a_record_that_does_not_fit_the_image_is_not_resumed(tmp_path):
+    from fcn_deploy.tiffio import RECORD_NAME, RECORD_VERSION, SPOOL_NAME, load_resume_state, resume_folder
+
+    folder = resume_folder(tmp_path / "scene.tif")
+    folder.mkdir()
+    (folder / SPOOL_NAME).write_bytes(bytes(100))
+    identity = {"input": "same"}
+    for rows, tiles, resumed in ((512, 4, 512), (512, 3, 0), (600, 6, 0), (256, 2, 256)):
+        record = {"version": RECORD_VERSION, "identity": identity, "rows": rows, "tile_bytes": [10] * tiles}
+        (folder / RECORD_NAME).write_text(json.dumps(record))
+        assert load_resume_state(tmp_path / "scene.tif", identity, 520, 300).rows == resumed, (rows, tiles)
+    assert load_resume_state(tmp_path / "scene.tif", {"input": "other"}, 520, 300).rows == 0
