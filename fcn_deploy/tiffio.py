@@ -15,8 +15,9 @@ encodes; 8 bytes a 256² label tile in the progress record; the stitcher's tile-
 grew with the width, the stitcher's strip of classes × seam rows × W floats (330 MiB at W = 40000 for 21 classes),
 is kept in a temporary file (``tiling.SpilledStrip``), outside the process's memory. The label terms come to
 (tile height + 3 × 256) × W bytes: 17 MiB at W = 10000, 68 MiB at W = 40000, so a 40000² peak is the 10000² one
-(498 MiB measured, mostly ONNX Runtime's 1024² FCN-32s pass) plus about 51 MiB: under 1 GiB, and about 1.10× it,
-at the 10% target (``benchmarks/tiling_memory.py --cases tiff``; figures in docs/memory.md).
+(498 MiB measured, mostly ONNX Runtime's 1024² FCN-32s pass) plus at most about 51 MiB: under 1 GiB and within
+about 10% of it (measured: 506 MiB at 20000², 1.016× the 10000² peak; ``benchmarks/tiling_memory.py --cases
+tiff``, figures in docs/memory.md).
 """
 
 from __future__ import annotations
