@@ -14,6 +14,7 @@ what is done.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -46,6 +47,7 @@ from fcn_deploy.fileio import (
     check_outputs_apart,
     folder_lock,
     remove_stale_temps,
+    sha256_file,
     write_text_atomic,
 )
 from fcn_deploy.heap import return_freed_heap
@@ -60,7 +62,7 @@ from fcn_deploy.imageio import (
     write_overlay,
 )
 from fcn_deploy.interrupts import signals_interrupt
-from fcn_deploy.progress import ItemLines, progress_bar
+from fcn_deploy.progress import ItemLines, progress_bar, rows_status
 from fcn_deploy.runtime import BackendChoice
 from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
 from fcn_deploy.segmenter import (
@@ -70,7 +72,17 @@ from fcn_deploy.segmenter import (
     SegmentResult,
     open_segmenter,
 )
-from fcn_deploy.tiffio import LabelTiffWriter, TiffWindows, is_label_tiff_of_size, is_tiff_path, tiff_level_hw
+from fcn_deploy.tiffio import (
+    LabelTiffWriter,
+    PrefetchedWindows,
+    TiffWindows,
+    input_identity,
+    is_label_tiff_of_size,
+    is_tiff_path,
+    load_resume_state,
+    tiff_level_hw,
+)
+from fcn_deploy.tiling import TilePlan, resumed_plan, tile_windows
 from fcn_deploy.workspace import default_model  # importable from here too
 
 SUMMARY_NAME = "summary.json"
@@ -104,6 +116,7 @@ class InferConfig:
     # image runs alone, so a folder of huge images costs one image's memory, not one per pipeline stage
     inflight_pixels: int = 32_000_000
     level: int = 0  # pyramid level of TIFF inputs (0: full resolution)
+    overviews: bool = False  # label TIFFs get overview levels, each half the one above (nearest neighbour)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -224,6 +237,11 @@ def scan_images(in_dir: Path, recursive: bool, exclude: Path | None = None) -> t
         if not recursive:
             break
     return sorted(found, key=lambda p: p.as_posix()), unreadable
+
+
+def single_image(path: Path) -> Path | None:
+    """The file name when ``path`` is one image file (``infer scene.tif --out masks/``), else None."""
+    return Path(path.name) if path.is_file() and is_image_path(path) else None
 
 
 def image_job(in_dir: Path, out_dir: Path, relative: str, overlay: bool, tiff_masks: bool = True) -> ImageJob:
@@ -353,9 +371,13 @@ def _write_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def segment_windowed(segmenter: Segmenter, job: ImageJob, config: InferConfig) -> ImageRecord:
+def segment_windowed(segmenter: Segmenter, job: ImageJob, config: InferConfig,
+                     on_rows: Callable[[int, int], None] | None = None) -> ImageRecord:
     """Segment a TIFF window by window into a tiled label TIFF, neither ever whole in memory; its record.
 
+    Windows are decoded ahead on their own thread and labels encoded on another, both overlapping inference. A
+    killed or interrupted run resumes from the last label band it recorded (``tiffio.ResumeState``), when the
+    input, the model, the backend and the tile plan are the same. ``on_rows(done, total)`` hears of tile rows done.
     A file that cannot be read, a corrupt tile or a compression this installation cannot decode fails the image
     alone (the message names the extra to install where that is the cause); a broken model propagates."""
     if job.overlay is not None:
@@ -364,11 +386,31 @@ def segment_windowed(segmenter: Segmenter, job: ImageJob, config: InferConfig) -
     try:
         with TiffWindows(job.source, config.level) as image:
             height, width = image.shape[:2]
-            block_rows = max(segmenter.plan((height, width)).tile_hw[0], WHOLE_COPY_ROWS)
-            writer = LabelTiffWriter(job.mask, height, width, block_rows, image.geo_tags())
+            slide = segmenter.mode_for((height, width)) == "slide"
+            plan = segmenter.plan((height, width))
+            identity = windowed_identity(segmenter, job, config, plan) if slide else None
+            state = load_resume_state(job.mask, identity, height, width) if identity is not None else None
+            done = state.rows if state is not None else 0
+            replay = resumed_plan(plan, done) if done < height else None
+            rows = _tile_rows_counter(plan, done, on_rows)
+            writer = LabelTiffWriter(job.mask, height, width, max(plan.tile_hw[0], WHOLE_COPY_ROWS),
+                                     image.geo_tags(), state=state,
+                                     first_row=replay.ys[0] if replay is not None else height,
+                                     overviews=config.overviews, ome_pixel_size=image.ome_pixel_size(), on_rows=rows)
             try:
-                result = segmenter.segment_into(image, writer)
+                if replay is None:
+                    result = SegmentResult(np.broadcast_to(np.uint8(0), (height, width)), "slide", plan.count,
+                                           plan.tile_hw, 0.0)
+                elif slide:
+                    depth = 2 * plan.batch
+                    with PrefetchedWindows(image, tile_windows(replay), depth) as windows:
+                        result = segmenter.segment_into(windows, writer, replay)
+                else:
+                    result = segmenter.segment_into(image, writer)
                 writer.close()
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what is recorded stays for the next run
+                writer.abort(keep_progress=True)
+                raise
             except BaseException:
                 writer.abort()
                 raise
@@ -379,6 +421,46 @@ def segment_windowed(segmenter: Segmenter, job: ImageJob, config: InferConfig) -
     except OSError as exc:
         return failed_record(job, _write_error(exc))
     return _ok_record(job, result)
+
+
+def windowed_identity(segmenter: Segmenter, job: ImageJob, config: InferConfig, plan: TilePlan
+                      ) -> dict[str, Any] | None:
+    """What a resumed label write must share with the run it resumes: the input (its identity), the pyramid
+    level, the model (its SHA-256), backend and device, and the tile plan. None when the backend names no model
+    file (nothing to check the model against: no resume)."""
+    model = getattr(segmenter.backend, "path", None)
+    if model is None:
+        return None
+    return {"input": input_identity(job.source), "level": config.level, "model_sha256": _model_sha256(Path(model)),
+            "backend": segmenter.backend.name, "device": str(segmenter.backend.device),
+            "classes": segmenter.spec.num_classes, "blend": segmenter.config.blend,
+            "plan": {"tile": list(plan.tile_hw), "ys": list(plan.ys), "xs": list(plan.xs), "batch": plan.batch}}
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def _model_sha256(path: Path) -> str:
+    """SHA-256 of the model file, hashed once per version of it."""
+    info = path.stat()
+    return _cached_sha256(str(path.resolve()), info.st_size, info.st_mtime_ns)
+
+
+def _tile_rows_counter(plan: TilePlan, rows_before: int, on_rows: Callable[[int, int], None] | None
+                       ) -> Callable[[int], None] | None:
+    """A label-rows listener that tells ``on_rows`` how many of the plan's tile rows are done (their labels
+    written)."""
+    if on_rows is None:
+        return None
+    ends = [*plan.ys[1:], plan.image_hw[0]]  # each tile row's last final label row (exclusive)
+
+    def rows_done(label_rows: int) -> None:
+        on_rows(sum(end <= label_rows for end in ends), len(ends))
+
+    rows_done(rows_before)  # where this run starts: the rate of the ETA counts from here
+    return rows_done
 
 
 def process_image(segmenter: Segmenter, job: ImageJob, config: InferConfig) -> ImageRecord:
@@ -437,6 +519,20 @@ class ProgressReporter:
         if self._advance is not None:
             rate = self._segmented / max(time.perf_counter() - self._started, 1e-9)
             self._advance(status=f"{rate:.2f} images/s")
+
+    def image_rows(self, relative: str) -> Callable[[int, int], None] | None:
+        """A listener that shows an image's tile rows done and the time left in the bar (windowed TIFFs); None
+        when progress is off."""
+        if self._advance is None:
+            return None
+        advance, started, first = self._advance, time.perf_counter(), []
+
+        def show(done: int, total: int) -> None:
+            first[:] = first or [done]
+            advance(steps=0, status=f"{printable(relative)}: "
+                                    f"{rows_status(done, total, first[0], time.perf_counter() - started)}")
+
+        return show
 
     def error(self, relative: str, message: str) -> None:
         """One error line for a failed image (a screenful of them; the rest are counted, summary.json has all)."""
@@ -608,7 +704,8 @@ class _Pipeline:
                 self._record(failed_record(job, image))
                 continue
             if image is WINDOWED:
-                self._record(segment_windowed(self.segmenter, job, self.config))
+                on_rows = self.reporter.image_rows(job.relative)
+                self._record(segment_windowed(self.segmenter, job, self.config, on_rows))
                 continue
             result = segment_image(self.segmenter, job, image)
             if pixels > self.budget.limit:  # it ran alone: the runtime's working memory need not wait for the next
@@ -708,12 +805,16 @@ def planned_folder(model: str | os.PathLike[str] | None, in_dir: str | os.PathLi
     The same preparation for a run on this machine and one on a cluster; the lock is held for the block.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images")
+    single = single_image(in_dir)
+    if single is None and not in_dir.is_dir():
+        raise InputError(f"input folder not found: {in_dir}", "pass a folder of images, or one image file")
     model_path = Path(model) if model is not None else default_model(
         config.device, engine_unavailable=tensorrt_unavailable, backend=config.backend.backend)
     summary_path = summary_location(config.summary, out_dir)
-    relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
+    if single is not None:  # one image: its folder is the input folder, the image its only entry
+        in_dir, relatives, unreadable = in_dir.parent, [single], []
+    else:
+        relatives, unreadable = scan_images(in_dir, config.recursive, out_dir)
     check_locations(model_path, in_dir, out_dir, summary_path, relatives, config.overlay)
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, config.wait):

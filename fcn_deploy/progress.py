@@ -88,3 +88,14 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[..., None]]:
             bar.update(task, advance=steps, status=status)
 
         yield advance
+
+
+def rows_status(done: int, total: int, done_before: int, elapsed_s: float) -> str:
+    """'tile row 12/40, ETA 3m05s': rows done and the time left at this run's rate (rows done before it, by a
+    run it resumes, are not counted in the rate)."""
+    text = f"tile row {done}/{total}"
+    ran = done - done_before
+    if ran <= 0 or done >= total:
+        return text
+    left = round(elapsed_s / ran * (total - done))
+    return f"{text}, ETA {left // 60}m{left % 60:02d}s"

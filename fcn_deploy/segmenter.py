@@ -157,12 +157,13 @@ class Segmenter:
             )
         return mode
 
-    def segment_into(self, image: Any, labels: Any) -> SegmentResult:
+    def segment_into(self, image: Any, labels: Any, plan: TilePlan | None = None) -> SegmentResult:
         """Segment a windowed H×W×3 uint8 image (``shape`` and 2-D slicing, e.g. ``tiffio.TiffWindows``) into
         ``labels`` (2-D slices are writable uint8 views, e.g. ``tiffio.LabelTiffWriter``), block by block.
 
         The same mode, tile plan and stitching as ``segment``, so the labels are identical; slide mode never holds
         the whole image or labels (whole mode reads the image at once: it is no larger than the model's input).
+        ``plan``: slide mode's plan, or the part of it a resumed run replays (``tiling.resumed_plan``).
         The result's ``labels`` is a zero-size-in-memory placeholder of the image's shape.
         """
         started = time.perf_counter()
@@ -173,7 +174,7 @@ class Segmenter:
                 bottom = min(height, top + WHOLE_COPY_ROWS)
                 labels[top:bottom, 0:width][...] = result.labels[top:bottom]
             return replace(result, labels=np.broadcast_to(np.uint8(0), (height, width)))
-        plan = self.plan((height, width))
+        plan = plan if plan is not None else self.plan((height, width))
         slide_labels(image, plan, self._run, self.spec.num_classes, self.config.blend, labels)
         return SegmentResult(np.broadcast_to(np.uint8(0), (height, width)), "slide", plan.count, plan.tile_hw,
                              time.perf_counter() - started)

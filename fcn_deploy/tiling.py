@@ -16,7 +16,8 @@ the model processes few pixels beyond the image's own.
 Memory bound of slide mode (``stitch_bytes``): both stitchers take the tiles in row-major order and hold, beyond
 the uint8 image (3 bytes a pixel, never copied) and the uint8 labels (1 byte a pixel), only the sums still
 open: the seam, the rows the next tile row shares (classes × seam rows × width floats, the one term that grows
-with the image, with its width alone), and a tile-sized part of the current row. ``LabelStitcher`` (overlaps up
+with the image, with its width alone; ``LabelStitcher`` keeps a wide one of windowed labels in a temporary file,
+``SpilledStrip``), and a tile-sized part of the current row. ``LabelStitcher`` (overlaps up
 to half a tile) keeps the columns the next tile shares; ``SeamAccumulator`` (larger overlaps, and any other
 sink) keeps one tile-sized window of sums and their weights. Everything else is a constant independent of the
 image: one batch of tiles, their logits and the model's working memory. There is no image-sized float array.
@@ -27,8 +28,10 @@ late (docs/memory.md measures the sum of these terms through ``fcn-deploy infer`
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +47,7 @@ BlockSink = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 _WINDOW_FLOOR = 1e-3  # hann weights never reach 0, so tile borders still count
 _GAUSSIAN_SIGMA = 0.25  # standard deviation as a fraction of the tile side
+SPILL_STRIP_BYTES = 16 << 20  # a larger LabelStitcher strip of windowed labels is kept in a file (SpilledStrip)
 
 
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -341,6 +345,27 @@ def _run_batch(image: np.ndarray, plan: TilePlan, tiles: list[tuple[int, int]], 
         add(y, x, tile_logits)
 
 
+def resumed_plan(plan: TilePlan, row: int) -> TilePlan:
+    """The tile rows a run that has the labels above image ``row`` must run again: from the first tile row that
+    reaches into the tile row whose final rows hold ``row``. Every label from that tile row's top on then comes out
+    exactly as in an uninterrupted run (the sums start from the same tiles, in the same order); rows above it are
+    recomputed from fewer tiles and must be dropped. It starts on a batch boundary of the whole plan, so every tile
+    runs in the same batch as before (a runtime's results may depend on the batch it is in)."""
+    if row <= 0:
+        return plan
+    holding = max(index for index, y in enumerate(plan.ys) if y <= row)
+    first = min(index for index, y in enumerate(plan.ys) if y + plan.tile_hw[0] > plan.ys[holding])
+    while first * len(plan.xs) % plan.batch:
+        first -= 1
+    return replace(plan, ys=plan.ys[first:])
+
+
+def tile_windows(plan: TilePlan) -> list[tuple[slice, slice]]:
+    """The image windows a slide pass reads, in the order it reads them."""
+    tile_h, tile_w = plan.tile_hw
+    return [(slice(y, y + tile_h), slice(x, x + tile_w)) for tiles in plan.batches() for y, x in tiles]
+
+
 def neighbours_only(plan: TilePlan) -> bool:
     """True when every tile overlaps only its direct neighbours on both axes (overlap at most half a tile)."""
     return all(b >= a + plan.tile_hw[0] for a, b in zip(plan.ys, plan.ys[2:])) and all(
@@ -363,7 +388,11 @@ class LabelStitcher:
         self.columns = {x: i for i, x in enumerate(plan.xs)}
         # C×seam rows×canvas width: the previous tile row's share of this row. One buffer serves both rows: each
         # tile reads its columns before it writes the columns left of the next tile, which no later read needs.
-        self.strip = np.empty((num_classes, plan.seam_rows(), plan.canvas_hw[1]), np.float32)
+        # With windowed labels (an image never whole in memory) a wide strip goes to a file, so that nothing held
+        # grows with the image's width but the labels' band.
+        shape = (num_classes, plan.seam_rows(), plan.canvas_hw[1])
+        spill = not isinstance(labels, np.ndarray) and 4 * int(np.prod(shape)) > SPILL_STRIP_BYTES
+        self.strip = SpilledStrip(shape) if spill else np.empty(shape, np.float32)
         self.carry: np.ndarray | None = None  # C×tile height×columns: the previous tile's share of this tile
 
     def add(self, y: int, x: int, logits: np.ndarray) -> None:
@@ -389,6 +418,33 @@ class LabelStitcher:
         self.carry = None if last_column else logits[:, :, stop_x:].copy()
         if not last_row and stop_y < tile_h:
             self.strip[:, : tile_h - stop_y, x : x + stop_x] = logits[:, stop_y:, :stop_x]
+
+
+class SpilledStrip:
+    """A C×rows×W float32 strip kept in an unnamed temporary file, column-major, so that a column range reads and
+    writes as one contiguous block: ``strip[:, :rows, a:b]`` reads, ``strip[:, :rows, a:b] = values`` writes.
+    What it holds never counts in the process's memory (the page cache keeps it, and may drop it to disk)."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.shape = shape
+        self._file = tempfile.TemporaryFile(prefix="fcn-seam-")
+        self._column = shape[0] * shape[1] * 4  # bytes of one column: C×rows floats
+
+    def _columns(self, key: tuple[slice, slice, slice]) -> tuple[int, int, int]:
+        _, rows, cols = key
+        return rows.stop if rows.stop is not None else self.shape[1], cols.start, cols.stop
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        rows, start, stop = self._columns(key)
+        block = np.zeros((stop - start, self.shape[0], self.shape[1]), np.float32)
+        os.preadv(self._file.fileno(), [memoryview(block).cast("B")], start * self._column)
+        return block.transpose(1, 2, 0)[:, :rows]
+
+    def __setitem__(self, key: tuple[slice, slice, slice], values: np.ndarray) -> None:
+        rows, start, stop = self._columns(key)
+        block = np.zeros((stop - start, self.shape[0], self.shape[1]), np.float32)
+        block.transpose(1, 2, 0)[:, :rows] = values
+        os.pwritev(self._file.fileno(), [memoryview(block).cast("B")], start * self._column)
 
 
 def stitch_labels(image: np.ndarray, plan: TilePlan, run: TileRunner, num_classes: int, blend: str,

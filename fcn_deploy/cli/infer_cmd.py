@@ -25,9 +25,9 @@ def split_model_and_folder(paths: list[Path]) -> tuple[Optional[Path], Path]:
 
 
 def infer(
-    paths: list[Path] = typer.Argument(..., metavar="[MODEL] DIR|VIDEO",
+    paths: list[Path] = typer.Argument(..., metavar="[MODEL] DIR|IMAGE|VIDEO",
                                        help="Optional model (.onnx, .engine, .pt; default: the best artifact present), then the image "
-                                            "folder or a video file (.mp4, .mkv, .mov, .avi, .webm)."),
+                                            "folder, one image file (e.g. scene.tif) or a video file (.mp4, .mkv, .mov, .avi, .webm)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks mirror the input tree as <name>.png. For a video: "
                              "the output video (.mp4, .mkv, .mov, .webm), with <name>.counts.jsonl beside it."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -48,6 +48,8 @@ def infer(
     summary: Optional[Path] = typer.Option(None, "--summary", help="Summary JSON path (default: OUT/summary.json)."),
     level: int = typer.Option(0, "--level", help="Pyramid level of TIFF inputs (0: full resolution). TIFFs are read and "
                               "their labels written as tiled TIFFs window by window (pip install 'fcn-deploy[tiff]')."),
+    overviews: bool = typer.Option(False, "--overviews", help="Label TIFFs (of TIFF inputs) get overview levels, each "
+                                   "half the one above, so GIS and slide viewers open them at any zoom."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
                                       help="Run on Ray: 'local' (a private Ray on 127.0.0.1 for this job) or a running "
                                            "cluster's address (auto, HOST:PORT). OUT must be storage every node can write."),
@@ -92,7 +94,7 @@ def infer(
     config = InferConfig(
         segmenter=segmenter, device=check_device(device), backend=BackendChoice(backend, precision), recursive=recursive, overlay=overlay,
         overwrite=overwrite, max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, summary=summary,
-        wait=wait, level=level,
+        wait=wait, level=level, overviews=overviews,
     )
     if ray is None:
         given = [name for name, value in (("--workers", workers), ("--cpus-per-worker", cpus_per_worker),

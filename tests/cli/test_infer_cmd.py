@@ -181,3 +181,19 @@ def test_error_lines_beyond_a_screen_are_counted_with_where_they_all_are(workspa
 def test_infer_ends_with_where_the_masks_are(workspace, capsys):
     assert run(["infer", "imgs", "--out", "masks"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].endswith("masks in masks, summary masks/summary.json")
+
+
+def test_one_image_file_in_place_of_the_folder(workspace, capsys):
+    assert run(["infer", "imgs/one.png", "--out", "masks"]) == 0
+    assert "segmented 1 images (0 skipped" in capsys.readouterr().out
+    assert sorted(os.listdir("masks")) == ["one.png", "summary.json"]  # only that image, not its folder's others
+    assert json.loads(open("masks/summary.json").read())["images"][0]["path"] == "one.png"
+
+
+def test_one_tiff_file_is_written_as_a_tiled_label_tiff(workspace, capsys):
+    tifffile = pytest.importorskip("tifffile", reason="the tiff extra is not installed (pip install 'fcn-deploy[tiff]')")
+    pytest.importorskip("zarr", reason="the tiff extra is not installed (pip install 'fcn-deploy[tiff]')")
+    tifffile.imwrite("scene.tif", np.full((96, 80, 3), 200, np.uint8), tile=(32, 32), photometric="rgb")
+    assert run(["infer", "scene.tif", "--out", "masks/"]) == 0
+    with tifffile.TiffFile("masks/scene.tif") as tif:
+        assert tif.pages.first.is_tiled and np.all(tif.asarray() == 1)

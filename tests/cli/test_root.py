@@ -73,7 +73,6 @@ def test_control_characters_in_error_lines_are_escaped(tmp_path, capsys) -> None
 
 def test_listings_print_as_escaped_lines_under_the_message(capsys, monkeypatch) -> None:
     """Details of an error (a lint listing, parser errors) keep their lines; each is escaped on its own."""
-    from fcn_deploy.cli import export_cmd
     from fcn_deploy.errors import ArtifactError
 
     def failing(*_args, **_kwargs):
