@@ -262,18 +262,27 @@ def test_options_the_model_cannot_honour_are_rejected(config, match):
         make_segmenter(SegmenterConfig(**config))
 
 
-@pytest.mark.parametrize("config,match", [
-    (dict(overlap=0.95), "overlap must be between 0 and 0.9"),
-    (dict(overlap=-0.1), "overlap must be between 0 and 0.9"),
-    (dict(batch=0), "batch must be a positive integer"),
-    (dict(blend="median"), "unknown blend"),
-    (dict(mode="fast"), "unknown mode"),
-    (dict(mode="whole", tile=(64, 64)), "tile size was given with mode 'whole'"),
-    (dict(tile=(0, 64)), "tile must be two positive integers"),
+@pytest.mark.parametrize("config,match,fix", [
+    (dict(overlap=0.95), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
+    (dict(overlap=-0.1), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
+    (dict(overlap=True), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
+    (dict(batch=0), "batch must be a positive integer", "use a batch of 1 or more tiles per model call (default 4)"),
+    (dict(blend="median"), "unknown blend", "use one of: hann, gaussian, mean"),
+    (dict(mode="fast"), "unknown mode", "use one of: auto, whole, slide"),
+    (dict(mode="whole", tile=(64, 64)), "tile size was given with mode 'whole'",
+     "drop the tile size, or use mode 'slide'"),
+    (dict(tile=(0, 64)), "tile must be two positive integers", "use multiples of 32, e.g. 320x480"),
 ])
-def test_bad_options_are_rejected(config, match):
-    with pytest.raises(InputError, match=match):
+def test_bad_options_are_rejected_with_their_fix(config, match, fix):
+    with pytest.raises(InputError, match=match) as info:
         SegmenterConfig(**config)
+    assert info.value.hint == fix
+
+
+def test_the_smallest_options_are_accepted_and_numpy_integers_stored_as_ints():
+    config = SegmenterConfig(overlap=0.0, batch=np.int64(1), tile=(np.int32(1), 1))
+    assert (config.overlap, config.batch, config.tile) == (0.0, 1, (1, 1))
+    assert type(config.batch) is int and all(type(side) is int for side in config.tile)
 
 
 def test_whole_mode_refuses_images_outside_the_range():
