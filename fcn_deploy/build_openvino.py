@@ -357,8 +357,7 @@ def time_ir(ir: Path, spec: ModelSpec, crop: tuple[int, int]) -> float:
     """Median milliseconds of one batch-1 inference of ``ir`` at ``crop`` on the CPU, after a short warm-up."""
     ov = require("openvino")
     compiled = ov.Core().compile_model(str(ir), CPU_DEVICE)
-    batch = np.zeros((1, *crop, 3), np.uint8) if spec.takes_uint8 else np.zeros(
-        (1, 3, *crop), np.float32)
+    batch = np.zeros((1, *crop, 3), np.uint8) if spec.takes_uint8 else np.zeros((1, 3, *crop), np.float32)
     request = compiled.create_infer_request()
     for _ in range(TIMING_WARMUP):
         request.infer([batch])
