@@ -10,7 +10,10 @@ INT8 has an accuracy budget, ``max_drop`` points of argmax agreement with the FP
 on held-out data (the parity split). NNCF quantises everything it can, the upsampling head included; when that
 misses the budget, NNCF's accuracy-controlled quantisation puts the layers that cost most back in float (ranked
 by their effect) and the build names them; when even that misses, the build fails with the figures and writes
-nothing. ``auto`` builds INT8 where it passes, else BF16 where the CPU computes it natively, else FP32.
+nothing. Given an INT8 Q/DQ ONNX of the same model (``qdq``, from ``calibrate --target cpu``), INT8 has two
+routes, NNCF's IR and OpenVINO's IR of the Q/DQ file: both are gated, each is timed in a short loop, and the faster
+one within the budget is kept, with the figures in the notes and the sidecar. ``auto`` builds INT8 where it passes,
+else BF16 where the CPU computes it natively, else FP32.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import contextlib
 import logging
 import math
 import os
+import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +71,9 @@ OPENVINO_BUILD_PRECISIONS: tuple[str, ...] = (*IR_PRECISIONS, "auto")
 DEFAULT_MAX_DROP = 1.0  # points of argmax agreement and of mIoU (INT8 ≥ 99.0% agreement)
 VALIDATION_CROPS = 16  # held-out crops NNCF's accuracy control ranks the layers on
 SYNTHETIC_VAL = 8  # held-out synthetic images when no VOC folder is given
+TIMING_WARMUP = 2  # untimed inferences before the INT8 routes' timed loop
+TIMING_ITERS = 10  # timed inferences per INT8 route (batch 1 at the calibration crop size; the median is kept)
+INT8_ROUTES = {"nncf": "NNCF's IR", "qdq": "OpenVINO's IR of the Q/DQ file"}
 IR_FORMAT = "openvino-ir"
 
 
@@ -88,6 +96,7 @@ class OpenVinoBuildConfig:
     out: Path | None = None  # default engines/<stem>.<precision>.xml
     engines_dir: Path = ENGINE_DIR
     calibration_dir: Path = CALIBRATION_DIR
+    qdq: Path | None = None  # an INT8 Q/DQ ONNX of the same model: INT8 keeps the faster of it and NNCF's IR
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class OpenVinoBuildResult:
     parity: dict[str, Any]
     reverted_to_float: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    int8_route: dict[str, Any] | None = None  # with a Q/DQ file: the route kept, why, and both routes' figures
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,7 @@ class Candidate:
     reverted_to_float: tuple[str, ...] = ()
     report: ParityReport | None = None
     problems: tuple[str, ...] = ()
+    route: dict[str, Any] | None = None  # INT8 with a Q/DQ file at hand: which route, why, both routes' figures
 
 
 def ir_path(onnx_path: str | os.PathLike[str], precision: str, engine_dir: Path = ENGINE_DIR) -> Path:
@@ -164,6 +175,9 @@ def check_config(config: OpenVinoBuildConfig) -> None:
         if config.precision in ("int8", "auto"):
             raise InputError(f"--no-parity cannot skip the gate of --precision {config.precision}: the accuracy "
                              "budget is measured by it", "drop --no-parity, or build --precision f32/bf16")
+    if config.qdq is not None and config.precision not in ("int8", "auto"):
+        raise InputError(f"--qdq is an INT8 route; --precision {config.precision} does not use it",
+                         "drop --qdq, or build --precision int8 or auto")
 
 
 def bf16_reason() -> str | None:
@@ -184,6 +198,8 @@ def build_openvino(onnx_path: str | os.PathLike[str], config: OpenVinoBuildConfi
         raise InputError(f"{onnx_path} has precision '{spec.precision}'; the OpenVINO build takes the FP32 export",
                          "pass the FP32 ONNX (e.g. export/fcn.onnx)")
     check_finite_onnx(proto, str(onnx_path))
+    if config.qdq is not None:
+        check_qdq(Path(config.qdq), spec)
     wanted = ("int8", "bf16", "f32") if config.precision == "auto" else (config.precision,)
     bf16_missing = bf16_reason() if "bf16" in wanted else None
     if config.precision == "bf16" and bf16_missing:
@@ -214,10 +230,12 @@ def build_openvino(onnx_path: str | os.PathLike[str], config: OpenVinoBuildConfi
                 if config.precision == "auto":
                     notes.append(f"chose {precision.upper()}: the fastest kind that passes its gate on this CPU "
                                  "(INT8, else BF16 where the CPU has it, else FP32)")
+                if candidate.route is not None:
+                    notes.append(candidate.route["reason"])
                 record = _gate_record(candidate, config, data)
-                publish(candidate.ir, targets[precision], record)
+                publish(candidate.ir, targets[precision], record, candidate.route)
                 return OpenVinoBuildResult(targets[precision], precision, record, candidate.reverted_to_float,
-                                           tuple(notes))
+                                           tuple(notes), candidate.route)
             notes.append(f"not {precision.upper()}: " + "; ".join(candidate.problems))
             if config.precision != "auto":
                 raise _gate_failure(candidate, config)
@@ -225,10 +243,26 @@ def build_openvino(onnx_path: str | os.PathLike[str], config: OpenVinoBuildConfi
                         "check the FP32 export's own parity (fcn-deploy parity); nothing was written")
 
 
+def check_qdq(qdq: Path, spec: ModelSpec) -> None:
+    """Refuse a --qdq file that is not an INT8 ONNX of the export's model (same network, classes and input)."""
+    if not qdq.is_file():
+        raise InputError(f"--qdq {qdq} does not exist", "make it with fcn-deploy calibrate --target cpu")
+    _, qdq_spec = load_onnx(qdq)
+    if qdq_spec.precision != "int8":
+        raise InputError(f"--qdq {qdq} has precision '{qdq_spec.precision}', not int8",
+                         "pass the Q/DQ file calibrate wrote (e.g. export/fcn.int8-cpu.onnx)")
+    same = ("arch", "num_classes", "input_name", "output_name", "input_format")
+    differ = [name for name in same if getattr(qdq_spec, name) != getattr(spec, name)]
+    if differ:
+        raise InputError(f"--qdq {qdq} is not a quantisation of the same model: its {', '.join(differ)} differ",
+                         "calibrate the export you build from (fcn-deploy calibrate <export> --target cpu)")
+
+
 def _check_paths(onnx_path: Path, outputs: list[Path], config: OpenVinoBuildConfig) -> None:
     """Refuse, before any work, an IR written over what the build reads."""
     check_outputs_apart([place for out in outputs for place in with_sidecar("--out", out)],
-                        build_inputs(onnx_path, config.reference, config.calib_data, config.parity_data))
+                        build_inputs(onnx_path, config.reference, config.calib_data, config.parity_data)
+                        + ([] if config.qdq is None else build_inputs(Path(config.qdq), None, None, None)))
 
 
 def _gate_failure(candidate: Candidate, config: OpenVinoBuildConfig) -> ArtifactError:
@@ -299,6 +333,70 @@ def make_candidate(onnx_path: Path, spec: ModelSpec, precision: str, config: Ope
         return gated(write_candidate(model, spec, precision, work, facts), config, data)
     if data is None:
         raise InputError("the INT8 IR needs its gate (the accuracy budget is measured by it)", "drop --no-parity")
+    nncf_ir = nncf_candidate(model, spec, config, data, work, facts)
+    if config.qdq is None:
+        return nncf_ir
+    qdq_ir = qdq_candidate(Path(config.qdq), config, data, work, facts)
+    crop = tuple(config.calib_crop or spec.crop_size)
+    timings = {"nncf": time_ir(nncf_ir.ir, spec, crop), "qdq": time_ir(qdq_ir.ir, spec, crop)}
+    return choose_int8({"nncf": nncf_ir, "qdq": qdq_ir}, timings, config.max_drop, crop)
+
+
+def qdq_candidate(qdq: Path, config: OpenVinoBuildConfig, data: GateData, work: Path,
+                  facts: dict[str, Any]) -> Candidate:
+    """OpenVINO's IR of the Q/DQ file (its spec kept), gated against the same budget as NNCF's."""
+    ov = require("openvino")
+    _, qdq_spec = load_onnx(qdq)
+    log(f"the Q/DQ file {qdq}: converted by OpenVINO, gated on the same crops as NNCF's IR")
+    written = write_candidate(ov.Core().read_model(str(qdq)), qdq_spec, "int8", work / "qdq",
+                              {**facts, "source_qdq": str(qdq), "source_qdq_sha256": sha256_file(qdq)})
+    return gated(written, config, data)
+
+
+def time_ir(ir: Path, spec: ModelSpec, crop: tuple[int, int]) -> float:
+    """Median milliseconds of one batch-1 inference of ``ir`` at ``crop`` on the CPU, after a short warm-up."""
+    ov = require("openvino")
+    compiled = ov.Core().compile_model(str(ir), CPU_DEVICE)
+    batch = np.zeros((1, *crop, 3), np.uint8) if spec.takes_uint8 else np.zeros((1, 3, *crop), np.float32)
+    request = compiled.create_infer_request()
+    for _ in range(TIMING_WARMUP):
+        request.infer([batch])
+    times = []
+    for _ in range(TIMING_ITERS):
+        started = time.perf_counter()
+        request.infer([batch])
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def choose_int8(candidates: dict[str, Candidate], timings: dict[str, float], max_drop: float,
+                crop: tuple[int, int]) -> Candidate:
+    """The faster INT8 route within the budget, its ``route`` saying which and why with both routes' figures;
+    when neither passes, NNCF's candidate with the Q/DQ route's figures added to its problems."""
+    figures = {name: {"route": INT8_ROUTES[name], "ms": round(timings[name], 3),
+                      "agreement": None if c.report is None else c.report.argmax_agreement,
+                      "delta_miou": None if c.report is None else c.report.delta_miou,
+                      "problems": list(c.problems)} for name, c in candidates.items()}
+    passing = sorted((timings[name], name) for name, c in candidates.items() if not c.problems)
+    if not passing:
+        qdq = candidates["qdq"]
+        return replace(candidates["nncf"], problems=(*candidates["nncf"].problems,
+                                                     "the Q/DQ file's IR: " + "; ".join(qdq.problems)))
+    name = passing[0][1]
+    shown = ", ".join(f"{INT8_ROUTES[n]} {timings[n]:.2f} ms" + ("" if not candidates[n].problems else
+                                                                 " (misses the budget: "
+                                                                 + "; ".join(candidates[n].problems) + ")")
+                      for n in candidates)
+    why = ("the faster of the two within the budget" if len(passing) > 1
+           else "the only one within the budget")
+    reason = (f"INT8 by {INT8_ROUTES[name]}: {why} of {max_drop:g} points ({shown}; batch 1 at "
+              f"{crop[0]}x{crop[1]}, median of {TIMING_ITERS})")
+    return replace(candidates[name], route={"chosen": name, "reason": reason, "candidates": figures})
+
+
+def nncf_candidate(model: Any, spec: ModelSpec, config: OpenVinoBuildConfig, data: GateData, work: Path,
+                   facts: dict[str, Any]) -> Candidate:
+    """NNCF's INT8 IR: the plain quantisation, then, where it misses the budget, the accuracy-controlled one."""
     crop = config.calib_crop or spec.crop_size
     calibration, fingerprint = crops(data.calib_dir, data.calib_split, config.calib_num, crop, config.calib_seed, spec)
     info = QuantizationInfo(target="openvino", method="nncf", num_crops=len(calibration), crop_size=tuple(crop),
@@ -440,12 +538,13 @@ def _gate_record(candidate: Candidate, config: OpenVinoBuildConfig, data: GateDa
             "reverted_to_float": list(candidate.reverted_to_float)}
 
 
-def publish(candidate: Path, out: Path, parity: dict[str, Any]) -> None:
+def publish(candidate: Path, out: Path, parity: dict[str, Any], int8_route: dict[str, Any] | None = None) -> None:
     """Move the gated IR onto ``out``: the old sidecar goes first, then the weights, the graph, and the sidecar
     (with the gate's record) last, so an interruption never leaves a sidecar that vouches for other files."""
     spec, document = read_sidecar(candidate)
     document = {key: value for key, value in document.items() if key != "spec"}
-    write_sidecar(candidate, spec, {**document, "parity": parity})
+    route = {} if int8_route is None else {"int8_route": int8_route}
+    write_sidecar(candidate, spec, {**document, "parity": parity, **route})
     sidecar_path(out).unlink(missing_ok=True)
     for source, target in ((ir_weights_path(candidate), ir_weights_path(out)), (candidate, out),
                            (sidecar_path(candidate), sidecar_path(out))):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,75 @@ def test_triton_export_refuses_the_ir_with_the_reason(f32_ir: Path, tmp_path: Pa
     code = run(["triton", "export", str(f32_ir), "--out", str(tmp_path / "repository")])
     err = capsys.readouterr().err
     assert code == 1 and "an OpenVINO IR is not put in Triton repositories" in err and "openvino backend" in err
+
+
+def _route_candidates(parity_report, qdq_agreement: float = 0.999) -> dict:
+    """Stand-in INT8 routes: NNCF's IR within the budget, the Q/DQ file's IR at ``qdq_agreement``."""
+    from fcn_deploy.build_openvino import Candidate
+
+    nncf_ir = Candidate("int8", Path("nncf/candidate.int8.xml"), report=parity_report(argmax_agreement=0.995))
+    qdq_report = parity_report(argmax_agreement=qdq_agreement)
+    qdq_ir = Candidate("int8", Path("qdq/candidate.int8.xml"), report=qdq_report,
+                       problems=budget_problems(qdq_report, 1.0))
+    return {"nncf": nncf_ir, "qdq": qdq_ir}
+
+
+@pytest.mark.parametrize(("timings", "chosen"), [({"nncf": 4.0, "qdq": 3.0}, "qdq"),
+                                                 ({"nncf": 3.0, "qdq": 4.0}, "nncf")])
+def test_int8_keeps_the_faster_route_within_the_budget_and_says_why(parity_report, timings, chosen) -> None:
+    from fcn_deploy.build_openvino import choose_int8
+
+    candidates = _route_candidates(parity_report)
+    kept = choose_int8(candidates, timings, 1.0, (64, 64))
+    assert kept.ir == candidates[chosen].ir and kept.route["chosen"] == chosen
+    assert "the faster of the two within the budget" in kept.route["reason"]
+    assert "NNCF's IR 4.00 ms" in kept.route["reason"] or "NNCF's IR 3.00 ms" in kept.route["reason"]
+    assert kept.route["candidates"]["qdq"]["ms"] == timings["qdq"]
+    assert kept.route["candidates"]["nncf"]["agreement"] == 0.995
+
+
+def test_a_faster_route_outside_the_budget_is_not_kept(parity_report) -> None:
+    from fcn_deploy.build_openvino import choose_int8
+
+    candidates = _route_candidates(parity_report, qdq_agreement=0.95)
+    kept = choose_int8(candidates, {"nncf": 5.0, "qdq": 1.0}, 1.0, (64, 64))
+    assert kept.route["chosen"] == "nncf" and "the only one within the budget" in kept.route["reason"]
+    assert "misses the budget: pixel agreement 95.000% < 99%" in kept.route["reason"]
+    neither = dict(candidates, nncf=replace(candidates["nncf"], problems=("pixel agreement 98.000% < 99%",)))
+    failed = choose_int8(neither, {"nncf": 5.0, "qdq": 1.0}, 1.0, (64, 64))
+    assert failed.route is None and failed.problems[-1].startswith("the Q/DQ file's IR: pixel agreement 95.000%")
+
+
+def test_a_build_given_a_qdq_file_gates_both_routes_and_records_the_choice(workspace, tmp_path, monkeypatch,
+                                                                            capsys) -> None:
+    import fcn_deploy.build_openvino as build_module
+    from fcn_deploy.precision.calibrate import CalibrationConfig, calibrate_int8
+
+    folder, onnx, voc = workspace
+    qdq = calibrate_int8(onnx, CalibrationConfig(data_dir=voc, num=4, crop=TINY_CROP, target="cpu", small="pad",
+                                                 out=tmp_path / "fcn.int8-cpu.onnx",
+                                                 calibration_dir=tmp_path / "calibration")).path
+    monkeypatch.setattr(build_module, "time_ir", lambda ir, spec, crop: 2.0 if ir.parent.name == "qdq" else 3.0)
+    code = run(["build", str(onnx), "--target", "openvino", "--precision", "int8", "--max-drop", "20",
+                "--calib-data", str(voc), "--calib-num", "4", "--calib-crop", "64x64", "--qdq", str(qdq),
+                "--out", str(tmp_path / "engines" / "fcn.int8.xml")])
+    assert code == 0
+    assert "INT8 by OpenVINO's IR of the Q/DQ file: the faster of the two within the budget" in capsys.readouterr().out
+    _, document = read_sidecar(tmp_path / "engines" / "fcn.int8.xml")
+    assert document["int8_route"]["chosen"] == "qdq" and document["source_qdq"] == str(qdq)
+    assert set(document["int8_route"]["candidates"]) == {"nncf", "qdq"}
+
+
+def test_a_qdq_file_of_another_precision_or_with_a_float_build_is_refused(workspace, tmp_path) -> None:
+    folder, onnx, voc = workspace
+    with pytest.raises(InputError, match="has precision 'fp32', not int8"):
+        build_openvino(onnx, _config(tmp_path, voc, precision="int8", qdq=onnx))
+    with pytest.raises(InputError, match="--qdq is an INT8 route"):
+        check_config(OpenVinoBuildConfig(precision="f32", qdq=onnx))
+
+
+def test_the_int8_routes_timing_runs_the_ir(f32_ir: Path) -> None:
+    from fcn_deploy.build_openvino import time_ir
+
+    spec, _ = read_sidecar(f32_ir)
+    assert 0 < time_ir(f32_ir, spec, TINY_CROP) < 10_000

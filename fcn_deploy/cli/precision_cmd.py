@@ -89,6 +89,9 @@ def build(
                                    "agreement with FP32 and of mIoU lost at most on the held-out split."),
     calib_split: str = typer.Option("train", "--calib-split", help="Split of --calib-data the crops come from."),
     parity_split: str = typer.Option("val", "--parity-split", help="Split of the parity folder the gate runs on."),
+    qdq: Optional[Path] = typer.Option(None, "--qdq", help="With --target openvino: an INT8 Q/DQ ONNX of the same "
+                                       "model (fcn-deploy calibrate --target cpu); INT8 keeps the faster of "
+                                       "OpenVINO on it and NNCF's IR within --max-drop."),
 ) -> None:
     """Make the precision ONNX, check its parity on CPU, then build a TensorRT engine (needs a GPU); or, with
     --target openvino, an OpenVINO IR (FP32, BF16 or NNCF INT8 within --max-drop) after the same kind of gate."""
@@ -112,10 +115,10 @@ def build(
         _build_openvino(onnx, precision or "auto", max_drop, calib_data, calib_split,
                         64 if calib_num is None else calib_num,
                         parse_size(calib_crop, "--calib-crop") if calib_crop else None, reference, parity_data,
-                        parity_split, no_parity, out)
+                        parity_split, no_parity, out, qdq)
         return
-    if precision is not None or max_drop != 1.0:
-        raise InputError("--precision and --max-drop belong to --target openvino",
+    if precision is not None or max_drop != 1.0 or qdq is not None:
+        raise InputError("--precision, --max-drop and --qdq belong to --target openvino",
                          "choose the engine's precision with --fp32, --fp16 or --int8")
     chosen = [name for name, flag in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if flag]
     if len(chosen) != 1:
@@ -150,14 +153,14 @@ def build(
 def _build_openvino(onnx: Path, precision: str, max_drop: float, calib_data: Optional[Path], calib_split: str,
                     calib_num: int, calib_crop: Optional[tuple[int, int]], reference: Optional[Path],
                     parity_data: Optional[Path], parity_split: str, no_parity: Optional[str],
-                    out: Optional[Path]) -> None:
+                    out: Optional[Path], qdq: Optional[Path]) -> None:
     """``build --target openvino``: the gated IR, and what was chosen and why."""
     from fcn_deploy.build_openvino import OpenVinoBuildConfig, build_openvino
 
     result = build_openvino(onnx, OpenVinoBuildConfig(
         precision=precision, max_drop=max_drop, calib_data=calib_data, calib_split=calib_split, calib_num=calib_num,
         calib_crop=calib_crop, reference=reference, parity_data=parity_data, parity_split=parity_split,
-        no_parity=no_parity, out=out))
+        no_parity=no_parity, out=out, qdq=qdq))
     for note in result.notes:
         typer.echo(note)
     typer.echo(f"wrote {result.ir} ({result.precision.upper()} OpenVINO IR) with its .bin and {result.ir.name}.json")
