@@ -265,7 +265,7 @@ def test_options_the_model_cannot_honour_are_rejected(config, match):
 @pytest.mark.parametrize("config,match,fix", [
     (dict(overlap=0.95), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
     (dict(overlap=-0.1), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
-    (dict(overlap=True), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
+    (dict(overlap=False), "overlap must be between 0 and 0.9", "use a fraction of the tile size, e.g. 0.25"),
     (dict(batch=0), "batch must be a positive integer", "use a batch of 1 or more tiles per model call (default 4)"),
     (dict(blend="median"), "unknown blend", "use one of: hann, gaussian, mean"),
     (dict(mode="fast"), "unknown mode", "use one of: auto, whole, slide"),
