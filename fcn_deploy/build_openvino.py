@@ -404,13 +404,14 @@ def nncf_candidate(model: Any, spec: ModelSpec, config: OpenVinoBuildConfig, dat
     int8_spec = spec.replace(precision="int8", quantization=info)
     nncf = require("nncf")
     log(f"NNCF {nncf.__version__}: quantising on {len(calibration)} crops (everything, the upsampling head included)")
-    plain = nncf.quantize(model.clone(), nncf.Dataset(calibration), subset_size=len(calibration))
+    with _torch_extension_warnings_quiet():
+        plain = nncf.quantize(model.clone(), nncf.Dataset(calibration), subset_size=len(calibration))
     candidate = gated(write_candidate(plain, int8_spec, "int8", work / "plain", facts), config, data)
     if not candidate.problems or not config.accuracy_control:
         return candidate
     log("the plain INT8 misses the budget (" + "; ".join(candidate.problems) + "): NNCF's accuracy-controlled "
         "quantisation puts the costliest layers back in float")
-    with nncf_reverted_names() as named:
+    with nncf_reverted_names() as named, _torch_extension_warnings_quiet():
         controlled = accuracy_controlled(nncf, model, spec, calibration, data, crop, config)
     reverted = tuple(named) or reverted_layers(plain, controlled)
     controlled_spec = int8_spec.replace(quantization=replace(
@@ -426,6 +427,19 @@ def nncf_candidate(model: Any, spec: ModelSpec, config: OpenVinoBuildConfig, dat
         return result
     return replace(result, problems=("plain quantisation: " + "; ".join(candidate.problems),
                                      "accuracy-controlled: " + "; ".join(problems)))
+
+
+@contextlib.contextmanager
+def _torch_extension_warnings_quiet() -> Iterator[None]:
+    """Quantising, NNCF probes PyTorch, whose extension loader logs a warning on a machine without CUDA; PyTorch
+    plays no part in quantising an OpenVINO model, so the warning is held back while NNCF runs."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def accuracy_controlled(nncf: Any, model: Any, spec: ModelSpec, calibration: list[np.ndarray], data: GateData,
@@ -551,7 +565,6 @@ def publish(candidate: Path, out: Path, parity: dict[str, Any], int8_route: dict
         fsync_path(source)
         os.replace(source, target)
     fsync_path(out.parent)
-    log(f"wrote {out}, {ir_weights_path(out).name} and {sidecar_path(out).name}")
 
 
 __all__ = ["DEFAULT_MAX_DROP", "IR_PRECISIONS", "OPENVINO_BUILD_PRECISIONS", "OpenVinoBuildConfig",

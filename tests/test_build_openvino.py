@@ -278,3 +278,17 @@ def test_the_int8_routes_timing_runs_the_ir(f32_ir: Path) -> None:
 
     spec, _ = read_sidecar(f32_ir)
     assert 0 < time_ir(f32_ir, spec, TINY_CROP) < 10_000
+
+
+def test_pytorchs_cuda_warning_is_held_back_only_while_nncf_runs(caplog):
+    import logging
+
+    from fcn_deploy.build_openvino import _torch_extension_warnings_quiet
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    with caplog.at_level(logging.WARNING):
+        with _torch_extension_warnings_quiet():
+            logger.warning("No CUDA runtime is found")
+        assert caplog.records == []
+        logger.warning("after")
+    assert [record.getMessage() for record in caplog.records] == ["after"]
