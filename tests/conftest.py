@@ -300,6 +300,24 @@ def nncf():
     return pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'fcn-deploy[openvino]')")
 
 
+def build_tiny_ir(folder: Path, precision: str = "f32") -> Path:
+    """``fcn-deploy build --target openvino`` of the tiny FCN under ``folder`` (four 64×64 crops of the tiny VOC
+    folder for its gate): the IR with its .bin and sidecar, as users get it."""
+    from fcn_deploy.build_openvino import OpenVinoBuildConfig, build_openvino
+
+    onnx = tiny_fcn_onnx(folder / "export" / "fcn.onnx")
+    voc = _tiny_voc(folder / "voc")
+    return build_openvino(onnx, OpenVinoBuildConfig(
+        precision=precision, calib_data=voc, calib_num=4, calib_crop=(64, 64), engines_dir=folder / "engines",
+        calibration_dir=folder / "calibration")).ir
+
+
+@pytest.fixture(scope="session")
+def tiny_ir(nncf, tmp_path_factory) -> Path:
+    """An FP32 OpenVINO IR of the tiny FCN, built as ``build --target openvino`` builds it. Do not modify it."""
+    return build_tiny_ir(tmp_path_factory.mktemp("tiny_ir"))
+
+
 @pytest.fixture(scope="session")
 def capi_toolchain() -> None:
     """gcc and a Python shared library to embed, which 'fcn-deploy capi build' needs; skip with the reason otherwise."""

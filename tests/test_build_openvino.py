@@ -202,12 +202,6 @@ def test_the_cli_keeps_the_targets_options_apart(tmp_path: Path, capsys) -> None
     assert set(OPENVINO_BUILD_PRECISIONS) == {"f32", "bf16", "int8", "auto"}
 
 
-def test_triton_export_refuses_the_ir_with_the_reason(f32_ir: Path, tmp_path: Path, capsys) -> None:
-    code = run(["triton", "export", str(f32_ir), "--out", str(tmp_path / "repository")])
-    err = capsys.readouterr().err
-    assert code == 1 and "an OpenVINO IR is not put in Triton repositories" in err and "openvino backend" in err
-
-
 def _route_candidates(parity_report, qdq_agreement: float = 0.999) -> dict:
     """Stand-in INT8 routes: NNCF's IR within the budget, the Q/DQ file's IR at ``qdq_agreement``."""
     from fcn_deploy.build_openvino import Candidate

@@ -9,7 +9,7 @@ import typer
 
 
 def serve(
-    model: Optional[Path] = typer.Argument(None, help="Model (.onnx, .engine, .pt; default: the best artifact present)."),
+    model: Optional[Path] = typer.Argument(None, help="Model (.onnx, .engine, .xml, .pt; default: the best artifact present)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
     http_port: int = typer.Option(8000, "--http-port", help="KServe v2 HTTP port."),
     grpc_port: int = typer.Option(8001, "--grpc-port", help="KServe v2 gRPC port."),
@@ -87,13 +87,13 @@ def client(
 
 
 def triton_export(
-    model: Optional[Path] = typer.Argument(None, help="ONNX file or TensorRT engine (default: the best artifact present)."),
+    model: Optional[Path] = typer.Argument(None, help="ONNX file, TensorRT engine or OpenVINO IR (.xml) (default: the best artifact present)."),
     out: Path = typer.Option(..., "--out", "-o", help="The model repository folder."),
     name: str = typer.Option("fcn", "--name", help="Model name; the segmenter model is <name>_segment."),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size (default: the model's maximum batch)."),
     instances: int = typer.Option(1, "--instances", help="Instances of each model."),
     max_queue_delay_us: int = typer.Option(2000, "--max-queue-delay-us", help="Dynamic batching queue delay."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or gpu instances (default: gpu for engines, cpu for ONNX)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or gpu instances (default: gpu for engines, cpu for ONNX and IRs)."),
     segment_network: str = typer.Option("triton", "--segment-network",
                                         help="How <name>_segment runs the network: 'triton' (calls <name>) or 'in_process'."),
     backend: str = typer.Option("auto", "--backend", help="Runtime of an in-process network: auto (by the model's suffix), "
@@ -109,7 +109,7 @@ def triton_export(
                                                   "container runs, as read in it (e.g. 10.8.0.43), for a tag "
                                                   "fcn-deploy's table does not hold."),
 ) -> None:
-    """Write a Triton model repository: the network (ONNX Runtime or TensorRT) and the segmenter (Python backend)."""
+    """Write a Triton model repository: the network (ONNX Runtime, TensorRT or OpenVINO) and the segmenter (Python backend)."""
     from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.runtime.tensorrt_support import tensorrt_unavailable
     from fcn_deploy.serving.repository import (

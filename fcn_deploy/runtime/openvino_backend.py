@@ -224,6 +224,17 @@ def checked_ir_spec(metadata: dict[str, str], inputs: list[TensorSignature], out
     return spec
 
 
+def read_ir_signatures(path: Path) -> tuple[ModelSpec, list[TensorSignature], list[TensorSignature], str | None]:
+    """An IR's checked spec, its inputs and outputs and the precision hint in its runtime info, without compiling it
+    (what a model repository needs to describe it)."""
+    core = _require_openvino().Core()
+    model = _read_ir(core, path)
+    metadata = _metadata(model)
+    inputs = [_signature(p, metadata) for p in model.inputs]
+    outputs = [_signature(p, metadata) for p in model.outputs]
+    return checked_ir_spec(metadata, inputs, outputs, path), inputs, outputs, ir_precision_hint(model)
+
+
 def _read_ir(core: Any, path: Path) -> Any:
     """OpenVINO's model of an IR (.xml and its .bin); a missing weights file or an unreadable IR is an ArtifactError."""
     weights = ir_weights_path(path)

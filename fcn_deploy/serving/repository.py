@@ -1,9 +1,11 @@
-"""``fcn-deploy triton export``: a standard Triton model repository from an fcn-deploy ONNX file or engine.
+"""``fcn-deploy triton export``: a standard Triton model repository from an fcn-deploy ONNX file, engine or IR.
 
 The repository holds two models:
 
-- ``<name>``: the network itself, ``1/model.onnx`` (platform ``onnxruntime_onnx``) or ``1/model.plan`` (platform
-  ``tensorrt_plan``, its sidecar carried along as ``1/model.plan.json``), with inputs and outputs from the spec
+- ``<name>``: the network itself, ``1/model.onnx`` (platform ``onnxruntime_onnx``), ``1/model.plan`` (platform
+  ``tensorrt_plan``, its sidecar carried along as ``1/model.plan.json``) or ``1/model.xml`` + ``1/model.bin``
+  (``backend: "openvino"``: Triton's OpenVINO backend, CPU instances; the sidecar as ``1/model.xml.json``; a BF16
+  IR's precision hint travels in the IR's runtime info and is stated in ``parameters``), with inputs and outputs from the spec
   (batch through ``max_batch_size``, height and width -1), dynamic batching, an instance group and the spec in
   ``parameters``;
 - ``<name>_segment``: the whole segmenter on Triton's Python backend. It takes encoded images and returns the
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fcn_deploy.contract import read_sidecar, sidecar_path, with_sidecar
+from fcn_deploy.contract import IR_SUFFIX, ir_weights_path, read_sidecar, sidecar_path, with_sidecar
 from fcn_deploy.errors import ArtifactError, InputError, Interrupted
 from fcn_deploy.fileio import (
     TEMP_SUFFIX,
@@ -59,6 +61,8 @@ NetworkRuntime = Literal["triton", "in_process"]
 TRITON_DEVICES: tuple[str, ...] = ("cpu", "gpu")
 NETWORK_RUNTIMES: tuple[str, ...] = ("triton", "in_process")
 SEGMENT_SUFFIX = "_segment"
+TENSORRT_PLATFORM = "tensorrt_plan"
+OPENVINO_BACKEND = "openvino"  # Triton's OpenVINO backend (openvino_backend): model.xml + model.bin
 CONFIG_NAME = "config.pbtxt"
 VERSION = "1"
 SPEC_PARAMETER = "fcn_deploy.spec"
@@ -122,15 +126,37 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class Artifact:
-    """The network file to serve: its kind, spec, tensors and (for engines) the sidecar document."""
+    """The network file to serve: its kind, spec, tensors and (for engines and IRs) the sidecar document."""
 
     path: Path
-    platform: str  # 'onnxruntime_onnx' or 'tensorrt_plan'
-    file_name: str  # model.onnx or model.plan
+    platform: str  # Triton's platform ('onnxruntime_onnx', 'tensorrt_plan') or backend ('openvino')
+    file_name: str  # model.onnx, model.plan or model.xml
     spec: ModelSpec
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     sidecar: dict[str, Any] | None = None
+    inference_precision: str | None = None  # an IR's precision hint ('f32', 'bf16'), carried in the IR itself
+
+    @property
+    def is_plan(self) -> bool:
+        return self.platform == TENSORRT_PLATFORM
+
+    @property
+    def is_ir(self) -> bool:
+        return self.platform == OPENVINO_BACKEND
+
+    def files(self) -> dict[Path, str]:
+        """The files the version folder holds: the network (an IR's weights beside it) and any sidecar."""
+        files = {self.path: self.file_name}
+        if self.is_ir:
+            files[ir_weights_path(self.path)] = str(ir_weights_path(Path(self.file_name)))
+        if self.sidecar is not None:
+            files[sidecar_path(self.path)] = sidecar_path(Path(self.file_name)).name
+        return files
+
+    def runtime_field(self) -> dict[str, str]:
+        """How config.pbtxt names what runs the network: a platform, or (OpenVINO) a backend."""
+        return {"backend": self.platform} if self.is_ir else {"platform": self.platform}
 
 
 @dataclass(frozen=True)
@@ -192,8 +218,25 @@ def _onnx_tensors(path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo,
     return inputs, tuple(info(o) for o in proto.graph.output)
 
 
+def _read_ir(path: Path) -> Artifact:
+    """An IR's spec (checked against its sidecar's hashes and its ports, as every stage opening it checks), its
+    ports as Triton tensors, its sidecar document and the precision hint the IR itself carries."""
+    from fcn_deploy.runtime.openvino_backend import IR_HINT, read_ir_signatures
+
+    spec, inputs, outputs, hint = read_ir_signatures(path)
+
+    def info(signature: Any) -> TensorInfo:
+        if signature.elem_type not in _ONNX_TO_TRITON:
+            raise ArtifactError(f"{path}: port '{signature.name}' has a type fcn-deploy does not serve", IR_HINT)
+        return TensorInfo(signature.name, _ONNX_TO_TRITON[signature.elem_type], _batchless(signature.dims))
+
+    return Artifact(path, OPENVINO_BACKEND, "model.xml", spec, tuple(map(info, inputs)), tuple(map(info, outputs)),
+                    read_sidecar(path)[1], inference_precision=hint or "f32")
+
+
 def read_artifact(path: str | os.PathLike[str]) -> Artifact:
-    """An fcn-deploy ONNX file (spec checked against its graph) or TensorRT engine (with its sidecar)."""
+    """An fcn-deploy ONNX file (spec checked against its graph), TensorRT engine or OpenVINO IR (with its
+    sidecar)."""
     from fcn_deploy.contract import ENGINE_SUFFIXES
 
     path = Path(path)
@@ -209,16 +252,11 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     if suffix in ENGINE_SUFFIXES:
         spec, document = read_sidecar(path)
         inputs, outputs = _engine_tensors(path, spec, document)
-        return Artifact(path, "tensorrt_plan", "model.plan", spec, inputs, outputs, document)
-    if suffix == ".xml":
-        raise ArtifactError(
-            f"{path}: an OpenVINO IR is not put in Triton repositories: they hold the network for Triton's "
-            "onnxruntime or tensorrt backend (model.onnx, model.plan); an IR needs Triton's openvino backend, which "
-            "this repository layout and 'serve' do not target",
-            "serve the FP32 export (triton export export/fcn.onnx); the IR runs in infer, parity, bench and the C API",
-        )
+        return Artifact(path, TENSORRT_PLATFORM, "model.plan", spec, inputs, outputs, document)
+    if suffix == IR_SUFFIX:
+        return _read_ir(path)
     raise ArtifactError(
-        f"{path}: Triton serves ONNX files and TensorRT engines, not {suffix or 'this file'}",
+        f"{path}: Triton serves ONNX files, TensorRT engines and OpenVINO IRs, not {suffix or 'this file'}",
         "export the checkpoint first: fcn-deploy export CHECKPOINT, then triton export export/fcn.onnx",
     )
 
@@ -260,8 +298,11 @@ def _checked_max_batch(config: RepositoryConfig, spec: ModelSpec) -> int:
 
 
 def _checked_device(config: RepositoryConfig, artifact: Artifact) -> TritonDevice:
-    """The instance kind: engines only on a GPU; ONNX on either."""
-    if artifact.platform == "tensorrt_plan":
+    """The instance kind: engines only on a GPU; IRs only on the CPU; ONNX on either."""
+    if artifact.is_ir and config.device == "gpu":
+        raise InputError("an OpenVINO IR runs on the CPU (Triton's openvino backend), not with --device gpu",
+                         "drop --device gpu, or export the ONNX file or the TensorRT engine for a GPU server")
+    if artifact.is_plan:
         if config.device == "cpu":
             raise InputError("a TensorRT plan runs on a GPU only, not with --device cpu",
                              "export the ONNX file for a CPU server, or use --device gpu")
@@ -273,10 +314,15 @@ def network_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, An
     """config.pbtxt values of the network model."""
     device = _checked_device(config, artifact)
     parameters = _spec_parameters(artifact.spec)
-    if config.triton_version is not None and artifact.sidecar is None:
+    if config.triton_version is not None and not artifact.is_plan:
         raise InputError(f"--triton-version checks the TensorRT version of a plan; {artifact.path.name} is run by "
-                         "ONNX Runtime", "drop --triton-version, or export the TensorRT engine")
-    if artifact.sidecar is not None:
+                         f"{'OpenVINO' if artifact.is_ir else 'ONNX Runtime'}",
+                         "drop --triton-version, or export the TensorRT engine")
+    if artifact.is_ir:
+        parameters.update(ir_precision=str(artifact.sidecar.get("precision", "")),
+                          inference_precision=artifact.inference_precision or "f32",
+                          openvino_version=str(artifact.sidecar.get("openvino_version", "")))
+    elif artifact.sidecar is not None:
         if config.triton_version is not None:
             server = check_plan_for_triton(artifact.path, artifact.sidecar, config.triton_version,
                                            config.triton_tensorrt)
@@ -286,7 +332,7 @@ def network_config(artifact: Artifact, config: RepositoryConfig) -> dict[str, An
             parameters[key] = str(artifact.sidecar.get(key, ""))
     return {
         "name": config.name,
-        "platform": artifact.platform,
+        **artifact.runtime_field(),
         "max_batch_size": _checked_max_batch(config, artifact.spec),
         "input": [_tensor_fields(t) for t in artifact.inputs],
         "output": [_tensor_fields(t) for t in artifact.outputs],
@@ -439,9 +485,8 @@ def _stage_and_rename(artifact: Artifact, out: Path, targets: list[Path], networ
     try:
         network_dir, segment_dir = staging / targets[0].name, staging / targets[1].name
         _write_model(network_dir, network_text)
-        shutil.copyfile(artifact.path, network_dir / VERSION / artifact.file_name)
-        if artifact.sidecar is not None:
-            shutil.copyfile(sidecar_path(artifact.path), sidecar_path(network_dir / VERSION / artifact.file_name))
+        for source, name in artifact.files().items():
+            shutil.copyfile(source, network_dir / VERSION / name)
         _write_model(segment_dir, segment_text)
         (segment_dir / VERSION / "model.py").write_text(PYTHON_MODEL_SHIM, encoding="utf-8")
         check_repository_model(network_dir, artifact)
@@ -461,12 +506,13 @@ def check_repository_model(folder: Path, artifact: Artifact | None = None) -> An
     if not config_path.is_file():
         raise ArtifactError(f"{folder} has no {CONFIG_NAME}")
     if artifact is None:
-        files = [folder / VERSION / name for name in ("model.onnx", "model.plan") if (folder / VERSION / name).is_file()]
+        names = ("model.onnx", "model.plan", "model.xml")
+        files = [folder / VERSION / name for name in names if (folder / VERSION / name).is_file()]
         if not files:
-            raise ArtifactError(f"{folder / VERSION} holds neither model.onnx nor model.plan")
+            raise ArtifactError(f"{folder / VERSION} holds none of {', '.join(names)}")
         artifact = read_artifact(files[0])
     parsed = check_config(config_path.read_text(encoding="utf-8"), str(config_path), folder.name, artifact.inputs,
-                          artifact.outputs, platform=artifact.platform)
+                          artifact.outputs, **artifact.runtime_field())
     if parameters_of(parsed).get(SPEC_PARAMETER) not in (None, artifact.spec.to_json()):
         raise ArtifactError(f"{config_path}: its spec parameter differs from the artifact's spec",
                             "regenerate it with 'fcn-deploy triton export'")

@@ -126,6 +126,24 @@ def test_example_labels_equal_python_on_voc(capi_build, capi_model, python_segme
 
 
 @pytest.mark.slow
+def test_example_opens_an_openvino_ir_and_its_labels_equal_python(capi_build, tiny_ir, tmp_path):
+    from PIL import Image
+
+    from fcn_deploy.segmenter import open_segmenter
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    ppm, pgm = tmp_path / "noise.ppm", tmp_path / "noise.pgm"
+    Image.fromarray(rgb).save(ppm)
+    assert_ran(run_program(capi_build.example, tiny_ir, ppm, pgm, "cpu"))
+    with open_segmenter(tiny_ir, device="cpu") as segmenter:
+        assert segmenter.backend.name == "openvino"
+        expected = segmenter.segment(rgb).labels
+    np.testing.assert_array_equal(read_pgm(pgm), expected)
+    assert len(np.unique(expected)) > 1, "the IR predicts a single class; the comparison would prove nothing"
+
+
+@pytest.mark.slow
 def test_all_voc_samples_every_pixel_format_and_padded_rows_equal_python(capi_build, capi_model, python_segmenter,
                                                           voc_sample_dir, tmp_path):
     voc = [read_rgb(p) for p in voc_images(voc_sample_dir)]

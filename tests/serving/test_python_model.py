@@ -117,31 +117,55 @@ def test_network_calls_through_triton_give_the_in_process_labels(random_onnx) ->
     assert {name for name, _ in utils.calls} == {"fcn"} and all(shape[0] <= 2 for _, shape in utils.calls)
 
 
-def test_in_process_network_opens_with_the_backend_of_the_export(config_schema, openvino_runtime, random_onnx,
-                                                                   image_dir, tmp_path, monkeypatch) -> None:
+def _initialized_segment_model(repository, monkeypatch):
+    """The repository's segment model, initialized as Triton's Python backend would (a stand-in utils module)."""
     import sys
     import types
 
     from google.protobuf import json_format
 
-    from fcn_deploy.runtime import BackendChoice
     from fcn_deploy.serving.model_config import parse_config
     from fcn_deploy.serving.python_model import TritonPythonModel
 
-    monkeypatch.chdir(tmp_path)  # whatever the model writes beside the working folder stays in tmp_path
-    repository = tmp_path / "repo"
-    export_repository(random_onnx, repository, RepositoryConfig(network_runtime="in_process",
-                                                                backend=BackendChoice("openvino")))
     segment = repository / "fcn_segment"
     parsed = parse_config((segment / "config.pbtxt").read_text(), "segment")
     model_config = json_format.MessageToJson(parsed, preserving_proto_field_name=True)
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
     model = TritonPythonModel()
     model.initialize({"model_config": model_config, "model_repository": str(segment)})
+    return model
+
+
+def test_in_process_network_opens_with_the_backend_of_the_export(config_schema, openvino_runtime, random_onnx,
+                                                                   image_dir, tmp_path, monkeypatch) -> None:
+    from fcn_deploy.runtime import BackendChoice
+
+    monkeypatch.chdir(tmp_path)  # whatever the model writes beside the working folder stays in tmp_path
+    repository = tmp_path / "repo"
+    export_repository(random_onnx, repository, RepositoryConfig(network_runtime="in_process",
+                                                                backend=BackendChoice("openvino")))
+    model = _initialized_segment_model(repository, monkeypatch)
     try:
         assert model._segmenter.backend.name == "openvino"
         image = read_image(sorted(image_dir.glob("*.jpg"))[0])
         with open_segmenter(random_onnx, "cpu", SegmenterConfig(), BackendChoice("openvino")) as segmenter:
+            expected = segmenter.segment(image).labels
+        assert np.array_equal(model._segmenter.segment(image).labels, expected)
+    finally:
+        model.finalize()
+
+
+def test_in_process_network_of_an_ir_repository_opens_the_copied_ir(config_schema, tiny_ir, image_dir, tmp_path,
+                                                                    monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    repository = tmp_path / "repo"
+    export_repository(tiny_ir, repository, RepositoryConfig(network_runtime="in_process"))
+    model = _initialized_segment_model(repository, monkeypatch)
+    try:
+        assert model._segmenter.backend.name == "openvino"
+        assert model._segmenter.backend.path == repository / "fcn" / "1" / "model.xml"
+        image = read_image(sorted(image_dir.glob("*.jpg"))[0])
+        with open_segmenter(tiny_ir, "cpu", SegmenterConfig()) as segmenter:
             expected = segmenter.segment(image).labels
         assert np.array_equal(model._segmenter.segment(image).labels, expected)
     finally:

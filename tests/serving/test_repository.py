@@ -259,3 +259,71 @@ def test_cli_triton_export_passes_the_stated_tensorrt(fake_engine: Path, tmp_pat
                 "--triton-tensorrt", "10.16.1.11"]) == 0
     parameters = parameters_of(parse_config((out / "fcn" / CONFIG_NAME).read_text(), "network"))
     assert parameters["triton_tensorrt"] == "10.16.1.11"
+
+
+def _bf16_stand_in(ir: Path, folder: Path) -> Path:
+    """A copy of the FP32 IR asking for BF16 in its runtime info, as a BF16 build writes it (with its sidecar's
+    hashes), made without a BF16 CPU: the repository only describes the IR, it does not compile it."""
+    import openvino
+
+    from fcn_deploy.contract import ir_weights_path, write_sidecar
+    from fcn_deploy.fileio import sha256_file
+
+    model = openvino.Core().read_model(str(ir))
+    model.set_rt_info("bf16", ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    xml = folder / "fcn.bf16.xml"
+    folder.mkdir(parents=True, exist_ok=True)
+    openvino.save_model(model, str(xml), compress_to_fp16=False)
+    spec, document = read_sidecar(ir)
+    write_sidecar(xml, spec, {**document, "precision": "bf16", "inference_precision": "bf16",
+                              "xml_sha256": sha256_file(xml), "bin_sha256": sha256_file(ir_weights_path(xml))})
+    return xml
+
+
+def test_ir_repository_runs_the_network_on_tritons_openvino_backend(tiny_ir: Path, tmp_path: Path) -> None:
+    result = export_repository(tiny_ir, tmp_path / "repo", RepositoryConfig(max_batch=2))
+    version = result.network / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.bin", "model.xml", "model.xml.json"]
+    assert (version / "model.xml").read_bytes() == tiny_ir.read_bytes()
+    assert (version / "model.bin").read_bytes() == tiny_ir.with_suffix(".bin").read_bytes()
+    network = parse_config((result.network / CONFIG_NAME).read_text(), "network")
+    assert network.backend == "openvino" and network.platform == "" and result.platform == "openvino"
+    onnx = read_artifact(tiny_ir.parent.parent / "export" / "fcn.onnx")  # the IR's tensors are the ONNX file's
+    for declared, expected in ((network.input, onnx.inputs), (network.output, onnx.outputs)):
+        assert [(t.name, t.data_type, list(t.dims)) for t in declared] == [
+            (t.name, _type(t.data_type), list(t.dims)) for t in expected]
+    assert network.instance_group[0].kind == 2 and network.max_batch_size == 2  # KIND_CPU
+    parameters = parameters_of(network)
+    assert ModelSpec.from_json(parameters["fcn_deploy.spec"]) == read_sidecar(tiny_ir)[0]
+    assert parameters["ir_precision"] == "f32" and parameters["inference_precision"] == "f32"
+    segment = parameters_of(parse_config((result.segment / CONFIG_NAME).read_text(), "segment"))
+    assert segment["network_file"] == "model.xml" and segment["network_model"] == "fcn"
+    check_repository_model(result.network)  # the copied IR is read back and its hashes checked
+    (version / "model.bin").write_bytes((version / "model.bin").read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ArtifactError, match="not the file its sidecar describes"):
+        check_repository_model(result.network)
+
+
+def _type(data_type: str) -> int:
+    from fcn_deploy.serving.model_config import config_schema
+
+    return config_schema().DataType.Value(data_type)
+
+
+def test_a_bf16_irs_precision_hint_travels_in_the_ir_and_is_stated(tiny_ir: Path, tmp_path: Path) -> None:
+    import openvino
+
+    bf16 = _bf16_stand_in(tiny_ir, tmp_path / "engines")
+    result = export_repository(bf16, tmp_path / "repo")
+    parameters = parameters_of(parse_config((result.network / CONFIG_NAME).read_text(), "network"))
+    assert parameters["ir_precision"] == "bf16" and parameters["inference_precision"] == "bf16"
+    served = openvino.Core().read_model(str(result.network / "1" / "model.xml"))
+    assert served.get_rt_info()["runtime_options"]["INFERENCE_PRECISION_HINT"].astype(str) == "bf16"
+
+
+def test_an_ir_is_refused_on_a_gpu_and_with_a_triton_version(tiny_ir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="runs on the CPU"):
+        export_repository(tiny_ir, tmp_path / "repo", RepositoryConfig(device="gpu"))
+    with pytest.raises(InputError, match="run by OpenVINO"):
+        export_repository(tiny_ir, tmp_path / "repo", RepositoryConfig(triton_version="24.05-py3"))
+    assert not (tmp_path / "repo").exists()

@@ -77,6 +77,23 @@ def test_served_masks_with_openvino_equal_infer_with_openvino(serve_stack, openv
 
 
 @pytest.mark.slow
+def test_served_masks_of_an_openvino_ir_equal_infer_on_it(serve_stack, tiny_ir, image_dir, tmp_path,
+                                                          monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # OpenVINO's cache and anything else the model writes stay in tmp_path
+    infer_folder(tiny_ir, image_dir, tmp_path / "infer", InferConfig(device="cpu", progress=False))
+    expected = _masks(tmp_path / "infer")
+    assert len(expected) >= 6
+    with running_server(tiny_ir, tmp_path / "srv") as server:
+        summary = segment_remote(server.http_url, [image_dir], tmp_path / "served", ClientConfig(progress=False))
+        assert "(openvino/cpu," in server.log()
+    assert summary.count("ok") == len(expected) and summary.count("failed") == 0
+    served = _masks(tmp_path / "served")
+    assert served.keys() == expected.keys()
+    for name, labels in expected.items():
+        assert np.array_equal(served[name], labels), name
+
+
+@pytest.mark.slow
 def test_a_batch_mixing_good_and_bad_requests(server, image_dir) -> None:
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
