@@ -5,9 +5,9 @@ The repository holds two models:
 - ``<name>``: the network itself, ``1/model.onnx`` (platform ``onnxruntime_onnx``), ``1/model.plan`` (platform
   ``tensorrt_plan``, its sidecar carried along as ``1/model.plan.json``) or ``1/model.xml`` + ``1/model.bin``
   (``backend: "openvino"``: Triton's OpenVINO backend, CPU instances; the sidecar as ``1/model.xml.json``; a BF16
-  IR's precision hint travels in the IR's runtime info and is stated in ``parameters``), with inputs and outputs from the spec
-  (batch through ``max_batch_size``, height and width -1), dynamic batching, an instance group and the spec in
-  ``parameters``;
+  IR's precision hint travels in the IR's runtime info and is stated in ``parameters``), with inputs and outputs
+  from the spec (batch through ``max_batch_size``, height and width -1), dynamic batching, an instance group and
+  the spec in ``parameters``;
 - ``<name>_segment``: the whole segmenter on Triton's Python backend. It takes encoded images and returns the
   palette PNG, the labels and an error text (``fcn_deploy.serving.contract``), running the network either by
   calling ``<name>`` inside Triton (``network_runtime: triton``) or in its own process (``in_process``).
@@ -489,7 +489,9 @@ def _stage_and_rename(artifact: Artifact, out: Path, targets: list[Path], networ
             shutil.copyfile(source, network_dir / VERSION / name)
         _write_model(segment_dir, segment_text)
         (segment_dir / VERSION / "model.py").write_text(PYTHON_MODEL_SHIM, encoding="utf-8")
-        check_repository_model(network_dir, artifact)
+        # an IR is read back from the repository: its copied .xml and .bin must match the sidecar's hashes
+        check_repository_model(network_dir, read_artifact(network_dir / VERSION / artifact.file_name)
+                               if artifact.is_ir else artifact)
         check_config(segment_text, str(segment_dir / CONFIG_NAME), segment_dir.name, *segment_tensors(),
                      backend="python")
         for target, staged in zip(targets, (network_dir, segment_dir)):

@@ -59,31 +59,17 @@ def test_served_masks_equal_infer_over_http_and_grpc(server, random_onnx, image_
 
 
 @pytest.mark.slow
-def test_served_masks_with_openvino_equal_infer_with_openvino(serve_stack, openvino_runtime, random_onnx, image_dir,
-                                                               tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("model, options", [("random_onnx", ("--backend", "openvino", "--precision", "f32")),
+                                            ("tiny_ir", ())], ids=["onnx-on-openvino", "openvino-ir"])
+def test_served_masks_with_openvino_equal_infer_with_openvino(serve_stack, openvino_runtime, model, options,
+                                                               image_dir, tmp_path, monkeypatch, request) -> None:
     monkeypatch.chdir(tmp_path)  # whatever the model writes beside the working folder stays in tmp_path
+    path = request.getfixturevalue(model)
     openvino = BackendChoice("openvino")
-    infer_folder(random_onnx, image_dir, tmp_path / "infer", InferConfig(device="cpu", backend=openvino, progress=False))
+    infer_folder(path, image_dir, tmp_path / "infer", InferConfig(device="cpu", backend=openvino, progress=False))
     expected = _masks(tmp_path / "infer")
     assert len(expected) >= 6
-    with running_server(random_onnx, tmp_path / "srv", "--backend", "openvino", "--precision", "f32") as server:
-        summary = segment_remote(server.http_url, [image_dir], tmp_path / "served", ClientConfig(progress=False))
-        assert "(openvino/cpu," in server.log()
-    assert summary.count("ok") == len(expected) and summary.count("failed") == 0
-    served = _masks(tmp_path / "served")
-    assert served.keys() == expected.keys()
-    for name, labels in expected.items():
-        assert np.array_equal(served[name], labels), name
-
-
-@pytest.mark.slow
-def test_served_masks_of_an_openvino_ir_equal_infer_on_it(serve_stack, tiny_ir, image_dir, tmp_path,
-                                                          monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # OpenVINO's cache and anything else the model writes stay in tmp_path
-    infer_folder(tiny_ir, image_dir, tmp_path / "infer", InferConfig(device="cpu", progress=False))
-    expected = _masks(tmp_path / "infer")
-    assert len(expected) >= 6
-    with running_server(tiny_ir, tmp_path / "srv") as server:
+    with running_server(path, tmp_path / "srv", *options) as server:  # an IR takes OpenVINO by its suffix
         summary = segment_remote(server.http_url, [image_dir], tmp_path / "served", ClientConfig(progress=False))
         assert "(openvino/cpu," in server.log()
     assert summary.count("ok") == len(expected) and summary.count("failed") == 0
