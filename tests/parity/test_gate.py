@@ -58,7 +58,7 @@ def test_bf16_is_run_by_openvino_in_bf16_and_held_to_its_agreement(monkeypatch: 
     assert (onnx, reference, data) == (tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path / "voc")
     assert used == replace(config, backend=BackendChoice("openvino", "bf16"))
     assert (result.artifact, result.precision, result.report) == (tmp_path / "fcn.onnx", "bf16", report)
-    assert result.passed is not problems and result.problems == problems
+    assert result.passed is (not problems) and result.problems == problems
 
 
 @pytest.mark.parametrize(("precision", "changes", "passes"), [
