@@ -80,3 +80,21 @@ def test_the_labels_dtype_is_read_from_the_graph(elem_type: int, expected: str) 
     assert labels_dtype_of(proto, ModelSpec(arch="fcn32s")) is None
     with pytest.raises(ArtifactError, match="no labels output 'argmax'"):
         labels_dtype_of(proto, ModelSpec(arch="fcn32s", labels_name="argmax"))
+
+
+def test_non_finite_weights_name_three_tensors_then_count_the_rest() -> None:
+    from fcn_deploy.contract import non_finite_message
+
+    assert non_finite_message("m.onnx", ["a", "b", "c"]).startswith(
+        "m.onnx holds non-finite weights (NaN or infinity) in 3 tensor(s): a, b, c; a model")
+    assert "in 5 tensor(s): a, b, c, ...; a model" in non_finite_message("m.onnx", ["a", "b", "c", "d", "e"])
+
+
+def test_an_unreadable_onnx_file_is_refused_with_the_export_fix(tmp_path: Path) -> None:
+    from fcn_deploy.contract import EXPORT_HINT, check_finite_onnx_file
+
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(b"\x08\x07\x12\x04not a model")
+    with pytest.raises(ArtifactError, match=r"cut.onnx is not a readable ONNX model \(") as info:
+        check_finite_onnx_file(path)
+    assert info.value.hint == EXPORT_HINT
