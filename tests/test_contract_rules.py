@@ -87,7 +87,8 @@ def test_non_finite_weights_name_three_tensors_then_count_the_rest() -> None:
 
     assert non_finite_message("m.onnx", ["a", "b", "c"]).startswith(
         "m.onnx holds non-finite weights (NaN or infinity) in 3 tensor(s): a, b, c; a model")
-    assert "in 5 tensor(s): a, b, c, ...; a model" in non_finite_message("m.onnx", ["a", "b", "c", "d", "e"])
+    for names in (["a", "b", "c", "d"], ["a", "b", "c", "d", "e"]):
+        assert f"in {len(names)} tensor(s): a, b, c, ...; a model" in non_finite_message("m.onnx", names)
 
 
 def test_an_unreadable_onnx_file_is_refused_with_the_export_fix(tmp_path: Path) -> None:
