@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,27 @@ def netns_prefix() -> Iterator[tuple[str, ...]]:
             holder.wait()
 
 
+@pytest.fixture(scope="session")
+def ray_tmp(tmp_path_factory) -> Callable[[str], Path]:
+    """Makes a folder under pytest's base temp dir for a Ray node's files, refusing one too long for Ray's socket
+    paths (pytest's own base grows with its run counter: pass a short ``--basetemp``, as scripts/test.sh does)."""
+    from fcn_deploy.cluster import MAX_LOCAL_TEMP_CHARS
+
+    def make(name: str) -> Path:
+        folder = tmp_path_factory.mktemp(name)
+        room = MAX_LOCAL_TEMP_CHARS - len("/rayXXXXXXXX")  # short_temp_dir's own folder goes inside
+        if len(str(folder)) > room:
+            pytest.fail(f"pytest's temp folder {folder} is longer than the {room} characters Ray's socket paths "
+                        f"leave: run pytest with --basetemp=$(mktemp -d /tmp/fcn.XXXXXX)", pytrace=False)
+        return folder
+
+    return make
+
+
 @pytest.fixture(scope="module")
-def short_tmp(tmp_path_factory) -> Path:
-    """A folder under pytest's base temp dir short enough for Ray's socket paths."""
-    return tmp_path_factory.mktemp("r")
+def short_tmp(ray_tmp) -> Path:
+    """A folder short enough for Ray's socket paths, shared by the module's nodes."""
+    return ray_tmp("r")
 
 
 @pytest.fixture(scope="module")

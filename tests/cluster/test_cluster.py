@@ -184,11 +184,11 @@ def test_an_address_where_nothing_answers_fails_at_once_with_the_address(netns_p
     assert "fix: check the head's address" in result.stderr
 
 
-def test_a_worker_larger_than_the_local_node_is_refused_before_ray_starts(netns_prefix, tiny_onnx, tmp_path_factory,
+def test_a_worker_larger_than_the_local_node_is_refused_before_ray_starts(netns_prefix, tiny_onnx, ray_tmp,
                                                                           tmp_path):
     images = tmp_path / "in"
     write_images(images, 1)
-    temp_root = tmp_path_factory.mktemp("w")
+    temp_root = ray_tmp("w")
     result = run_ray_job(netns_prefix, tiny_onnx, images, tmp_path / "out", "local", "--cpus-per-worker", "4096",
                          timeout=120, TMPDIR=str(temp_root))
     assert result.returncode == 1, result.stderr
@@ -303,14 +303,14 @@ def _stub_local_node(monkeypatch, ray, ray_data, context: SimpleNamespace) -> li
     return started
 
 
-def test_a_session_puts_ray_datas_settings_back_as_the_caller_had_them(monkeypatch, tmp_path_factory):
+def test_a_session_puts_ray_datas_settings_back_as_the_caller_had_them(monkeypatch, ray_tmp):
     """Ray Data's context is the whole process's: the job's settings (no bars, dropped blocks) end with the job."""
     ray_data = pytest.importorskip("ray.data")
     import ray
 
     from fcn_deploy import cluster
 
-    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("t")))
+    monkeypatch.setenv("TMPDIR", str(ray_tmp("t")))
     monkeypatch.setattr(cluster.tempfile, "tempdir", None)
     context = _data_context()
     _stub_local_node(monkeypatch, ray, ray_data, context)
@@ -320,14 +320,14 @@ def test_a_session_puts_ray_datas_settings_back_as_the_caller_had_them(monkeypat
     assert context == _data_context()
 
 
-def test_a_local_session_keeps_every_file_of_ray_in_its_own_temp_folder(monkeypatch, tmp_path_factory):
+def test_a_local_session_keeps_every_file_of_ray_in_its_own_temp_folder(monkeypatch, ray_tmp):
     """The driver's default Ray folder too (RAY_TMPDIR): nothing of the job lands in a shared, world-writable one."""
     ray_data = pytest.importorskip("ray.data")
     import ray
 
     from fcn_deploy import cluster
 
-    temp_root = tmp_path_factory.mktemp("t")
+    temp_root = ray_tmp("t")
     monkeypatch.setenv("TMPDIR", str(temp_root))
     monkeypatch.setattr(cluster.tempfile, "tempdir", None)  # read TMPDIR again
     started = _stub_local_node(monkeypatch, ray, ray_data, _data_context())
@@ -486,11 +486,11 @@ def test_two_nodes_on_this_machine(ray_head, netns_prefix, short_tmp, tiny_onnx,
 
 
 @pytest.mark.slow
-def test_local_ray_started_and_stopped_for_the_job(netns_prefix, tmp_path_factory, tiny_onnx, tmp_path):
+def test_local_ray_started_and_stopped_for_the_job(netns_prefix, ray_tmp, tiny_onnx, tmp_path):
     images = tmp_path / "in"
     write_images(images, 4)
     plain = infer_folder(tiny_onnx, images, tmp_path / "plain", InferConfig(device="cpu", progress=False))
-    temp_root = tmp_path_factory.mktemp("l")  # short: Ray's socket paths live inside its temp folder
+    temp_root = ray_tmp("l")  # short: Ray's socket paths live inside its temp folder
     finished = subprocess.Popen(["true"])
     finished.wait()
     (temp_root / f"{MODEL_COPY_PREFIX}{finished.pid}-x").mkdir()  # left by a worker Ray killed while it started
@@ -502,10 +502,10 @@ def test_local_ray_started_and_stopped_for_the_job(netns_prefix, tmp_path_factor
 
 
 @pytest.mark.slow
-def test_a_poison_image_that_kills_its_worker_every_time_fails_alone(netns_prefix, tmp_path_factory, tiny_onnx,
+def test_a_poison_image_that_kills_its_worker_every_time_fails_alone(netns_prefix, ray_tmp, tiny_onnx,
                                                                      tmp_path):
     images, out = one_image_renamed(tmp_path, 6, "poison.png"), tmp_path / "out"
-    temp_root = tmp_path_factory.mktemp("p")
+    temp_root = ray_tmp("p")
     result = run_ray_job(netns_prefix, tiny_onnx, images, out, "local", "--workers", "2",
                          TMPDIR=str(temp_root), FCN_TEST_KILL_ON_OPEN="poison.png")
     assert result.returncode == 3, result.stderr
@@ -518,10 +518,10 @@ def test_a_poison_image_that_kills_its_worker_every_time_fails_alone(netns_prefi
 
 
 @pytest.mark.slow
-def test_sigterm_during_a_stuck_worker_stops_every_process_of_the_local_ray(netns_prefix, tmp_path_factory, tiny_onnx,
+def test_sigterm_during_a_stuck_worker_stops_every_process_of_the_local_ray(netns_prefix, ray_tmp, tiny_onnx,
                                                                             tmp_path):
     images, out = one_image_renamed(tmp_path, 4, "stuck.png"), tmp_path / "out"
-    temp_root, mark, job_id = tmp_path_factory.mktemp("s"), tmp_path / "stuck", uuid.uuid4().hex
+    temp_root, mark, job_id = ray_tmp("s"), tmp_path / "stuck", uuid.uuid4().hex
     command = cli_command(netns_prefix, "infer", str(tiny_onnx), str(images), "--out", str(out), "--device", "cpu",
                           "--ray", "local")
     env = hooked_env(TMPDIR=str(temp_root), FCN_TEST_HANG_ON_OPEN="stuck.png", FCN_TEST_HANG_MARK=str(mark),
@@ -567,13 +567,13 @@ def environment_of(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_local_ray_listens_on_loopback_only_checks_its_own_token_and_leaves_home_alone(netns_prefix, tmp_path_factory,
+def test_local_ray_listens_on_loopback_only_checks_its_own_token_and_leaves_home_alone(netns_prefix, ray_tmp,
                                                                                      tiny_onnx, tmp_path):
     """``--ray local``'s promise: every server of the job's Ray binds 127.0.0.1, token authentication is on with a
     token the job made (none is inherited here), and nothing is written in the user's home."""
     images, out, home = one_image_renamed(tmp_path, 3, "stuck.png"), tmp_path / "out", tmp_path / "home"
     home.mkdir()
-    temp_root, mark, job_id = tmp_path_factory.mktemp("h"), tmp_path / "stuck", uuid.uuid4().hex
+    temp_root, mark, job_id = ray_tmp("h"), tmp_path / "stuck", uuid.uuid4().hex
     env = hooked_env(TMPDIR=str(temp_root), FCN_TEST_HANG_ON_OPEN="stuck.png", FCN_TEST_HANG_MARK=str(mark),
                      FCN_TEST_JOB=job_id, HOME=str(home))
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
