@@ -47,6 +47,9 @@ LIMITS_GIB = ((12000, 1.2), (16000, 1.6))  # (largest side, peak RSS limit): 1.2
 FOLDER_IMAGES = 3  # JPEGs in the folder case
 TIFF_LIMIT_GIB = 1.0  # the tiff case (read and written window by window): 1 GiB at any size, 40000² included
 TIFF_GROWTH_LIMIT = 1.10  # and its peak within 10% of the smallest size's measured in the same run
+# the tiff case's scene is georeferenced (WGS 84 / UTM zone 33N, 0.5 m pixels), so its labels must be too
+GEOTIFF_TAGS = [(33550, 12, 3, (0.5, 0.5, 0.0), True), (33922, 12, 6, (0.0, 0.0, 0.0, 500000.0, 4100000.0, 0.0), True),
+                (34735, 3, 8, (1, 1, 0, 1, 3072, 0, 1, 32633), True)]
 PIXEL_RATIO_LIMIT = 1.3  # pixels the model processes over the image's own, at the default options
 TIME_RATIO_LIMIT = 1.35  # time per image megapixel over a 1-MP whole-image pass
 REFERENCE_SIDE = 1024  # the 1-MP whole-image pass the time per megapixel is compared with
@@ -116,7 +119,22 @@ def write_tiled_tiff(size: int, folder: Path) -> None:
     tiles = (-(-size // 256)) ** 2
     noise_tile = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     tifffile.imwrite(folder / f"noise-{size}.tif", data=(noise_tile for _ in range(tiles)), shape=(size, size, 3),
-                     dtype=np.uint8, tile=(256, 256), photometric="rgb", compression="jpeg", bigtiff=True)
+                     dtype=np.uint8, tile=(256, 256), photometric="rgb", compression="jpeg", bigtiff=True,
+                     extratags=GEOTIFF_TAGS)
+
+
+def gdal_reading(path: Path) -> dict:
+    """What GDAL (through rasterio, when installed) reads of a label TIFF: its CRS, size, tiles and one window."""
+    try:
+        import rasterio
+        from rasterio.windows import Window
+    except ImportError:
+        return {"gdal": "not checked: rasterio is not installed (pip install 'fcn-deploy[dev]')"}
+    with rasterio.open(path) as labels:
+        corner = labels.read(1, window=Window(labels.width - 300, labels.height - 300, 300, 300))
+        return {"gdal": f"{labels.driver} {labels.width}x{labels.height} {labels.dtypes[0]} {labels.crs}, "
+                        f"origin {labels.transform.c:.0f},{labels.transform.f:.0f}, blocks {labels.block_shapes[0]}, "
+                        f"{labels.colorinterp[0].name}, classes {np.unique(corner).tolist()} in the last 300² window"}
 
 
 def bound_terms(segmenter, size: int) -> dict:
@@ -151,6 +169,8 @@ def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> 
             raise RuntimeError(f"{' '.join(command)} exited {returncode}:\n{log.read_text(errors='replace')[-3000:]}")
     record = json.loads((out / "summary.json").read_text())["images"][0]
     terms = cli_bound_terms(model, size)
+    if case == "tiff":
+        terms.update(gdal_reading(out / f"noise-{size}.tif"))
     return {"case": case, "size": size, "images": len(list(images.iterdir())), "mode": record["mode"],
             "tiles": record["tiles"], "tile": terms["plan_tile"], "seconds": round(seconds, 2),
             "peak_rss_mib": round(peak_mib, 1),
@@ -310,8 +330,10 @@ def report(figures: dict) -> bool:
               f"{figures['seconds_per_mp']:.3f} s per image MP against {figures['whole_1mp_seconds_per_mp']:.3f} s for a "
               f"{REFERENCE_SIDE}x{REFERENCE_SIDE} whole pass: {figures['time_per_mp_ratio']:.2f}x (limit "
               f"{TIME_RATIO_LIMIT})", flush=True)
-    if figures["case"] == "tiff":
+    if figures["case"] in ("infer", "tiff"):
         print(f"{'':8s} {figures['seconds'] / (figures['size'] ** 2 / 1e6):.3f} s per image MP, end to end", flush=True)
+    if "gdal" in figures:
+        print(f"{'':8s} read back by GDAL: {figures['gdal']}", flush=True)
     if figures["case"] == "onnx":
         within &= figures["processed_pixel_ratio"] <= PIXEL_RATIO_LIMIT
         within &= figures["time_per_mp_ratio"] <= TIME_RATIO_LIMIT

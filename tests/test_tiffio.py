@@ -343,20 +343,33 @@ def test_the_ome_physical_pixel_size_is_carried_over(tifffile, standin, tmp_path
 
 
 def test_the_georeferencing_round_trips(tifffile, standin, tmp_path):
-    """The labels decode to the same GeoTIFF keys and transform as the input (rasterio when installed)."""
+    """The labels decode to the same GeoTIFF keys and transform as the input."""
     source = write_tiled(tifffile, tmp_path / "in" / "scene.tif", noise(200, 180), extratags=GEO)
     config = InferConfig(segmenter=SegmenterConfig(tile=(64, 64)), progress=False)
     assert infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "out", config).count("ok") == 1
-    out = tmp_path / "out" / "scene.tif"
-    with tifffile.TiffFile(source) as before, tifffile.TiffFile(out) as after:
+    with tifffile.TiffFile(source) as before, tifffile.TiffFile(tmp_path / "out" / "scene.tif") as after:
         assert after.geotiff_metadata == before.geotiff_metadata
         assert after.geotiff_metadata["ProjectedCSTypeGeoKey"].value == 32633
-    try:
-        import rasterio
-    except ImportError:
-        return
-    with rasterio.open(source) as before, rasterio.open(out) as after:
-        assert after.crs == before.crs and after.transform == before.transform
+
+
+def test_gdal_reads_the_labels_their_georeferencing_palette_and_overviews(tifffile, standin, tmp_path):
+    """What QGIS and gdalinfo see, through GDAL itself (rasterio's wheels carry it)."""
+    rasterio = pytest.importorskip("rasterio", reason="rasterio is not installed (pip install 'fcn-deploy[dev]')")
+    image = noise(600, 520, seed=4)
+    source = write_tiled(tifffile, tmp_path / "in" / "scene.tif", image, compression="jpeg", extratags=GEO)
+    config = InferConfig(segmenter=SegmenterConfig(tile=(64, 64)), progress=False, overviews=True)
+    assert infer_folder(tmp_path / "m.onnx", tmp_path / "in", tmp_path / "out", config).count("ok") == 1
+    labels = make_segmenter(SegmenterConfig(tile=(64, 64))).segment(tifffile.imread(source)).labels  # as decoded
+    with rasterio.open(source) as before, rasterio.open(tmp_path / "out" / "scene.tif") as after:
+        assert after.crs == before.crs and after.crs.to_epsg() == 32633
+        assert after.transform == before.transform and after.transform.a == 0.5
+        assert (after.count, after.dtypes, after.shape) == (1, ("uint8",), (600, 520))
+        assert after.colorinterp[0] == rasterio.enums.ColorInterp.palette
+        assert after.colormap(1)[1] == (128, 0, 0, 255)  # VOC's class 1
+        assert after.overviews(1) == [2, 4] and after.block_shapes[0][0] > 1  # tiled, with its reduced pages
+        assert np.array_equal(after.read(1), labels)
+        window = rasterio.windows.Window(col_off=100, row_off=250, width=130, height=70)
+        assert np.array_equal(after.read(1, window=window), labels[250:320, 100:230])
 
 
 def test_windows_are_decoded_on_their_own_thread(tifffile, standin, tmp_path, monkeypatch):
