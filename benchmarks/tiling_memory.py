@@ -164,7 +164,7 @@ def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> 
     command = cli_command() + ["infer", model, str(images), "--out", str(out), "--max-pixels", str(size * size)]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "infer.log"
-        returncode, seconds, peak_mib = command_peak(command, log)
+        returncode, seconds, cpu_seconds, peak_mib = command_peak(command, log)
         if returncode != 0:
             raise RuntimeError(f"{' '.join(command)} exited {returncode}:\n{log.read_text(errors='replace')[-3000:]}")
     record = json.loads((out / "summary.json").read_text())["images"][0]
@@ -173,12 +173,12 @@ def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> 
         terms.update(gdal_reading(out / f"noise-{size}.tif"))
     return {"case": case, "size": size, "images": len(list(images.iterdir())), "mode": record["mode"],
             "tiles": record["tiles"], "tile": terms["plan_tile"], "seconds": round(seconds, 2),
-            "peak_rss_mib": round(peak_mib, 1),
+            "cpu_seconds": round(cpu_seconds, 2), "peak_rss_mib": round(peak_mib, 1),
             "command": f"fcn-deploy infer MODEL DIR --out OUT --max-pixels {size * size}", **terms}
 
 
 # Run by a fresh interpreter: runs the command after the log path, its output to that log, and prints its exit code,
-# wall seconds and peak RSS (``ru_maxrss`` from ``wait4``, KiB) as JSON.
+# wall seconds, CPU seconds (user + system) and peak RSS (``ru_maxrss``, KiB), all from ``wait4``, as JSON.
 _PEAK_LAUNCHER = r"""
 import json, os, subprocess, sys, time
 with open(sys.argv[1], "wb") as log:
@@ -186,12 +186,14 @@ with open(sys.argv[1], "wb") as log:
     child = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(child.pid, 0)
 print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - started,
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime,
                   "peak_kib": usage.ru_maxrss}))
 """
 
 
-def command_peak(command: list[str], log: Path) -> tuple[int, float, float]:
-    """Run ``command`` (its output to ``log``); its exit code, wall seconds and own peak RSS in MiB.
+def command_peak(command: list[str], log: Path) -> tuple[int, float, float, float]:
+    """Run ``command`` (its output to ``log``); its exit code, wall and CPU seconds and own peak RSS in MiB (CPU
+    seconds compare runs made at different loads on a shared machine; wall seconds do not).
 
     Started through a small launcher: a child's ``ru_maxrss`` starts from the peak of the address space it runs in
     until it execs, which for a child that ``subprocess`` starts (vfork) is its parent's, so a child of this script
@@ -201,7 +203,7 @@ def command_peak(command: list[str], log: Path) -> tuple[int, float, float]:
     launched = subprocess.run([sys.executable, "-S", "-c", _PEAK_LAUNCHER, str(log), *command], check=True,
                               capture_output=True, text=True)
     figures = json.loads(launched.stdout.strip().splitlines()[-1])
-    return figures["returncode"], figures["seconds"], figures["peak_kib"] / 1024
+    return figures["returncode"], figures["seconds"], figures["cpu_seconds"], figures["peak_kib"] / 1024
 
 
 def cli_bound_terms(model: str, size: int) -> dict:
@@ -331,7 +333,9 @@ def report(figures: dict) -> bool:
               f"{REFERENCE_SIDE}x{REFERENCE_SIDE} whole pass: {figures['time_per_mp_ratio']:.2f}x (limit "
               f"{TIME_RATIO_LIMIT})", flush=True)
     if figures["case"] in ("infer", "tiff"):
-        print(f"{'':8s} {figures['seconds'] / (figures['size'] ** 2 / 1e6):.3f} s per image MP, end to end", flush=True)
+        megapixels = figures["size"] ** 2 / 1e6
+        print(f"{'':8s} {figures['seconds'] / megapixels:.3f} s per image MP, end to end; "
+              f"{figures['cpu_seconds'] / megapixels:.3f} CPU s per image MP", flush=True)
     if "gdal" in figures:
         print(f"{'':8s} read back by GDAL: {figures['gdal']}", flush=True)
     if figures["case"] == "onnx":

@@ -34,16 +34,17 @@ def _touch(mib: int) -> None:
 def test_a_small_command_is_not_charged_with_the_starting_process_peak(tmp_path: Path,
                                                                        tiling_memory: ModuleType) -> None:
     _touch(STARTER_PEAK_MIB)
-    returncode, _, peak_mib = tiling_memory.command_peak([sys.executable, "-c", "pass"], tmp_path / "log")
+    returncode, _, _, peak_mib = tiling_memory.command_peak([sys.executable, "-c", "pass"], tmp_path / "log")
     assert returncode == 0
     assert peak_mib < STARTER_PEAK_MIB / 2  # an interpreter doing nothing: tens of MiB
 
 
 def test_the_command_own_peak_exit_code_and_output_are_reported(tmp_path: Path, tiling_memory: ModuleType) -> None:
-    code = (f"import sys, numpy as np; held = np.ones({COMMAND_PEAK_MIB} << 20, np.uint8); print('touched'); "
-            "sys.exit(3)")
-    returncode, seconds, peak_mib = tiling_memory.command_peak([sys.executable, "-c", code], tmp_path / "log")
+    code = (f"import sys, time, numpy as np; held = np.ones({COMMAND_PEAK_MIB} << 20, np.uint8); print('touched'); "
+            "time.sleep(0.5)\nwhile time.process_time() < 0.4: pass\nsys.exit(3)")
+    returncode, seconds, cpu_seconds, peak_mib = tiling_memory.command_peak([sys.executable, "-c", code],
+                                                                            tmp_path / "log")
     assert returncode == 3
-    assert seconds > 0
+    assert 0.4 <= cpu_seconds < seconds - 0.4  # its CPU time, which leaves out the half second it slept
     assert COMMAND_PEAK_MIB <= peak_mib < STARTER_PEAK_MIB
     assert (tmp_path / "log").read_text() == "touched\n"
