@@ -101,7 +101,7 @@ FCN_API const char* fcn_status_name(int status);
  * a CPU without native BF16). The native library runs "auto" and "cpu" as "openvino:f32" and refuses "cuda"
  * with FCN_E_BACKEND_UNAVAILABLE. On success *out receives a new handle; on failure *out is set to NULL.
  * In the embedded library the first call in a process starts the Python runtime (this takes a few seconds).
- * The native library keeps compiled models in a per-user cache ($XDG_CACHE_HOME or ~/.cache, fcn_deploy/openvino)
+ * The native library keeps compiled models in a per-user cache ($XDG_CACHE_HOME or ~/.cache, fcn-deploy/openvino)
  * so that a model opens faster the second time: the environment variable FCN_DEPLOY_CACHE_DIR=DIR moves it, set
  * and empty turns it off; a folder it cannot use means no cache and one warning line on stderr, not a failure. */
 FCN_API int fcn_segmenter_create(const char* model_path, const char* device, fcn_segmenter** out);

@@ -55,9 +55,17 @@ _CPUINFO = Path("/proc/cpuinfo")
 _OV_ELEM_TYPES = {"f32": 1, "u8": 2, "i64": 7, "f16": 10}
 
 
-def default_cache_dir() -> Path:
-    """The per-user folder for OpenVINO's compiled models: $XDG_CACHE_HOME/fcn-deploy/openvino (absolute; default
-    ~/.cache), so every workspace of one user shares it and no run writes a cache into the current folder."""
+#: moves the compiled-model cache (set and empty: no cache), for this package and the native C library alike
+CACHE_DIR_VARIABLE = "FCN_DEPLOY_CACHE_DIR"
+
+
+def default_cache_dir() -> Path | None:
+    """The folder for OpenVINO's compiled models: $FCN_DEPLOY_CACHE_DIR (set and empty: None, no cache), else the
+    per-user $XDG_CACHE_HOME/fcn-deploy/openvino (absolute; default ~/.cache), the native library's too, so every
+    workspace of one user shares it and no run writes a cache into the current folder."""
+    chosen = os.environ.get(CACHE_DIR_VARIABLE)
+    if chosen is not None:
+        return Path(chosen).absolute() if chosen else None
     base = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
     return (root / "fcn-deploy" / "openvino").absolute()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,3 +62,31 @@ def run_program(*args: object, env: dict[str, str] | None = None, timeout: float
     capturing text output."""
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, env={**NO_CACHE, **(env or {})},
                           timeout=timeout)
+
+
+#: printed by ``run_with_no_environment`` when the program made its default cache in the (private) home folder
+HOME_CACHE_LINE = "fcn-test: the default cache was made in the home folder"
+_PRIVATE_HOME = """
+mount -t tmpfs -o mode=0700 fcn-test-home "$1" || exit 97
+home=$1; shift
+env -i "$@"
+code=$?
+[ -d "$home/.cache/fcn-deploy/openvino" ] && echo "{line}" >&2
+exit $code
+"""
+
+
+def private_home_available() -> bool:
+    """Whether programs can run in a private mount namespace (root with ``unshare``): their home an empty tmpfs."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+def run_with_no_environment(*args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a compiled C program with no environment variables at all (``env -i``), in a private mount namespace
+    whose home folder (from the password database, where the program looks with no HOME) is an empty tmpfs: what the
+    program writes there by default goes with the namespace. ``HOME_CACHE_LINE`` on stderr: its cache was made."""
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               _PRIVATE_HOME.format(line=HOME_CACHE_LINE), "sh", home, *[str(a) for a in args]]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)

@@ -13,12 +13,15 @@ import pytest
 from capi_support import (
     EXAMPLE_SOURCE,
     FUZZ_SOURCE,
+    HOME_CACHE_LINE,
     REPO_ROOT,
     SANITIZER_FLAGS,
     TEST_SOURCE,
     compile_c,
+    private_home_available,
     read_rgb,
     run_program,
+    run_with_no_environment,
 )
 from test_capi import assert_ran, foreign_models, read_labels, voc_images, write_raw
 
@@ -90,7 +93,11 @@ def test_copied_folder_runs_under_an_empty_environment_without_python(native_bui
     moved.parent.mkdir()
     first.rename(moved)
     image = write_raw(textured(64, 80, 0), tmp_path / "image.rgb")
-    done = run_program(moved / "bin" / "capi_test", "maps", capi_model, image)
+    if private_home_available():  # no variable at all: the default cache goes to the home folder, a private one here
+        done = run_with_no_environment(moved / "bin" / "capi_test", "maps", capi_model, image)
+        assert HOME_CACHE_LINE in done.stderr, done.stderr
+    else:  # the cache off, so nothing is written outside this test's folder
+        done = run_program(moved / "bin" / "capi_test", "maps", capi_model, image)
     assert_ran(done)
     assert done.stdout.startswith("status=FCN_OK\n")
     mapped = {line.split()[-1] for line in done.stdout.splitlines()[1:] if "/" in line}
@@ -374,7 +381,7 @@ def test_compiled_models_are_cached_per_user_reused_moved_or_turned_off(native_b
         return done
 
     home = tmp_path / "home"
-    default = home / ".cache" / "fcn_deploy" / "openvino"
+    default = home / ".cache" / "fcn-deploy" / "openvino"
     apply({"HOME": str(home)}, "first")
     entries = cache_entries(default)
     assert entries, "opening the model left nothing in the per-user cache"
@@ -386,7 +393,7 @@ def test_compiled_models_are_cached_per_user_reused_moved_or_turned_off(native_b
     apply({"HOME": str(home), "FCN_DEPLOY_CACHE_DIR": str(tmp_path / "chosen")}, "chosen")
     assert cache_entries(tmp_path / "chosen") and cache_entries(default) == entries
     apply({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(home)}, "xdg")
-    assert cache_entries(tmp_path / "xdg" / "fcn_deploy" / "openvino") and cache_entries(default) == entries
+    assert cache_entries(tmp_path / "xdg" / "fcn-deploy" / "openvino") and cache_entries(default) == entries
     apply({"HOME": str(tmp_path / "other-home"), "FCN_DEPLOY_CACHE_DIR": ""}, "off")
     assert not (tmp_path / "other-home").exists()
     blocked = tmp_path / "a-file"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -259,12 +262,22 @@ def test_missing_openvino_names_the_extra(openvino_missing, tmp_path: Path) -> N
 
 
 def test_the_cache_defaults_to_an_absolute_per_user_folder(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("FCN_DEPLOY_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert OpenVinoOptions().cache_dir == tmp_path / "xdg" / "fcn-deploy" / "openvino"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG spec says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert OpenVinoOptions().cache_dir == tmp_path / "home" / ".cache" / "fcn-deploy" / "openvino"
     assert OpenVinoOptions().cache_dir.is_absolute()
+
+
+def test_the_cache_variable_of_the_c_library_moves_or_turns_off_this_cache_too(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FCN_DEPLOY_CACHE_DIR", "chosen")
+    assert OpenVinoOptions().cache_dir == tmp_path / "chosen"  # made absolute: a later chdir does not move it
+    monkeypatch.setenv("FCN_DEPLOY_CACHE_DIR", "")
+    assert OpenVinoOptions().cache_dir is None
 
 
 def test_an_unwritable_cache_folder_is_a_warning_and_no_cache(openvino, tiny_fcn: Path, tmp_path: Path,
@@ -306,3 +319,11 @@ def test_the_inference_precisions_are_one_list() -> None:
 
     assert ovb.OV_PRECISIONS is base.INFERENCE_PRECISIONS
     assert "INFERENCE_PRECISIONS = " not in Path(ovb.__file__).read_text()
+
+
+def test_openvino_in_a_process_a_test_starts_records_and_sends_no_usage_data(openvino, private_home: Path) -> None:
+    """``import openvino`` starts Intel's telemetry unless the user said no: the tests' home folder says no."""
+    env = {name: value for name, value in os.environ.items() if name != "CI"}  # CI=true would say no by itself
+    subprocess.run([sys.executable, "-c", "import openvino"], check=True, env=env, timeout=120)
+    assert (private_home / "intel").is_dir() and Path.home() == private_home
+    assert sorted(p.name for p in (private_home / "intel").iterdir()) == ["openvino_telemetry"]  # no client id

@@ -15,7 +15,7 @@
 namespace fcn {
 namespace {
 
-constexpr const char* kCacheSubdir = "/fcn_deploy/openvino";
+constexpr const char* kCacheSubdir = "/fcn-deploy/openvino";
 
 std::string environment(const char* name) {
     const char* value = std::getenv(name);

@@ -4,8 +4,8 @@
 //
 //   FCN_DEPLOY_CACHE_DIR=DIR   that folder (created if missing);
 //   FCN_DEPLOY_CACHE_DIR=      (set and empty) no cache;
-//   unset                      $XDG_CACHE_HOME/fcn_deploy/openvino, else $HOME/.cache/fcn_deploy/openvino,
-//                              else .cache/fcn_deploy/openvino under the user's home from the password database.
+//   unset                      $XDG_CACHE_HOME/fcn-deploy/openvino, else $HOME/.cache/fcn-deploy/openvino,
+//                              else .cache/fcn-deploy/openvino under the user's home from the password database.
 //
 // A folder that cannot be created or written does not stop a model from opening: it compiles without a
 // cache, and the library writes one warning line to stderr (once per process) naming the folder and the fix.
