@@ -19,18 +19,28 @@ VOC_SAMPLE = REPO_ROOT.parent / "shared" / "voc-sample" / "VOCdevkit" / "VOC2012
 RUNTIME_ONLY = "FCN_DEPLOY_RUNTIME_ONLY"  # set by scripts/test.sh for its run in .venv-runtime (no PyTorch)
 
 
+#: OpenVINO's telemetry package (used by NNCF and OpenVINO's converter) reads the user's choice from this file
+#: under the home folder; "0" is its opt-out, the answer of ``opt_in_out --opt_out``
+TELEMETRY_CONSENT = Path("intel") / "openvino_telemetry"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def private_cache_home(tmp_path_factory) -> Iterator[Path]:
-    """Per-user caches (OpenVINO's compiled models) go to a folder of this test session, not the user's home:
-    set in the environment, so the processes the tests start inherit it."""
-    folder = tmp_path_factory.mktemp("cache-home")
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(folder)
+def private_home(tmp_path_factory) -> Iterator[Path]:
+    """A home folder of this test session for the tests and every process they start (set in the environment):
+    per-user caches (OpenVINO's compiled models), Chromium's and GStreamer's files and OpenVINO's usage statistics
+    land there, not in the user's home, and its telemetry choice is "no", so no test sends usage data anywhere."""
+    folder = tmp_path_factory.mktemp("home")
+    (folder / TELEMETRY_CONSENT).parent.mkdir()
+    (folder / TELEMETRY_CONSENT).write_text("0")
+    values = {"HOME": str(folder), "XDG_CACHE_HOME": str(folder / ".cache"), "XDG_CONFIG_HOME": str(folder / ".config")}
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     yield folder
-    if before is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def pytest_ignore_collect(collection_path, config):
