@@ -49,7 +49,7 @@ from fcn_deploy.palette import VOC_PNG_PALETTE
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 TIFF_HINT = "pip install 'fcn-deploy[tiff]' (tifffile with imagecodecs decodes JPEG, Deflate, LZW, ZSTD, ... tiles)"
 LABEL_TILE = 256  # side of the output's TIFF tiles
-ABORT_WAIT_S = 10.0  # how long an aborted label write may take to stop before its file is removed
+ABORT_WAIT_S = 10.0  # how long an aborted label write or window read may take to stop before it is left
 QUEUED_BANDS = 1  # bands of finished label rows waiting for the encoder thread (it encodes one more)
 DEFLATE_LEVEL = 6  # zlib level of the label tiles
 RESUME_SUFFIX = ".resume"  # .NAME.resume: the folder of an unfinished label write (not a temporary: it is kept)
@@ -243,12 +243,13 @@ class PrefetchedWindows:
         return window
 
     def close(self) -> None:
-        """Stop decoding ahead and wait for the thread."""
+        """Stop decoding ahead and wait for the thread, at most ``ABORT_WAIT_S``: a read stuck on a hung disk is
+        left to its daemon thread rather than hanging the run that is ending."""
         self._stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._windows.get_nowait()
-        self._thread.join()
+        self._thread.join(ABORT_WAIT_S)
 
     def __enter__(self) -> PrefetchedWindows:
         return self

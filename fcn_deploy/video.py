@@ -75,6 +75,7 @@ PROGRESS_NAME = "progress.json"
 CHUNK_SUFFIX = ".mkv"  # chunks are Matroska, which holds every codec the outputs use
 STATE_VERSION = 1
 WRITE_QUEUE_FRAMES = 4  # segmented frames waiting for the writer thread
+STOP_WAIT_S = 10.0  # how long a run that ends early waits for the writer thread before leaving it
 
 
 @dataclass(frozen=True)
@@ -667,13 +668,19 @@ class _ChunkWriter:
                 continue
 
     def _stop(self, last: object) -> None:
+        """Tell the thread what comes last and wait for it: to the end when it closes the last chunk, at most
+        ``STOP_WAIT_S`` when it discards it (a run ending early; a write stuck on a hung disk is left to its daemon
+        thread, and the chunk it holds was never recorded)."""
+        deadline = None if last is _END else time.monotonic() + STOP_WAIT_S
         while self.fatal is None and self.thread.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             try:
                 self.queue.put(last, timeout=0.1)
                 break
             except queue.Full:
                 continue
-        self.thread.join()
+        self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         stack, chunk = contextlib.ExitStack(), None

@@ -390,6 +390,31 @@ def test_windows_are_decoded_on_their_own_thread(tifffile, standin, tmp_path, mo
     assert set(readers[1:]) == {"fcn-tiff-read"} and len(readers) > 10
 
 
+def test_closing_prefetched_windows_does_not_wait_for_ever_on_a_stuck_read(monkeypatch):
+    from fcn_deploy import tiffio
+
+    monkeypatch.setattr(tiffio, "ABORT_WAIT_S", 0.2)
+    release, reading = threading.Event(), threading.Event()
+
+    class HungDisk:
+        shape = (10, 10, 3)
+
+        def __getitem__(self, key):
+            reading.set()
+            release.wait(60)
+            return np.zeros((5, 5, 3), np.uint8)
+
+    windows = tiffio.PrefetchedWindows(HungDisk(), [(slice(0, 5), slice(0, 5))], 1)
+    try:
+        assert reading.wait(10)
+        closing = threading.Thread(target=windows.close, daemon=True)
+        closing.start()
+        closing.join(5)
+        assert not closing.is_alive(), "close() waits for a read that never ends"
+    finally:
+        release.set()
+
+
 def test_prefetched_windows_keep_the_planned_order_and_pass_errors_on():
     from fcn_deploy.tiffio import PrefetchedWindows
 

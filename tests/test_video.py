@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -217,6 +218,45 @@ def test_a_write_error_stops_the_run_cleanly_and_the_next_run_resumes(av, clip, 
         "chunk-0000000000.jsonl", "chunk-0000000000.mkv", "progress.json"]
     summary = infer_video(tiny_fcn, clip, out, QUIET)
     assert (summary.resumed, summary.segmented) == (4, 8)
+
+
+def test_ctrl_c_while_a_write_hangs_ends_the_run_within_the_bound(av, clip, tmp_path, tiny_fcn, monkeypatch):
+    import fcn_deploy.video as video_module
+
+    release, stuck = threading.Event(), threading.Event()
+    real_encode = video_module._encode
+
+    def encode(av_module, chunk, rgb, index):
+        if index == 2:  # a hung disk: this write does not come back
+            stuck.set()
+            release.wait(60)
+        real_encode(av_module, chunk, rgb, index)
+
+    def segment(self, image):
+        if stuck.is_set():
+            raise KeyboardInterrupt
+        return real_segment(self, image)
+
+    real_segment = Segmenter.segment
+    monkeypatch.setattr(video_module, "_encode", encode)
+    monkeypatch.setattr(video_module, "STOP_WAIT_S", 0.3)
+    monkeypatch.setattr(Segmenter, "segment", segment)
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            infer_video(tiny_fcn, clip, tmp_path / "seg.mp4", QUIET)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            ended.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    try:
+        runner.start()
+        runner.join(60)
+        assert not runner.is_alive(), "the run waits for a write that never ends"
+        assert len(ended) == 1 and isinstance(ended[0], Interrupted), ended
+    finally:
+        release.set()
 
 
 def interrupt_at(monkeypatch, frame_number: int) -> None:
