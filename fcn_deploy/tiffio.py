@@ -10,14 +10,13 @@ under a temporary name renamed when complete; the input's GeoTIFF tags or OME ph
 
 Memory bound (what the windowed path holds beyond the constant of the model's pass, for an image W pixels wide,
 independent of its height): ``2 × batch`` prefetched windows (3 bytes a tile pixel); the label band,
-(tile height + 256) × W bytes, plus ``QUEUED_BANDS`` 256 × W bands waiting for the encoder and the one it
-encodes; 8 bytes a 256² label tile in the progress record; the stitcher's tile-sized overlaps. The one term that
-grew with the width, the stitcher's strip of classes × seam rows × W floats (330 MiB at W = 40000 for 21 classes),
-is kept in a temporary file (``tiling.SpilledStrip``), outside the process's memory. The label terms come to
-(tile height + 3 × 256) × W bytes: 17 MiB at W = 10000, 68 MiB at W = 40000, so a 40000² peak is the 10000² one
-(498 MiB measured, mostly ONNX Runtime's 1024² FCN-32s pass) plus at most about 51 MiB: under 1 GiB and within
-about 10% of it (measured: 506 MiB at 20000², 1.016× the 10000² peak; ``benchmarks/tiling_memory.py --cases
-tiff``, figures in docs/memory.md).
+(tile height + 256) × W bytes, plus ``BANDS_IN_FLIGHT`` 256 × W copy the encoder compresses; 8 bytes a 256² label
+tile in the progress record; the stitcher's tile-sized overlaps. The one term that grew with the width, the
+stitcher's strip of classes × seam rows × W floats (330 MiB at W = 40000 for 21 classes), is kept in a temporary
+file (``tiling.SpilledStrip``), outside the process's memory. The label terms come to (tile height + 2 × 256) × W
+bytes: 15 MiB at W = 10000, 59 MiB at W = 40000, so a 40000² peak is the 10000² one (about 490 MiB measured,
+mostly ONNX Runtime's 1024² FCN-32s pass) plus about 44 MiB: under 1 GiB and within 10% of it
+(``benchmarks/tiling_memory.py --sizes 10000,40000 --cases tiff``, figures in docs/memory.md).
 """
 
 from __future__ import annotations
@@ -50,7 +49,9 @@ TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 TIFF_HINT = "pip install 'fcn-deploy[tiff]' (tifffile with imagecodecs decodes JPEG, Deflate, LZW, ZSTD, ... tiles)"
 LABEL_TILE = 256  # side of the output's TIFF tiles
 ABORT_WAIT_S = 10.0  # how long an aborted label write or window read may take to stop before it is left
-QUEUED_BANDS = 1  # bands of finished label rows waiting for the encoder thread (it encodes one more)
+# copies of finished 256-row label bands alive at once (the one the encoder thread compresses): the next band is
+# copied only when that one is done, so a width's worth of labels is not held three times over
+BANDS_IN_FLIGHT = 1
 DEFLATE_LEVEL = 6  # zlib level of the label tiles
 RESUME_SUFFIX = ".resume"  # .NAME.resume: the folder of an unfinished label write (not a temporary: it is kept)
 SPOOL_NAME = "tiles.bin"  # the compressed label tiles written so far, row-major
@@ -349,7 +350,8 @@ class LabelTiffWriter:
         self.extratags, self.overviews, self.ome_pixel_size = list(extratags), overviews, ome_pixel_size
         self.on_rows = on_rows
         self._tile_bytes = list(self.state.tile_bytes)
-        self._bands: queue.Queue = queue.Queue(QUEUED_BANDS)
+        self._bands: queue.Queue = queue.Queue()  # bounded by the slots: a band is copied only into a free one
+        self._slots = threading.Semaphore(BANDS_IN_FLIGHT)
         self._failure: BaseException | None = None
         with open(self.state.spool, "ab") as spool:  # a killed run may have written past its last record
             spool.truncate(sum(self._tile_bytes))
@@ -372,7 +374,7 @@ class LabelTiffWriter:
             self._shift(self.done - self.base)
         while self.base >= self.done and (self.complete - self.base >= LABEL_TILE
                                           or self.complete == self.height > self.base):
-            self._send((self.base, self.band[:LABEL_TILE].copy()))
+            self._send_band()
             self._shift(LABEL_TILE)
 
     def _shift(self, rows: int) -> None:
@@ -384,16 +386,17 @@ class LabelTiffWriter:
         self.band[kept:] = 0
         self.base += rows
 
-    def _send(self, item: tuple[int, np.ndarray] | None) -> None:
-        while True:
+    def _send_band(self) -> None:
+        """Hand a copy of the band's first ``LABEL_TILE`` rows to the encoder once it has a free slot (re-raising
+        what stopped it, if something did)."""
+        while not self._slots.acquire(timeout=0.1):
             if self._failure is not None:
                 raise self._failure
-            try:
-                self._bands.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if not self._thread.is_alive():
-                    raise RuntimeError("the TIFF encoder thread ended early") from self._failure
+            if not self._thread.is_alive():
+                raise RuntimeError("the TIFF encoder thread ended early")
+        if self._failure is not None:
+            raise self._failure
+        self._bands.put((self.base, self.band[:LABEL_TILE].copy()))
 
     def _encode(self) -> None:
         """The encoder thread: compress each band's tiles onto the spool, then record the rows done."""
@@ -401,7 +404,10 @@ class LabelTiffWriter:
             with open(self.state.spool, "ab") as spool:
                 while (item := self._bands.get()) is not None:
                     top, band = item
+                    del item
                     self._tile_bytes += _spool_band(spool, band, self.width)
+                    del band  # freed before the slot is: the next copy takes its place
+                    self._slots.release()
                     rows = min(top + LABEL_TILE, self.height)
                     spool.flush()
                     if self.resumable:
@@ -411,9 +417,6 @@ class LabelTiffWriter:
                         self.on_rows(rows)
         except BaseException as exc:
             self._failure = exc
-            with contextlib.suppress(queue.Empty):  # unblock a sender waiting on a full queue
-                while True:
-                    self._bands.get_nowait()
 
     def _record(self, rows: int) -> None:
         record = {"version": RECORD_VERSION, "identity": self.state.identity, "rows": rows,
@@ -425,7 +428,7 @@ class LabelTiffWriter:
         if self.complete < self.height:
             raise ValueError(f"only {self.complete} of {self.height} label rows were written")
         self._flush()
-        self._send(None)
+        self._bands.put(None)
         self._thread.join()
         if self._failure is not None:
             raise self._failure
@@ -456,9 +459,8 @@ class LabelTiffWriter:
             with contextlib.suppress(Exception):
                 self._failure = self._failure or InputError("aborted")
                 deadline = time.monotonic() + ABORT_WAIT_S  # a stuck write (a hung disk) is left to its daemon thread
+                self._bands.put(None)
                 while self._thread.is_alive() and time.monotonic() < deadline:
-                    with contextlib.suppress(queue.Full):
-                        self._bands.put(None, timeout=0.1)
                     self._thread.join(0.1)
         if not (keep_progress and self.resumable):
             shutil.rmtree(self.state.folder, ignore_errors=True)
