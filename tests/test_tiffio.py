@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -413,6 +414,33 @@ def test_closing_prefetched_windows_does_not_wait_for_ever_on_a_stuck_read(monke
         assert not closing.is_alive(), "close() waits for a read that never ends"
     finally:
         release.set()
+
+
+def test_the_encoder_is_handed_one_band_copy_at_a_time(tifffile, tmp_path, monkeypatch):
+    """The memory bound's label term: while the encoder compresses a band, the next is not copied nor queued."""
+    from fcn_deploy import tiffio
+
+    compressing, release = threading.Event(), threading.Event()
+    real_spool_band = tiffio._spool_band
+
+    def slow_disk(spool, band, width):
+        compressing.set()
+        release.wait(60)
+        return real_spool_band(spool, band, width)
+
+    monkeypatch.setattr(tiffio, "_spool_band", slow_disk)
+    writer = tiffio.LabelTiffWriter(tmp_path / "labels.tif", 4 * tiffio.LABEL_TILE, 64, 4 * tiffio.LABEL_TILE)
+    writer[0 : 4 * tiffio.LABEL_TILE, 0:64][:] = 1  # four bands complete at once, as a tile row completes them
+    closing = threading.Thread(target=writer.close, daemon=True)
+    try:
+        closing.start()
+        assert compressing.wait(10)
+        time.sleep(0.3)  # time for a second copy to be queued, were it allowed
+        assert closing.is_alive() and writer._bands.qsize() == 0
+    finally:
+        release.set()
+        closing.join(30)
+    assert np.array_equal(tifffile.imread(tmp_path / "labels.tif"), np.ones((4 * tiffio.LABEL_TILE, 64), np.uint8))
 
 
 def test_prefetched_windows_keep_the_planned_order_and_pass_errors_on():
