@@ -70,3 +70,22 @@ def test_bf16_is_run_by_openvino_in_bf16_and_held_to_its_agreement(monkeypatch: 
 ])
 def test_an_engines_own_figures_are_held_to_its_precisions_gate(parity_report, precision, changes, passes) -> None:
     assert (gate.engine_gate_problems(precision, parity_report(**changes)) == ()) is passes
+
+
+@pytest.mark.parametrize("sidecar_source", [{"source_onnx": "gone/fcn.onnx"}, {}], ids=["deleted", "unrecorded"])
+def test_an_fp16_artifact_whose_fp32_source_is_gone_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch,
+                                                                              parity_report, tmp_path: Path,
+                                                                              sidecar_source) -> None:
+    """The FP16 gate scores an emulation built from the FP32 export: without it, a clear refusal, not a crash."""
+    from fcn_deploy.contract import write_sidecar
+    from fcn_deploy.errors import ArtifactError
+
+    artifact = tmp_path / "fcn.fp16.onnx"
+    spec = ModelSpec(arch="fcn32s", precision="fp16")
+    write_sidecar(artifact, spec, {key: str(tmp_path / value) for key, value in sidecar_source.items()})
+    monkeypatch.setattr(gate, "load_onnx", lambda path: (None, spec))
+    monkeypatch.setattr(gate, "run_parity", lambda *args, **kwargs: parity_report())
+    with pytest.raises(ArtifactError, match=r"the FP32 source of .*fcn\.fp16\.onnx .* is gone") as info:
+        gate.check_precision(artifact, tmp_path / "ref.pt", tmp_path / "voc",
+                             gate.ParityConfig(device="cpu", report=tmp_path / "parity.md"))
+    assert "re-run 'fcn-deploy build --fp16'" in (info.value.hint or "")
