@@ -13,8 +13,9 @@ Each case runs in a fresh child process:
   (``command_peak``: a child started by this script would report this script's own peak as well);
 - ``folder``: the same command on a folder of three such JPEGs (the pipeline's pixel budget against one
   image's peak);
-- ``tiff``: the same command on a tiled (256²) JPEG-compressed BigTIFF of that size, generated tile by tile:
-  read window by window and written as a tiled label TIFF, so neither the image nor its labels are ever whole in
+- ``tiff``: the same command on one tiled (256²) JPEG-compressed BigTIFF of that size (``fcn-deploy infer MODEL
+  SCENE.tif --out OUT``), generated tile by tile and georeferenced: read window by window and written as a tiled
+  label TIFF (then read back through GDAL, with rasterio), so neither the image nor its labels are ever whole in
   memory (its image and label terms do not apply; needs the ``tiff`` extra).
 
 It also reports the pixels the model processed over the image's own and the time per image megapixel against
@@ -161,7 +162,8 @@ def cli_command() -> list[str]:
 def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> dict:
     """``fcn-deploy infer MODEL IMAGES --out OUT --max-pixels N`` (defaults otherwise) as a fresh process; its time
     and its own peak RSS (``command_peak``), with the mode and tiles from the summary it writes."""
-    command = cli_command() + ["infer", model, str(images), "--out", str(out), "--max-pixels", str(size * size)]
+    source = next(images.iterdir()) if case == "tiff" else images  # the TIFF case: `infer scene.tif --out masks/`
+    command = cli_command() + ["infer", model, str(source), "--out", str(out), "--max-pixels", str(size * size)]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "infer.log"
         returncode, seconds, cpu_seconds, peak_mib = command_peak(command, log)
@@ -174,7 +176,8 @@ def run_cli_infer(case: str, size: int, model: str, images: Path, out: Path) -> 
     return {"case": case, "size": size, "images": len(list(images.iterdir())), "mode": record["mode"],
             "tiles": record["tiles"], "tile": terms["plan_tile"], "seconds": round(seconds, 2),
             "cpu_seconds": round(cpu_seconds, 2), "peak_rss_mib": round(peak_mib, 1),
-            "command": f"fcn-deploy infer MODEL DIR --out OUT --max-pixels {size * size}", **terms}
+            "command": f"fcn-deploy infer MODEL {'SCENE.tif' if case == 'tiff' else 'DIR'} --out OUT --max-pixels "
+                       f"{size * size}", **terms}
 
 
 # Run by a fresh interpreter: runs the command after the log path, its output to that log, and prints its exit code,
