@@ -60,6 +60,7 @@ MAX_PATHS_PER_BLOCK = 256  # image paths per Ray Data block (fewer for small job
 # Ray puts Unix sockets inside its temp folder (<temp>/session_<date>_<pid>/sockets/plasma_store); Linux caps a
 # socket path at 107 bytes, so the folder itself may take at most this many
 MAX_LOCAL_TEMP_CHARS = 45
+MAX_TEMP_PARENT_CHARS = MAX_LOCAL_TEMP_CHARS - len("/rayXXXXXXXX")  # the folder short_temp_dir makes it in
 # a worker's copy of the model: <temp>/fcn-deploy-model-<worker PID>-<random>, removed once the model is open;
 # Ray kills a worker that is still starting when the job ends, so a copy whose PID is gone is swept later
 MODEL_COPY_PREFIX = "fcn-deploy-model-"
@@ -437,7 +438,7 @@ def short_temp_dir(parent: str | os.PathLike[str] | None = None) -> Path:
     if len(str(folder)) > MAX_LOCAL_TEMP_CHARS:
         shutil.rmtree(folder, ignore_errors=True)
         raise InputError(f"the temporary folder {folder} is too long for Ray's socket paths",
-                         f"point TMPDIR at a folder of at most {MAX_LOCAL_TEMP_CHARS - 12} characters, e.g. /tmp")
+                         f"point TMPDIR at a folder of at most {MAX_TEMP_PARENT_CHARS} characters, e.g. /tmp")
     return folder
 
 

@@ -46,14 +46,13 @@ def netns_prefix() -> Iterator[tuple[str, ...]]:
 def ray_tmp(tmp_path_factory) -> Callable[[str], Path]:
     """Makes a folder under pytest's base temp dir for a Ray node's files, refusing one too long for Ray's socket
     paths (pytest's own base grows with its run counter: pass a short ``--basetemp``, as scripts/test.sh does)."""
-    from fcn_deploy.cluster import MAX_LOCAL_TEMP_CHARS
+    from fcn_deploy.cluster import MAX_TEMP_PARENT_CHARS
 
     def make(name: str) -> Path:
         folder = tmp_path_factory.mktemp(name)
-        room = MAX_LOCAL_TEMP_CHARS - len("/rayXXXXXXXX")  # short_temp_dir's own folder goes inside
-        if len(str(folder)) > room:
-            pytest.fail(f"pytest's temp folder {folder} is longer than the {room} characters Ray's socket paths "
-                        f"leave: run pytest with --basetemp=$(mktemp -d /tmp/fcn.XXXXXX)", pytrace=False)
+        if len(str(folder)) > MAX_TEMP_PARENT_CHARS:
+            pytest.fail(f"pytest's temp folder {folder} is longer than the {MAX_TEMP_PARENT_CHARS} characters Ray's "
+                        f"socket paths leave: run pytest with --basetemp=$(mktemp -d /tmp/fcn.XXXXXX)", pytrace=False)
         return folder
 
     return make

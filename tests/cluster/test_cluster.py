@@ -6,9 +6,11 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -604,3 +606,19 @@ def test_local_ray_listens_on_loopback_only_checks_its_own_token_and_leaves_home
         assert head and all(e.get("RAY_AUTH_MODE") == "token" for e in head)  # the head checks it
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert written == [], f"the job wrote into HOME: {written}"  # nothing, not even ~/.ray
+
+
+def test_a_temp_folder_too_long_for_rays_sockets_is_refused_and_removed(tmp_path):
+    from fcn_deploy.cluster import MAX_TEMP_PARENT_CHARS, short_temp_dir
+
+    parent = tmp_path / ("p" * MAX_TEMP_PARENT_CHARS)
+    parent.mkdir()
+    with pytest.raises(InputError, match="too long for Ray's socket paths") as info:
+        short_temp_dir(parent)
+    assert f"at most {MAX_TEMP_PARENT_CHARS} characters" in (info.value.hint or "")
+    assert list(parent.iterdir()) == []  # the folder it made is gone
+    short = Path(tempfile.mkdtemp(prefix="p", dir="/tmp"))
+    try:
+        assert len(str(short)) <= MAX_TEMP_PARENT_CHARS and short_temp_dir(short).parent == short
+    finally:
+        shutil.rmtree(short)
