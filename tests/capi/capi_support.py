@@ -79,7 +79,7 @@ exit $code
 def private_home_available() -> bool:
     """Whether programs can run in a private mount namespace (root with ``unshare``): their home an empty tmpfs."""
     return os.geteuid() == 0 and shutil.which("unshare") is not None and subprocess.run(
-        ["unshare", "--mount", "true"], capture_output=True).returncode == 0
+        ["unshare", "--mount", "true"], capture_output=True, timeout=30).returncode == 0
 
 
 def run_with_no_environment(*args: object, timeout: float = 600) -> subprocess.CompletedProcess:
