@@ -89,3 +89,97 @@ def test_an_fp16_artifact_whose_fp32_source_is_gone_is_refused_with_the_fix(monk
         gate.check_precision(artifact, tmp_path / "ref.pt", tmp_path / "voc",
                              gate.ParityConfig(device="cpu", report=tmp_path / "parity.md"))
     assert "re-run 'fcn-deploy build --fp16'" in (info.value.hint or "")
+
+
+@pytest.fixture
+def fp16_artifact(tiny_fcn: Path, tmp_path: Path) -> Path:
+    """A real FP16 artifact of the tiny FCN (made without PyTorch), its FP32 source recorded in its sidecar."""
+    from fcn_deploy.precision.fp16 import convert_fp16
+
+    return convert_fp16(tiny_fcn, tmp_path / "fcn.fp16.onnx").path
+
+
+@pytest.mark.parametrize("html", [None, "parity.html"], ids=["markdown", "with-html"])
+def test_fp16_scores_the_artifact_on_cpu_and_gates_on_the_emulation(monkeypatch: pytest.MonkeyPatch, parity_report,
+                                                                    fp16_artifact: Path, tmp_path: Path,
+                                                                    html) -> None:
+    """Two parity runs: the FP16 ONNX itself (its own report, named after the gate's) and the emulation graph."""
+    from fcn_deploy.contract import load_onnx
+
+    direct, emulated, calls = parity_report(argmax_agreement=0.9), parity_report(), []
+
+    def run_parity(model, reference, data_dir, config):
+        if not calls:
+            calls.append((model, reference, data_dir, config, None))
+            return direct
+        calls.append((model, reference, data_dir, config, load_onnx(model)[1].precision))
+        return emulated
+
+    monkeypatch.setattr(gate, "run_parity", run_parity)
+    config = gate.ParityConfig(device="cpu", report=tmp_path / "out" / "fp16.md",
+                               html=None if html is None else tmp_path / "out" / html)
+    result = gate.check_precision(fp16_artifact, tmp_path / "ref.pt", tmp_path / "voc", config)
+    (first, reference, data, first_config, _), (second, *rest) = calls
+    assert (first, reference, data) == (fp16_artifact, tmp_path / "ref.pt", tmp_path / "voc")
+    assert first_config.report == tmp_path / "out" / "fp16-cpu-onnx.md"
+    assert first_config.html == (None if html is None else tmp_path / "out" / "fp16-cpu-onnx.html")
+    assert replace(first_config, report=config.report, html=config.html) == config
+    assert rest == [tmp_path / "ref.pt", tmp_path / "voc", config, "fp16"]
+    assert second.name == "fcn.fp16-emulated.onnx" and not second.exists()  # its folder is gone with the run
+    assert (result.precision, result.report, result.artifact_report) == ("fp16", emulated, direct)
+    assert result.artifact == fp16_artifact and result.emulated.startswith("FP16 storage emulated")
+    assert result.passed and result.problems == ()
+
+
+@pytest.mark.parametrize(("agreement", "problems"), [
+    (gate.FP16_MIN_AGREEMENT - 0.001, ("pixel agreement 99.400% < 99.5%",)),
+    (gate.FP16_MIN_AGREEMENT, ()),
+])
+def test_fp16_is_held_to_its_agreement_on_the_emulation(monkeypatch: pytest.MonkeyPatch, parity_report,
+                                                        fp16_artifact: Path, tmp_path: Path, agreement,
+                                                        problems) -> None:
+    reports = iter([parity_report(), parity_report(argmax_agreement=agreement, delta_miou=0.5)])
+    monkeypatch.setattr(gate, "run_parity", lambda *args: next(reports))
+    result = gate.check_precision(fp16_artifact, tmp_path / "ref.pt", tmp_path / "voc",
+                                  gate.ParityConfig(device="cpu", report=tmp_path / "fp16.md"))
+    assert result.passed is (not problems) and result.problems == problems  # no ΔmIoU limit for FP16
+
+
+def test_an_fp32_artifact_is_not_a_precision_artifact(tiny_fcn: Path, tmp_path: Path) -> None:
+    from fcn_deploy.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"tiny\.onnx has precision 'fp32', expected fp16 or int8"):
+        gate.check_precision(tiny_fcn, tmp_path / "ref.pt", tmp_path / "voc")
+
+
+def test_the_summary_names_both_fp16_runs_the_reports_and_every_problem(parity_report, tmp_path: Path) -> None:
+    report = parity_report(argmax_agreement=0.5, markdown_path=tmp_path / "g.md", html_path=tmp_path / "g.html")
+    direct = parity_report(argmax_agreement=0.99876)
+    result = gate.PrecisionParity(tmp_path / "a.onnx", "fp16", report, direct, "emulated thing", False,
+                                  ("first", "second"))
+    assert result.summary().splitlines() == [
+        *f"fp16 parity (emulated thing): {report.summary()}".splitlines(),
+        report.boundary_line(),
+        "fp16 ONNX on CPU (weight rounding only): agreement 99.8760%",
+        f"gate report: {tmp_path / 'g.md'}, {tmp_path / 'g.html'}",
+        "FAIL: first; second",
+    ]
+    alone = replace(result, artifact_report=None, report=replace(report, html_path=None), passed=True, problems=())
+    assert alone.summary().splitlines()[-3:] == [report.boundary_line(), f"gate report: {tmp_path / 'g.md'}", "PASS"]
+
+
+@pytest.mark.parametrize(("changes", "problems"), [
+    (dict(argmax_agreement=gate.INT8_MIN_AGREEMENT, delta_miou=-gate.INT8_MAX_DELTA_MIOU), ()),  # limits included
+    (dict(delta_miou=float("nan")), ("|ΔmIoU| n/a (no labelled pixel to score) > 1",)),
+    (dict(argmax_agreement=float("nan")), ("pixel agreement nan% < 98.0%",)),
+    (dict(argmax_agreement=0.5, delta_miou=0.25), ("pixel agreement 50.000% < 98.0%", "|ΔmIoU| 25.00 points > 1")),
+])
+def test_the_thresholds_fail_nan_and_list_every_miss_in_order(parity_report, changes, problems) -> None:
+    assert gate._thresholds(parity_report(**changes), gate.INT8_MIN_AGREEMENT, gate.INT8_MAX_DELTA_MIOU) == problems
+
+
+def test_non_finite_logits_are_the_first_problem_even_within_the_limits(parity_report) -> None:
+    report = parity_report(max_abs_diff=float("inf"), argmax_agreement=0.5)
+    problems = gate._thresholds(report, gate.FP16_MIN_AGREEMENT, None)
+    assert problems == (report.non_finite_problem(), "pixel agreement 50.000% < 99.5%")
+    assert problems[0].startswith("non-finite logits (max |Δlogit| inf")
