@@ -15,9 +15,9 @@ from fcn_deploy.spec import ModelSpec
 @pytest.fixture
 def int8_report(monkeypatch: pytest.MonkeyPatch, parity_report):
     """Make check_precision see an INT8 artifact whose parity run returns the report the test sets."""
-    holder = {"report": parity_report()}
+    holder = {"report": parity_report(), "calls": []}
     monkeypatch.setattr(gate, "load_onnx", lambda path: (None, ModelSpec(arch="fcn32s", precision="int8")))
-    monkeypatch.setattr(gate, "run_parity", lambda *args, **kwargs: holder["report"])
+    monkeypatch.setattr(gate, "run_parity", lambda *args: holder["calls"].append(args) or holder["report"])
     return holder
 
 
@@ -26,8 +26,14 @@ def _check(tmp_path: Path) -> gate.PrecisionParity:
 
 
 def test_int8_within_both_thresholds_passes(int8_report, tmp_path: Path) -> None:
-    result = _check(tmp_path)
+    config = gate.ParityConfig(device="cpu", limit=2)
+    result = gate.check_precision(tmp_path / "fcn.int8.onnx", tmp_path / "ref.pt", tmp_path / "voc", config)
+    assert int8_report["calls"] == [(tmp_path / "fcn.int8.onnx", tmp_path / "ref.pt", tmp_path / "voc", config)]
+    assert (result.artifact, result.precision, result.report) == (tmp_path / "fcn.int8.onnx", "int8",
+                                                                  int8_report["report"])
+    assert result.artifact_report is None
     assert result.passed and result.problems == () and result.summary().endswith("PASS")
+    assert result.summary().startswith("int8 parity (none (ONNX Runtime int8 Q/DQ kernels)): ")  # what ran
 
 
 @pytest.mark.parametrize(("changes", "problem"), [
@@ -58,6 +64,7 @@ def test_bf16_is_run_by_openvino_in_bf16_and_held_to_its_agreement(monkeypatch: 
     assert (onnx, reference, data) == (tmp_path / "fcn.onnx", tmp_path / "ref.pt", tmp_path / "voc")
     assert used == replace(config, backend=BackendChoice("openvino", "bf16"))
     assert (result.artifact, result.precision, result.report) == (tmp_path / "fcn.onnx", "bf16", report)
+    assert result.summary().startswith("bf16 parity (none (OpenVINO bf16 inference precision, native)): ")
     assert result.passed is (not problems) and result.problems == problems
 
 
@@ -88,7 +95,7 @@ def test_an_fp16_artifact_whose_fp32_source_is_gone_is_refused_with_the_fix(monk
     with pytest.raises(ArtifactError, match=r"the FP32 source of .*fcn\.fp16\.onnx .* is gone") as info:
         gate.check_precision(artifact, tmp_path / "ref.pt", tmp_path / "voc",
                              gate.ParityConfig(device="cpu", report=tmp_path / "parity.md"))
-    assert "re-run 'fcn-deploy build --fp16'" in (info.value.hint or "")
+    assert info.value.hint == "re-run 'fcn-deploy build --fp16' next to the FP32 export"
 
 
 @pytest.fixture
@@ -176,6 +183,10 @@ def test_the_summary_names_both_fp16_runs_the_reports_and_every_problem(parity_r
 ])
 def test_the_thresholds_fail_nan_and_list_every_miss_in_order(parity_report, changes, problems) -> None:
     assert gate._thresholds(parity_report(**changes), gate.INT8_MIN_AGREEMENT, gate.INT8_MAX_DELTA_MIOU) == problems
+
+
+def test_the_thresholds_name_the_limit_they_were_given(parity_report) -> None:
+    assert gate._thresholds(parity_report(delta_miou=0.95), 0.5, 0.9) == ("|ΔmIoU| 95.00 points > 90",)
 
 
 def test_non_finite_logits_are_the_first_problem_even_within_the_limits(parity_report) -> None:
