@@ -200,7 +200,8 @@ class SeamAccumulator:
         tile_h, tile_w = plan.tile_hw
         self.plan = plan
         self.window = window
-        self.uniform = bool(np.all(window == window.flat[0]))
+        self.ones = bool(np.all(window == 1.0))  # plain averaging: the logits need no multiply (a uniform window of
+        # another value, as 'hann' is on a 2×2 tile, still must: the sums are divided by the summed weights)
         self.rows = {y: index for index, y in enumerate(plan.ys)}
         seam, canvas_w = plan.seam_rows(), plan.canvas_hw[1]
         self.seam_scores = np.zeros((num_classes, seam, canvas_w), np.float32)
@@ -220,14 +221,14 @@ class SeamAccumulator:
     def add(self, y: int, x: int, logits: np.ndarray, sink: BlockSink) -> None:
         """Add one tile's C×h×w logits at (y, x) (tiles in row-major order); ``logits`` may be overwritten."""
         row = self.rows.get(y)
-        if row is None or row < self.row or (row == self.row and x < self.left):
+        if row is None or row < self.row or (row == self.row and x <= self.left):  # left: the latest tile
             raise ValueError(f"tile ({y}, {x}) is not on the plan or out of row-major order")
         if row != self.row:
             self.finish(sink)
             self.row, self.left, self.loaded = row, 0, 0
         self._release(x, sink)
         self._load(x + self.plan.tile_hw[1])
-        if not self.uniform:
+        if not self.ones:
             np.multiply(logits, self.window, out=logits)
         np.add(self.scores, logits, out=self.scores)
         self.weights += self.window
@@ -383,7 +384,7 @@ class LabelStitcher:
         if not neighbours_only(plan):
             raise ValueError("tiles overlap beyond their neighbours; use the band accumulator (slide)")
         self.plan, self.num_classes, self.window, self.labels = plan, num_classes, window, labels
-        self.uniform = bool(np.all(window == window.flat[0]))
+        self.uniform = bool(np.all(window == window.flat[0]))  # scales every sum alike: the argmax needs no multiply
         self.rows = {y: r for r, y in enumerate(plan.ys)}
         self.columns = {x: i for i, x in enumerate(plan.xs)}
         # C×seam rows×canvas width: the previous tile row's share of this row. One buffer serves both rows: each

@@ -333,3 +333,170 @@ def test_a_batch_runs_after_the_previous_batch_logits_are_freed(stitch):
     labels = slide_labels(image, plan, runner, 3, "hann")
     assert len(returned) == len(list(plan.batches())) > 2
     assert np.array_equal(labels, np.argmax(image, axis=2))
+
+
+# --- a differential check on many small plans: every seam, one-pixel steps and images smaller than a tile -------
+
+
+def ramp_runner(num_classes: int):
+    """Logits from the pixel's RGB plus a per-class ramp over the tile: tiles disagree where they overlap, so the
+    blend, every seam and the order of the sums all show in the result."""
+    rng = np.random.default_rng(11)
+    colour = rng.standard_normal((num_classes, 3)).astype(np.float32)
+    slope = rng.standard_normal((num_classes, 2)).astype(np.float32)
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        _, h, w, _ = tiles.shape
+        rows, cols = np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32)
+        ramp = slope[:, 0, None, None] * rows[:, None] + slope[:, 1, None, None] * cols[None, :]
+        return (np.einsum("kc,nhwc->nkhw", colour, tiles.astype(np.float32) / 255) + ramp).astype(np.float32)
+
+    return run
+
+
+def canvas_blend(image: np.ndarray, plan, run, num_classes: int, blend: str) -> np.ndarray:
+    """The definition of the blend: every tile's weighted logits summed on one float64 canvas, divided by the
+    summed weights, cropped to the image (C×H×W)."""
+    window = blend_window(plan.tile_hw, blend).astype(np.float64)
+    sums, weights = np.zeros((num_classes, *plan.canvas_hw)), np.zeros(plan.canvas_hw)
+    (tile_h, tile_w), (height, width) = plan.tile_hw, plan.image_hw
+    for y in plan.ys:
+        for x in plan.xs:
+            sums[:, y : y + tile_h, x : x + tile_w] += window * run(extract_tile(image, y, x, plan.tile_hw)[None])[0]
+            weights[y : y + tile_h, x : x + tile_w] += window
+    return (sums / weights)[:, :height, :width]
+
+
+def small_plans(count: int):
+    """Random small plans: sides from 1 pixel, overlaps from none to one pixel short of the tile, alignments 1-4."""
+    rng = np.random.default_rng(2024)
+    for _ in range(count):
+        alignment = int(rng.choice([1, 1, 2, 4]))
+        tile = tuple(alignment * int(rng.integers(1, 9)) for _ in range(2))
+        image_hw = tuple(int(rng.integers(1, 40)) for _ in range(2))
+        overlap = tuple(int(rng.integers(0, side)) for side in tile)
+        try:
+            plan = plan_tiles_px(image_hw, tile, overlap, int(rng.integers(1, 6)), alignment)
+        except ValueError:  # the overlap leaves no step on the grid
+            continue
+        yield plan, str(rng.choice(BLENDS))
+
+
+SMALL_PLANS = list(small_plans(160))
+
+
+def test_the_small_plans_reach_every_edge_case():
+    """The cases the differential tests below need are all among the random plans."""
+    plans = [plan for plan, _ in SMALL_PLANS]
+    steps = [b - a for plan in plans for a, b in zip(plan.xs, plan.xs[1:])]
+    assert 1 in steps and any(plan.image_hw[0] == 1 for plan in plans)
+    assert sum(neighbours_only(plan) for plan in plans) > 40 and sum(not neighbours_only(p) for p in plans) > 40
+    assert any(plan.xs[1] - plan.xs[0] == plan.tile_hw[1] - 1 for plan in plans if len(plan.xs) > 1)  # 1-px overlap
+
+
+@pytest.mark.parametrize(("plan", "blend"), SMALL_PLANS)
+def test_slide_releases_each_pixel_once_with_the_canvas_blend(plan, blend):
+    image = np.random.default_rng(plan.image_hw[0]).integers(0, 256, (*plan.image_hw, 3), dtype=np.uint8)
+    run = ramp_runner(4)
+    blended, released = np.full((4, *plan.image_hw), np.nan), np.zeros(plan.image_hw, np.int32)
+
+    def sink(row, col, scores, weights):
+        rows, cols = slice(row, row + scores.shape[1]), slice(col, col + scores.shape[2])
+        released[rows, cols] += 1
+        blended[:, rows, cols] = scores / weights
+
+    slide(image, plan, run, 4, blend, sink)
+    assert np.all(released == 1)
+    np.testing.assert_allclose(blended, canvas_blend(image, plan, run, 4, blend), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("plan", "blend"), SMALL_PLANS)
+def test_labels_are_the_argmax_of_the_canvas_blend(plan, blend):
+    """Both label paths (the stitcher for neighbour-only overlaps, the band accumulator beyond) against the
+    definition, wherever the two best classes are not a float rounding apart."""
+    image = np.random.default_rng(plan.image_hw[1]).integers(0, 256, (*plan.image_hw, 3), dtype=np.uint8)
+    run = ramp_runner(4)
+    reference = canvas_blend(image, plan, run, 4, blend)
+    top_two = np.sort(reference, axis=0)[-2:]
+    clear = top_two[1] - top_two[0] > 1e-4
+    labels = slide_labels(image, plan, run, 4, blend)
+    assert labels.dtype == np.uint8 and labels.shape == plan.image_hw
+    assert np.array_equal(labels[clear], np.argmax(reference, axis=0)[clear])
+    if neighbours_only(plan):
+        stitched = stitch_labels(image, plan, run, 4, blend)
+        assert np.array_equal(stitched[clear], labels[clear])
+
+
+def test_the_seam_accumulator_refuses_a_tile_off_the_plan_out_of_order_or_twice():
+    plan = plan_tiles_px((64, 64), (32, 32), (16, 16), 1)
+    stitch, sink = SeamAccumulator(2, plan, blend_window(plan.tile_hw, "hann")), lambda *block: None
+    logits = lambda: np.ones((2, 32, 32), np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match=r"^tile \(5, 0\) is not on the plan or out of row-major order$"):
+        stitch.add(5, 0, logits(), sink)
+    stitch.add(16, 0, logits(), sink)
+    stitch.add(16, 16, logits(), sink)
+    for y, x in [(16, 16), (16, 0), (0, 32)]:  # the same tile again, a column back, a row back
+        with pytest.raises(ValueError, match=rf"^tile \({y}, {x}\) is not on the plan or out of row-major order$"):
+            stitch.add(y, x, logits(), sink)
+
+
+@pytest.mark.parametrize("call", [
+    lambda image, plan: slide(image, plan, identity_runner, 3, "mean", lambda *block: None),
+    lambda image, plan: stitch_labels(image, plan, identity_runner, 3, "mean"),
+])
+def test_an_image_of_another_size_than_the_plan_is_refused(call):
+    plan = plan_tiles((20, 30), (16, 16), 0.25, 1)
+    with pytest.raises(ValueError, match=r"^image is \(20, 31\), the plan is for \(20, 30\)$"):
+        call(np.zeros((20, 31, 3), np.uint8), plan)
+
+
+@pytest.mark.parametrize(("image_hw", "tile_hw", "batch"), [
+    ((0, 10), (4, 4), 1), ((10, 0), (4, 4), 1), ((10, 10), (0, 4), 1), ((10, 10), (4, 0), 1), ((10, 10), (4, 4), 0),
+])
+def test_a_plan_of_nothing_is_refused(image_hw, tile_hw, batch):
+    with pytest.raises(ValueError, match=r"^image .*, tile .* and batch -?\d+ must be positive$"):
+        plan_tiles(image_hw, tile_hw, 0.0, batch)
+
+
+@pytest.mark.parametrize("overlap", [1.0, 1.5, -0.1])
+def test_an_overlap_of_a_whole_tile_or_more_is_refused(overlap):
+    with pytest.raises(ValueError, match=rf"^overlap must be in \[0, 1\), got {overlap}$"):
+        plan_tiles((100, 100), (32, 32), overlap, 1)
+
+
+def test_plans_and_starts_are_on_the_pixel_grid_unless_told():
+    """Without an alignment a tile may start on any pixel: 69 pixels of travel in three even steps."""
+    assert plan_tiles((100, 100), (31, 31), 0.0, 1).xs == (0, 23, 46, 69)
+    assert axis_starts(100, 31, 0.0) == (0, 23, 46, 69)
+
+
+def fewest_smallest_tile(length: int, overlap: int, largest: int, smallest: int, alignment: int) -> int:
+    """fitted_tile by search: the fewest tiles of at most ``largest`` that cover the aligned axis with the overlap,
+    then the smallest grid side that still does."""
+    aligned = align_up(length, alignment)
+    sides = range(alignment, largest + 1, alignment)
+
+    def covers(side: int, count: int) -> bool:
+        return side + (count - 1) * (side - overlap) >= aligned and (count == 1 or side - overlap >= alignment)
+
+    count = next(n for n in range(1, aligned + 1) if covers(largest, n))
+    return max(smallest, min(side for side in sides if covers(side, count)))
+
+
+@pytest.mark.parametrize("alignment", [1, 8, 32])
+def test_fitted_tile_equals_a_search_for_the_fewest_and_smallest_tiles(alignment):
+    rng = np.random.default_rng(alignment)
+    for _ in range(300):
+        largest = alignment * int(rng.integers(2, 20))
+        length, overlap = int(rng.integers(1, 8 * largest)), int(rng.integers(0, largest - alignment + 1))
+        smallest = alignment * int(rng.integers(1, 3))
+        tile = fitted_tile(length, overlap, largest, smallest, alignment)
+        assert type(tile) is int and tile == fewest_smallest_tile(length, overlap, largest, smallest, alignment), (
+            length, overlap, largest, smallest)
+
+
+def test_fitted_tile_refuses_an_overlap_that_leaves_no_grid_step():
+    assert fitted_tile(1000, 480, 512, 32, 32) == 512  # one grid step of travel is enough
+    assert fitted_tile(512, 512, 512, 64, 32) == 512  # one tile covers the axis: the overlap does not matter
+    with pytest.raises(ValueError, match=r"^overlap 500 px leaves no step on a 512-pixel tile$"):
+        fitted_tile(1000, 500, 512, 32, 32)
