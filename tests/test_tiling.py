@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from fcn_deploy.tiling import (
     BLENDS,
+    SPILL_STRIP_BYTES,
     LabelStitcher,
     SeamAccumulator,
+    SpilledStrip,
     align_up,
     argmax_classes,
     axis_starts,
@@ -21,6 +25,7 @@ from fcn_deploy.tiling import (
     pad_to,
     plan_tiles,
     plan_tiles_px,
+    resumed_plan,
     slide,
     slide_labels,
     stitch_bytes,
@@ -176,9 +181,10 @@ def test_whole_mode_pads_to_the_alignment_and_crops_back():
     padded = whole_size(image.shape[:2], 32)
     assert padded == (64, 96)
     labels = whole_labels(image, padded, runner, 3)
-    assert seen == [(1, 64, 96, 3)]
+    assert seen == [(1, 64, 96, 3)] and labels.dtype == np.uint8
     assert np.array_equal(labels, np.argmax(image, axis=2))
     assert whole_size((10, 10), 32, (64, 64)) == (64, 64)
+    assert whole_size((10, 10), 1, (64, 20)) == (64, 20)  # each side its own minimum
     assert align_up(33, 32) == 64 and align_up(32, 32) == 32
 
 
@@ -500,3 +506,52 @@ def test_fitted_tile_refuses_an_overlap_that_leaves_no_grid_step():
     assert fitted_tile(512, 512, 512, 64, 32) == 512  # one tile covers the axis: the overlap does not matter
     with pytest.raises(ValueError, match=r"^overlap 500 px leaves no step on a 512-pixel tile$"):
         fitted_tile(1000, 500, 512, 32, 32)
+
+
+@pytest.mark.parametrize(("image_h", "overlap", "batch", "row", "expected"), [
+    (416, 32, 1, 0, (0, 96, 192, 288)),  # nothing done yet: the whole plan
+    (416, 32, 1, 100, (0, 96, 192, 288)),  # row 100 is final in tile row 1, which tile row 0 reaches into
+    (416, 32, 1, 192, (96, 192, 288)),  # tile row 2 starts at 192; tile row 1 (96-224) reaches into it
+    (384, 0, 1, 256, (256,)),  # no overlap: a tile row that ends where the next starts is not rerun
+    (512, 32, 2, 384, (192, 288, 384)),  # tile row 3 would start the batch of rows 3-4 halfway: back to row 2
+])
+def test_a_resumed_plan_starts_at_the_first_tile_row_reaching_the_row(image_h, overlap, batch, row, expected):
+    """Tiles 128 high and 64 wide (one column), so a height taken for a width shows."""
+    plan = plan_tiles_px((image_h, 64), (128, 64), (overlap, 0), batch)
+    assert resumed_plan(plan, row) == replace(plan, ys=expected)
+
+
+def test_a_spilled_strip_reads_back_what_was_written_column_range_by_range():
+    """A write replaces whole columns (one contiguous block each): rows past the written ones read back as 0."""
+    strip, model = SpilledStrip((3, 5, 20)), np.zeros((3, 5, 20), np.float32)
+    rng = np.random.default_rng(8)
+    for rows, start, stop in [(5, 0, 20), (2, 3, 9), (4, 15, 20), (5, 0, 1)]:
+        values = rng.standard_normal((3, rows, stop - start)).astype(np.float32)
+        strip[:, :rows, start:stop] = values
+        model[:, :, start:stop] = 0.0
+        model[:, :rows, start:stop] = values
+        assert np.array_equal(strip[:, :rows, start:stop], values)
+    assert np.array_equal(strip[:, :, 0:20], model) and np.array_equal(strip[:, :3, 7:12], model[:, :3, 7:12])
+
+
+class WindowedLabels:
+    """Labels that are not one array in memory (as a windowed TIFF's are): 2-D slices of a backing array."""
+
+    def __init__(self, shape):
+        self.array = np.zeros(shape, np.uint8)
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+
+@pytest.mark.parametrize(("width", "windowed", "spilled"), [
+    (4096, True, False),  # 16 classes × 64 seam rows × 4096 columns × 4 bytes: exactly the limit, kept in memory
+    (4224, True, True),  # past it: windowed labels keep the strip in a file
+    (4224, False, False),  # labels in memory: the image is in memory too, the strip stays there
+])
+def test_only_a_strip_past_the_limit_for_windowed_labels_goes_to_a_file(width, windowed, spilled):
+    plan = plan_tiles_px((192, width), (128, 128), (64, 0), 1)
+    assert 4 * 16 * plan.seam_rows() * plan.canvas_hw[1] - SPILL_STRIP_BYTES == 4 * 16 * 64 * (width - 4096)
+    labels = WindowedLabels((192, width)) if windowed else np.zeros((192, width), np.uint8)
+    stitcher = LabelStitcher(plan, 16, blend_window(plan.tile_hw, "hann"), labels)
+    assert isinstance(stitcher.strip, SpilledStrip) is spilled
