@@ -269,7 +269,7 @@ def test_options_the_model_cannot_honour_are_rejected(config, match):
     (dict(batch=0), "batch must be a positive integer", "use a batch of 1 or more tiles per model call (default 4)"),
     (dict(blend="median"), "unknown blend", "use one of: hann, gaussian, mean"),
     (dict(mode="fast"), "unknown mode", "use one of: auto, whole, slide"),
-    (dict(mode="whole", tile=(64, 64)), "tile size was given with mode 'whole'",
+    (dict(mode="whole", tile=(64, 64)), "^a tile size was given with mode 'whole'",
      "drop the tile size, or use mode 'slide'"),
     (dict(tile=(0, 64)), "tile must be two positive integers", "use multiples of 32, e.g. 320x480"),
 ])
@@ -293,8 +293,79 @@ def test_whole_mode_refuses_images_outside_the_range():
 @pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
                                    np.zeros((0, 10, 3), np.uint8), [[0]]])
 def test_bad_images_are_rejected(image):
-    with pytest.raises(InputError, match="image must be"):
+    with pytest.raises(InputError, match="image must be") as info:
         make_segmenter().segment(image)
+    if isinstance(image, np.ndarray):
+        assert info.value.hint == "read images with fcn_deploy.imageio.read_image"
+    else:
+        assert str(info.value).startswith("image must be a numpy array, got list")
+
+
+def test_a_one_pixel_image_is_segmented():
+    image = noise(1, 1)
+    assert make_segmenter().segment_labels(image).tolist() == [[image[0, 0, 0] % 21]]
+
+
+def test_a_whole_pass_is_padded_to_the_models_smallest_size_and_says_so():
+    image = noise(10, 20)
+    result = make_segmenter(shape_range=ShapeRange((1, 64, 96), (1, 64, 96), (4, 256, 256))).segment(image)
+    assert (result.mode, result.tiles, result.input_hw) == ("whole", 1, (64, 96))
+    assert np.array_equal(result.labels, image[..., 0] % 21) and 0 <= result.seconds < 60
+
+
+def test_a_slide_result_says_its_tiles_tile_size_and_time():
+    result = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.5)).segment(noise(100, 100))
+    plan = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.5)).plan((100, 100))
+    assert (result.mode, result.tiles, result.input_hw) == ("slide", plan.count, (64, 64))
+    assert 0 <= result.seconds < 60
+
+
+@pytest.mark.parametrize("config", [SegmenterConfig(), SegmenterConfig(tile=(64, 64))], ids=["whole", "slide"])
+def test_segment_into_writes_the_labels_and_returns_a_zero_placeholder(config):
+    """The result of a windowed run holds no labels: a read-only broadcast of 0 with the image's shape."""
+    image = noise(50, 70)
+    labels = np.full((50, 70), 255, np.uint8)
+    result = make_segmenter(config).segment_into(image, labels)
+    assert np.array_equal(labels, image[..., 0] % 21)
+    assert result.labels.shape == (50, 70) and result.labels.dtype == np.uint8 and result.labels.strides == (0, 0)
+    assert not result.labels.any()
+
+
+def test_a_given_overlap_fraction_sets_the_step_for_given_and_default_tiles():
+    """No overlap asked, none made (the model's context would be the default): given 64-pixel tiles step 64, and
+    default tiles are the fewest 256-pixel ones that cover 2016 pixels without overlapping (eight, not twelve)."""
+    given = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.0)).plan((320, 320))
+    assert given.ys == given.xs == (0, 64, 128, 192, 256)
+    fitted = make_segmenter(SegmenterConfig(overlap=0.0)).plan((2000, 2000))
+    assert fitted.tile_hw == (256, 256) and len(fitted.ys) == len(fitted.xs) == 8
+
+
+def test_the_default_batch_holds_no_more_pixels_than_the_largest_pass():
+    """A 96×256 largest pass holds two 96×128 tiles: height × width, not a side squared."""
+    spec_range = ShapeRange((1, 32, 32), (1, 64, 96), (8, 96, 256))
+    assert make_segmenter(SegmenterConfig(tile=(96, 128)), shape_range=spec_range).plan((500, 500)).batch == 2
+    assert make_segmenter(SegmenterConfig(tile=(32, 64)), shape_range=spec_range).plan((500, 500)).batch == 4
+
+
+def test_an_overlap_that_steps_less_than_the_grid_names_the_largest_that_fits():
+    with pytest.raises(InputError) as info:
+        make_segmenter(SegmenterConfig(tile=(64, 128), overlap=0.75))
+    assert str(info.value).startswith("overlap 0.75 on a 64x128 tile steps 16 pixels, less than the model's "
+                                      "32-pixel grid")
+    assert info.value.hint == "use an overlap of at most 0.50, or a larger tile"
+
+
+def test_a_models_labels_of_the_wrong_shape_are_refused():
+    from fcn_deploy.errors import ArtifactError
+
+    class WrongLabels(LabelsBackend):
+        def _infer_labels(self, batch):
+            return super()._infer_labels(batch)[:, :-1]
+
+    segmenter = Segmenter(WrongLabels(ModelSpec(arch="fcn32s", shape_range=SMALL_RANGE)))
+    with pytest.raises(ArtifactError, match=r"^the model returned labels of shape \(1, 63, 96\), expected "
+                                            r"\(1, 64, 96\)"):
+        segmenter.segment(noise(64, 96))
 
 
 # --- a real model ------------------------------------------------------------------------------
