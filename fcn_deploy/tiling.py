@@ -123,12 +123,9 @@ def plan_tiles(
     With ``alignment`` (the model's output stride) every tile starts on a multiple of it, so each tile sees the
     image on the same sampling grid as one whole-image pass and the tiles' logits agree where they overlap.
     """
-    height, width = (int(v) for v in image_hw)
-    tile_h, tile_w = (int(v) for v in tile_hw)
-    if min(height, width, tile_h, tile_w, batch) < 1:
-        raise ValueError(f"image {image_hw}, tile {tile_hw} and batch {batch} must be positive")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    tile_h, tile_w = (int(v) for v in tile_hw)  # plan_tiles_px checks the sizes and the batch
     return plan_tiles_px(image_hw, tile_hw, (int(round(tile_h * overlap)), int(round(tile_w * overlap))), batch,
                          alignment)
 
@@ -431,9 +428,9 @@ class SpilledStrip:
         self._file = tempfile.TemporaryFile(prefix="fcn-seam-")
         self._column = shape[0] * shape[1] * 4  # bytes of one column: C×rows floats
 
-    def _columns(self, key: tuple[slice, slice, slice]) -> tuple[int, int, int]:
+    def _columns(self, key: tuple[slice, slice, slice]) -> tuple[int | None, int, int]:
         _, rows, cols = key
-        return rows.stop if rows.stop is not None else self.shape[1], cols.start, cols.stop
+        return rows.stop, cols.start, cols.stop  # rows: the first ``rows.stop`` (None: all)
 
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         rows, start, stop = self._columns(key)

@@ -281,7 +281,7 @@ def test_slide_labels_uses_the_band_beyond_half_a_tile():
     assert not neighbours_only(plan)
     image = np.random.default_rng(6).integers(0, 256, (700, 500, 3), dtype=np.uint8)
     assert np.array_equal(slide_labels(image, plan, identity_runner, 3, "hann"), np.argmax(image, axis=2))
-    with pytest.raises(ValueError, match="beyond their neighbours"):
+    with pytest.raises(ValueError, match=r"^tiles overlap beyond their neighbours; use the band accumulator \(slide\)$"):
         stitch_labels(image, plan, identity_runner, 3, "hann")
 
 
@@ -460,8 +460,48 @@ def test_an_image_of_another_size_than_the_plan_is_refused(call):
     ((0, 10), (4, 4), 1), ((10, 0), (4, 4), 1), ((10, 10), (0, 4), 1), ((10, 10), (4, 0), 1), ((10, 10), (4, 4), 0),
 ])
 def test_a_plan_of_nothing_is_refused(image_hw, tile_hw, batch):
-    with pytest.raises(ValueError, match=r"^image .*, tile .* and batch -?\d+ must be positive$"):
+    message = rf"^image \{image_hw}, tile \{tile_hw} and batch {batch} must be positive$"
+    with pytest.raises(ValueError, match=message.replace(")", "\\)")):
+        plan_tiles_px(image_hw, tile_hw, (0, 0), batch)
+    with pytest.raises(ValueError, match=message.replace(")", "\\)")):
         plan_tiles(image_hw, tile_hw, 0.0, batch)
+
+
+@pytest.mark.parametrize("overlap", [(32, 0), (0, 32), (-1, 0), (0, -1)])
+def test_an_overlap_of_a_whole_tile_or_a_negative_one_in_pixels_is_refused(overlap):
+    message = rf"^overlap \{overlap} px must be at least 0 and less than the tile \(32, 32\)$"
+    with pytest.raises(ValueError, match=message.replace(")", "\\)", 1)):
+        plan_tiles_px((100, 100), (32, 32), overlap, 1)
+
+
+def test_tile_rows_two_apart_that_still_overlap_are_not_neighbours_only():
+    plan = plan_tiles_px((12, 6), (6, 6), (4, 0), 1)  # rows start 0, 2, 4, 6: the third still overlaps the first
+    assert plan.ys == (0, 2, 4, 6) and not neighbours_only(plan)
+    assert neighbours_only(plan_tiles_px((12, 6), (6, 6), (3, 0), 1))  # rows 0, 3, 6: only neighbours touch
+
+
+def test_padding_down_is_refused_on_either_axis():
+    for height, width in [(4, 6), (6, 2)]:
+        with pytest.raises(ValueError, match=rf"^cannot pad 5x3 down to {height}x{width}$"):
+            pad_to(np.zeros((5, 3, 3), np.uint8), height, width)
+
+
+def test_the_blend_windows_are_hann_and_gaussian_profiles():
+    """'hann' is a raised sin² sampled at pixel centres (numpy's Hann window at the odd points of twice the
+    length), 'gaussian' a bell of the module's sigma centred on the tile; the outer product gives the 2-D window."""
+    from fcn_deploy.tiling import _GAUSSIAN_SIGMA, _WINDOW_FLOOR
+
+    for length in (1, 2, 7, 32):
+        hann = blend_window((1, length), "hann")[0]
+        np.testing.assert_allclose(hann, _WINDOW_FLOOR + (1 - _WINDOW_FLOOR) * np.hanning(2 * length + 1)[1::2],
+                                   rtol=1e-6)
+        centres = (np.arange(length) + 0.5) / length
+        gaussian = blend_window((1, length), "gaussian")[0].astype(np.float64)
+        np.testing.assert_allclose(-2 * np.log(gaussian), ((centres - 0.5) / _GAUSSIAN_SIGMA) ** 2, atol=1e-6)
+    np.testing.assert_allclose(blend_window((3, 4), "hann"),
+                               np.outer(blend_window((1, 3), "hann"), blend_window((1, 4), "hann")), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"^unknown blend 'median'; use one of hann, gaussian, mean$"):
+        blend_window((4, 4), "median")
 
 
 @pytest.mark.parametrize("overlap", [1.0, 1.5, -0.1])
@@ -473,7 +513,8 @@ def test_an_overlap_of_a_whole_tile_or_more_is_refused(overlap):
 def test_plans_and_starts_are_on_the_pixel_grid_unless_told():
     """Without an alignment a tile may start on any pixel: 69 pixels of travel in three even steps."""
     assert plan_tiles((100, 100), (31, 31), 0.0, 1).xs == (0, 23, 46, 69)
-    assert axis_starts(100, 31, 0.0) == (0, 23, 46, 69)
+    assert plan_tiles_px((100, 100), (31, 31), (0, 0), 1).xs == (0, 23, 46, 69)
+    assert axis_starts(100, 31, 0.0) == axis_starts_px(100, 31, 0) == (0, 23, 46, 69)
 
 
 def fewest_smallest_tile(length: int, overlap: int, largest: int, smallest: int, alignment: int) -> int:
