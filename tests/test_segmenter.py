@@ -400,3 +400,99 @@ def test_slide_agrees_with_whole_on_real_images(real_onnx, voc_sample_dir):
     print(f"slide vs whole agreement on {len(images)} VOC images: {agreement:.4f}")
     # trained: the issue's bar (measured 0.995 with tiles on the 32-pixel grid, 0.966 with tiles placed anywhere)
     assert agreement >= 0.99
+
+
+# --- each refusal's words and fix, and the limits it draws (mutation survivors) -----------------------------
+
+ODD_RANGE = ShapeRange((1, 32, 64), (1, 64, 96), (4, 256, 128))  # no side equal to another: an index mix-up shows
+
+
+def test_256_classes_fit_uint8_labels_and_257_are_refused():
+    from fcn_deploy.errors import ArtifactError
+
+    def classes(count: int) -> dict:
+        return dict(num_classes=count, class_names=tuple(f"c{i}" for i in range(count)),
+                    palette=tuple((i % 256, 0, 0) for i in range(count)))
+
+    assert make_segmenter(**classes(256)).segment_labels(noise(40, 40)).dtype == np.uint8
+    with pytest.raises(ArtifactError, match=r"^257 classes do not fit uint8 labels \(at most 256\)"):
+        make_segmenter(**classes(257))
+
+
+def test_whole_mode_ignores_an_overlap_it_never_uses():
+    """The tile-step check is for tiled modes: an overlap too large for tiles does not stop a whole-image run."""
+    segmenter = make_segmenter(SegmenterConfig(mode="whole", overlap=0.9))
+    assert segmenter.segment(noise(40, 40)).mode == "whole"
+
+
+def test_whole_mode_names_the_padded_size_and_the_models_range():
+    with pytest.raises(InputError) as info:
+        make_segmenter(SegmenterConfig(mode="whole"), shape_range=ODD_RANGE).segment(noise(300, 64))
+    assert str(info.value).startswith("a 300x64 image (padded to 320x64) is outside the model's size range "
+                                      "(32, 64) .. (256, 128) for whole mode")
+    assert info.value.hint == "use mode 'auto' or 'slide' (tiled inference)"
+
+
+@pytest.mark.parametrize(("tile", "message", "fix"), [
+    ((100, 96), "tile 100x96 is not a multiple of the model's alignment 32", "use e.g. 128x96"),
+    ((512, 96), "tile 512x96 is outside the model's size range 32x64 .. 256x128",
+     "use a tile inside that range, e.g. the preferred 64x96"),
+    ((64, 32), "tile 64x32 is outside the model's size range 32x64 .. 256x128",
+     "use a tile inside that range, e.g. the preferred 64x96"),
+])
+def test_a_tile_the_model_cannot_run_is_refused_with_one_it_can(tile, message, fix):
+    with pytest.raises(InputError) as info:
+        make_segmenter(SegmenterConfig(tile=tile), shape_range=ODD_RANGE)
+    assert str(info.value).startswith(message) and info.value.hint == fix
+
+
+def test_the_largest_batch_is_accepted_and_one_more_refused_with_the_limit():
+    assert make_segmenter(SegmenterConfig(batch=4)).batch == 4
+    with pytest.raises(InputError) as info:
+        make_segmenter(SegmenterConfig(batch=5))
+    assert info.value.hint == "use a batch of at most 4"
+
+
+def test_a_given_batch_is_kept_even_where_the_default_would_be_capped():
+    assert make_segmenter(SegmenterConfig(tile=(256, 256))).plan((1000, 1000)).batch == 1  # the default: capped
+    assert make_segmenter(SegmenterConfig(tile=(256, 256), batch=4)).plan((1000, 1000)).batch == 4
+
+
+def test_the_default_overlap_is_the_models_context_capped_at_half_a_tile_on_the_grid():
+    from fcn_deploy.segmenter import _overlap_px
+
+    spec = make_segmenter().spec
+    overlaps = [_overlap_px(side, None, spec) for side in (64, 96, 1024)]
+    assert overlaps == [32, 32, 96] and all(type(overlap) is int for overlap in overlaps)  # 96: half is 48, off-grid
+
+
+def test_tiles_below_the_models_minimum_batch_are_padded_with_copies_of_the_last():
+    spec_range = ShapeRange((3, 32, 32), (3, 64, 96), (4, 256, 256))
+    segmenter = make_segmenter(SegmenterConfig(tile=(64, 64), batch=2), shape_range=spec_range)
+    image = noise(64, 128)
+    labels = segmenter.segment_labels(image)
+    assert segmenter.plan((64, 128)).count == 3  # two calls: tiles 1-2, then tile 3 alone
+    assert [len(batch) for batch in segmenter.backend.batches] == [3, 3]
+    first, second = segmenter.backend.batches
+    assert np.array_equal(first[2], first[1]) and np.array_equal(second[1], second[0])
+    assert np.array_equal(second[2], second[0]) and np.array_equal(labels, image[..., 0] % 21)
+
+
+def test_a_whole_pass_below_the_models_minimum_batch_keeps_only_the_images_logits():
+    spec_range = ShapeRange((2, 32, 32), (2, 64, 96), (4, 256, 256))
+    image = noise(40, 50)
+    assert np.array_equal(make_segmenter(shape_range=spec_range).segment_labels(image), image[..., 0] % 21)
+
+
+def test_a_models_logits_of_the_wrong_shape_are_refused_with_the_fix():
+    from fcn_deploy.errors import ArtifactError
+
+    class WrongLogits(RedClassBackend):
+        def _infer(self, batch):
+            return super()._infer(batch)[:, :, :-1]
+
+    segmenter = Segmenter(WrongLogits(ModelSpec(arch="fcn32s", shape_range=SMALL_RANGE)))
+    with pytest.raises(ArtifactError) as info:
+        segmenter.segment(noise(64, 96))
+    assert str(info.value).startswith("the model returned logits of shape (1, 21, 63, 96), expected (1, 21, 64, 96)")
+    assert info.value.hint == "re-export the model; its graph does not match its spec"
