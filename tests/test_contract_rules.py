@@ -78,15 +78,27 @@ def test_the_labels_dtype_is_read_from_the_graph(elem_type: int, expected: str) 
     proto = helper.make_model(graph)
     assert labels_dtype_of(proto, ModelSpec(arch="fcn32s", labels_name="labels")) == expected
     assert labels_dtype_of(proto, ModelSpec(arch="fcn32s")) is None
-    with pytest.raises(ArtifactError, match="no labels output 'argmax'"):
+    with pytest.raises(ArtifactError, match="no labels output 'argmax'") as info:
         labels_dtype_of(proto, ModelSpec(arch="fcn32s", labels_name="argmax"))
+    assert info.value.hint == "re-export it with 'fcn-deploy export'"
+
+
+def test_a_labels_type_without_a_name_is_shown_by_its_number() -> None:
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import labels_dtype_of
+    from fcn_deploy.spec import ModelSpec
+
+    helper = onnx.helper
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("labels", 5, [None, None, None])])
+    assert labels_dtype_of(helper.make_model(graph), ModelSpec(arch="fcn32s", labels_name="labels")) == "type 5"
 
 
 def test_non_finite_weights_name_three_tensors_then_count_the_rest() -> None:
     from fcn_deploy.contract import non_finite_message
 
-    assert non_finite_message("m.onnx", ["a", "b", "c"]).startswith(
-        "m.onnx holds non-finite weights (NaN or infinity) in 3 tensor(s): a, b, c; a model")
+    assert non_finite_message("m.onnx", ["a", "b", "c"]) == (
+        "m.onnx holds non-finite weights (NaN or infinity) in 3 tensor(s): a, b, c; a model with them predicts "
+        "nothing useful (every pixel NaN, shown as background)")
     for names in (["a", "b", "c", "d"], ["a", "b", "c", "d", "e"]):
         assert f"in {len(names)} tensor(s): a, b, c, ...; a model" in non_finite_message("m.onnx", names)
 
@@ -99,3 +111,72 @@ def test_an_unreadable_onnx_file_is_refused_with_the_export_fix(tmp_path: Path) 
     with pytest.raises(ArtifactError, match=r"cut.onnx is not a readable ONNX model \(") as info:
         check_finite_onnx_file(path)
     assert info.value.hint == EXPORT_HINT
+
+
+# --- writing an ONNX artifact ------------------------------------------------------------------------------
+
+
+def _proto(tiny_fcn: Path):
+    onnx = pytest.importorskip("onnx")
+    return onnx.load(str(tiny_fcn))
+
+
+def test_save_onnx_writes_the_spec_once_and_a_sidecar_that_hashes_the_file(tiny_fcn: Path, tmp_path: Path) -> None:
+    import json
+
+    from fcn_deploy.contract import ONNX_METADATA_KEY, load_onnx, save_onnx
+    from fcn_deploy.fileio import sha256_file
+    from fcn_deploy.spec import ModelSpec
+
+    model, spec = _proto(tiny_fcn), ModelSpec(arch="fcn32s").replace(precision="fp32", num_classes=21)
+    model.metadata_props.add(key="other", value="kept")
+    (tmp_path / "out").mkdir()
+    path = save_onnx(model, tmp_path / "out" / "m.onnx", spec, {"source_onnx": "a.onnx"})
+    assert path == tmp_path / "out" / "m.onnx" and sorted(p.name for p in path.parent.iterdir()) == [
+        "m.onnx", "m.onnx.json"]  # nothing half-written left beside them
+    written, read_spec = load_onnx(path)
+    assert read_spec == spec
+    assert [(p.key, p.value) for p in written.metadata_props] == [("other", "kept"), (ONNX_METADATA_KEY, spec.to_json())]
+    document = json.loads((tmp_path / "out" / "m.onnx.json").read_text())
+    assert document == {"spec": spec.to_dict(), "onnx_sha256": sha256_file(path), "source_onnx": "a.onnx"}
+
+
+def test_save_onnx_refuses_non_finite_weights_and_writes_nothing(tiny_fcn: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import save_onnx
+    from fcn_deploy.spec import ModelSpec
+
+    model = _proto(tiny_fcn)
+    bias = onnx.numpy_helper.to_array(model.graph.initializer[1]).copy()
+    bias[0] = np.nan
+    model.graph.initializer[1].CopyFrom(onnx.numpy_helper.from_array(bias, model.graph.initializer[1].name))
+    with pytest.raises(ArtifactError, match=r"m\.onnx holds non-finite weights .* in 1 tensor\(s\): body\.bias;"):
+        save_onnx(model, tmp_path / "m.onnx", ModelSpec(arch="fcn32s"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_spec_is_read_without_the_external_weights(tiny_fcn: Path, tmp_path: Path) -> None:
+    """A spec check never reads the weights: it works with the external weight file gone, a full load does not."""
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import load_onnx, read_onnx_spec, spec_from_onnx
+
+    model = _proto(tiny_fcn)
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.weights", size_threshold=0)
+    (tmp_path / "m.weights").unlink()
+    assert read_onnx_spec(path) == spec_from_onnx(model, "tiny")
+    with pytest.raises(ArtifactError, match="is not a readable ONNX model"):
+        load_onnx(path)
+
+
+def test_an_ir_travels_with_its_weights_and_sidecar(tmp_path: Path) -> None:
+    from fcn_deploy.contract import ir_weights_path, with_sidecar
+
+    assert ir_weights_path(tmp_path / "fcn.int8.xml") == tmp_path / "fcn.int8.bin"
+    assert [place.path for place in with_sidecar("the IR", tmp_path / "fcn.int8.xml")] == [
+        tmp_path / "fcn.int8.xml", tmp_path / "fcn.int8.xml.json", tmp_path / "fcn.int8.bin"]
+    assert [place.path for place in with_sidecar("the model", tmp_path / "fcn.onnx")] == [
+        tmp_path / "fcn.onnx", tmp_path / "fcn.onnx.json"]
