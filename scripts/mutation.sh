@@ -20,8 +20,7 @@ declare -A module=(
 )
 declare -A tests=(
   [gate]="tests/parity/test_gate.py"
-  [contract]="tests/test_contract_rules.py tests/test_spec.py tests/fuzz/test_fuzz_contract.py
-              tests/test_checkpoint.py tests/runtime/test_ort_backend.py tests/importers/test_onnx.py"
+  [contract]="tests/test_contract_rules.py tests/test_spec.py tests/fuzz/test_fuzz_contract.py"
   [tiling]="tests/test_tiling.py tests/test_tiffio.py"
   [segmenter]="tests/test_segmenter.py tests/test_tiffio.py"
   [export]="tests/test_export.py"
