@@ -29,6 +29,9 @@ declare -A tests=(
 declare -A names=(
   [export]="fcn_deploy.export.x__check_config* fcn_deploy.export.x_check_graph* fcn_deploy.export.x__verify_sizes* fcn_deploy.export.x__compare* fcn_deploy.export.xǁExportCheckǁ*"
 )
+# the tests' marker filter: export's slow tests export real models (a minute a surviving mutant); its checks are
+# fed stand-in figures by the quick ones
+declare -A marks=([export]="not gpu and not slow")
 parts=(gate contract tiling segmenter export)
 
 chosen=("${parts[@]}")
@@ -62,7 +65,7 @@ for part in "${chosen[@]}"; do
     echo "pytest_add_cli_args_test_selection ="
     for test in ${tests[$part]}; do echo "    $test"; done
     echo "pytest_add_cli_args ="
-    printf '    %s\n' -p no:cacheprovider -m "not gpu" -x
+    printf '    %s\n' -p no:cacheprovider -m "${marks[$part]:-not gpu}" -x
     echo "process_isolation = forkserver"  # torch is not fork-safe after the stats run
   } > "$work/setup.cfg"
   read -r -a wanted <<< "${names[$part]:-}"

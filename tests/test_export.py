@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +293,199 @@ def test_nan_logits_fail_the_export_comparison(tmp_path: Path, monkeypatch: pyte
         monkeypatch.setattr(export_module, "compare_logits", lambda *_args: figures)
     with pytest.raises(ArtifactError, match=r"max \|Δlogit\| (nan|0) .*argmax agreement (0\.0000|100\.0000|nan)%"):
         export_module._compare(None, tmp_path / "fcn.onnx", spec, ExportConfig(progress=False))
+
+
+# --- the export's checks, fed figures that must fail (no model exported) -----------------------------------
+
+SMALL = ShapeRange((1, 32, 32), (1, 32, 32), (2, 64, 64))
+
+
+class StandInSession:
+    """ONNX Runtime's place in the comparison: returns the reference logits changed by ``change``, and labels
+    (the argmax of what it returns, changed by ``change_labels``) when the spec names a labels output."""
+
+    def __init__(self, spec: ModelSpec, change=lambda logits: logits, change_labels=lambda labels: labels) -> None:
+        self.spec, self.change, self.change_labels, self.feeds = spec, change, change_labels, []
+
+    def run(self, _names, feed):
+        batch = feed[self.spec.input_name]
+        self.feeds.append(batch.shape)
+        logits = self.change(reference_logits(None, batch, self.spec))
+        if not self.spec.labels_name:
+            return [logits]
+        return [logits, self.change_labels(logits.argmax(axis=1).astype(np.uint8))]
+
+
+def reference_logits(_model, batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Deterministic 'PyTorch' logits for a batch: class 1 leads class 0 by 0.5 everywhere, peak 10."""
+    logits = np.zeros((batch.shape[0], spec.num_classes, *batch.shape[2:]), np.float32)
+    logits[:, 0], logits[:, 1], logits[:, 2] = 1.0, 1.5, -10.0
+    return logits
+
+
+def compare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session: StandInSession, config: ExportConfig):
+    monkeypatch.setattr(export_module, "_torch_logits", reference_logits)
+    monkeypatch.setattr(export_module, "_ort_session", lambda _path: session)
+    return export_module._compare(None, tmp_path / "fcn.onnx", session.spec, config)
+
+
+def flip_pixels(count: int):
+    """Swap the two leading classes on ``count`` pixels of the first image: an argmax change, |Δlogit| 0.5."""
+    def change(logits):
+        logits = logits.copy()
+        flat = logits[0, :2].reshape(2, -1)
+        flat[:, :count] = flat[::-1, :count].copy()
+        logits[0, :2] = flat.reshape(logits[0, :2].shape)
+        return logits
+    return change
+
+
+def test_the_comparison_checks_each_size_at_the_clamped_batch(monkeypatch, tmp_path: Path) -> None:
+    spec = ModelSpec(arch="fcn32s", shape_range=ShapeRange((3, 32, 32), (3, 32, 32), (4, 64, 64)))
+    session = StandInSession(spec)
+    checks = compare(monkeypatch, tmp_path, session, ExportConfig(verify_sizes=((32, 64), (64, 32)), progress=False))
+    assert session.feeds == [(3, 3, 32, 64), (3, 3, 64, 32)]  # verify_batch 2 raised to the model's minimum 3
+    assert [(c.batch, c.height, c.width, c.max_abs_diff, c.max_abs_logit, c.argmax_agreement, c.labels_agreement)
+            for c in checks] == [(3, 32, 64, 0.0, 10.0, 1.0, None), (3, 64, 32, 0.0, 10.0, 1.0, None)]
+    capped = StandInSession(spec.replace(shape_range=ShapeRange((1, 32, 32), (1, 32, 32), (1, 64, 64))))
+    compare(monkeypatch, tmp_path, capped, ExportConfig(verify_sizes=((32, 32),), progress=False))
+    assert capped.feeds == [(1, 3, 32, 32)]  # and lowered to its maximum 1
+
+
+@pytest.mark.parametrize(("shift", "passes"), [(0.0099, True), (0.0101, False)])
+def test_the_logit_tolerance_is_relative_to_the_largest_logit(monkeypatch, tmp_path: Path, shift, passes) -> None:
+    """rtol 1e-3 of max |logit| 10: a shift of 0.0099 passes, 0.0101 does not."""
+    session = StandInSession(ModelSpec(arch="fcn32s", shape_range=SMALL), lambda logits: logits + np.float32(shift))
+    config = ExportConfig(verify_sizes=((32, 32),), progress=False)
+    if passes:
+        assert compare(monkeypatch, tmp_path, session, config)[0].max_abs_diff == pytest.approx(shift, abs=1e-6)
+        return
+    with pytest.raises(ArtifactError) as info:
+        compare(monkeypatch, tmp_path, session, config)
+    assert str(info.value).startswith("the ONNX export diverges from the checkpoint at 2×32×32: max |Δlogit| 0.0101")
+    assert "(allowed: max |Δlogit| <= 0.001 × max |logit|, agreement >= 99.9%); nothing was written" in str(info.value)
+    assert info.value.hint == "report this with the checkpoint; try another --opset"
+
+
+@pytest.mark.parametrize(("flipped", "passes"), [(1, True), (2, False)])
+def test_argmax_agreement_is_checked_on_its_own(monkeypatch, tmp_path: Path, flipped, passes) -> None:
+    """With a loose logit tolerance, the argmax agreement alone decides: 1 of 1024 pixels may change, not 2."""
+    session = StandInSession(ModelSpec(arch="fcn32s", shape_range=SMALL), flip_pixels(flipped))
+    config = ExportConfig(verify_sizes=((32, 32),), verify_batch=1, rtol=0.5, min_agreement=1 - 1 / 1024,
+                          progress=False)
+    if passes:
+        assert compare(monkeypatch, tmp_path, session, config)[0].argmax_agreement == 1 - 1 / 1024
+        return
+    with pytest.raises(ArtifactError, match=r"argmax agreement 99\.8047%"):
+        compare(monkeypatch, tmp_path, session, config)
+
+
+@pytest.mark.parametrize(("flipped", "passes"), [(0, True), (1, True), (2, False)])
+def test_the_labels_output_is_held_to_the_same_agreement(monkeypatch, tmp_path: Path, flipped, passes) -> None:
+    spec = ModelSpec(arch="fcn32s", shape_range=SMALL, labels_name="labels")
+
+    def change_labels(labels):
+        labels = labels.copy()
+        labels.reshape(-1)[:flipped] = 7
+        return labels
+
+    session = StandInSession(spec, change_labels=change_labels)
+    config = ExportConfig(verify_sizes=((32, 32),), verify_batch=1, min_agreement=1 - 1 / 1024, progress=False)
+    if passes:
+        (check,) = compare(monkeypatch, tmp_path, session, config)
+        assert check.labels_agreement == 1 - flipped / 1024 and check.argmax_agreement == 1.0
+        return
+    with pytest.raises(ArtifactError, match=r"labels output 99\.8047%"):
+        compare(monkeypatch, tmp_path, session, config)
+
+
+def test_each_check_is_said_in_one_line() -> None:
+    check = export_module.ExportCheck(2, 64, 96, 0.00012345, 12.5, 0.9991234)
+    assert check.describe() == ("2×64×96: max |Δlogit| 0.000123 (max |logit| 12.5), argmax agreement 99.9123%")
+    assert replace(check, labels_agreement=0.5).describe().endswith(
+        "argmax agreement 99.9123%, labels output 50.0000%")
+
+
+@pytest.mark.parametrize(("shape_range", "expected"), [
+    (ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256)), ((64, 96), (96, 192))),  # one grid step, three across
+    (ShapeRange((1, 32, 32), (1, 256, 224), (4, 256, 256)), ((256, 224), (224, 128))),  # at the top: step down
+    (ShapeRange((1, 64, 32), (1, 64, 32), (4, 64, 64)), ((64, 32),)),  # nowhere else to go but the same size
+])
+def test_the_comparison_sizes_are_the_opt_size_and_one_differing_on_both_axes(shape_range, expected) -> None:
+    spec = ModelSpec(arch="fcn32s", shape_range=shape_range)
+    assert export_module._verify_sizes(spec, ExportConfig()) == expected
+    assert export_module._verify_sizes(spec, ExportConfig(verify_sizes=((32, 32),))) == ((32, 32),)
+
+
+@pytest.mark.parametrize(("config", "changes", "message", "fix"), [
+    (ExportConfig(opset=16), {}, "opset 16 is too old for this exporter", "use opset 17 or newer (default 18)"),
+    (ExportConfig(output_name="image"), {}, "input/output names must be distinct and non-empty, got ['image', "
+     "'image']", None),
+    (ExportConfig(input_name=""), {}, "input/output names must be distinct and non-empty, got ['', 'logits']", None),
+    (ExportConfig(with_argmax=True, labels_name="logits"), {}, "input/output names must be distinct", None),
+    (ExportConfig(labels_dtype="int32"), {}, "labels_dtype 'int32' is not supported", "use one of: uint8, int64"),
+    (ExportConfig(with_argmax=True), {"num_classes": 257}, "257 classes do not fit uint8 labels",
+     "use labels_dtype 'int64'"),
+    (ExportConfig(rtol=0.0), {}, "tolerances out of range: rtol 0.0, min_agreement 0.999", None),
+    (ExportConfig(rtol=1.0), {}, "tolerances out of range: rtol 1.0", None),
+    (ExportConfig(min_agreement=0.0), {}, "tolerances out of range: rtol 0.001, min_agreement 0.0", None),
+    (ExportConfig(min_agreement=1.01), {}, "tolerances out of range", None),
+    (ExportConfig(), {"shape_range": ShapeRange((1, 48, 32), (1, 64, 96), (4, 256, 256))},
+     "shape range min height×width 48×32 is not a multiple of 32",
+     "give every height and width of the shape range as a multiple of 32"),
+    (ExportConfig(), {"shape_range": ShapeRange((1, 32, 32), (1, 64, 80), (4, 256, 256))},
+     "shape range opt height×width 64×80 is not a multiple of 32", None),
+    (ExportConfig(), {"shape_range": ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 250))},
+     "shape range max height×width 256×250 is not a multiple of 32", None),
+    (ExportConfig(verify_sizes=((64, 80),)), {}, "comparison size 64×80 is not a 32-multiple inside the shape range",
+     None),
+    (ExportConfig(verify_sizes=((80, 64),)), {}, "comparison size 80×64", None),
+    (ExportConfig(verify_sizes=((288, 64),)), {}, "comparison size 288×64", None),
+])
+def test_each_option_the_export_cannot_honour_is_named_with_its_fix(config, changes, message, fix) -> None:
+    names = {"num_classes": 257, "class_names": tuple(f"c{i}" for i in range(257)),
+             "palette": tuple((i % 256, 0, 0) for i in range(257))} if changes.get("num_classes") else {}
+    spec = ModelSpec(arch="fcn32s", shape_range=RANGE).replace(**{**changes, **names})
+    with pytest.raises(InputError) as info:
+        export_module._check_config(spec, config)
+    assert str(info.value).startswith(message)
+    if fix is not None:
+        assert info.value.hint == fix
+
+
+@pytest.mark.parametrize("config", [
+    ExportConfig(opset=17), ExportConfig(labels_name="logits"),  # the labels name counts only with the argmax
+    ExportConfig(with_argmax=True, labels_dtype="int64"), ExportConfig(min_agreement=1.0),
+    ExportConfig(rtol=0.999), ExportConfig(verify_sizes=((256, 256), (32, 32))),
+])
+def test_the_limits_of_the_options_are_accepted(config) -> None:
+    spec = ModelSpec(arch="fcn32s", shape_range=RANGE)
+    export_module._check_config(spec, config)
+    names = {"num_classes": 256, "class_names": tuple(f"c{i}" for i in range(256)),
+             "palette": tuple((i % 256, 0, 0) for i in range(256))}
+    export_module._check_config(spec.replace(**names), ExportConfig(with_argmax=True))  # 256 fit uint8
+    export_module._check_config(spec.replace(**{**names, "num_classes": 257, "class_names": names["class_names"] +
+                                                ("c256",), "palette": names["palette"] + ((0, 0, 1),)}),
+                                ExportConfig(with_argmax=False))  # no labels output, no uint8 limit
+
+
+def test_the_graph_check_refuses_external_weights_non_finite_weights_and_an_invalid_graph(tmp_path: Path) -> None:
+    spec = ModelSpec(arch="fcn32s", shape_range=RANGE)
+    export_module.check_graph(_tiny_model(spec), spec, "good.onnx")
+    external = _tiny_model(spec)
+    external.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.ones((21, 3, 1, 1), np.float32), "w"))
+    onnx.save_model(external, str(tmp_path / "x.onnx"), save_as_external_data=True, location="x.data",
+                    size_threshold=0)
+    with pytest.raises(ArtifactError, match=r"^x\.onnx keeps weights in external data files") as info:
+        export_module.check_graph(onnx.load(str(tmp_path / "x.onnx"), load_external_data=False), spec, "x.onnx")
+    assert info.value.hint == "re-export it as one self-contained file"
+    nan = _tiny_model(spec)
+    nan.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.full((21, 3, 1, 1), np.nan, np.float32), "w"))
+    with pytest.raises(ArtifactError, match=r"^nan\.onnx holds non-finite weights"):
+        export_module.check_graph(nan, spec, "nan.onnx")
+    invalid = _tiny_model(spec)
+    invalid.graph.node[0].input[1] = "missing"
+    with pytest.raises(ArtifactError, match=r"^bad\.onnx fails the ONNX checker \("):
+        export_module.check_graph(invalid, spec, "bad.onnx")
+    with pytest.raises(ArtifactError, match=r"^other\.onnx: the model spec contradicts the graph"):
+        export_module.check_graph(_tiny_model(spec, classes=5), spec, "other.onnx")
