@@ -180,3 +180,134 @@ def test_an_ir_travels_with_its_weights_and_sidecar(tmp_path: Path) -> None:
         tmp_path / "fcn.int8.xml", tmp_path / "fcn.int8.xml.json", tmp_path / "fcn.int8.bin"]
     assert [place.path for place in with_sidecar("the model", tmp_path / "fcn.onnx")] == [
         tmp_path / "fcn.onnx", tmp_path / "fcn.onnx.json"]
+
+
+# --- the cross-checks' refusals, word for word (mutation survivors) ------------------------------------------
+
+
+def test_a_sidecar_written_for_another_file_is_refused_by_its_hash(tiny_fcn: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from fcn_deploy.contract import check_sidecar, save_onnx, spec_from_onnx
+
+    model = _proto(tiny_fcn)
+    path = save_onnx(model, tmp_path / "m.onnx", spec_from_onnx(model, "tiny"))
+    assert check_sidecar(path, spec_from_onnx(model, "tiny")) is True  # the file fcn-deploy wrote
+    shutil.copy(tiny_fcn.with_name(tiny_fcn.name + ".json"), path.with_name("m.onnx.json"))  # no hash recorded
+    assert check_sidecar(path, spec_from_onnx(model, "tiny")) is False
+    save_onnx(model, path, spec_from_onnx(model, "tiny"))
+    with path.open("ab") as file:
+        file.write(b"\0")  # the model changed after its sidecar was written
+    with pytest.raises(ArtifactError) as info:
+        check_sidecar(path, spec_from_onnx(model, "tiny"))
+    assert str(info.value).startswith("m.onnx.json was written for a different m.onnx (SHA-256 differs)")
+    assert info.value.hint == "re-export, or delete the stale sidecar"
+
+
+def test_a_disagreeing_sidecar_names_every_field_and_the_fix(tiny_fcn: Path, tmp_path: Path) -> None:
+    from fcn_deploy.contract import check_sidecar, spec_from_onnx
+
+    spec = spec_from_onnx(_proto(tiny_fcn), "tiny")
+    write_sidecar(tmp_path / "m.onnx", spec.replace(arch="fcn8s", input_name="rgb"))
+    with pytest.raises(ArtifactError) as info:
+        check_sidecar(tmp_path / "m.onnx", spec)
+    assert str(info.value).startswith(f"{tmp_path / 'm.onnx'} and its sidecar m.onnx.json disagree on arch, input_name")
+    assert info.value.hint == "the sidecar belongs to another export: re-export, or delete the stale sidecar"
+
+
+def test_a_sidecar_is_sorted_indented_json_ending_in_a_newline(tmp_path: Path) -> None:
+    """Readable and diff-friendly: two-space indents, keys in order, one trailing newline."""
+    import json
+
+    from fcn_deploy.spec import ModelSpec
+
+    text = write_sidecar(tmp_path / "m.onnx", ModelSpec(arch="fcn32s"), {"zeta": 1, "alpha": 2}).read_text()
+    document = json.loads(text)
+    assert list(document) == ["alpha", "spec", "zeta"] and list(document["spec"]) == sorted(document["spec"])
+    assert text.splitlines()[1].startswith('  "alpha"') and text.endswith("}\n") and not text.endswith("\n\n")
+
+
+def test_nan_in_a_constant_node_is_found_and_an_unnamed_one_shown_as_a_constant() -> None:
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import check_finite_onnx, non_finite_initializers
+
+    helper = onnx.helper
+    value = onnx.numpy_helper.from_array(np.array([1.0, np.nan], np.float32))  # no name
+    nodes = [helper.make_node("Constant", [], ["c"], value=value),
+             helper.make_node("Constant", [], ["d"], value_float=1.0),  # a scalar attribute, no tensor
+             helper.make_node("Identity", ["c"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("out", 1, [2])])
+    assert non_finite_initializers(helper.make_model(graph)) == ["(constant)"]
+    with pytest.raises(ArtifactError) as info:
+        check_finite_onnx(helper.make_model(graph), "c.onnx")
+    assert info.value.hint == "make the model again from a checkpoint with finite weights (every stage refuses others)"
+
+
+def test_a_file_with_non_finite_weights_is_refused_by_its_path(tiny_fcn: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import check_finite_onnx_file
+
+    model = _proto(tiny_fcn)
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(
+        np.full((8, 3, 3, 3), np.inf, np.float32), model.graph.initializer[0].name))
+    onnx.save(model, str(tmp_path / "inf.onnx"))
+    with pytest.raises(ArtifactError, match=rf"^{tmp_path / 'inf.onnx'} holds non-finite weights .* body\.weight;"):
+        check_finite_onnx_file(tmp_path / "inf.onnx")
+    check_finite_onnx_file(tiny_fcn)
+
+
+def test_load_onnx_names_the_file_in_every_refusal(tiny_fcn: Path, tmp_path: Path) -> None:
+    from fcn_deploy.contract import EXPORT_HINT, load_onnx, spec_from_onnx
+
+    (tmp_path / "cut.onnx").write_bytes(b"\x08\x07\x12\x04not a model")
+    with pytest.raises(ArtifactError, match=r"cut\.onnx is not a readable ONNX model") as info:
+        load_onnx(tmp_path / "cut.onnx")
+    assert info.value.hint == EXPORT_HINT
+    foreign = _proto(tiny_fcn)
+    del foreign.metadata_props[:]
+    pytest.importorskip("onnx").save(foreign, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(ArtifactError, match=rf"^{tmp_path / 'foreign.onnx'} is not an fcn-deploy ONNX model"):
+        load_onnx(tmp_path / "foreign.onnx")
+    model = _proto(tiny_fcn)
+    model.metadata_props[0].value = spec_from_onnx(model, "tiny").replace(num_classes=5, class_names=tuple("abcde"),
+                                                                          palette=((0, 0, 0),) * 5).to_json()
+    pytest.importorskip("onnx").save(model, str(tmp_path / "five.onnx"))
+    with pytest.raises(ArtifactError, match=rf"^{tmp_path / 'five.onnx'}: the model spec contradicts the graph"):
+        load_onnx(tmp_path / "five.onnx")
+
+
+def test_every_contradiction_between_spec_and_graph_is_listed_with_the_fix() -> None:
+    from fcn_deploy.contract import TensorSignature, check_spec_against_signatures
+    from fcn_deploy.spec import ModelSpec
+
+    spec = ModelSpec(arch="fcn32s", labels_name="labels")
+    inputs = [TensorSignature("image", 2, (None, 3, None, None))]  # uint8 where the spec takes float NCHW
+    outputs = [TensorSignature("logits", 1, (None, 5, None, None)), TensorSignature("labels", 1, (None, None, None))]
+    with pytest.raises(ArtifactError) as info:
+        check_spec_against_signatures(inputs, outputs, spec, "m.onnx")
+    assert str(info.value).startswith(
+        f"m.onnx: the model spec contradicts the graph: input 'image' uint8 ?×3×?×? is not {spec.layout_name} "
+        f"(input_format {spec.input_format}); output 'logits' float32 ?×5×?×? has 5 classes, the spec 21; "
+        "labels output 'labels' float32 ?×?×? is not N×H×W uint8/int64")
+    assert info.value.hint == "the file was modified after export; re-export it with 'fcn-deploy export'"
+    labels_only = [outputs[0], TensorSignature("labels", 2, (None, None, None))]
+    with pytest.raises(ArtifactError, match=r"outputs are \['logits'\], the spec names \['logits', 'labels'\]"):
+        check_spec_against_signatures([TensorSignature("image", 1, (None, 3, None, None))], labels_only[:1], spec, "m")
+
+
+def test_a_tensor_is_described_by_name_type_and_dims() -> None:
+    from fcn_deploy.contract import TensorSignature
+
+    assert TensorSignature("x", 10, (1, None, 7)).describe() == "'x' float16 1×?×7"
+    assert TensorSignature("y", 6, ()).describe() == "'y' type 6 "
+
+
+def test_each_place_of_an_artifact_is_named_for_the_user(tmp_path: Path) -> None:
+    from fcn_deploy.contract import with_sidecar
+
+    assert [place.what for place in with_sidecar("the IR", tmp_path / "fcn.xml")] == [
+        "the IR", "the sidecar of the IR", "the weights of the IR"]
