@@ -311,3 +311,82 @@ def test_each_place_of_an_artifact_is_named_for_the_user(tmp_path: Path) -> None
 
     assert [place.what for place in with_sidecar("the IR", tmp_path / "fcn.xml")] == [
         "the IR", "the sidecar of the IR", "the weights of the IR"]
+
+
+def _signatures(image=(1, (None, 3, None, None)), logits=(1, (None, 21, None, None)), labels=None):
+    from fcn_deploy.contract import TensorSignature
+
+    outputs = [TensorSignature("logits", *logits)] + ([TensorSignature("labels", *labels)] if labels else [])
+    return [TensorSignature("image", *image)], outputs
+
+
+@pytest.mark.parametrize(("spec_changes", "signatures", "problem"), [
+    ({}, _signatures(), None),
+    ({"precision": "fp16"}, _signatures(image=(10, (None, 3, None, None)), logits=(10, (None, 21, None, None))), None),
+    ({}, _signatures(image=(10, (None, 3, None, None))), "input 'image' float16 ?×3×?×? is not"),  # fp16 in fp32
+    ({"input_format": "uint8_nhwc"}, _signatures(image=(2, (None, None, None, 3))), None),
+    ({"input_format": "uint8_nhwc"}, _signatures(image=(1, (None, None, None, 3))), "input 'image' float32"),
+    ({"input_format": "uint8_nhwc"}, _signatures(image=(2, (None, 3, None, 4))), "input 'image' uint8 ?×3×?×4"),
+    ({}, _signatures(image=(1, (None, 3, None))), "input 'image' float32 ?×3×? is not"),  # rank 3
+    ({}, _signatures(image=(1, (None, 4, None, None))), "input 'image' float32 ?×4×?×? is not"),
+    ({}, _signatures(image=(1, (None, None, None, None))), None),  # a symbolic channel count is accepted
+    ({}, _signatures(logits=(2, (None, 21, None, None))), "output 'logits' uint8 ?×21×?×? is not N×C×H×W float"),
+    ({}, _signatures(logits=(1, (None, 21, None))), "output 'logits' float32 ?×21×? is not N×C×H×W float"),
+    ({}, _signatures(logits=(1, (None, None, 7, None))), None),  # classes symbolic, a fixed height is fine
+    ({}, _signatures(logits=(1, (None, 20, None, None))), "output 'logits' float32 ?×20×?×? has 20 classes, the "
+     "spec 21"),
+    ({"labels_name": "labels"}, _signatures(labels=(7, (None, None, None))), None),
+    ({"labels_name": "labels"}, _signatures(labels=(2, (None, None, None, None))), "labels output 'labels' uint8"),
+    ({"labels_name": "labels"}, _signatures(labels=(1, (None, None, None))), "labels output 'labels' float32"),
+])
+def test_the_spec_and_graph_rules(spec_changes, signatures, problem) -> None:
+    """Input: the layout's dtype (float16 too for an fp16 model), rank 4, 3 channels or symbolic; logits: float,
+    rank 4, the spec's class count or symbolic; labels: uint8 or int64, rank 3."""
+    from fcn_deploy.contract import check_spec_against_signatures
+    from fcn_deploy.spec import ModelSpec
+
+    spec = ModelSpec(arch="fcn32s").replace(**spec_changes)
+    if problem is None:
+        check_spec_against_signatures(*signatures, spec, "m.onnx")
+        return
+    with pytest.raises(ArtifactError) as info:
+        check_spec_against_signatures(*signatures, spec, "m.onnx")
+    assert str(info.value).startswith(f"m.onnx: the model spec contradicts the graph: {problem}")
+
+
+def test_a_graphs_fixed_and_symbolic_dims_are_read_as_numbers_and_none() -> None:
+    onnx = pytest.importorskip("onnx")
+    from fcn_deploy.contract import _signature
+
+    value = onnx.helper.make_tensor_value_info("image", 1, ["n", 3, 64, "w"])
+    assert _signature(value) == type(_signature(value))("image", 1, (None, 3, 64, None))
+
+
+def test_every_refusal_of_a_missing_or_unreadable_sidecar_names_the_fix(tmp_path: Path) -> None:
+    from fcn_deploy.contract import read_sidecar
+
+    with pytest.raises(ArtifactError, match=r"m\.onnx has no sidecar m\.onnx\.json") as info:
+        read_sidecar(tmp_path / "m.onnx")
+    assert info.value.hint == ("keep the .json file that fcn-deploy wrote next to the artifact, or re-run the stage "
+                               "that made it")
+    (tmp_path / "m.onnx.json").write_text("{")
+    with pytest.raises(ArtifactError, match=r"cannot read sidecar") as info:
+        read_sidecar(tmp_path / "m.onnx")
+    assert info.value.hint == "delete the damaged sidecar and re-run the stage that made the artifact"
+    (tmp_path / "m.onnx.json").write_text('{"other": 1}')
+    with pytest.raises(ArtifactError, match=rf"{tmp_path / 'm.onnx.json'}"):  # no spec: named by its file
+        read_sidecar(tmp_path / "m.onnx")
+
+
+def test_a_missing_artifact_is_an_input_error_naming_what_and_the_fix(tmp_path: Path) -> None:
+    from fcn_deploy.contract import EXPORT_HINT, require_artifact
+    from fcn_deploy.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        require_artifact(tmp_path / "gone.onnx")
+    assert str(info.value).startswith(f"ONNX model not found: {tmp_path / 'gone.onnx'}") and info.value.hint == EXPORT_HINT
+    with pytest.raises(InputError) as info:
+        require_artifact(tmp_path, "engine", "build one")
+    assert str(info.value).startswith(f"engine not found: {tmp_path}") and info.value.hint == "build one"
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert require_artifact(str(tmp_path / "m.onnx")) == tmp_path / "m.onnx"
