@@ -390,3 +390,15 @@ def test_a_missing_artifact_is_an_input_error_naming_what_and_the_fix(tmp_path: 
     assert str(info.value).startswith(f"engine not found: {tmp_path}") and info.value.hint == "build one"
     (tmp_path / "m.onnx").write_bytes(b"x")
     assert require_artifact(str(tmp_path / "m.onnx")) == tmp_path / "m.onnx"
+
+
+def test_the_spec_in_metadata_is_named_as_such_and_a_foreign_model_told_how_to_get_one() -> None:
+    from fcn_deploy.contract import ONNX_METADATA_KEY, spec_from_metadata
+
+    with pytest.raises(ArtifactError, match=r"^m\.onnx metadata holds a malformed fcn-deploy model spec"):
+        spec_from_metadata({ONNX_METADATA_KEY: '{"arch": 1}'}, "m.onnx")
+    with pytest.raises(ArtifactError, match=r"^m\.onnx is not an fcn-deploy ONNX model \(no 'fcn_deploy\.spec' "
+                                            r"metadata\)") as info:
+        spec_from_metadata({"other": "x"}, "m.onnx")
+    assert info.value.hint == ("export it with 'fcn-deploy export CHECKPOINT'; other ONNX models lack the spec "
+                               "(classes, normalisation, alignment) it needs")
