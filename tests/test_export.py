@@ -324,9 +324,18 @@ def reference_logits(_model, batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 def compare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session: StandInSession, config: ExportConfig):
-    monkeypatch.setattr(export_module, "_torch_logits", reference_logits)
-    monkeypatch.setattr(export_module, "_ort_session", lambda _path: session)
-    return export_module._compare(None, tmp_path / "fcn.onnx", session.spec, config)
+    """``_compare`` of a stand-in model and session; checks that it ran the model it was given on the file it wrote."""
+    model, opened = object(), []
+
+    def torch_logits(given, batch, spec):
+        assert given is model
+        return reference_logits(given, batch, spec)
+
+    monkeypatch.setattr(export_module, "_torch_logits", torch_logits)
+    monkeypatch.setattr(export_module, "_ort_session", lambda path: opened.append(path) or session)
+    checks = export_module._compare(model, tmp_path / "fcn.onnx", session.spec, config)
+    assert opened == [tmp_path / "fcn.onnx"]
+    return checks
 
 
 def flip_pixels(count: int):
@@ -347,6 +356,12 @@ def test_the_comparison_checks_each_size_at_the_clamped_batch(monkeypatch, tmp_p
     assert session.feeds == [(3, 3, 32, 64), (3, 3, 64, 32)]  # verify_batch 2 raised to the model's minimum 3
     assert [(c.batch, c.height, c.width, c.max_abs_diff, c.max_abs_logit, c.argmax_agreement, c.labels_agreement)
             for c in checks] == [(3, 32, 64, 0.0, 10.0, 1.0, None), (3, 64, 32, 0.0, 10.0, 1.0, None)]
+    again = StandInSession(spec, lambda logits: logits)
+    again_feeds = []
+    again.run = lambda names, feed: again_feeds.append(feed[spec.input_name]) or StandInSession.run(again, names, feed)
+    for _ in range(2):
+        compare(monkeypatch, tmp_path, again, ExportConfig(verify_sizes=((32, 64), (64, 32)), progress=False))
+    assert all(np.array_equal(a, b) for a, b in zip(again_feeds[:2], again_feeds[2:]))  # the same batches each run
     capped = StandInSession(spec.replace(shape_range=ShapeRange((1, 32, 32), (1, 32, 32), (1, 64, 64))))
     compare(monkeypatch, tmp_path, capped, ExportConfig(verify_sizes=((32, 32),), progress=False))
     assert capped.feeds == [(1, 3, 32, 32)]  # and lowered to its maximum 1
@@ -365,6 +380,23 @@ def test_the_logit_tolerance_is_relative_to_the_largest_logit(monkeypatch, tmp_p
     assert str(info.value).startswith("the ONNX export diverges from the checkpoint at 2×32×32: max |Δlogit| 0.0101")
     assert "(allowed: max |Δlogit| <= 0.001 × max |logit|, agreement >= 99.9%); nothing was written" in str(info.value)
     assert info.value.hint == "report this with the checkpoint; try another --opset"
+
+
+def test_all_zero_logits_on_both_sides_agree(monkeypatch, tmp_path: Path) -> None:
+    """No logit at all (max |logit| 0): a difference of 0 passes the relative tolerance through its small floor."""
+    session = StandInSession(ModelSpec(arch="fcn32s", shape_range=SMALL), np.zeros_like)
+    monkeypatch.setattr(export_module, "_torch_logits", lambda _model, batch, spec: np.zeros_like(
+        reference_logits(None, batch, spec)))
+    monkeypatch.setattr(export_module, "_ort_session", lambda _path: session)
+    (check,) = export_module._compare(None, tmp_path / "fcn.onnx", session.spec,
+                                      ExportConfig(verify_sizes=((32, 32),), progress=False))
+    assert (check.max_abs_diff, check.max_abs_logit, check.argmax_agreement) == (0.0, 0.0, 1.0)
+
+
+def test_each_comparison_is_one_indented_progress_line(monkeypatch, tmp_path: Path, capsys) -> None:
+    session = StandInSession(ModelSpec(arch="fcn32s", shape_range=SMALL))
+    (check,) = compare(monkeypatch, tmp_path, session, ExportConfig(verify_sizes=((32, 32),)))
+    assert capsys.readouterr().err.splitlines() == ["  " + check.describe()]
 
 
 @pytest.mark.parametrize(("flipped", "passes"), [(1, True), (2, False)])
@@ -409,6 +441,7 @@ def test_each_check_is_said_in_one_line() -> None:
 @pytest.mark.parametrize(("shape_range", "expected"), [
     (ShapeRange((1, 32, 32), (1, 64, 96), (4, 256, 256)), ((64, 96), (96, 192))),  # one grid step, three across
     (ShapeRange((1, 32, 32), (1, 256, 224), (4, 256, 256)), ((256, 224), (224, 128))),  # at the top: step down
+    (ShapeRange((1, 32, 32), (1, 224, 160), (4, 256, 256)), ((224, 160), (256, 256))),  # a step up to the max
     (ShapeRange((1, 64, 32), (1, 64, 32), (4, 64, 64)), ((64, 32),)),  # nowhere else to go but the same size
 ])
 def test_the_comparison_sizes_are_the_opt_size_and_one_differing_on_both_axes(shape_range, expected) -> None:
