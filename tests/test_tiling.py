@@ -482,8 +482,9 @@ def test_tile_rows_two_apart_that_still_overlap_are_not_neighbours_only():
 
 def test_padding_down_is_refused_on_either_axis():
     for height, width in [(4, 6), (6, 2)]:
-        with pytest.raises(ValueError, match=rf"^cannot pad 5x3 down to {height}x{width}$"):
-            pad_to(np.zeros((5, 3, 3), np.uint8), height, width)
+        for image in (np.zeros((5, 3, 4), np.uint8), np.zeros((5, 3), np.uint8)):  # the size is height × width
+            with pytest.raises(ValueError, match=rf"^cannot pad 5x3 down to {height}x{width}$"):
+                pad_to(image, height, width)
 
 
 def test_the_blend_windows_are_hann_and_gaussian_profiles():
