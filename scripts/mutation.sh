@@ -2,7 +2,7 @@
 # Mutation testing (mutmut 3) of the gates, the model contract, tiling and the segmenter: every surviving mutant
 # is either an equivalent one or a missing test. Not part of CI: it takes about an hour on two cores.
 #
-#   bash scripts/mutation.sh [PART ...]      parts: gate contract tiling segmenter export (default: all)
+#   bash scripts/mutation.sh [PART [MUTANT ...]]   parts: gate contract tiling segmenter export (default: all)
 #
 # Each part mutates one module and runs only the tests that mirror it (a module's own tests must kill its
 # mutants; the slow end-to-end tests would make a run take days), in a folder of its own, .mutation/PART
@@ -70,6 +70,6 @@ for part in "${chosen[@]}"; do
   } > "$work/setup.cfg"
   read -r -a wanted <<< "${names[$part]:-}"
   ((${#pattern[@]})) && wanted=("${pattern[@]}")
-  echo "== $part: ${module[$part]} against ${tests[$part]//$'\n'/ }" | tr -s ' '
+  echo "== $part: ${module[$part]} against ${tests[$part]}"
   (cd "$work" && nice "$mutmut" run "${wanted[@]}" && "$mutmut" results)
 done
