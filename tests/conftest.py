@@ -61,12 +61,21 @@ def pytest_collection_modifyitems(config, items):
     items[:] = kept
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before it runs: SIGINT back to its default, so Python turns it into KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def own_process(request) -> bool:
     """True in the test session's process, after the test has passed once more in a fresh pytest process.
 
     Tests that send real signals (Ctrl-C, SIGTERM) to their own process ask for it first and return at once when
-    it is True: the signal then meets a process like a user's, not a session that has loaded every runtime.
+    it is True: the signal then meets a process like a user's, not a session that has loaded every runtime. Like
+    a user's in a terminal, that process takes Ctrl-C even where the suite was started with it ignored (a
+    background job of a script): the CLI rightly keeps ignoring a signal ignored at its start.
     """
     marker = "FCN_DEPLOY_TEST_IN_OWN_PROCESS"
     if os.environ.get(marker) == request.node.nodeid:
@@ -74,6 +83,7 @@ def own_process(request) -> bool:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
         cwd=REPO_ROOT, env={**os.environ, marker: request.node.nodeid}, capture_output=True, text=True, timeout=300,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     assert done.returncode == 0, f"in its own process (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
     return True
