@@ -394,6 +394,16 @@ def tritonclient_missing(monkeypatch) -> None:
     _hide_package(monkeypatch, "tritonclient")
 
 
+@pytest.fixture(scope="session")
+def class_count():
+    """Spec changes for a model of ``count`` classes (names and palette colours to match), e.g. past uint8 labels."""
+    def changes(count: int) -> dict:
+        return dict(num_classes=count, class_names=tuple(f"c{i}" for i in range(count)),
+                    palette=tuple((i % 256, 0, i // 256) for i in range(count)))
+
+    return changes
+
+
 @pytest.fixture
 def parity_report():
     """Builds a parity report with passing figures, changed by keyword (for gates fed a stub report)."""

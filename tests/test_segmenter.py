@@ -314,9 +314,9 @@ def test_a_whole_pass_is_padded_to_the_models_smallest_size_and_says_so():
 
 
 def test_a_slide_result_says_its_tiles_tile_size_and_time():
-    result = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.5)).segment(noise(100, 100))
-    plan = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.5)).plan((100, 100))
-    assert (result.mode, result.tiles, result.input_hw) == ("slide", plan.count, (64, 64))
+    segmenter = make_segmenter(SegmenterConfig(tile=(64, 64), overlap=0.5))
+    result = segmenter.segment(noise(100, 100))
+    assert (result.mode, result.tiles, result.input_hw) == ("slide", segmenter.plan((100, 100)).count, (64, 64))
     assert 0 <= result.seconds < 60
 
 
@@ -407,16 +407,12 @@ def test_slide_agrees_with_whole_on_real_images(real_onnx, voc_sample_dir):
 ODD_RANGE = ShapeRange((1, 32, 64), (1, 64, 96), (4, 256, 128))  # no side equal to another: an index mix-up shows
 
 
-def test_256_classes_fit_uint8_labels_and_257_are_refused():
+def test_256_classes_fit_uint8_labels_and_257_are_refused(class_count):
     from fcn_deploy.errors import ArtifactError
 
-    def classes(count: int) -> dict:
-        return dict(num_classes=count, class_names=tuple(f"c{i}" for i in range(count)),
-                    palette=tuple((i % 256, 0, 0) for i in range(count)))
-
-    assert make_segmenter(**classes(256)).segment_labels(noise(40, 40)).dtype == np.uint8
+    assert make_segmenter(**class_count(256)).segment_labels(noise(40, 40)).dtype == np.uint8
     with pytest.raises(ArtifactError, match=r"^257 classes do not fit uint8 labels \(at most 256\)"):
-        make_segmenter(**classes(257))
+        make_segmenter(**class_count(257))
 
 
 def test_whole_mode_ignores_an_overlap_it_never_uses():
